@@ -1,0 +1,1 @@
+//! hashsched stratum hub library.

@@ -1,0 +1,1 @@
+//! hashsched operator library.
