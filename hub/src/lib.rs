@@ -1,1 +1,16 @@
-//! hashsched stratum hub library.
+//! hashsched stratum hub: a Stratum V1 proxy that routes each worker to the pool of the customer it
+//! serves, switches pools without reconnecting miners, and measures every worker from its shares.
+//!
+//! The library is also the contract with the operator: routing document types ([`routing`]),
+//! metric names ([`metrics`]) and per-worker facts ([`facts`]) are defined here once.
+
+pub mod admin;
+pub mod config;
+pub mod facts;
+pub mod metrics;
+pub mod pool_health;
+pub mod protocol;
+pub mod routing;
+pub mod share;
+pub mod sim;
+pub mod vardiff;
