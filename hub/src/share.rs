@@ -735,7 +735,7 @@ pub const HASHES_PER_DIFFICULTY: f64 = 4_294_967_296.0;
 /// Hashrate (H/s) from the sum of share difficulties over `seconds`: `Σd · 2^32 / s`.
 /// Zero for a non-positive or non-finite window.
 pub fn hashrate(difficulty_sum: f64, seconds: f64) -> f64 {
-    if !(seconds.is_finite() && seconds > 0.0) || !difficulty_sum.is_finite() {
+    if !(seconds.is_finite() && seconds > 0.0 && difficulty_sum.is_finite()) {
         return 0.0;
     }
     difficulty_sum * HASHES_PER_DIFFICULTY / seconds
@@ -744,7 +744,7 @@ pub fn hashrate(difficulty_sum: f64, seconds: f64) -> f64 {
 /// Expected shares per second for a miner of `hashrate` H/s at difficulty `d`:
 /// `λ = H / (d · 2^32)`.
 pub fn share_rate(hashrate: f64, difficulty: f64) -> f64 {
-    if !(difficulty.is_finite() && difficulty > 0.0) || !hashrate.is_finite() {
+    if !(difficulty.is_finite() && difficulty > 0.0 && hashrate.is_finite()) {
         return 0.0;
     }
     hashrate / (difficulty * HASHES_PER_DIFFICULTY)
