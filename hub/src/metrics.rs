@@ -1,1 +1,537 @@
-//! (being written)
+//! Metric and label names (the one place the hub, operator, recording rules and dashboards take
+//! them from) and the `/metrics` encoder.
+//!
+//! Per-worker and per-pool series are not kept in long-lived metric families: they are encoded on
+//! each scrape from the hub's own state ([`Snapshot`]), so a worker's series vanish exactly when it
+//! leaves the hub's table and cannot drift from [`crate::facts`]. Hub-wide counters and the forward
+//! latency histogram are ordinary `prometheus-client` metrics updated on the hot path.
+//!
+//! Names below are the EXPOSED sample names (counters end in `_total`), i.e. what PromQL uses.
+
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::facts::{PoolFacts, ShareResult, WorkerFacts};
+
+// ---- per worker -------------------------------------------------------------------------------
+/// Gauge 0/1: the worker has an authorized miner connection. `{worker}`
+pub const WORKER_CONNECTED: &str = "hashsched_worker_connected";
+/// Counter: final share count per bucket. `{worker, result}`; `result` ∈ [`result`].
+pub const WORKER_SHARES_TOTAL: &str = "hashsched_worker_shares_total";
+/// Counter: sum of miner-facing difficulty per bucket. `{worker, result}`
+pub const WORKER_SHARE_DIFFICULTY_TOTAL: &str = "hashsched_worker_share_difficulty_total";
+/// Gauge: forwarded shares waiting for the pool's verdict. `{worker}`
+pub const WORKER_SHARES_PENDING: &str = "hashsched_worker_shares_pending";
+/// Gauge: hashes per second from locally valid shares over a window. `{worker, window}`
+pub const WORKER_HASHRATE: &str = "hashsched_worker_hashrate_hashes_per_second";
+/// Gauge: unix time of the last locally valid share. `{worker}` (absent before the first share)
+pub const WORKER_LAST_SHARE: &str = "hashsched_worker_last_share_timestamp_seconds";
+/// Gauge: miner-facing difficulty. `{worker}`
+pub const WORKER_DIFFICULTY: &str = "hashsched_worker_difficulty";
+/// Info-style gauge (value 1): the pool the worker mines for and its assignment.
+/// `{worker, pool, contract, customer, role}` (empty string when unset)
+pub const WORKER_INFO: &str = "hashsched_worker_info";
+
+// ---- per pool ---------------------------------------------------------------------------------
+/// Gauge 0/1: at least one authorized upstream session. `{pool}`
+pub const POOL_UP: &str = "hashsched_pool_up";
+/// Gauge: smoothed submit round-trip time in seconds. `{pool}`
+pub const POOL_LATENCY: &str = "hashsched_pool_latency_seconds";
+/// Gauge: upstream sessions. `{pool}`
+pub const POOL_SESSIONS: &str = "hashsched_pool_sessions";
+/// Gauge: workers whose shares go to this pool. `{pool}`
+pub const POOL_WORKERS: &str = "hashsched_pool_workers";
+/// Gauge: pool difficulty of the newest session. `{pool}`
+pub const POOL_DIFFICULTY: &str = "hashsched_pool_difficulty";
+/// Counter: forwarded shares by pool verdict. `{pool, result}`; `result` ∈ accepted/rejected/lost
+pub const POOL_SHARES_TOTAL: &str = "hashsched_pool_shares_total";
+/// Counter: workers moved onto this pool (routing change or failover). `{pool}`
+pub const POOL_SWITCHES_TOTAL: &str = "hashsched_pool_switches_total";
+/// Counter: failed connection attempts and dropped sessions. `{pool}`
+pub const POOL_DISCONNECTS_TOTAL: &str = "hashsched_pool_disconnects_total";
+
+// ---- hub --------------------------------------------------------------------------------------
+/// Gauge: open miner connections.
+pub const HUB_CONNECTIONS: &str = "hashsched_hub_connections";
+/// Counter: accepted miner connections.
+pub const HUB_CONNECTIONS_TOTAL: &str = "hashsched_hub_connections_total";
+/// Counter: miner connections refused or closed by the hub. `{reason}`
+pub const HUB_CONNECTIONS_CLOSED_TOTAL: &str = "hashsched_hub_connections_closed_total";
+/// Histogram: time from reading a share to writing it upstream, seconds.
+pub const HUB_SHARE_FORWARD_LATENCY: &str = "hashsched_hub_share_forward_latency_seconds";
+/// Gauge: generation of the routing document in effect.
+pub const HUB_ROUTING_GENERATION: &str = "hashsched_hub_routing_generation";
+/// Counter: malformed or unexpected input. `{side, kind}`; `side` ∈ miner/pool
+pub const HUB_PROTOCOL_ERRORS_TOTAL: &str = "hashsched_hub_protocol_errors_total";
+/// Counter: submits that could not be attributed to an authorized worker. `{reason}`
+pub const HUB_UNATTRIBUTED_SUBMITS_TOTAL: &str = "hashsched_hub_unattributed_submits_total";
+/// Gauge: forwarded shares waiting for a pool verdict, all workers.
+pub const HUB_SHARES_PENDING: &str = "hashsched_hub_shares_pending";
+
+/// Label names.
+pub mod label {
+    pub const WORKER: &str = "worker";
+    pub const RESULT: &str = "result";
+    pub const WINDOW: &str = "window";
+    pub const POOL: &str = "pool";
+    pub const CONTRACT: &str = "contract";
+    pub const CUSTOMER: &str = "customer";
+    pub const ROLE: &str = "role";
+    pub const SIDE: &str = "side";
+    pub const KIND: &str = "kind";
+    pub const REASON: &str = "reason";
+}
+
+/// Values of the `result` label (one per [`ShareResult`]).
+pub mod result {
+    pub const ACCEPTED: &str = "accepted";
+    pub const BELOW_TARGET: &str = "below_target";
+    pub const REJECTED: &str = "rejected";
+    pub const LOST: &str = "lost";
+    pub const STALE: &str = "stale";
+    pub const DUPLICATE: &str = "duplicate";
+    pub const INVALID: &str = "invalid";
+}
+
+/// Values of the `side` label.
+pub mod side {
+    pub const MINER: &str = "miner";
+    pub const POOL: &str = "pool";
+}
+
+/// The `window` label value for a window length: `60` → `1m`, `300` → `5m`, `3600` → `1h`.
+pub fn window_label(seconds: u64) -> String {
+    if seconds > 0 && seconds % 3600 == 0 {
+        format!("{}h", seconds / 3600)
+    } else if seconds > 0 && seconds % 60 == 0 {
+        format!("{}m", seconds / 60)
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+fn family(exposed: &str) -> &str {
+    exposed.strip_suffix("_total").unwrap_or(exposed)
+}
+
+/// What the per-worker / per-pool encoder reads on each scrape.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub workers: Vec<WorkerFacts>,
+    pub pools: Vec<PoolFacts>,
+    pub connections: u64,
+    pub routing_generation: u64,
+    pub pending: u64,
+}
+
+/// Source of [`Snapshot`]s (the hub's state).
+pub trait SnapshotSource: Send + Sync + std::fmt::Debug + 'static {
+    fn snapshot(&self) -> Snapshot;
+}
+
+/// Hub-wide metrics updated on the hot path, plus the registry that encodes everything.
+#[derive(Debug)]
+pub struct HubMetrics {
+    registry: Registry,
+    pub connections_total: Counter,
+    pub connections_closed: Family<[(&'static str, &'static str); 1], Counter>,
+    pub protocol_errors: Family<[(&'static str, &'static str); 2], Counter>,
+    pub unattributed_submits: Family<[(&'static str, &'static str); 1], Counter>,
+    pub forward_latency: Histogram,
+}
+
+impl HubMetrics {
+    pub fn new(source: Arc<dyn SnapshotSource>) -> Self {
+        let mut registry = Registry::default();
+        let connections_total = Counter::default();
+        registry.register(
+            family(HUB_CONNECTIONS_TOTAL),
+            "Accepted miner connections",
+            connections_total.clone(),
+        );
+        let connections_closed = Family::default();
+        registry.register(
+            family(HUB_CONNECTIONS_CLOSED_TOTAL),
+            "Miner connections refused or closed by the hub, by reason",
+            connections_closed.clone(),
+        );
+        let protocol_errors = Family::default();
+        registry.register(
+            family(HUB_PROTOCOL_ERRORS_TOTAL),
+            "Malformed or unexpected input from miners and pools",
+            protocol_errors.clone(),
+        );
+        let unattributed_submits = Family::default();
+        registry.register(
+            family(HUB_UNATTRIBUTED_SUBMITS_TOTAL),
+            "Submits that could not be attributed to an authorized worker",
+            unattributed_submits.clone(),
+        );
+        // 50 µs .. ~1.6 s
+        let forward_latency = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(50e-6, 2.0, 16),
+        );
+        registry.register(
+            HUB_SHARE_FORWARD_LATENCY,
+            "Time from reading a share from a miner to writing it to the pool",
+            forward_latency.clone(),
+        );
+        registry.register_collector(Box::new(StateCollector { source }));
+        Self {
+            registry,
+            connections_total,
+            connections_closed,
+            protocol_errors,
+            unattributed_submits,
+            forward_latency,
+        }
+    }
+
+    pub fn protocol_error(&self, side: &'static str, kind: &'static str) {
+        self.protocol_errors
+            .get_or_create(&[(label::SIDE, side), (label::KIND, kind)])
+            .inc();
+    }
+
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&[(label::REASON, reason)])
+            .inc();
+    }
+
+    pub fn unattributed_submit(&self, reason: &'static str) {
+        self.unattributed_submits
+            .get_or_create(&[(label::REASON, reason)])
+            .inc();
+    }
+
+    /// OpenMetrics text of everything.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            // Only a fmt::Write into a String: cannot fail in practice; never panic on scrape.
+            out.clear();
+        }
+        out
+    }
+}
+
+#[derive(Debug)]
+struct StateCollector {
+    source: Arc<dyn SnapshotSource>,
+}
+
+fn gauge_f64(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    rows: impl Iterator<Item = (Vec<(&'static str, String)>, f64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut rows = rows.peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, v) in rows {
+        let g = ConstGauge::new(v);
+        g.encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn counter<N>(
+    enc: &mut DescriptorEncoder,
+    exposed: &str,
+    help: &str,
+    rows: impl Iterator<Item = (Vec<(&'static str, String)>, N)>,
+) -> Result<(), std::fmt::Error>
+where
+    ConstCounter<N>: EncodeMetric,
+{
+    let mut rows = rows.peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let mut m = enc.encode_descriptor(family(exposed), help, None, MetricType::Counter)?;
+    for (labels, v) in rows {
+        ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for StateCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let s = self.source.snapshot();
+        let w = |f: &WorkerFacts| vec![(label::WORKER, f.worker.clone())];
+        gauge_f64(
+            &mut enc,
+            WORKER_CONNECTED,
+            "1 when the worker has an authorized miner connection",
+            s.workers
+                .iter()
+                .map(|f| (w(f), if f.connected { 1.0 } else { 0.0 })),
+        )?;
+        // Only buckets that ever happened get a series (bounded: at most 7 per worker).
+        counter(
+            &mut enc,
+            WORKER_SHARES_TOTAL,
+            "Shares per final bucket (conservation: every submitted share in exactly one)",
+            s.workers.iter().flat_map(|f| {
+                ShareResult::ALL.iter().filter_map(move |r| {
+                    let n = f.shares.get(*r);
+                    (n > 0 || *r == ShareResult::Accepted).then(|| {
+                        (
+                            vec![
+                                (label::WORKER, f.worker.clone()),
+                                (label::RESULT, r.label().to_owned()),
+                            ],
+                            n,
+                        )
+                    })
+                })
+            }),
+        )?;
+        counter(
+            &mut enc,
+            WORKER_SHARE_DIFFICULTY_TOTAL,
+            "Sum of miner-facing share difficulty per final bucket",
+            s.workers.iter().flat_map(|f| {
+                ShareResult::ALL.iter().filter_map(move |r| {
+                    let n = f.shares.get(*r);
+                    (n > 0 || *r == ShareResult::Accepted).then(|| {
+                        (
+                            vec![
+                                (label::WORKER, f.worker.clone()),
+                                (label::RESULT, r.label().to_owned()),
+                            ],
+                            f.difficulty.get(*r),
+                        )
+                    })
+                })
+            }),
+        )?;
+        gauge_f64(
+            &mut enc,
+            WORKER_SHARES_PENDING,
+            "Forwarded shares waiting for the pool's verdict",
+            s.workers.iter().map(|f| (w(f), f.pending as f64)),
+        )?;
+        gauge_f64(
+            &mut enc,
+            WORKER_HASHRATE,
+            "Hashrate from locally valid shares over a window",
+            s.workers.iter().flat_map(|f| {
+                f.hashrate.iter().map(move |h| {
+                    (
+                        vec![
+                            (label::WORKER, f.worker.clone()),
+                            (label::WINDOW, window_label(h.window_seconds)),
+                        ],
+                        h.hashes_per_second,
+                    )
+                })
+            }),
+        )?;
+        gauge_f64(
+            &mut enc,
+            WORKER_LAST_SHARE,
+            "Unix time of the last locally valid share",
+            s.workers
+                .iter()
+                .filter_map(|f| f.last_share_unix.map(|t| (w(f), t))),
+        )?;
+        gauge_f64(
+            &mut enc,
+            WORKER_DIFFICULTY,
+            "Miner-facing difficulty",
+            s.workers
+                .iter()
+                .filter_map(|f| f.miner_difficulty.map(|d| (w(f), d))),
+        )?;
+        gauge_f64(
+            &mut enc,
+            WORKER_INFO,
+            "Pool and assignment of the worker (value is always 1)",
+            s.workers.iter().map(|f| {
+                (
+                    vec![
+                        (label::WORKER, f.worker.clone()),
+                        (label::POOL, f.pool.clone().unwrap_or_default()),
+                        (
+                            label::CONTRACT,
+                            f.labels.contract.clone().unwrap_or_default(),
+                        ),
+                        (
+                            label::CUSTOMER,
+                            f.labels.customer.clone().unwrap_or_default(),
+                        ),
+                        (label::ROLE, f.labels.role.clone().unwrap_or_default()),
+                    ],
+                    1.0,
+                )
+            }),
+        )?;
+
+        let p = |f: &PoolFacts| vec![(label::POOL, f.pool.clone())];
+        gauge_f64(
+            &mut enc,
+            POOL_UP,
+            "1 when at least one upstream session is authorized",
+            s.pools.iter().map(|f| (p(f), if f.up { 1.0 } else { 0.0 })),
+        )?;
+        gauge_f64(
+            &mut enc,
+            POOL_LATENCY,
+            "Smoothed submit round-trip time",
+            s.pools
+                .iter()
+                .filter_map(|f| f.latency_seconds.map(|l| (p(f), l))),
+        )?;
+        gauge_f64(
+            &mut enc,
+            POOL_SESSIONS,
+            "Upstream sessions",
+            s.pools.iter().map(|f| (p(f), f.sessions as f64)),
+        )?;
+        gauge_f64(
+            &mut enc,
+            POOL_WORKERS,
+            "Workers whose shares go to this pool",
+            s.pools.iter().map(|f| (p(f), f.workers as f64)),
+        )?;
+        gauge_f64(
+            &mut enc,
+            POOL_DIFFICULTY,
+            "Pool difficulty of the newest session",
+            s.pools
+                .iter()
+                .filter_map(|f| f.difficulty.map(|d| (p(f), d))),
+        )?;
+        counter(
+            &mut enc,
+            POOL_SHARES_TOTAL,
+            "Forwarded shares by pool verdict",
+            s.pools.iter().flat_map(|f| {
+                [
+                    (result::ACCEPTED, f.accepted),
+                    (result::REJECTED, f.rejected),
+                    (result::LOST, f.lost),
+                ]
+                .into_iter()
+                .map(move |(r, n)| {
+                    (
+                        vec![(label::POOL, f.pool.clone()), (label::RESULT, r.to_owned())],
+                        n,
+                    )
+                })
+            }),
+        )?;
+        counter(
+            &mut enc,
+            POOL_SWITCHES_TOTAL,
+            "Workers moved onto this pool",
+            s.pools.iter().map(|f| (p(f), f.switches)),
+        )?;
+        counter(
+            &mut enc,
+            POOL_DISCONNECTS_TOTAL,
+            "Failed connection attempts and dropped upstream sessions",
+            s.pools.iter().map(|f| (p(f), f.disconnects)),
+        )?;
+
+        gauge_f64(
+            &mut enc,
+            HUB_CONNECTIONS,
+            "Open miner connections",
+            std::iter::once((Vec::new(), s.connections as f64)),
+        )?;
+        gauge_f64(
+            &mut enc,
+            HUB_ROUTING_GENERATION,
+            "Generation of the routing document in effect",
+            std::iter::once((Vec::new(), s.routing_generation as f64)),
+        )?;
+        gauge_f64(
+            &mut enc,
+            HUB_SHARES_PENDING,
+            "Forwarded shares waiting for a pool verdict",
+            std::iter::once((Vec::new(), s.pending as f64)),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::{AssignmentLabels, ShareBuckets, WindowHashrate};
+
+    #[derive(Debug)]
+    struct Fixed(Snapshot);
+    impl SnapshotSource for Fixed {
+        fn snapshot(&self) -> Snapshot {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn renders_worker_series_with_one_place_names() {
+        let mut shares = ShareBuckets::<u64>::default();
+        shares.add(ShareResult::Accepted, 3);
+        shares.add(ShareResult::Stale, 1);
+        let f = WorkerFacts {
+            worker: "acct.w1".into(),
+            connected: true,
+            shares,
+            difficulty: ShareBuckets::default(),
+            pending: 0,
+            hashrate: vec![WindowHashrate {
+                window_seconds: 300,
+                hashes_per_second: 5.0,
+                shares: 3,
+            }],
+            last_share_unix: Some(100.0),
+            last_change_unix: None,
+            miner_difficulty: Some(8.0),
+            pool: Some("p1".into()),
+            labels: AssignmentLabels::default(),
+        };
+        let m = HubMetrics::new(Arc::new(Fixed(Snapshot {
+            workers: vec![f],
+            ..Default::default()
+        })));
+        m.protocol_error(side::MINER, "json");
+        let text = m.render();
+        assert!(text.contains(&format!(
+            "{WORKER_SHARES_TOTAL}{{worker=\"acct.w1\",result=\"accepted\"}} 3"
+        )));
+        assert!(text.contains(&format!(
+            "{WORKER_SHARES_TOTAL}{{worker=\"acct.w1\",result=\"stale\"}} 1"
+        )));
+        assert!(!text.contains("result=\"duplicate\""));
+        assert!(text.contains(&format!(
+            "{WORKER_HASHRATE}{{worker=\"acct.w1\",window=\"5m\"}} 5.0"
+        )));
+        assert!(text.contains(&format!(
+            "{HUB_PROTOCOL_ERRORS_TOTAL}{{side=\"miner\",kind=\"json\"}} 1"
+        )));
+        assert!(text.contains(&format!("{HUB_SHARE_FORWARD_LATENCY}_bucket")));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn window_labels() {
+        assert_eq!(window_label(60), "1m");
+        assert_eq!(window_label(900), "15m");
+        assert_eq!(window_label(3600), "1h");
+        assert_eq!(window_label(90), "90s");
+    }
+}

@@ -357,7 +357,7 @@ pub fn parse_hex_u32(s: &str) -> Result<u32, String> {
 
 /// Decode hex into bytes with a length bound.
 pub fn parse_hex_bytes(s: &str, max: usize) -> Result<Vec<u8>, String> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err("odd number of hex digits".into());
     }
     if s.len() / 2 > max {

@@ -1,1 +1,299 @@
-//! (being written)
+//! Per-miner variable difficulty: keep each miner sending a share about every `target_interval`.
+//!
+//! The hub, not the pool, picks the miner-facing difficulty: one share every ~2 s gives the health
+//! code a dense, Poisson-distributed signal (STRATUM.md, "Hashrate and health from shares"), while
+//! the pool only sees shares that meet its own target. Pure state machine, no I/O, no clock: the
+//! caller passes `now` in seconds.
+//!
+//! The estimate is work-based, not count-based: `Σ difficulty of shares / elapsed` is the miner's
+//! hashrate in difficulty units per second, so shares still arriving at the previous difficulty
+//! right after a change do not distort it. A retarget happens when enough shares were seen
+//! (`retarget_shares`), when the window is long (`retarget_seconds`), or early when the miner is
+//! far too fast (ramp-up from the initial difficulty); changes within ±`tolerance` are ignored so
+//! that Poisson noise does not make the difficulty flap.
+
+use serde::{Deserialize, Serialize};
+
+/// Vardiff settings (part of the hub config).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct VardiffConfig {
+    /// Desired seconds between shares of one miner.
+    pub share_interval_seconds: f64,
+    /// Difficulty a new miner starts at (before `mining.suggest_difficulty` or vardiff).
+    pub initial_difficulty: f64,
+    pub min_difficulty: f64,
+    pub max_difficulty: f64,
+    /// Retarget after this many shares in the window...
+    pub retarget_shares: u32,
+    /// ...or after this many seconds, whichever comes first.
+    pub retarget_seconds: f64,
+    /// Relative deviation below which the difficulty is left alone.
+    pub tolerance: f64,
+}
+
+impl Default for VardiffConfig {
+    fn default() -> Self {
+        Self {
+            share_interval_seconds: 2.0,
+            initial_difficulty: 1024.0,
+            min_difficulty: 0.001,
+            max_difficulty: 1e15,
+            retarget_shares: 30,
+            retarget_seconds: 60.0,
+            tolerance: 0.25,
+        }
+    }
+}
+
+impl VardiffConfig {
+    /// Checks the settings; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let pos = |v: f64, name: &str| {
+            if v.is_finite() && v > 0.0 {
+                Ok(())
+            } else {
+                Err(format!(
+                    "vardiff.{name} must be a finite positive number, got {v}"
+                ))
+            }
+        };
+        pos(self.share_interval_seconds, "shareIntervalSeconds")?;
+        pos(self.initial_difficulty, "initialDifficulty")?;
+        pos(self.min_difficulty, "minDifficulty")?;
+        pos(self.max_difficulty, "maxDifficulty")?;
+        pos(self.retarget_seconds, "retargetSeconds")?;
+        if self.min_difficulty > self.max_difficulty {
+            return Err("vardiff.minDifficulty is larger than vardiff.maxDifficulty".into());
+        }
+        if self.retarget_shares == 0 {
+            return Err("vardiff.retargetShares must be at least 1".into());
+        }
+        if !(self.tolerance.is_finite() && (0.0..1.0).contains(&self.tolerance)) {
+            return Err(format!(
+                "vardiff.tolerance must be in [0, 1), got {}",
+                self.tolerance
+            ));
+        }
+        Ok(())
+    }
+
+    /// Clamp a difficulty into [min, max] and round it to a value miners render well
+    /// (whole numbers at or above 1).
+    pub fn clamp(&self, d: f64) -> f64 {
+        let d = if d.is_finite() {
+            d
+        } else {
+            self.initial_difficulty
+        };
+        let d = d.clamp(self.min_difficulty, self.max_difficulty);
+        if d >= 1.0 { d.round().max(1.0) } else { d }
+    }
+}
+
+/// Largest factor one retarget may change the difficulty by (up and down).
+const MAX_STEP_UP: f64 = 64.0;
+const MAX_STEP_DOWN: f64 = 1.0 / 16.0;
+
+/// One miner's vardiff state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vardiff {
+    difficulty: f64,
+    window_start: f64,
+    shares: u32,
+    work: f64,
+}
+
+impl Vardiff {
+    pub fn new(cfg: &VardiffConfig, initial: f64, now: f64) -> Self {
+        Self {
+            difficulty: cfg.clamp(initial),
+            window_start: now,
+            shares: 0,
+            work: 0.0,
+        }
+    }
+
+    pub fn difficulty(&self) -> f64 {
+        self.difficulty
+    }
+
+    /// Force a difficulty (e.g. `mining.suggest_difficulty`); restarts the window.
+    pub fn set(&mut self, cfg: &VardiffConfig, d: f64, now: f64) -> f64 {
+        self.difficulty = cfg.clamp(d);
+        self.restart(now);
+        self.difficulty
+    }
+
+    fn restart(&mut self, now: f64) {
+        self.window_start = now;
+        self.shares = 0;
+        self.work = 0.0;
+    }
+
+    /// A locally valid share credited at `share_difficulty`. Returns the new difficulty when
+    /// it changes.
+    pub fn on_share(
+        &mut self,
+        cfg: &VardiffConfig,
+        share_difficulty: f64,
+        now: f64,
+    ) -> Option<f64> {
+        self.shares = self.shares.saturating_add(1);
+        if share_difficulty.is_finite() && share_difficulty > 0.0 {
+            self.work += share_difficulty;
+        }
+        let elapsed = now - self.window_start;
+        let far_too_fast =
+            self.shares >= 4 && elapsed < cfg.share_interval_seconds * f64::from(self.shares) / 8.0;
+        if self.shares >= cfg.retarget_shares || elapsed >= cfg.retarget_seconds || far_too_fast {
+            return self.retarget(cfg, now);
+        }
+        None
+    }
+
+    /// Periodic check (e.g. every second): lowers the difficulty of a miner that stopped finding
+    /// shares at the current one (a miner switched to a weaker model, or started too high).
+    pub fn on_tick(&mut self, cfg: &VardiffConfig, now: f64) -> Option<f64> {
+        let elapsed = now - self.window_start;
+        if elapsed >= cfg.retarget_seconds.max(8.0 * cfg.share_interval_seconds) {
+            return self.retarget(cfg, now);
+        }
+        None
+    }
+
+    fn retarget(&mut self, cfg: &VardiffConfig, now: f64) -> Option<f64> {
+        let elapsed = (now - self.window_start).max(1e-3);
+        // With no share at all, assume half a share's work: a gentle step down, not a cliff.
+        let work = if self.shares == 0 {
+            self.difficulty * 0.5
+        } else {
+            self.work
+        };
+        let ideal = work / elapsed * cfg.share_interval_seconds;
+        let factor = (ideal / self.difficulty).clamp(MAX_STEP_DOWN, MAX_STEP_UP);
+        self.restart(now);
+        if !factor.is_finite() || (factor - 1.0).abs() <= cfg.tolerance {
+            return None;
+        }
+        let next = cfg.clamp(self.difficulty * factor);
+        if next == self.difficulty {
+            return None;
+        }
+        self.difficulty = next;
+        Some(next)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Drive a miner of `rate` difficulty-units per second with deterministic arrivals and a
+    /// once-a-second tick, for an hour of simulated time.
+    fn converge(rate: f64, start: f64) -> f64 {
+        let cfg = VardiffConfig::default();
+        let mut v = Vardiff::new(&cfg, start, 0.0);
+        let mut t = 0.0;
+        let mut next_share = v.difficulty() / rate;
+        while t < 3600.0 {
+            if next_share <= t + 1.0 {
+                t = next_share;
+                let d = v.difficulty();
+                if v.on_share(&cfg, d, t).is_some() {
+                    next_share = t + v.difficulty() / rate;
+                } else {
+                    next_share = t + d / rate;
+                }
+            } else {
+                t += 1.0;
+                if v.on_tick(&cfg, t).is_some() {
+                    next_share = t + v.difficulty() / rate;
+                }
+            }
+        }
+        v.difficulty()
+    }
+
+    #[test]
+    fn converges_to_the_share_interval_from_far_below_and_above() {
+        // 100 TH/s ≈ 23283 difficulty units per second → ideal d ≈ 46566 at 2 s.
+        let rate = 1e14 / 4_294_967_296.0;
+        for start in [1.0, 1024.0, 1e9] {
+            let d = converge(rate, start);
+            let interval = d / rate;
+            assert!(
+                (1.4..=2.7).contains(&interval),
+                "start {start}: ended at d={d}, interval {interval}"
+            );
+        }
+    }
+
+    #[test]
+    fn silent_miner_steps_down_gently_and_respects_min() {
+        let cfg = VardiffConfig {
+            min_difficulty: 16.0,
+            ..Default::default()
+        };
+        let mut v = Vardiff::new(&cfg, 1024.0, 0.0);
+        assert_eq!(v.on_tick(&cfg, 10.0), None);
+        let d = v.on_tick(&cfg, 61.0).unwrap();
+        assert!(d < 1024.0 && d >= 1024.0 / 16.0, "{d}");
+        let mut t = 61.0;
+        for _ in 0..100 {
+            t += 61.0;
+            v.on_tick(&cfg, t);
+        }
+        assert_eq!(v.difficulty(), 16.0);
+    }
+
+    #[test]
+    fn steady_miner_does_not_flap() {
+        let cfg = VardiffConfig::default();
+        let mut v = Vardiff::new(&cfg, 1000.0, 0.0);
+        let mut changes = 0;
+        for i in 1..=300 {
+            // exactly on target on average, with ±0.4 s alternating jitter
+            let t = f64::from(i) * 2.0 + if i % 2 == 0 { -0.4 } else { 0.4 };
+            if v.on_share(&cfg, 1000.0, t).is_some() {
+                changes += 1;
+            }
+        }
+        assert_eq!(changes, 0);
+    }
+
+    #[test]
+    fn validate_rejects_nonsense() {
+        assert!(VardiffConfig::default().validate().is_ok());
+        for bad in [
+            VardiffConfig {
+                share_interval_seconds: 0.0,
+                ..Default::default()
+            },
+            VardiffConfig {
+                min_difficulty: 10.0,
+                max_difficulty: 1.0,
+                ..Default::default()
+            },
+            VardiffConfig {
+                tolerance: f64::NAN,
+                ..Default::default()
+            },
+            VardiffConfig {
+                retarget_shares: 0,
+                ..Default::default()
+            },
+        ] {
+            assert!(bad.validate().is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn clamp_rounds_and_bounds() {
+        let cfg = VardiffConfig::default();
+        assert_eq!(cfg.clamp(1023.6), 1024.0);
+        assert_eq!(cfg.clamp(f64::INFINITY), 1024.0);
+        assert_eq!(cfg.clamp(1e30), 1e15);
+        assert_eq!(cfg.clamp(0.5), 0.5);
+    }
+}
