@@ -1,1 +1,4 @@
 //! hashsched operator library.
+pub mod scheduler;
+pub mod crd;
+pub mod quantity;
