@@ -1,0 +1,840 @@
+//! A simulated Stratum V1 miner that behaves like real firmware and really hashes.
+//!
+//! It configures (BIP 310 version rolling on or off), subscribes, optionally sends
+//! `mining.extranonce.subscribe`, authorizes, follows `set_difficulty` (from the next job),
+//! `set_extranonce` (from the next job), `set_version_mask` (at once), `notify` and
+//! `client.reconnect`, answers `client.get_version`, and hashes real headers (sha256d over
+//! extranonce2 / version bits / nonce) at a throttled rate of H hashes per second — so shares
+//! arrive as a Poisson process with rate `H / (d · 2^32)`; tests use tiny difficulties. With no
+//! rate it mines at full speed (benchmarks).
+//!
+//! [`SimMiner`] is its handle: stall / resume / die / change speed, and a [`MinerStats`]
+//! snapshot of everything it sent and got back, so tests can check conservation of shares and
+//! that the miner never had to reconnect.
+
+use super::spread_bits;
+use crate::protocol::{
+    self, Configure, ConfigureResult, Message, MinerRequest, ServerRequest, Submit, Subscribe,
+    SubscribeResult,
+};
+use crate::share::{HeaderHasher, JobTemplate, Target, swap32};
+use futures::StreamExt;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::codec::{FramedRead, LinesCodec};
+use tracing::debug;
+
+/// Nonces tried per (extranonce2, version bits) before moving to the next combination.
+const NONCES_PER_UNIT: u64 = 1 << 24;
+/// Hashes done per step when mining at full speed (then the task yields).
+const FULL_SPEED_STEP: u64 = 512;
+
+/// Miner settings; `MinerConfig::new(worker)` gives firmware-like defaults.
+#[derive(Debug, Clone)]
+pub struct MinerConfig {
+    pub worker: String,
+    pub password: String,
+    pub user_agent: String,
+    /// Hashes per second; `None` mines at full speed.
+    pub hashrate: Option<f64>,
+    /// Send `mining.configure` asking for BIP 310 version rolling (mask 0x1fffe000).
+    pub version_rolling: bool,
+    /// Send `mining.extranonce.subscribe` after subscribing.
+    pub extranonce_subscribe: bool,
+    /// Use this id for every submit (cpuminer uses 4); `None`: a fresh id per request.
+    pub fixed_submit_id: Option<u64>,
+    /// Reconnect this long after the connection drops; `None`: stay down.
+    pub reconnect_delay: Option<Duration>,
+    /// Obey `client.reconnect` (some firmware ignores it).
+    pub follow_reconnect: bool,
+    /// Stop hashing while this many submits are unanswered (0 = no limit).
+    pub max_in_flight: usize,
+    /// Keep every submit→answer latency (microseconds) in the stats.
+    pub record_latency: bool,
+    /// Keep a log of submitted shares in the stats (first 100,000).
+    pub record_shares: bool,
+    /// How often the throttled miner wakes up to hash its budget.
+    pub tick: Duration,
+    /// Submit ntime = now + this (the SRI miner rolls ntime 60 s ahead); `None`: the job's ntime.
+    pub ntime_ahead: Option<u32>,
+    pub max_line_bytes: usize,
+}
+
+impl MinerConfig {
+    pub fn new(worker: impl Into<String>) -> Self {
+        MinerConfig {
+            worker: worker.into(),
+            password: "x".into(),
+            user_agent: "hashsched-simminer/1.0".into(),
+            hashrate: Some(1e6),
+            version_rolling: true,
+            extranonce_subscribe: false,
+            fixed_submit_id: None,
+            reconnect_delay: Some(Duration::from_secs(1)),
+            follow_reconnect: true,
+            max_in_flight: 0,
+            record_latency: false,
+            record_shares: true,
+            tick: Duration::from_millis(50),
+            ntime_ahead: None,
+            max_line_bytes: protocol::DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+}
+
+/// One share the miner submitted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmittedShare {
+    pub job_id: String,
+    pub extranonce2: Vec<u8>,
+    pub ntime: u32,
+    pub nonce: u32,
+    pub version_bits: Option<u32>,
+    pub difficulty: f64,
+}
+
+/// A snapshot of what the miner did and saw.
+#[derive(Debug, Clone, Default)]
+pub struct MinerStats {
+    /// TCP connections made (1 when it never had to reconnect).
+    pub connections: u64,
+    pub connected: bool,
+    pub subscribed: bool,
+    /// Answer to the last `mining.authorize` (None before it came).
+    pub authorized: Option<bool>,
+    pub version_mask: Option<u32>,
+    pub extranonce1: Vec<u8>,
+    pub extranonce2_size: usize,
+    /// Difficulty of the job being mined.
+    pub difficulty: f64,
+    pub jobs_received: u64,
+    pub last_job_id: Option<String>,
+    pub last_job_at: Option<Instant>,
+    pub set_difficulty_received: u64,
+    pub set_extranonce_received: u64,
+    pub reconnects_received: u64,
+    pub hashes: u64,
+    pub submitted: u64,
+    pub submitted_difficulty: f64,
+    pub accepted: u64,
+    pub accepted_difficulty: f64,
+    /// Rejections by error code (20 also for a bare `false`).
+    pub rejected: BTreeMap<i64, u64>,
+    /// Submits whose connection closed before an answer came.
+    pub lost: u64,
+    /// Submits waiting for an answer.
+    pub in_flight: u64,
+    /// Submit → answer latencies in microseconds (when `record_latency`).
+    pub latencies_us: Vec<u32>,
+    pub last_error: Option<String>,
+    pub shares: Vec<SubmittedShare>,
+}
+
+impl MinerStats {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+    /// Every submitted share is accepted, rejected, lost or still waiting.
+    pub fn is_conserved(&self) -> bool {
+        self.submitted == self.accepted + self.rejected_total() + self.lost + self.in_flight
+    }
+}
+
+enum Cmd {
+    Stall,
+    Resume,
+    Die,
+    SetHashrate(Option<f64>),
+}
+
+struct Shared {
+    stats: Mutex<MinerStats>,
+}
+
+/// Handle to a running simulated miner; dropping it kills the miner.
+pub struct SimMiner {
+    worker: String,
+    ctrl: mpsc::UnboundedSender<Cmd>,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for SimMiner {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl SimMiner {
+    /// Starts a miner that connects to `addr` (and keeps reconnecting per its config).
+    pub fn spawn(addr: SocketAddr, config: MinerConfig) -> SimMiner {
+        let (ctrl, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            stats: Mutex::new(MinerStats::default()),
+        });
+        let worker = config.worker.clone();
+        let task = tokio::spawn(run(addr, config, rx, shared.clone()));
+        SimMiner {
+            worker,
+            ctrl,
+            shared,
+            task,
+        }
+    }
+
+    pub fn worker(&self) -> &str {
+        &self.worker
+    }
+
+    /// Stops hashing and submitting; the socket stays open and jobs are still followed.
+    pub fn stall(&self) {
+        let _ = self.ctrl.send(Cmd::Stall);
+    }
+
+    /// Undoes [`SimMiner::stall`].
+    pub fn resume(&self) {
+        let _ = self.ctrl.send(Cmd::Resume);
+    }
+
+    /// Closes the connection and stays down.
+    pub fn die(&self) {
+        let _ = self.ctrl.send(Cmd::Die);
+    }
+
+    /// Changes the hash rate (e.g. half speed); `None` = full speed.
+    pub fn set_hashrate(&self, hashrate: Option<f64>) {
+        let _ = self.ctrl.send(Cmd::SetHashrate(hashrate));
+    }
+
+    pub fn stats(&self) -> MinerStats {
+        self.shared
+            .stats
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// Reads the stats under the lock without cloning the share and latency logs.
+    pub fn with_stats<T>(&self, f: impl FnOnce(&MinerStats) -> T) -> Option<T> {
+        self.shared.stats.lock().ok().map(|s| f(&s))
+    }
+
+    /// Takes (and clears) the recorded latencies.
+    pub fn take_latencies(&self) -> Vec<u32> {
+        self.shared
+            .stats
+            .lock()
+            .map(|mut s| std::mem::take(&mut s.latencies_us))
+            .unwrap_or_default()
+    }
+
+    /// Polls the stats until `pred` holds or `timeout` passes; returns the last snapshot.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&MinerStats) -> bool,
+    ) -> Result<MinerStats, MinerStats> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let s = self.stats();
+            if pred(&s) {
+                return Ok(s);
+            }
+            if Instant::now() >= deadline {
+                return Err(s);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// True once the task has ended (after `die`, or when it will never reconnect).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Kind {
+    Configure,
+    Subscribe,
+    ExtranonceSubscribe,
+    Authorize,
+    Submit,
+}
+
+struct Pending {
+    kind: Kind,
+    sent: Instant,
+    /// Difficulty of the submitted share (0 for other requests).
+    difficulty: f64,
+}
+
+/// The work being hashed.
+struct Work {
+    job_id: String,
+    template: JobTemplate,
+    target: Target,
+    difficulty: f64,
+    en1: Vec<u8>,
+    en2_size: usize,
+    mask: u32,
+    unit: u64,
+    nonce: u64,
+    en2: Vec<u8>,
+    version_bits: u32,
+    ntime: u32,
+    hasher: Option<HeaderHasher>,
+}
+
+impl Work {
+    fn start_unit(&mut self, ntime_ahead: Option<u32>) {
+        let (en2_counter, roll) = if self.mask != 0 {
+            // ASIC style: roll version bits first, extranonce2 when they run out.
+            let combos = 1u64 << self.mask.count_ones().min(32);
+            (self.unit / combos, (self.unit % combos) as u32 + 1)
+        } else {
+            (self.unit, 0)
+        };
+        let bytes = en2_counter.to_be_bytes();
+        self.en2 = vec![0u8; self.en2_size];
+        for (i, b) in self.en2.iter_mut().rev().enumerate() {
+            *b = bytes.get(7usize.wrapping_sub(i)).copied().unwrap_or(0);
+        }
+        self.version_bits = spread_bits(roll, self.mask);
+        let version = self
+            .template
+            .rolled_version(Some(self.version_bits), self.mask);
+        self.ntime = match ntime_ahead {
+            Some(ahead) => now_unix().saturating_add(ahead).max(self.template.ntime()),
+            None => self.template.ntime(),
+        };
+        let header = self
+            .template
+            .header(&self.en1, &self.en2, self.ntime, 0, version);
+        self.hasher = Some(HeaderHasher::new(&header));
+        self.nonce = 0;
+    }
+}
+
+fn now_unix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+/// Per-connection state.
+struct Conn<'a> {
+    config: &'a MinerConfig,
+    shared: &'a Shared,
+    out: mpsc::UnboundedSender<String>,
+    next_id: u64,
+    pending: HashMap<String, VecDeque<Pending>>,
+    mask: u32,
+    en1: Option<Vec<u8>>,
+    en2_size: usize,
+    pending_en1: Option<(Vec<u8>, usize)>,
+    difficulty: f64,
+    pending_difficulty: Option<f64>,
+    authorized: bool,
+    work: Option<Work>,
+    reconnect_to: Option<(SocketAddr, Duration)>,
+}
+
+enum Flow {
+    Continue,
+    Close,
+}
+
+impl Conn<'_> {
+    fn stats(&self, f: impl FnOnce(&mut MinerStats)) {
+        if let Ok(mut s) = self.shared.stats.lock() {
+            f(&mut s);
+        }
+    }
+
+    fn request(&mut self, req: MinerRequest, kind: Kind) {
+        self.request_with(req, kind, 0.0);
+    }
+
+    fn request_with(&mut self, req: MinerRequest, kind: Kind, difficulty: f64) {
+        let id = match (kind, self.config.fixed_submit_id) {
+            (Kind::Submit, Some(fixed)) => fixed,
+            _ => {
+                self.next_id += 1;
+                self.next_id
+            }
+        };
+        let idv = protocol::id(id);
+        self.pending
+            .entry(idv.to_string())
+            .or_default()
+            .push_back(Pending {
+                kind,
+                sent: Instant::now(),
+                difficulty,
+            });
+        let _ = self.out.send(req.to_line(&idv));
+    }
+
+    fn start(&mut self) {
+        if self.config.version_rolling {
+            self.request(
+                MinerRequest::Configure(Configure {
+                    extensions: vec![protocol::extension::VERSION_ROLLING.into()],
+                    version_rolling_mask: Some(protocol::BIP320_VERSION_MASK),
+                    version_rolling_min_bit_count: Some(2),
+                    minimum_difficulty: None,
+                }),
+                Kind::Configure,
+            );
+        } else {
+            self.subscribe();
+        }
+    }
+
+    fn subscribe(&mut self) {
+        self.request(
+            MinerRequest::Subscribe(Subscribe {
+                user_agent: Some(self.config.user_agent.clone()),
+                session: None,
+            }),
+            Kind::Subscribe,
+        );
+    }
+
+    fn handle_line(&mut self, line: &str, peer: SocketAddr) -> Flow {
+        let msg = match protocol::parse_line(line) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats(|s| s.last_error = Some(format!("bad line from server: {e}")));
+                return Flow::Continue;
+            }
+        };
+        match msg {
+            Message::Response(r) => {
+                let key = r.id.to_string();
+                let Some(p) = self.pending.get_mut(&key).and_then(VecDeque::pop_front) else {
+                    self.stats(|s| s.last_error = Some(format!("answer to unknown id {key}")));
+                    return Flow::Continue;
+                };
+                if self.pending.get(&key).is_some_and(VecDeque::is_empty) {
+                    self.pending.remove(&key);
+                }
+                match p.kind {
+                    Kind::Configure => {
+                        let granted = if r.error.is_none() {
+                            ConfigureResult::from_value(&r.result).granted_mask()
+                        } else {
+                            0
+                        };
+                        self.mask = granted & protocol::BIP320_VERSION_MASK;
+                        let m = self.mask;
+                        self.stats(|s| s.version_mask = Some(m));
+                        self.subscribe();
+                    }
+                    Kind::Subscribe => {
+                        let parsed = if r.error.is_none() {
+                            SubscribeResult::from_value(&r.result).ok()
+                        } else {
+                            None
+                        };
+                        let Some(sub) = parsed else {
+                            self.stats(|s| {
+                                s.last_error = Some(format!("subscribe failed: {:?}", r.error))
+                            });
+                            return Flow::Close;
+                        };
+                        self.en1 = Some(sub.extranonce1.clone());
+                        self.en2_size = sub.extranonce2_size;
+                        self.stats(|s| {
+                            s.subscribed = true;
+                            s.extranonce1 = sub.extranonce1;
+                            s.extranonce2_size = sub.extranonce2_size;
+                        });
+                        if self.config.extranonce_subscribe {
+                            self.request(
+                                MinerRequest::ExtranonceSubscribe,
+                                Kind::ExtranonceSubscribe,
+                            );
+                        }
+                        self.request(
+                            MinerRequest::Authorize(protocol::Authorize {
+                                user: self.config.worker.clone(),
+                                password: Some(self.config.password.clone()),
+                            }),
+                            Kind::Authorize,
+                        );
+                    }
+                    Kind::ExtranonceSubscribe => {}
+                    Kind::Authorize => {
+                        let ok = r.is_true();
+                        self.authorized = ok;
+                        self.stats(|s| s.authorized = Some(ok));
+                    }
+                    Kind::Submit => {
+                        let us = p.sent.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                        let ok = r.is_true();
+                        let code = r
+                            .error
+                            .as_ref()
+                            .map(|e| e.code)
+                            .unwrap_or(protocol::error_code::OTHER);
+                        let record = self.config.record_latency;
+                        self.stats(|s| {
+                            s.in_flight = s.in_flight.saturating_sub(1);
+                            if ok {
+                                s.accepted += 1;
+                                s.accepted_difficulty += p.difficulty;
+                            } else {
+                                *s.rejected.entry(code).or_default() += 1;
+                            }
+                            if record {
+                                s.latencies_us.push(us);
+                            }
+                        });
+                    }
+                }
+            }
+            Message::Request(req) => {
+                let parsed = match ServerRequest::parse(&req.method, &req.params) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        self.stats(|s| s.last_error = Some(format!("bad {}: {e}", req.method)));
+                        return Flow::Continue;
+                    }
+                };
+                match parsed {
+                    None => {
+                        if !req.id.is_null() {
+                            let _ = self.out.send(protocol::error_line(
+                                &req.id,
+                                protocol::error_code::OTHER,
+                                "unknown method",
+                            ));
+                        }
+                    }
+                    Some(ServerRequest::GetVersion) => {
+                        let _ = self.out.send(protocol::result_line(
+                            &req.id,
+                            &Value::from(self.config.user_agent.as_str()),
+                        ));
+                    }
+                    Some(ServerRequest::ShowMessage(_)) => {}
+                    Some(ServerRequest::SetDifficulty(d)) => {
+                        self.pending_difficulty = Some(d);
+                        self.stats(|s| s.set_difficulty_received += 1);
+                    }
+                    Some(ServerRequest::SetExtranonce(e)) => {
+                        self.pending_en1 = Some((e.extranonce1, e.extranonce2_size));
+                        self.stats(|s| s.set_extranonce_received += 1);
+                    }
+                    Some(ServerRequest::SetVersionMask(m)) => {
+                        self.mask = m & protocol::BIP320_VERSION_MASK;
+                        let mask = self.mask;
+                        self.stats(|s| s.version_mask = Some(mask));
+                        if let Some(w) = self.work.as_mut() {
+                            w.mask = mask;
+                            w.unit = 0;
+                            w.start_unit(self.config.ntime_ahead);
+                        }
+                    }
+                    Some(ServerRequest::Reconnect(r)) => {
+                        self.stats(|s| s.reconnects_received += 1);
+                        if self.config.follow_reconnect {
+                            let host = r.host.filter(|h| !h.is_empty());
+                            let ip = match host {
+                                None => Some(peer.ip()),
+                                Some(h) => h
+                                    .parse()
+                                    .ok()
+                                    .or_else(|| (h == "localhost").then_some(peer.ip())),
+                            };
+                            if let Some(ip) = ip {
+                                let port = r.port.unwrap_or(peer.port());
+                                let wait = Duration::from_secs(r.wait_seconds.unwrap_or(0).min(60));
+                                self.reconnect_to = Some((SocketAddr::new(ip, port), wait));
+                                return Flow::Close;
+                            }
+                        }
+                    }
+                    Some(ServerRequest::Notify(n)) => {
+                        if let Some(d) = self.pending_difficulty.take() {
+                            self.difficulty = d;
+                        }
+                        if let Some((e1, n2)) = self.pending_en1.take() {
+                            self.en1 = Some(e1.clone());
+                            self.en2_size = n2;
+                            self.stats(|s| {
+                                s.extranonce1 = e1;
+                                s.extranonce2_size = n2;
+                            });
+                        }
+                        let template = JobTemplate::new(
+                            swap32(n.prevhash),
+                            n.coinb1,
+                            n.coinb2,
+                            n.merkle_branch,
+                            n.version,
+                            n.nbits,
+                            n.ntime,
+                        );
+                        let d = self.difficulty;
+                        let job_id = n.job_id.clone();
+                        self.stats(|s| {
+                            s.jobs_received += 1;
+                            s.last_job_id = Some(job_id);
+                            s.last_job_at = Some(Instant::now());
+                            s.difficulty = d;
+                        });
+                        let Ok(target) = Target::from_difficulty(d) else {
+                            return Flow::Continue;
+                        };
+                        let Some(en1) = self.en1.clone() else {
+                            return Flow::Continue;
+                        };
+                        let mut work = Work {
+                            job_id: n.job_id,
+                            template,
+                            target,
+                            difficulty: d,
+                            en1,
+                            en2_size: self.en2_size,
+                            mask: self.mask,
+                            unit: 0,
+                            nonce: 0,
+                            en2: Vec::new(),
+                            version_bits: 0,
+                            ntime: 0,
+                            hasher: None,
+                        };
+                        work.start_unit(self.config.ntime_ahead);
+                        self.work = Some(work);
+                    }
+                }
+            }
+        }
+        Flow::Continue
+    }
+
+    fn can_mine(&self, stalled: bool) -> bool {
+        if stalled || !self.authorized || self.work.is_none() {
+            return false;
+        }
+        let max = self.config.max_in_flight;
+        max == 0
+            || self
+                .shared
+                .stats
+                .lock()
+                .map(|s| (s.in_flight as usize) < max)
+                .unwrap_or(true)
+    }
+
+    /// Hashes `budget` nonces and submits every share found.
+    fn mine(&mut self, budget: u64) {
+        let Some(work) = self.work.as_mut() else {
+            return;
+        };
+        let mut found: Vec<SubmittedShare> = Vec::new();
+        let version_bits = |w: &Work| (w.mask != 0).then_some(w.version_bits);
+        for _ in 0..budget {
+            let Some(hasher) = work.hasher.as_ref() else {
+                break;
+            };
+            let nonce = work.nonce as u32;
+            let h = hasher.hash(nonce);
+            if work.target.is_met_by(&h) {
+                found.push(SubmittedShare {
+                    job_id: work.job_id.clone(),
+                    extranonce2: work.en2.clone(),
+                    ntime: work.ntime,
+                    nonce,
+                    version_bits: version_bits(work),
+                    difficulty: work.difficulty,
+                });
+            }
+            work.nonce += 1;
+            if work.nonce >= NONCES_PER_UNIT {
+                work.unit += 1;
+                work.start_unit(self.config.ntime_ahead);
+            }
+        }
+        let n = found.len() as u64;
+        let d: f64 = found.iter().map(|s| s.difficulty).sum();
+        let keep_log = self.config.record_shares;
+        for share in &found {
+            self.request_with(
+                MinerRequest::Submit(Submit {
+                    worker: self.config.worker.clone(),
+                    job_id: share.job_id.clone(),
+                    extranonce2: share.extranonce2.clone(),
+                    ntime: share.ntime,
+                    nonce: share.nonce,
+                    version_bits: share.version_bits,
+                }),
+                Kind::Submit,
+                share.difficulty,
+            );
+        }
+        self.stats(|s| {
+            s.hashes += budget;
+            s.submitted += n;
+            s.in_flight += n;
+            s.submitted_difficulty += d;
+            if keep_log && s.shares.len() < 100_000 {
+                s.shares.extend(found);
+            }
+        });
+    }
+}
+
+async fn run(
+    mut addr: SocketAddr,
+    config: MinerConfig,
+    mut ctrl: mpsc::UnboundedReceiver<Cmd>,
+    shared: Arc<Shared>,
+) {
+    let mut stalled = false;
+    let mut hashrate = config.hashrate;
+    let mut dead = false;
+    loop {
+        let stream = TcpStream::connect(addr).await;
+        let mut next: Option<(SocketAddr, Duration)> = None;
+        match stream {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                if let Ok(mut s) = shared.stats.lock() {
+                    s.connections += 1;
+                    s.connected = true;
+                }
+                let peer = stream.peer_addr().unwrap_or(addr);
+                let (r, w) = stream.into_split();
+                let mut lines =
+                    FramedRead::new(r, LinesCodec::new_with_max_length(config.max_line_bytes));
+                let mut conn = Conn {
+                    config: &config,
+                    shared: &shared,
+                    out: super::spawn_line_writer(w),
+                    next_id: 0,
+                    pending: HashMap::new(),
+                    mask: 0,
+                    en1: None,
+                    en2_size: 0,
+                    pending_en1: None,
+                    difficulty: 1.0,
+                    pending_difficulty: None,
+                    authorized: false,
+                    work: None,
+                    reconnect_to: None,
+                };
+                conn.start();
+                let mut last_tick = Instant::now();
+                let mut carry = 0.0f64;
+                loop {
+                    let mining = conn.can_mine(stalled);
+                    let wait = async {
+                        match hashrate {
+                            Some(_) => tokio::time::sleep(config.tick).await,
+                            None => tokio::task::yield_now().await,
+                        }
+                    };
+                    tokio::select! {
+                        biased;
+                        cmd = ctrl.recv() => match cmd {
+                            Some(Cmd::Stall) => stalled = true,
+                            Some(Cmd::Resume) => stalled = false,
+                            Some(Cmd::SetHashrate(h)) => hashrate = h,
+                            Some(Cmd::Die) | None => { dead = true; break; }
+                        },
+                        line = lines.next() => match line {
+                            Some(Ok(l)) => {
+                                if let Flow::Close = conn.handle_line(&l, peer) {
+                                    next = conn.reconnect_to.take();
+                                    break;
+                                }
+                            }
+                            Some(Err(e)) => {
+                                if let Ok(mut s) = shared.stats.lock() {
+                                    s.last_error = Some(format!("read: {e}"));
+                                }
+                                break;
+                            }
+                            None => break,
+                        },
+                        _ = wait, if mining => {
+                            let now = Instant::now();
+                            let budget = match hashrate {
+                                Some(h) => {
+                                    let dt = now.duration_since(last_tick).as_secs_f64().min(1.0);
+                                    carry += h.max(0.0) * dt;
+                                    let b = carry.floor();
+                                    carry -= b;
+                                    b as u64
+                                }
+                                None => FULL_SPEED_STEP,
+                            };
+                            last_tick = now;
+                            conn.mine(budget);
+                        }
+                    }
+                    if !mining {
+                        last_tick = Instant::now();
+                    }
+                }
+                // Whatever was unanswered on this connection is lost.
+                let unanswered: u64 = conn
+                    .pending
+                    .values()
+                    .flatten()
+                    .filter(|p| p.kind == Kind::Submit)
+                    .count() as u64;
+                if let Ok(mut s) = shared.stats.lock() {
+                    s.lost += unanswered;
+                    s.in_flight = s.in_flight.saturating_sub(unanswered);
+                    s.connected = false;
+                    s.subscribed = false;
+                    s.authorized = None;
+                }
+                debug!(worker = %config.worker, "connection closed");
+            }
+            Err(e) => {
+                if let Ok(mut s) = shared.stats.lock() {
+                    s.last_error = Some(format!("connect {addr}: {e}"));
+                }
+            }
+        }
+        if dead {
+            return;
+        }
+        let delay = match next {
+            Some((to, wait)) => {
+                addr = to;
+                wait
+            }
+            None => match config.reconnect_delay {
+                Some(d) => d,
+                None => return,
+            },
+        };
+        // Commands still count while we are down.
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                _ = &mut sleep => break,
+                cmd = ctrl.recv() => match cmd {
+                    Some(Cmd::Stall) => stalled = true,
+                    Some(Cmd::Resume) => stalled = false,
+                    Some(Cmd::SetHashrate(h)) => hashrate = h,
+                    Some(Cmd::Die) | None => return,
+                },
+            }
+        }
+    }
+}

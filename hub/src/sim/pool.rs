@@ -1,0 +1,942 @@
+//! A simulated Stratum V1 pool that behaves like a real one: it hands out extranonce1 per
+//! session, sends real-looking jobs (a coinbase with a height push and a payout output, a merkle
+//! branch), and validates EVERY share with real sha256d, recording per-worker verdicts and a log
+//! of accepted shares (worker, extranonce1, extranonce2) so tests can prove that no two miners
+//! behind a proxy ever did the same work.
+//!
+//! Controllable at runtime through [`SimPool`]: refuse connections, close all sessions, go silent,
+//! reject everything, send `client.reconnect`, change difficulty or extranonce, push new jobs.
+
+use super::spawn_line_writer;
+use crate::protocol::{
+    self, ConfigureResult, MinerRequest, Notify, Reconnect, ServerRequest, SetExtranonce,
+    StratumError, Submit, SubscribeResult, error_code,
+};
+use crate::share::{JobTemplate, Target, roll_version};
+use futures::StreamExt;
+use rand::Rng;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::broadcast;
+use tokio_util::codec::{FramedRead, LinesCodec};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+/// How the pool answers `mining.configure`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigureSupport {
+    /// BIP 310 version rolling with this pool mask (granted mask = pool mask & miner mask).
+    VersionRolling(u32),
+    /// Answers `{"version-rolling": false}`.
+    NoVersionRolling,
+    /// NOMP-style: closes the connection on `mining.configure`.
+    Disconnect,
+}
+
+/// Pool settings; `Default` is a sensible pool for tests.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// Name used in logs.
+    pub name: String,
+    /// Bytes of extranonce1 handed to each session.
+    pub extranonce1_size: usize,
+    /// extranonce2 size the miner (or proxy) must submit.
+    pub extranonce2_size: usize,
+    /// Share difficulty sent with `mining.set_difficulty` (fractional allowed).
+    pub difficulty: f64,
+    pub configure: ConfigureSupport,
+    /// Answer `mining.extranonce.subscribe` with `true` (else error 20).
+    pub extranonce_subscribe: bool,
+    /// When set, `mining.authorize` must carry exactly this password.
+    pub password: Option<String>,
+    /// New job every interval (not clean); `None`: only on demand.
+    pub job_interval: Option<Duration>,
+    /// Merkle branch depth of the jobs.
+    pub merkle_branch_len: usize,
+    /// How many recent jobs stay valid for shares.
+    pub jobs_kept: usize,
+    /// Keep a log of every accepted share (turn off for long benchmarks).
+    pub record_shares: bool,
+    /// Accept submitted ntime up to this far ahead of now.
+    pub ntime_future_slack: Duration,
+    pub max_line_bytes: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            name: "simpool".into(),
+            extranonce1_size: 4,
+            extranonce2_size: 8,
+            difficulty: 1e-3,
+            configure: ConfigureSupport::VersionRolling(protocol::BIP320_VERSION_MASK),
+            extranonce_subscribe: true,
+            password: None,
+            job_interval: Some(Duration::from_secs(30)),
+            merkle_branch_len: 3,
+            jobs_kept: 16,
+            record_shares: true,
+            ntime_future_slack: Duration::from_secs(7200),
+            max_line_bytes: protocol::DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+}
+
+/// One share the pool accepted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AcceptedShare {
+    pub worker: String,
+    pub session: u64,
+    pub job_id: String,
+    pub extranonce1: Vec<u8>,
+    pub extranonce2: Vec<u8>,
+    pub ntime: u32,
+    pub nonce: u32,
+    pub version: u32,
+    /// Difficulty the share was credited at (the job's difficulty for that session).
+    pub difficulty: f64,
+    /// Difficulty the hash actually achieved.
+    pub hash_difficulty: f64,
+}
+
+/// Verdicts per worker name (as submitted).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkerCounts {
+    pub accepted: u64,
+    pub accepted_difficulty: f64,
+    /// Rejections by stratum error code.
+    pub rejected: BTreeMap<i64, u64>,
+}
+
+impl WorkerCounts {
+    pub fn rejected_total(&self) -> u64 {
+        self.rejected.values().sum()
+    }
+}
+
+/// A snapshot of what the pool saw.
+#[derive(Debug, Clone, Default)]
+pub struct PoolStats {
+    /// TCP connections accepted (including refused ones).
+    pub connections_seen: u64,
+    /// Connections closed immediately because the pool was refusing.
+    pub connections_refused: u64,
+    pub active_sessions: u64,
+    pub subscribes: u64,
+    pub configures: u64,
+    pub authorizes_ok: u64,
+    pub authorizes_failed: u64,
+    pub jobs_created: u64,
+    /// Requests received while silent (not answered).
+    pub ignored_while_silent: u64,
+    /// Lines that were not valid Stratum (answered with an error or dropped).
+    pub malformed_lines: u64,
+    pub workers: BTreeMap<String, WorkerCounts>,
+}
+
+impl PoolStats {
+    pub fn accepted_total(&self) -> u64 {
+        self.workers.values().map(|w| w.accepted).sum()
+    }
+    pub fn rejected_total(&self) -> u64 {
+        self.workers.values().map(|w| w.rejected_total()).sum()
+    }
+    pub fn worker(&self, name: &str) -> WorkerCounts {
+        self.workers.get(name).cloned().unwrap_or_default()
+    }
+}
+
+/// A job as the pool keeps it.
+struct PoolJob {
+    id: String,
+    template: JobTemplate,
+    line: Arc<str>,
+    /// Submitted (en1, en2, ntime, nonce, version) already seen, for duplicate detection.
+    seen: Mutex<HashSet<Vec<u8>>>,
+}
+
+#[derive(Clone)]
+enum SessionCmd {
+    Notify(Arc<PoolJob>),
+    SetDifficulty(f64),
+    Close,
+    Reconnect(Reconnect),
+    NewExtranonce,
+}
+
+struct Shared {
+    config: PoolConfig,
+    addr: SocketAddr,
+    refuse: AtomicBool,
+    silent: AtomicBool,
+    reject_all: AtomicBool,
+    difficulty: Mutex<f64>,
+    jobs: RwLock<VecDeque<Arc<PoolJob>>>,
+    job_seq: AtomicU64,
+    session_seq: AtomicU64,
+    prevhash: Mutex<[u8; 32]>,
+    stats: Mutex<PoolStats>,
+    shares: Mutex<Vec<AcceptedShare>>,
+    cmds: broadcast::Sender<SessionCmd>,
+}
+
+/// Handle to a running simulated pool. Dropping it stops the pool and closes its sessions.
+pub struct SimPool {
+    shared: Arc<Shared>,
+    cancel: CancellationToken,
+}
+
+impl Drop for SimPool {
+    fn drop(&mut self) {
+        self.cancel.cancel();
+    }
+}
+
+impl SimPool {
+    /// Listens on 127.0.0.1 on a free port and starts serving.
+    pub async fn start(config: PoolConfig) -> std::io::Result<SimPool> {
+        Self::start_on("127.0.0.1:0".parse().expect("literal address"), config).await
+    }
+
+    /// Listens on `addr` (e.g. to come back on the same port after a restart).
+    pub async fn start_on(addr: SocketAddr, config: PoolConfig) -> std::io::Result<SimPool> {
+        let listener = TcpListener::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (cmds, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            difficulty: Mutex::new(config.difficulty),
+            config,
+            addr,
+            refuse: AtomicBool::new(false),
+            silent: AtomicBool::new(false),
+            reject_all: AtomicBool::new(false),
+            jobs: RwLock::new(VecDeque::new()),
+            job_seq: AtomicU64::new(0),
+            session_seq: AtomicU64::new(0),
+            prevhash: Mutex::new(rand::rng().random()),
+            stats: Mutex::new(PoolStats::default()),
+            shares: Mutex::new(Vec::new()),
+            cmds,
+        });
+        new_job(&shared, true);
+        let cancel = CancellationToken::new();
+        tokio::spawn(accept_loop(listener, shared.clone(), cancel.clone()));
+        if let Some(every) = shared.config.job_interval {
+            let (s, c) = (shared.clone(), cancel.clone());
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = c.cancelled() => break,
+                        _ = tick.tick() => { new_job(&s, false); }
+                    }
+                }
+            });
+        }
+        info!(pool = %shared.config.name, %addr, "simulated pool listening");
+        Ok(SimPool { shared, cancel })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.shared.addr
+    }
+
+    /// `stratum+tcp://127.0.0.1:<port>`
+    pub fn url(&self) -> String {
+        format!("stratum+tcp://{}", self.shared.addr)
+    }
+
+    pub fn config(&self) -> &PoolConfig {
+        &self.shared.config
+    }
+
+    /// Sends a new job to every session; `clean` invalidates all earlier jobs (new prevhash).
+    /// Returns the new job id.
+    pub fn new_job(&self, clean: bool) -> String {
+        new_job(&self.shared, clean)
+    }
+
+    /// Changes the share difficulty: `mining.set_difficulty` to every session, then a new job
+    /// (not clean) that carries it. Earlier jobs stay valid at their old difficulty.
+    pub fn set_difficulty(&self, d: f64) {
+        if let Ok(mut g) = self.shared.difficulty.lock() {
+            *g = d;
+        }
+        let _ = self.shared.cmds.send(SessionCmd::SetDifficulty(d));
+        new_job(&self.shared, false);
+    }
+
+    /// While true, new TCP connections are accepted and closed at once.
+    pub fn set_refuse_connections(&self, refuse: bool) {
+        self.shared.refuse.store(refuse, Ordering::SeqCst);
+    }
+
+    /// Closes every open session.
+    pub fn close_all_sessions(&self) {
+        let _ = self.shared.cmds.send(SessionCmd::Close);
+    }
+
+    /// While true the pool sends nothing: no answers, no jobs (sockets stay open).
+    pub fn set_silent(&self, silent: bool) {
+        self.shared.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// While true every share is answered with error 20 (after being checked).
+    pub fn set_reject_all(&self, reject: bool) {
+        self.shared.reject_all.store(reject, Ordering::SeqCst);
+    }
+
+    /// Sends `client.reconnect` to every session.
+    pub fn send_reconnect(&self, host: Option<String>, port: Option<u16>, wait_seconds: u64) {
+        let _ = self.shared.cmds.send(SessionCmd::Reconnect(Reconnect {
+            host,
+            port,
+            wait_seconds: Some(wait_seconds),
+        }));
+    }
+
+    /// Gives every session a new extranonce1: sessions that sent `mining.extranonce.subscribe`
+    /// get `mining.set_extranonce` and a clean job; the others are closed (as real pools do when
+    /// they cannot tell the miner).
+    pub fn change_extranonce(&self) {
+        let _ = self.shared.cmds.send(SessionCmd::NewExtranonce);
+        // Work built on the old extranonce1 is void: start clean (sessions see this after the
+        // set_extranonce, the broadcast keeps the order).
+        new_job(&self.shared, true);
+    }
+
+    /// Stops accepting and closes every session (the handle stays usable for stats).
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+
+    pub fn stats(&self) -> PoolStats {
+        let mut s = self
+            .shared
+            .stats
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default();
+        s.jobs_created = self.shared.job_seq.load(Ordering::SeqCst);
+        s
+    }
+
+    pub fn worker(&self, name: &str) -> WorkerCounts {
+        self.stats().worker(name)
+    }
+
+    pub fn accepted_shares(&self) -> Vec<AcceptedShare> {
+        self.shared
+            .shares
+            .lock()
+            .map(|g| g.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn connections_seen(&self) -> u64 {
+        self.stats().connections_seen
+    }
+
+    pub fn active_sessions(&self) -> u64 {
+        self.stats().active_sessions
+    }
+
+    /// Current difficulty.
+    pub fn difficulty(&self) -> f64 {
+        self.shared.difficulty.lock().map(|g| *g).unwrap_or(1.0)
+    }
+}
+
+fn now_unix() -> u32 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as u32)
+        .unwrap_or(0)
+}
+
+/// Builds a real-looking coinbase split around the extranonces: a BIP 34 height push, then
+/// extranonce1 ‖ extranonce2, then a tag naming the job, one P2PKH payout.
+fn coinbase_parts(seq: u64, en_total: usize) -> (Vec<u8>, Vec<u8>) {
+    let height = 840_000u32 + (seq as u32 % 100_000);
+    let tag = format!("/hashsched-sim/{seq}/");
+    let script_len = 4 + en_total + tag.len();
+    let mut c1 = Vec::with_capacity(64);
+    c1.extend_from_slice(&1u32.to_le_bytes()); // tx version
+    c1.push(1); // one input
+    c1.extend_from_slice(&[0u8; 32]); // null outpoint
+    c1.extend_from_slice(&[0xff; 4]);
+    c1.push(script_len.min(255) as u8);
+    c1.push(3);
+    c1.extend_from_slice(&height.to_le_bytes()[..3]);
+    let mut c2 = Vec::with_capacity(64);
+    c2.extend_from_slice(tag.as_bytes());
+    c2.extend_from_slice(&[0xff; 4]); // sequence
+    c2.push(1); // one output
+    c2.extend_from_slice(&312_500_000u64.to_le_bytes());
+    c2.push(25);
+    c2.extend_from_slice(&[0x76, 0xa9, 0x14]);
+    c2.extend_from_slice(&[0x5a; 20]);
+    c2.extend_from_slice(&[0x88, 0xac]);
+    c2.extend_from_slice(&0u32.to_le_bytes()); // lock time
+    (c1, c2)
+}
+
+fn new_job(shared: &Shared, clean: bool) -> String {
+    let seq = shared.job_seq.fetch_add(1, Ordering::SeqCst) + 1;
+    let mut rng = rand::rng();
+    let prevhash = match shared.prevhash.lock() {
+        Ok(mut p) => {
+            if clean {
+                *p = rng.random();
+            }
+            *p
+        }
+        Err(_) => rng.random(),
+    };
+    let cfg = &shared.config;
+    let (coinb1, coinb2) = coinbase_parts(seq, cfg.extranonce1_size + cfg.extranonce2_size);
+    let branch: Vec<[u8; 32]> = (0..cfg.merkle_branch_len).map(|_| rng.random()).collect();
+    let notify = Notify {
+        job_id: format!("{seq:x}"),
+        prevhash,
+        coinb1,
+        coinb2,
+        merkle_branch: branch,
+        version: 0x2000_0000,
+        nbits: 0x1703_4219,
+        ntime: now_unix(),
+        clean_jobs: clean,
+    };
+    let template = JobTemplate::new(
+        crate::share::swap32(notify.prevhash),
+        notify.coinb1.clone(),
+        notify.coinb2.clone(),
+        notify.merkle_branch.clone(),
+        notify.version,
+        notify.nbits,
+        notify.ntime,
+    );
+    let job = Arc::new(PoolJob {
+        id: notify.job_id.clone(),
+        template,
+        line: notify.to_line().into(),
+        seen: Mutex::new(HashSet::new()),
+    });
+    if let Ok(mut jobs) = shared.jobs.write() {
+        if clean {
+            jobs.clear();
+        }
+        jobs.push_back(job.clone());
+        while jobs.len() > cfg.jobs_kept.max(1) {
+            jobs.pop_front();
+        }
+    }
+    let id = job.id.clone();
+    let _ = shared.cmds.send(SessionCmd::Notify(job));
+    id
+}
+
+fn bump(shared: &Shared, f: impl FnOnce(&mut PoolStats)) {
+    if let Ok(mut s) = shared.stats.lock() {
+        f(&mut s);
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: CancellationToken) {
+    loop {
+        let accepted = tokio::select! {
+            _ = cancel.cancelled() => break,
+            a = listener.accept() => a,
+        };
+        let Ok((stream, peer)) = accepted else {
+            // Out of descriptors or similar: back off a little instead of spinning.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let refuse = shared.refuse.load(Ordering::SeqCst);
+        bump(&shared, |s| {
+            s.connections_seen += 1;
+            if refuse {
+                s.connections_refused += 1;
+            }
+        });
+        if refuse {
+            drop(stream);
+            continue;
+        }
+        let _ = stream.set_nodelay(true);
+        let (s, c) = (shared.clone(), cancel.child_token());
+        tokio::spawn(async move {
+            bump(&s, |st| st.active_sessions += 1);
+            let id = s.session_seq.fetch_add(1, Ordering::SeqCst) + 1;
+            debug!(pool = %s.config.name, session = id, %peer, "session opened");
+            serve_session(stream, &s, id, c).await;
+            bump(&s, |st| {
+                st.active_sessions = st.active_sessions.saturating_sub(1)
+            });
+            debug!(pool = %s.config.name, session = id, "session closed");
+        });
+    }
+}
+
+struct Session<'a> {
+    shared: &'a Shared,
+    id: u64,
+    out: tokio::sync::mpsc::UnboundedSender<String>,
+    en1: Vec<u8>,
+    en2_size: usize,
+    subscribed: bool,
+    extranonce_subscribed: bool,
+    mask: Option<u32>,
+    authorized: HashSet<String>,
+    difficulty: f64,
+    /// Difficulty in force when each job was sent to this session.
+    job_difficulty: HashMap<String, f64>,
+    job_order: VecDeque<String>,
+}
+
+impl Session<'_> {
+    fn send(&self, line: impl Into<String>) {
+        if !self.shared.silent.load(Ordering::SeqCst) {
+            let _ = self.out.send(line.into());
+        }
+    }
+
+    fn extranonce1_for(shared: &Shared, session: u64, generation: u64) -> Vec<u8> {
+        let n = shared.config.extranonce1_size;
+        let v = (session << 16) ^ generation;
+        let bytes = v.to_be_bytes();
+        let mut e = vec![0u8; n];
+        for (i, b) in e.iter_mut().rev().enumerate() {
+            *b = bytes.get(7usize.wrapping_sub(i)).copied().unwrap_or(0);
+        }
+        e
+    }
+
+    fn send_job(&mut self, job: &PoolJob) {
+        if !self.subscribed {
+            return;
+        }
+        self.job_difficulty.insert(job.id.clone(), self.difficulty);
+        self.job_order.push_back(job.id.clone());
+        while self.job_order.len() > self.shared.config.jobs_kept.max(1) * 2 {
+            if let Some(old) = self.job_order.pop_front() {
+                self.job_difficulty.remove(&old);
+            }
+        }
+        self.send(job.line.to_string());
+    }
+
+    fn current_job(&self) -> Option<Arc<PoolJob>> {
+        self.shared.jobs.read().ok().and_then(|j| j.back().cloned())
+    }
+
+    fn handle_request(&mut self, id: Value, method: &str, params: &Value) -> bool {
+        if self.shared.silent.load(Ordering::SeqCst) {
+            bump(self.shared, |s| s.ignored_while_silent += 1);
+            return true;
+        }
+        let req = match MinerRequest::parse(method, params) {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                self.send(protocol::error_line(
+                    &id,
+                    error_code::OTHER,
+                    &format!("unknown method {method}"),
+                ));
+                return true;
+            }
+            Err(e) => {
+                bump(self.shared, |s| s.malformed_lines += 1);
+                if method == protocol::method::SUBMIT
+                    && let Some(w) = params.get(0).and_then(Value::as_str)
+                {
+                    let w = w.to_owned();
+                    bump(self.shared, |s| {
+                        *s.workers
+                            .entry(w)
+                            .or_default()
+                            .rejected
+                            .entry(error_code::OTHER)
+                            .or_default() += 1;
+                    });
+                }
+                self.send(protocol::error_line(&id, error_code::OTHER, &e.to_string()));
+                return true;
+            }
+        };
+        match req {
+            MinerRequest::Configure(c) => {
+                bump(self.shared, |s| s.configures += 1);
+                let mut result = ConfigureResult::default();
+                match self.shared.config.configure {
+                    ConfigureSupport::Disconnect => return false,
+                    ConfigureSupport::NoVersionRolling => {
+                        if c.wants(protocol::extension::VERSION_ROLLING) {
+                            result.version_rolling = Some(false);
+                        }
+                    }
+                    ConfigureSupport::VersionRolling(pool_mask) => {
+                        if c.wants(protocol::extension::VERSION_ROLLING) {
+                            let m = pool_mask & c.version_rolling_mask.unwrap_or(u32::MAX);
+                            self.mask = Some(m);
+                            result.version_rolling = Some(true);
+                            result.version_rolling_mask = Some(m);
+                        }
+                    }
+                }
+                for e in &c.extensions {
+                    match e.as_str() {
+                        protocol::extension::VERSION_ROLLING => {}
+                        protocol::extension::MINIMUM_DIFFICULTY => {
+                            result.minimum_difficulty = Some(false)
+                        }
+                        protocol::extension::SUBSCRIBE_EXTRANONCE => {
+                            result.subscribe_extranonce = Some(false)
+                        }
+                        other => result.unsupported.push(other.to_owned()),
+                    }
+                }
+                self.send(protocol::result_line(&id, &result.to_value()));
+            }
+            MinerRequest::Subscribe(_) => {
+                bump(self.shared, |s| s.subscribes += 1);
+                self.subscribed = true;
+                let sid = format!("{:x}", self.id);
+                let r = SubscribeResult {
+                    subscriptions: protocol::standard_subscriptions(&sid),
+                    extranonce1: self.en1.clone(),
+                    extranonce2_size: self.en2_size,
+                };
+                self.send(protocol::result_line(&id, &r.to_value()));
+                self.send(ServerRequest::SetDifficulty(self.difficulty).to_notification());
+                if let Some(job) = self.current_job() {
+                    self.send_job(&job);
+                }
+            }
+            MinerRequest::ExtranonceSubscribe => {
+                if self.shared.config.extranonce_subscribe {
+                    self.extranonce_subscribed = true;
+                    self.send(protocol::true_line(&id));
+                } else {
+                    self.send(protocol::error_line(
+                        &id,
+                        error_code::OTHER,
+                        "extranonce.subscribe not supported",
+                    ));
+                }
+            }
+            MinerRequest::Authorize(a) => {
+                let ok = match &self.shared.config.password {
+                    Some(p) => a.password.as_deref() == Some(p.as_str()),
+                    None => true,
+                };
+                bump(self.shared, |s| {
+                    if ok {
+                        s.authorizes_ok += 1
+                    } else {
+                        s.authorizes_failed += 1
+                    }
+                });
+                if ok {
+                    self.authorized.insert(a.user);
+                }
+                self.send(protocol::result_line(&id, &Value::Bool(ok)));
+            }
+            MinerRequest::SuggestDifficulty(_) => {
+                self.send(protocol::true_line(&id));
+            }
+            MinerRequest::Submit(s) => {
+                let worker = s.worker.clone();
+                let verdict = self.check_share(s);
+                let verdict = match verdict {
+                    Ok(share) if self.shared.reject_all.load(Ordering::SeqCst) => {
+                        drop(share);
+                        Err(StratumError::new(
+                            error_code::OTHER,
+                            "rejected by pool policy",
+                        ))
+                    }
+                    v => v,
+                };
+                match verdict {
+                    Ok(share) => {
+                        let d = share.difficulty;
+                        bump(self.shared, |st| {
+                            let w = st.workers.entry(worker).or_default();
+                            w.accepted += 1;
+                            w.accepted_difficulty += d;
+                        });
+                        if self.shared.config.record_shares
+                            && let Ok(mut log) = self.shared.shares.lock()
+                        {
+                            log.push(share);
+                        }
+                        self.send(protocol::true_line(&id));
+                    }
+                    Err(e) => {
+                        bump(self.shared, |st| {
+                            *st.workers
+                                .entry(worker)
+                                .or_default()
+                                .rejected
+                                .entry(e.code)
+                                .or_default() += 1;
+                        });
+                        self.send(protocol::error_line(&id, e.code, &e.message));
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Validates one share exactly as a pool does.
+    fn check_share(&self, s: Submit) -> Result<AcceptedShare, StratumError> {
+        if !self.subscribed {
+            return Err(StratumError::new(
+                error_code::NOT_SUBSCRIBED,
+                "not subscribed",
+            ));
+        }
+        if !self.authorized.contains(&s.worker) {
+            return Err(StratumError::new(
+                error_code::UNAUTHORIZED,
+                "unauthorized worker",
+            ));
+        }
+        let job = self
+            .shared
+            .jobs
+            .read()
+            .ok()
+            .and_then(|jobs| jobs.iter().rev().find(|j| j.id == s.job_id).cloned());
+        let (Some(job), Some(&difficulty)) = (job, self.job_difficulty.get(&s.job_id)) else {
+            return Err(StratumError::new(
+                error_code::JOB_NOT_FOUND,
+                "job not found",
+            ));
+        };
+        if s.extranonce2.len() != self.en2_size {
+            return Err(StratumError::new(
+                error_code::OTHER,
+                format!(
+                    "extranonce2 is {} bytes, expected {}",
+                    s.extranonce2.len(),
+                    self.en2_size
+                ),
+            ));
+        }
+        let latest = now_unix() as u64 + self.shared.config.ntime_future_slack.as_secs();
+        if (s.ntime as u64) < job.template.ntime() as u64 || s.ntime as u64 > latest {
+            return Err(StratumError::new(error_code::OTHER, "ntime out of range"));
+        }
+        let version = match (s.version_bits, self.mask) {
+            (None, _) => job.template.version(),
+            (Some(bits), Some(mask)) if bits & !mask == 0 => {
+                roll_version(job.template.version(), bits, mask)
+            }
+            (Some(_), Some(_)) => {
+                return Err(StratumError::new(
+                    error_code::OTHER,
+                    "version bits outside the negotiated mask",
+                ));
+            }
+            (Some(0), None) => job.template.version(),
+            (Some(_), None) => {
+                return Err(StratumError::new(
+                    error_code::OTHER,
+                    "version rolling was not negotiated",
+                ));
+            }
+        };
+        let mut key = Vec::with_capacity(self.en1.len() + s.extranonce2.len() + 12);
+        key.extend_from_slice(&self.en1);
+        key.extend_from_slice(&s.extranonce2);
+        key.extend_from_slice(&s.ntime.to_le_bytes());
+        key.extend_from_slice(&s.nonce.to_le_bytes());
+        key.extend_from_slice(&version.to_le_bytes());
+        let hash = job
+            .template
+            .share_hash(&self.en1, &s.extranonce2, s.ntime, s.nonce, version);
+        let target = Target::from_difficulty(difficulty)
+            .map_err(|e| StratumError::new(error_code::OTHER, e.to_string()))?;
+        if !target.is_met_by(&hash) {
+            return Err(StratumError::new(
+                error_code::LOW_DIFFICULTY,
+                "low difficulty share",
+            ));
+        }
+        let fresh = job
+            .seen
+            .lock()
+            .map(|mut seen| seen.insert(key))
+            .unwrap_or(false);
+        if !fresh {
+            return Err(StratumError::new(error_code::DUPLICATE, "duplicate share"));
+        }
+        Ok(AcceptedShare {
+            worker: s.worker,
+            session: self.id,
+            job_id: s.job_id,
+            extranonce1: self.en1.clone(),
+            extranonce2: s.extranonce2,
+            ntime: s.ntime,
+            nonce: s.nonce,
+            version,
+            difficulty,
+            hash_difficulty: crate::share::hash_difficulty(&hash),
+        })
+    }
+
+    /// Returns false when the session must close.
+    fn handle_cmd(&mut self, cmd: SessionCmd, en1_generation: &mut u64) -> bool {
+        match cmd {
+            SessionCmd::Notify(job) => self.send_job(&job),
+            SessionCmd::SetDifficulty(d) => {
+                self.difficulty = d;
+                if self.subscribed {
+                    self.send(ServerRequest::SetDifficulty(d).to_notification());
+                }
+            }
+            SessionCmd::Close => return false,
+            SessionCmd::Reconnect(r) => {
+                self.send(ServerRequest::Reconnect(r).to_notification());
+            }
+            SessionCmd::NewExtranonce => {
+                if !self.subscribed {
+                    return true;
+                }
+                if !self.extranonce_subscribed {
+                    return false;
+                }
+                *en1_generation += 1;
+                self.en1 = Self::extranonce1_for(self.shared, self.id, *en1_generation);
+                self.send(
+                    ServerRequest::SetExtranonce(SetExtranonce {
+                        extranonce1: self.en1.clone(),
+                        extranonce2_size: self.en2_size,
+                    })
+                    .to_notification(),
+                );
+            }
+        }
+        true
+    }
+}
+
+async fn serve_session(stream: TcpStream, shared: &Shared, id: u64, cancel: CancellationToken) {
+    let (r, w) = stream.into_split();
+    let mut lines = FramedRead::new(
+        r,
+        LinesCodec::new_with_max_length(shared.config.max_line_bytes),
+    );
+    let out = spawn_line_writer(w);
+    let mut cmds = shared.cmds.subscribe();
+    let difficulty = shared.difficulty.lock().map(|g| *g).unwrap_or(1.0);
+    let mut en1_generation = 0u64;
+    let mut session = Session {
+        shared,
+        id,
+        out,
+        en1: Session::extranonce1_for(shared, id, 0),
+        en2_size: shared.config.extranonce2_size,
+        subscribed: false,
+        extranonce_subscribed: false,
+        mask: None,
+        authorized: HashSet::new(),
+        difficulty,
+        job_difficulty: HashMap::new(),
+        job_order: VecDeque::new(),
+    };
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => break,
+            cmd = cmds.recv() => match cmd {
+                Ok(cmd) => if !session.handle_cmd(cmd, &mut en1_generation) { break },
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => break,
+            },
+            line = lines.next() => {
+                let line = match line {
+                    Some(Ok(l)) => l,
+                    Some(Err(e)) => {
+                        debug!(pool = %shared.config.name, session = id, error = %e, "closing session on bad input");
+                        bump(shared, |s| s.malformed_lines += 1);
+                        break;
+                    }
+                    None => break,
+                };
+                if line.trim().is_empty() {
+                    continue;
+                }
+                match protocol::parse_line(&line) {
+                    Ok(protocol::Message::Request(req)) => {
+                        if !session.handle_request(req.id, &req.method, &req.params) {
+                            break;
+                        }
+                    }
+                    // Answers to our (never sent) requests: ignore.
+                    Ok(protocol::Message::Response(_)) => {}
+                    Err(e) => {
+                        bump(shared, |s| s.malformed_lines += 1);
+                        session.send(protocol::error_line(&Value::Null, error_code::OTHER, &e.to_string()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::share::{merkle_root, sha256d};
+
+    #[test]
+    fn coinbase_parses_as_a_transaction_prefix() {
+        let (c1, c2) = coinbase_parts(7, 12);
+        let mut tx = c1.clone();
+        tx.extend_from_slice(&[0u8; 12]);
+        tx.extend_from_slice(&c2);
+        // script length byte covers height push + extranonces + tag
+        let script_len = c1[41] as usize;
+        assert_eq!(41 + 1 + script_len + 4, tx.len() - (1 + 8 + 1 + 25 + 4));
+        assert_eq!(&tx[tx.len() - 4..], &[0, 0, 0, 0]);
+        assert_ne!(merkle_root(&tx, &[]), sha256d(&c1));
+    }
+
+    #[test]
+    fn extranonce1_is_unique_per_session_and_generation() {
+        let (cmds, _) = broadcast::channel(1);
+        let shared = Shared {
+            config: PoolConfig::default(),
+            addr: "127.0.0.1:1".parse().unwrap(),
+            refuse: AtomicBool::new(false),
+            silent: AtomicBool::new(false),
+            reject_all: AtomicBool::new(false),
+            difficulty: Mutex::new(1.0),
+            jobs: RwLock::new(VecDeque::new()),
+            job_seq: AtomicU64::new(0),
+            session_seq: AtomicU64::new(0),
+            prevhash: Mutex::new([0; 32]),
+            stats: Mutex::new(PoolStats::default()),
+            shares: Mutex::new(Vec::new()),
+            cmds,
+        };
+        let mut seen = HashSet::new();
+        for s in 1..500u64 {
+            for g in 0..3u64 {
+                let e = Session::extranonce1_for(&shared, s, g);
+                assert_eq!(e.len(), 4);
+                assert!(seen.insert(e));
+            }
+        }
+    }
+}

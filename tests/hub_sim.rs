@@ -1,0 +1,399 @@
+//! The simulators against each other, without the hub: a simulated miner mining straight on the
+//! simulated pool. These pin down that the doubles are honest (real sha256d shares accepted, bad
+//! ones rejected with the right code, controls work) before they are used to judge the hub.
+
+use hashsched_hub::protocol::error_code;
+use hashsched_hub::sim::miner::{MinerConfig, SimMiner};
+use hashsched_hub::sim::pool::{ConfigureSupport, PoolConfig, SimPool};
+use hashsched_tests::{DEADLINE, RawClient, init_tracing, test_miner, test_pool};
+use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+const D: f64 = 1e-7;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miner_shares_are_validated_by_the_pool() {
+    init_tracing();
+    let pool = SimPool::start(test_pool(D)).await.unwrap();
+    let miner = SimMiner::spawn(pool.addr(), test_miner("alice.rig1", D, 20.0));
+    let s = miner
+        .wait_for(DEADLINE, |s| s.accepted >= 30)
+        .await
+        .expect("miner gets shares accepted");
+    assert_eq!(s.connections, 1);
+    assert_eq!(s.rejected_total(), 0, "{:?}", s.rejected);
+    // Version rolling was granted and used: accepted headers carry rolled versions.
+    assert_eq!(s.version_mask, Some(0x1fff_e000));
+    miner.stall();
+    let s = miner
+        .wait_for(DEADLINE, |s| s.in_flight == 0)
+        .await
+        .unwrap();
+    let p = pool.worker("alice.rig1");
+    assert_eq!(p.accepted, s.accepted);
+    assert_eq!(p.rejected_total(), 0);
+    assert!(s.is_conserved(), "{s:?}");
+    assert!((p.accepted_difficulty - s.accepted_difficulty).abs() < 1e-12);
+    assert!((s.accepted_difficulty - s.accepted as f64 * D).abs() < 1e-12);
+    let shares = pool.accepted_shares();
+    assert!(
+        shares
+            .iter()
+            .all(|sh| sh.version != 0x2000_0000 && sh.version & !0x1fff_e000 == 0x2000_0000)
+    );
+    assert!(shares.iter().all(|sh| sh.hash_difficulty >= sh.difficulty));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpuminer_style_fixed_ids_and_no_version_rolling() {
+    init_tracing();
+    let pool = SimPool::start(PoolConfig {
+        configure: ConfigureSupport::NoVersionRolling,
+        ..test_pool(D)
+    })
+    .await
+    .unwrap();
+    let cfg = MinerConfig {
+        fixed_submit_id: Some(4),
+        version_rolling: false,
+        ..test_miner("bob.cpu", D, 20.0)
+    };
+    let miner = SimMiner::spawn(pool.addr(), cfg);
+    miner
+        .wait_for(DEADLINE, |s| s.accepted >= 20)
+        .await
+        .unwrap();
+    miner.stall();
+    let s = miner
+        .wait_for(DEADLINE, |s| s.in_flight == 0)
+        .await
+        .unwrap();
+    assert_eq!(pool.worker("bob.cpu").accepted, s.accepted);
+    assert!(s.shares.iter().all(|sh| sh.version_bits.is_none()));
+    assert!(
+        pool.accepted_shares()
+            .iter()
+            .all(|sh| sh.version == 0x2000_0000)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_controls_reject_difficulty_extranonce_reconnect() {
+    init_tracing();
+    let pool = SimPool::start(test_pool(D)).await.unwrap();
+    let subscriber = SimMiner::spawn(
+        pool.addr(),
+        MinerConfig {
+            extranonce_subscribe: true,
+            ..test_miner("c.sub", D, 20.0)
+        },
+    );
+    let plain = SimMiner::spawn(pool.addr(), test_miner("c.plain", D, 20.0));
+    for m in [&subscriber, &plain] {
+        m.wait_for(DEADLINE, |s| s.accepted >= 5).await.unwrap();
+    }
+
+    // Reject everything: the miners see error 20.
+    pool.set_reject_all(true);
+    plain
+        .wait_for(DEADLINE, |s| {
+            s.rejected.get(&error_code::OTHER).copied().unwrap_or(0) >= 3
+        })
+        .await
+        .unwrap();
+    pool.set_reject_all(false);
+
+    // Difficulty change applies from the next job; the pool credits at the job's difficulty.
+    pool.set_difficulty(2.0 * D);
+    plain
+        .wait_for(DEADLINE, |s| s.difficulty == 2.0 * D)
+        .await
+        .unwrap();
+
+    // New extranonce1: the subscriber follows set_extranonce on the same connection; the other
+    // miner is disconnected and reconnects.
+    let before = subscriber.stats().extranonce1;
+    pool.change_extranonce();
+    let s = subscriber
+        .wait_for(DEADLINE, |s| {
+            s.extranonce1 != before && s.set_extranonce_received == 1
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.connections, 1);
+    let accepted = s.accepted;
+    subscriber
+        .wait_for(DEADLINE, |s| s.accepted >= accepted + 5)
+        .await
+        .unwrap();
+    plain
+        .wait_for(DEADLINE, |s| s.connections >= 2)
+        .await
+        .unwrap();
+
+    // client.reconnect to the same place.
+    pool.send_reconnect(None, None, 0);
+    let s = subscriber
+        .wait_for(DEADLINE, |s| {
+            s.connections >= 2 && s.authorized == Some(true)
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.reconnects_received, 1);
+    let accepted = s.accepted;
+    subscriber
+        .wait_for(DEADLINE, |s| s.accepted >= accepted + 3)
+        .await
+        .unwrap();
+    assert!(pool.stats().connections_seen >= 4);
+    // Credit per worker at pool == what the miner saw accepted (after everything settles).
+    for m in [&subscriber, &plain] {
+        m.stall();
+        let s = m.wait_for(DEADLINE, |s| s.in_flight == 0).await.unwrap();
+        assert_eq!(
+            pool.worker(m.worker()).accepted,
+            s.accepted,
+            "{}",
+            m.worker()
+        );
+        assert!(s.is_conserved());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miner_stall_resume_die_and_pool_refuse_close() {
+    init_tracing();
+    let pool = SimPool::start(test_pool(D)).await.unwrap();
+    let miner = SimMiner::spawn(
+        pool.addr(),
+        MinerConfig {
+            reconnect_delay: Some(Duration::from_millis(100)),
+            ..test_miner("d.rig", D, 20.0)
+        },
+    );
+    miner.wait_for(DEADLINE, |s| s.accepted >= 3).await.unwrap();
+    miner.stall();
+    let s = miner
+        .wait_for(DEADLINE, |s| s.in_flight == 0)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        miner.stats().submitted,
+        s.submitted,
+        "a stalled miner submits nothing"
+    );
+    assert!(miner.stats().connected);
+    miner.resume();
+    miner
+        .wait_for(DEADLINE, |s| {
+            s.accepted >= s.accepted.max(1) && s.submitted > 0
+        })
+        .await
+        .unwrap();
+    let n = miner.stats().accepted;
+    miner
+        .wait_for(DEADLINE, |s| s.accepted >= n + 3)
+        .await
+        .unwrap();
+
+    // Refuse + close: the miner keeps trying; once accepted again it mines again.
+    pool.set_refuse_connections(true);
+    pool.close_all_sessions();
+    miner.wait_for(DEADLINE, |s| !s.connected).await.unwrap();
+    assert!(
+        hashsched_tests::wait_until(DEADLINE, || (pool.stats().connections_refused >= 2)
+            .then_some(()))
+        .await
+        .is_some()
+    );
+    pool.set_refuse_connections(false);
+    let n = miner.stats().accepted;
+    miner
+        .wait_for(DEADLINE, |s| s.connected && s.accepted >= n + 3)
+        .await
+        .unwrap();
+
+    miner.die();
+    hashsched_tests::wait_until(DEADLINE, || miner.is_finished().then_some(()))
+        .await
+        .expect("miner task ends after die");
+    hashsched_tests::wait_until(DEADLINE, || (pool.active_sessions() == 0).then_some(()))
+        .await
+        .expect("pool sees the session close");
+}
+
+/// Subscribes and authorizes a raw client; returns (extranonce1, en2 size, first notify params).
+async fn raw_session(c: &mut RawClient, worker: &str) -> (String, u64, Vec<Value>) {
+    let t = Duration::from_secs(20);
+    c.send_line(&json!({"id": 1, "method": "mining.subscribe", "params": ["raw/1"]}).to_string())
+        .await
+        .unwrap();
+    let sub = c.read_answer(&json!(1), t).await.expect("subscribe answer");
+    let en1 = sub["result"][1].as_str().unwrap().to_owned();
+    let n2 = sub["result"][2].as_u64().unwrap();
+    c.send_line(
+        &json!({"id": 2, "method": "mining.authorize", "params": [worker, "x"]}).to_string(),
+    )
+    .await
+    .unwrap();
+    let mut notify = None;
+    let mut authorized = false;
+    while notify.is_none() || !authorized {
+        let line = c.read_line(t).await.expect("line from pool");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        if v["method"] == "mining.notify" {
+            notify = v["params"].as_array().cloned();
+        } else if v["id"] == json!(2) {
+            assert_eq!(v["result"], json!(true));
+            authorized = true;
+        }
+    }
+    (en1, n2, notify.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_rejects_bad_shares_with_the_right_codes() {
+    init_tracing();
+    // Difficulty so small that every hash is a share, so hand-made submits are valid.
+    let easy = SimPool::start(test_pool(1e-12)).await.unwrap();
+    let mut c = RawClient::connect(easy.addr()).await.unwrap();
+    let t = Duration::from_secs(20);
+
+    // Submit before subscribe: 25.
+    c.send_line(r#"{"id":9,"method":"mining.submit","params":["w","1","0000000000000000","00000000","00000000"]}"#)
+        .await
+        .unwrap();
+    let a = c.read_answer(&json!(9), t).await.unwrap();
+    assert_eq!(a["error"][0], json!(error_code::NOT_SUBSCRIBED));
+
+    let (_en1, n2, notify) = raw_session(&mut c, "raw.w").await;
+    let job = notify[0].as_str().unwrap().to_owned();
+    let ntime = notify[7].as_str().unwrap().to_owned();
+    let en2 = "00".repeat(n2 as usize);
+    let submit = |id: u64, worker: &str, job: &str, en2: &str, ntime: &str, nonce: &str| {
+        json!({"id": id, "method": "mining.submit", "params": [worker, job, en2, ntime, nonce]})
+            .to_string()
+    };
+    let mut codes: HashMap<&str, Value> = HashMap::new();
+    let cases = [
+        ("ok", submit(10, "raw.w", &job, &en2, &ntime, "00000001")),
+        ("dup", submit(11, "raw.w", &job, &en2, &ntime, "00000001")),
+        (
+            "unknown job",
+            submit(12, "raw.w", "nope", &en2, &ntime, "00000002"),
+        ),
+        (
+            "unauthorized",
+            submit(13, "raw.other", &job, &en2, &ntime, "00000003"),
+        ),
+        (
+            "short en2",
+            submit(14, "raw.w", &job, "00", &ntime, "00000004"),
+        ),
+        (
+            "bad hex",
+            submit(15, "raw.w", &job, &en2, &ntime, "zzzzzzzz"),
+        ),
+        (
+            "old ntime",
+            submit(16, "raw.w", &job, &en2, "00000001", "00000005"),
+        ),
+    ];
+    for (i, (name, line)) in cases.iter().enumerate() {
+        c.send_line(line).await.unwrap();
+        let a = c.read_answer(&json!(10 + i as u64), t).await.expect(name);
+        codes.insert(name, a["error"].clone());
+        if *name == "ok" {
+            assert_eq!(a["result"], json!(true), "{a}");
+        }
+    }
+    assert_eq!(codes["ok"], Value::Null);
+    assert_eq!(codes["dup"][0], json!(error_code::DUPLICATE));
+    assert_eq!(codes["unknown job"][0], json!(error_code::JOB_NOT_FOUND));
+    assert_eq!(codes["unauthorized"][0], json!(error_code::UNAUTHORIZED));
+    assert_eq!(codes["short en2"][0], json!(error_code::OTHER));
+    assert_eq!(codes["bad hex"][0], json!(error_code::OTHER));
+    assert_eq!(codes["old ntime"][0], json!(error_code::OTHER));
+
+    // Version bits without negotiation: rejected.
+    c.send_line(&json!({"id": 30, "method": "mining.submit", "params": ["raw.w", job, en2, ntime, "00000009", "00002000"]}).to_string())
+        .await
+        .unwrap();
+    assert_eq!(
+        c.read_answer(&json!(30), t).await.unwrap()["error"][0],
+        json!(error_code::OTHER)
+    );
+
+    // Junk and wrong types: an error answer, the session stays up.
+    c.send_line("this is not json").await.unwrap();
+    c.send_line(r#"{"id":31,"method":"mining.submit","params":"nope"}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.read_answer(&json!(31), t).await.unwrap()["error"][0],
+        json!(error_code::OTHER)
+    );
+    c.send_line(r#"{"id":32,"method":"mining.bogus","params":[]}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.read_answer(&json!(32), t).await.unwrap()["error"][0],
+        json!(error_code::OTHER)
+    );
+    let w = easy.worker("raw.w");
+    assert_eq!(w.accepted, 1);
+    assert!(w.rejected_total() >= 6);
+
+    // Oversized line: the pool closes the connection.
+    let big = vec![b'a'; 64 * 1024];
+    let _ = c.send(&big).await;
+    assert!(c.closed_within(t).await);
+
+    // Low difficulty at a hard pool: 23.
+    let hard = SimPool::start(test_pool(1e9)).await.unwrap();
+    let mut c = RawClient::connect(hard.addr()).await.unwrap();
+    let (_en1, n2, notify) = raw_session(&mut c, "raw.h").await;
+    c.send_line(&submit(
+        40,
+        "raw.h",
+        notify[0].as_str().unwrap(),
+        &"00".repeat(n2 as usize),
+        notify[7].as_str().unwrap(),
+        "00000000",
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        c.read_answer(&json!(40), t).await.unwrap()["error"][0],
+        json!(error_code::LOW_DIFFICULTY)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_miners_on_one_pool_never_share_work() {
+    init_tracing();
+    let pool = SimPool::start(test_pool(D)).await.unwrap();
+    let miners: Vec<SimMiner> = (0..50)
+        .map(|i| SimMiner::spawn(pool.addr(), test_miner(&format!("m.{i}"), D, 2.0)))
+        .collect();
+    for m in &miners {
+        m.wait_for(DEADLINE, |s| s.accepted >= 2).await.unwrap();
+    }
+    let mut owner: HashMap<(Vec<u8>, Vec<u8>), String> = HashMap::new();
+    let mut sessions = HashSet::new();
+    for sh in pool.accepted_shares().iter() {
+        sessions.insert(sh.session);
+        let prev = owner.insert(
+            (sh.extranonce1.clone(), sh.extranonce2.clone()),
+            sh.worker.clone(),
+        );
+        assert!(
+            prev.as_ref().is_none_or(|p| *p == sh.worker),
+            "work shared by {prev:?} and {}",
+            sh.worker
+        );
+    }
+    assert_eq!(sessions.len(), 50);
+}
