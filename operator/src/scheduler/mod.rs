@@ -4,6 +4,7 @@
 //! so the Kubernetes operator, `hashsched local` and the demo share one implementation and the
 //! tests can drive it with hand-written worlds.
 
+pub mod accounting;
 pub mod allocation;
 pub mod health;
 
