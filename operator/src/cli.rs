@@ -1,0 +1,34 @@
+//! The `hashsched` command line: one subcommand per module under `cmd/`.
+//!
+//! To add a subcommand: write `cmd/<name>.rs` with an `Args` struct (clap `Args` derive) and an
+//! `async fn run(args) -> anyhow::Result<()>` (or a sync one), add a variant to [`Command`], and a
+//! match arm in [`Cli::run`].
+
+use clap::{Parser, Subcommand};
+
+use crate::cmd;
+
+/// hashsched: a Kubernetes-native high-availability stratum hub and scheduler for mining farms
+/// that rent hashrate.
+#[derive(Debug, Parser)]
+#[command(name = "hashsched", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write the CRD manifests (crds/*.yaml) and the API reference (docs/api.md) from the Rust
+    /// types, or check that the committed files are up to date.
+    Crdgen(cmd::crdgen::Args),
+}
+
+impl Cli {
+    /// Runs the chosen subcommand.
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self.command {
+            Command::Crdgen(args) => cmd::crdgen::run(args),
+        }
+    }
+}

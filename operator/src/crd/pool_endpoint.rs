@@ -1,0 +1,172 @@
+//! PoolEndpoint: one stratum pool account that the hub may send hashrate to.
+//!
+//! Customers list their pools in failover order; StratumHubs name their house pools. The password
+//! never appears in the object: it is read from a Secret in the same namespace.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::common::{MAX_TEXT_LEN, SecretKeyRef};
+use crate::quantity::Percentage;
+
+/// Pool URL: `stratum+tcp://host:port` or `stratum+ssl://host:port` (RE2 syntax).
+pub const POOL_URL_PATTERN: &str = r"^stratum\+(tcp|ssl)://([a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}$";
+/// Default worker-name template: the pool account, a dot, and the worker's stratum name.
+pub const DEFAULT_WORKER_NAME_TEMPLATE: &str = "{user}.{worker}";
+/// Password sent when the pool needs none (`passwordSecretRef` unset): what pools expect.
+pub const DEFAULT_POOL_PASSWORD: &str = "x";
+
+/// A stratum pool account: where hashrate goes and under which user.
+#[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "hashsched.io",
+    version = "v1alpha1",
+    kind = "PoolEndpoint",
+    namespaced,
+    status = "PoolEndpointStatus",
+    shortname = "pool",
+    shortname = "pools",
+    category = "hashsched",
+    doc = "PoolEndpoint is one stratum pool account (URL, user, password from a Secret) that the hub can send workers' hashrate to. Customers list theirs in failover order; StratumHubs name the house pools.",
+    printcolumn(name = "URL", type_ = "string", json_path = ".spec.url"),
+    printcolumn(name = "User", type_ = "string", json_path = ".spec.user"),
+    printcolumn(name = "Reachable", type_ = "boolean", json_path = ".status.reachable"),
+    printcolumn(
+        name = "Difficulty",
+        type_ = "number",
+        json_path = ".status.poolDifficulty"
+    ),
+    printcolumn(name = "Rejects", type_ = "string", json_path = ".status.rejectRatio"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PoolEndpointSpec {
+    /// Pool address: `stratum+tcp://host:port`, or `stratum+ssl://host:port` for TLS.
+    #[schemars(length(min = 1, max = 512), pattern(POOL_URL_PATTERN))]
+    pub url: String,
+    /// Pool account (user name or payout address) the hub authorizes as.
+    #[schemars(length(min = 1, max = 256))]
+    pub user: String,
+    /// How the worker name sent to the pool is built: `{user}` is `spec.user`, `{worker}` the
+    /// worker's stratum user. Default `{user}.{worker}`, so the pool's dashboard shows each machine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub worker_name_template: Option<String>,
+    /// Secret key holding the pool password. Unset: the password is `x`, which most pools expect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret_ref: Option<SecretKeyRef>,
+    /// Free-text note for people (e.g. which pool dashboard to check).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_TEXT_LEN))]
+    pub description: Option<String>,
+}
+
+impl PoolEndpointSpec {
+    /// The worker-name template, with the default applied.
+    pub fn worker_name_template(&self) -> &str {
+        self.worker_name_template
+            .as_deref()
+            .unwrap_or(DEFAULT_WORKER_NAME_TEMPLATE)
+    }
+
+    /// The worker name this pool is sent for a worker whose stratum user is `worker`.
+    pub fn worker_name(&self, worker: &str) -> String {
+        self.worker_name_template()
+            .replace("{user}", &self.user)
+            .replace("{worker}", worker)
+    }
+
+    /// Problems admission cannot see: a template that mentions neither placeholder would give
+    /// every worker the same name at the pool.
+    pub fn validate(&self) -> Result<(), String> {
+        let t = self.worker_name_template();
+        if !t.contains("{user}") && !t.contains("{worker}") {
+            return Err(format!(
+                "workerNameTemplate {t:?} contains neither {{user}} nor {{worker}}: every worker would reach the pool under the same name"
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// What the hub last saw of this pool.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolEndpointStatus {
+    /// Whether the hub's last attempt to log in and get work succeeded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reachable: Option<bool>,
+    /// When a hub last connected and authorized successfully.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_connect: Option<Time>,
+    /// Share difficulty the pool last set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool_difficulty: Option<f64>,
+    /// Rejected shares over all shares sent to this pool, over the hub's measurement window.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reject_ratio: Option<Percentage>,
+    /// Round-trip latency of share submissions, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u32>,
+    /// Conditions: `Reachable`, `SpecValid`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "super::conditions::conditions_schema")]
+    pub conditions: Vec<Condition>,
+    /// `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(template: Option<&str>) -> PoolEndpointSpec {
+        PoolEndpointSpec {
+            url: "stratum+tcp://pool.example:3333".into(),
+            user: "acme".into(),
+            worker_name_template: template.map(str::to_owned),
+            password_secret_ref: None,
+            description: None,
+        }
+    }
+
+    #[test]
+    fn worker_name_uses_template_with_default() {
+        assert_eq!(spec(None).worker_name("s19-01"), "acme.s19-01");
+        assert_eq!(spec(Some("{worker}")).worker_name("s19-01"), "s19-01");
+        assert!(spec(None).validate().is_ok());
+        let err = spec(Some("fixed")).validate().unwrap_err();
+        assert!(err.contains("same name"), "{err}");
+    }
+
+    #[test]
+    fn url_pattern_accepts_stratum_urls_only() {
+        let re = regex::Regex::new(POOL_URL_PATTERN).unwrap();
+        for ok in [
+            "stratum+tcp://pool.example:3333",
+            "stratum+ssl://btc.pool.example.com:443",
+            "stratum+tcp://127.0.0.1:3333",
+            "stratum+tcp://[::1]:3333",
+            "stratum+tcp://acme-pool-a:3333",
+        ] {
+            assert!(re.is_match(ok), "{ok}");
+        }
+        for bad in [
+            "http://pool.example:3333",
+            "stratum+tcp://pool.example",
+            "stratum+tcp://pool example:3333",
+            "stratum+tcp://pool.example:3333/path",
+            "stratum2+tcp://pool.example:3333",
+            "pool.example:3333",
+        ] {
+            assert!(!re.is_match(bad), "{bad}");
+        }
+    }
+}
