@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex, PoisonError};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use thiserror::Error;
 
@@ -184,7 +183,7 @@ impl RoutingControl {
                 self.sink.apply_routing(routing);
                 tracing::info!(generation, source = source.as_str(), "routing applied");
                 if let Some(m) = &self.metrics {
-                    m.record(source, "applied", Some(generation));
+                    m.record(source, "applied");
                 }
                 return Ok(Accepted {
                     generation,
@@ -194,7 +193,7 @@ impl RoutingControl {
             Admission::Unchanged => {
                 st.stats.unchanged += 1;
                 if let Some(m) = &self.metrics {
-                    m.record(source, "unchanged", None);
+                    m.record(source, "unchanged");
                 }
                 return Ok(Accepted {
                     generation,
@@ -226,7 +225,7 @@ impl RoutingControl {
             "routing document refused; keeping the last good one"
         );
         if let Some(m) = &self.metrics {
-            m.record(source, err.as_str(), None);
+            m.record(source, err.as_str());
         }
     }
 
@@ -246,10 +245,9 @@ impl RoutingControl {
     }
 }
 
-/// Metric name (without the `_total` suffix) of routing submissions by source and result.
-pub const METRIC_ROUTING_UPDATES: &str = "hashsched_hub_routing_updates";
-/// Metric name of the applied routing generation.
-pub const METRIC_ROUTING_GENERATION: &str = "hashsched_hub_routing_generation";
+/// Counter of routing submissions by `source` and `result` (exposed name; the engine exports the
+/// applied generation itself as `crate::metrics::HUB_ROUTING_GENERATION`).
+pub const METRIC_ROUTING_UPDATES_TOTAL: &str = "hashsched_hub_routing_updates_total";
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpdateLabels {
@@ -257,42 +255,136 @@ struct UpdateLabels {
     result: &'static str,
 }
 
-/// Prometheus series for routing: applied generation and submissions by source and result
-/// (`applied`, `unchanged`, `invalid`, `stale`, `conflict`). An invalid ConfigMap shows up as
+/// Prometheus series for routing submissions by source and result (`applied`, `unchanged`,
+/// `invalid`, `stale`, `conflict`). An invalid ConfigMap shows up as
 /// `hashsched_hub_routing_updates_total{source="file",result="invalid"}` increasing.
 #[derive(Debug, Clone, Default)]
 pub struct RoutingMetrics {
-    generation: Gauge,
     updates: Family<UpdateLabels, Counter>,
 }
 
 impl RoutingMetrics {
-    /// Creates the series and registers them (names: [`METRIC_ROUTING_GENERATION`],
-    /// [`METRIC_ROUTING_UPDATES`]).
+    /// Creates the series and registers them in `registry`.
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         registry.register(
-            METRIC_ROUTING_GENERATION,
-            "Generation of the routing document this hub applied",
-            m.generation.clone(),
-        );
-        registry.register(
-            METRIC_ROUTING_UPDATES,
+            METRIC_ROUTING_UPDATES_TOTAL
+                .strip_suffix("_total")
+                .unwrap_or(METRIC_ROUTING_UPDATES_TOTAL),
             "Routing documents received, by source (file, api) and result",
             m.updates.clone(),
         );
         m
     }
 
-    fn record(&self, source: RoutingSource, result: &'static str, generation: Option<u64>) {
+    fn record(&self, source: RoutingSource, result: &'static str) {
         self.updates
             .get_or_create(&UpdateLabels {
                 source: source.as_str(),
                 result,
             })
             .inc();
-        if let Some(g) = generation {
-            self.generation.set(i64::try_from(g).unwrap_or(i64::MAX));
-        }
+    }
+}
+
+/// A sink that records what it was given (unit tests of the API and reloader).
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct RecordingSink {
+    pub applied: Mutex<Vec<u64>>,
+}
+
+#[cfg(test)]
+impl RoutingSink for RecordingSink {
+    fn apply_routing(&self, routing: Arc<ValidRouting>) {
+        self.applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(routing.generation());
+    }
+}
+
+#[cfg(test)]
+impl RecordingSink {
+    pub fn generations(&self) -> Vec<u64> {
+        self.applied
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn test_doc(generation: u64, pool_port: u16) -> String {
+    format!(
+        r#"apiVersion: routing.hashsched.io/v1
+generation: {generation}
+pools:
+  - name: main
+    url: stratum+tcp://127.0.0.1:{pool_port}
+    user: acme
+    password: {{ public: x }}
+workers:
+  - name: rig-1
+    pools: [main]
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generations_apply_forward_only() {
+        let sink = Arc::new(RecordingSink::default());
+        let c = RoutingControl::new(SecretStore::none(), sink.clone());
+        let mut reg = Registry::default();
+        let c = c.with_metrics(RoutingMetrics::register(&mut reg));
+        assert_eq!(c.applied_generation(), None);
+        let a = c
+            .submit_bytes(test_doc(5, 3333).as_bytes(), RoutingSource::Api)
+            .expect("applies");
+        assert_eq!((a.generation, a.changed), (5, true));
+        // Same document again (e.g. from the file): no-op, not sent to the engine twice.
+        let a = c
+            .submit_bytes(test_doc(5, 3333).as_bytes(), RoutingSource::File)
+            .expect("same");
+        assert!(!a.changed);
+        let e = c
+            .submit_bytes(test_doc(5, 4444).as_bytes(), RoutingSource::File)
+            .expect_err("conflict");
+        assert_eq!(
+            e.to_string(),
+            "generation 5 is already applied with different content; bump the generation to change it"
+        );
+        let e = c
+            .submit_bytes(test_doc(4, 3333).as_bytes(), RoutingSource::Api)
+            .expect_err("stale");
+        assert_eq!(
+            e.to_string(),
+            "generation 4 is lower than the applied generation 5; documents must not go back in time"
+        );
+        let e = c
+            .submit_bytes(b"generation: 9\npools: []\n", RoutingSource::Api)
+            .expect_err("invalid");
+        assert!(matches!(e, SubmitError::Invalid(_)), "{e}");
+        assert_eq!(c.applied_generation(), Some(5));
+        c.submit_bytes(test_doc(6, 4444).as_bytes(), RoutingSource::Api)
+            .expect("applies");
+        assert_eq!(sink.generations(), vec![5, 6]);
+        let s = c.stats();
+        assert_eq!(
+            (s.applied, s.unchanged, s.conflict, s.stale, s.invalid),
+            (2, 1, 1, 1, 1)
+        );
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &reg).expect("encodes");
+        assert!(
+            text.contains(
+                r#"hashsched_hub_routing_updates_total{source="file",result="conflict"} 1"#
+            ),
+            "{text}"
+        );
     }
 }

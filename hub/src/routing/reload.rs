@@ -123,3 +123,131 @@ fn read_bounded(path: &Path) -> std::io::Result<Vec<u8>> {
     }
     Ok(buf)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routing::SecretStore;
+    use crate::routing::control::{RecordingSink, test_doc};
+    use std::os::unix::fs::symlink;
+
+    /// A ConfigMap volume as the kubelet writes it: `<dir>/..<ts>/routing.yaml`,
+    /// `<dir>/..data -> ..<ts>`, `<dir>/routing.yaml -> ..data/routing.yaml`.
+    struct ConfigMapDir {
+        dir: tempfile::TempDir,
+        n: u32,
+    }
+
+    impl ConfigMapDir {
+        fn new(content: &str) -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut me = Self { dir, n: 0 };
+            me.swap(content);
+            symlink("..data/routing.yaml", me.dir.path().join("routing.yaml")).expect("link");
+            me
+        }
+        fn file(&self) -> PathBuf {
+            self.dir.path().join("routing.yaml")
+        }
+        /// Atomic update the way the kubelet does it.
+        fn swap(&mut self, content: &str) {
+            self.n += 1;
+            let ts = format!("..2026_11_24_04_00_{:02}.{}", self.n, 1000 + self.n);
+            let ts_dir = self.dir.path().join(&ts);
+            std::fs::create_dir(&ts_dir).expect("mkdir");
+            std::fs::write(ts_dir.join("routing.yaml"), content).expect("write");
+            let tmp = self.dir.path().join("..data_tmp");
+            symlink(&ts, &tmp).expect("tmp link");
+            let old = std::fs::read_link(self.dir.path().join("..data")).ok();
+            std::fs::rename(&tmp, self.dir.path().join("..data")).expect("swap");
+            if let Some(old) = old {
+                std::fs::remove_dir_all(self.dir.path().join(old)).expect("rm old");
+            }
+        }
+    }
+
+    #[test]
+    fn reloads_on_symlink_swap_and_keeps_last_good() {
+        let mut cm = ConfigMapDir::new(&test_doc(1, 3333));
+        let sink = Arc::new(RecordingSink::default());
+        let control = Arc::new(RoutingControl::new(SecretStore::none(), sink.clone()));
+        let mut r = FileReloader::new(cm.file(), control.clone());
+        assert_eq!(r.poll_once(), ReloadOutcome::Applied(1));
+        assert_eq!(r.poll_once(), ReloadOutcome::NoChange);
+
+        cm.swap(&test_doc(2, 4444));
+        assert_eq!(r.poll_once(), ReloadOutcome::Applied(2));
+
+        cm.swap(&test_doc(3, 4444).replace("pools: [main]", "pools: [nope]"));
+        let ReloadOutcome::Refused(e) = r.poll_once() else {
+            panic!("invalid file must be refused")
+        };
+        assert!(
+            e.to_string()
+                .contains(r#"workers[0].pools[0]: unknown pool "nope""#),
+            "{e}"
+        );
+        assert_eq!(control.applied_generation(), Some(2), "last good kept");
+        assert_eq!(
+            r.poll_once(),
+            ReloadOutcome::NoChange,
+            "one complaint per content"
+        );
+
+        // An API push got ahead; the file catching up later is not an error.
+        control
+            .submit_bytes(test_doc(4, 5555).as_bytes(), RoutingSource::Api)
+            .expect("api");
+        cm.swap(&test_doc(3, 4444));
+        assert!(matches!(
+            r.poll_once(),
+            ReloadOutcome::Refused(SubmitError::Stale { .. })
+        ));
+        cm.swap(&test_doc(4, 5555));
+        assert_eq!(r.poll_once(), ReloadOutcome::Unchanged(4));
+        cm.swap(&test_doc(5, 5555));
+        assert_eq!(r.poll_once(), ReloadOutcome::Applied(5));
+        assert_eq!(sink.generations(), vec![1, 2, 4, 5]);
+    }
+
+    #[test]
+    fn missing_file_keeps_running() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let sink = Arc::new(RecordingSink::default());
+        let control = Arc::new(RoutingControl::new(SecretStore::none(), sink.clone()));
+        let path = dir.path().join("routing.yaml");
+        let mut r = FileReloader::new(&path, control.clone());
+        assert!(matches!(r.poll_once(), ReloadOutcome::Unreadable(_)));
+        std::fs::write(&path, test_doc(3, 3333)).expect("write");
+        assert_eq!(r.poll_once(), ReloadOutcome::Applied(3));
+        std::fs::remove_file(&path).expect("rm");
+        assert!(matches!(r.poll_once(), ReloadOutcome::Unreadable(_)));
+        assert_eq!(control.applied_generation(), Some(3));
+    }
+
+    #[tokio::test]
+    async fn background_poller_sees_swaps() {
+        let mut cm = ConfigMapDir::new(&test_doc(1, 3333));
+        let sink = Arc::new(RecordingSink::default());
+        let control = Arc::new(RoutingControl::new(SecretStore::none(), sink.clone()));
+        let task = tokio::spawn(
+            FileReloader::new(cm.file(), control.clone()).run(Duration::from_millis(20)),
+        );
+        let wait_for = |g: u64| {
+            let control = control.clone();
+            async move {
+                for _ in 0..1500 {
+                    if control.applied_generation() == Some(g) {
+                        return true;
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                false
+            }
+        };
+        assert!(wait_for(1).await);
+        cm.swap(&test_doc(2, 3333));
+        assert!(wait_for(2).await);
+        task.abort();
+    }
+}
