@@ -122,11 +122,11 @@ pub struct HealthPolicy {
 impl Default for HealthPolicy {
     fn default() -> Self {
         HealthPolicy {
-            window: Duration::from_secs(900),
+            window: Duration::from_secs(600),
             false_alarms_per_worker_day: 1e-4,
             tolerance: 0.10,
             min_dwell: Duration::from_secs(300),
-            disconnect_grace: Duration::from_secs(30),
+            disconnect_grace: Duration::from_secs(15),
             min_dead_after: Duration::from_secs(10),
             min_expected_shares: 20.0,
             fallback_share_interval: Duration::from_secs(5),
@@ -810,14 +810,14 @@ mod tests {
         };
         let a = classify(&obs, 1e14, false, &p, Some(&healthy), ts(100));
         assert_eq!(a.verdict, Verdict::Healthy, "{}", a.reason);
-        obs.as_of = Some(ts(130));
+        obs.as_of = Some(ts(110));
         let a = classify(&obs, 1e14, false, &p, Some(&a.state), ts(130));
         assert_eq!(a.verdict, Verdict::Dead, "{}", a.reason);
         // Never seen by any hub: Dead once the grace has passed since we started looking.
         let unseen = Observation::default();
         let a = classify(&unseen, 1e14, false, &p, None, ts(0));
         assert_eq!(a.verdict, Verdict::Unknown);
-        let a = classify(&unseen, 1e14, false, &p, Some(&a.state), ts(31));
+        let a = classify(&unseen, 1e14, false, &p, Some(&a.state), ts(16));
         assert_eq!(a.verdict, Verdict::Dead, "{}", a.reason);
     }
 
