@@ -1,1 +1,652 @@
-fn main() {}
+//! `hub-bench`: measures the stratum hub against a baseline of the same simulated miners mining
+//! straight on the same simulated pool, in one run.
+//!
+//! Three processes, so each side's memory and CPU are its own: this process runs the simulated
+//! miners; a child runs the simulated pool (`hub-bench serve-pool`); another child runs the hub
+//! (`hub-bench serve-hub`). Children talk to the parent over stdin/stdout (one command per line).
+//!
+//! Figures (targets on 2 cores in brackets):
+//! - throughput: shares/s validated by the hub, forwarded and accepted by the pool (≥ 50,000);
+//! - latency: submit → answer at 5,000 shares/s from 1,000 miners, p50/p99, added by the hub
+//!   (≤ 1 ms at p99);
+//! - memory: hub RSS per connected miner (≤ 16 KiB at 10,000 miners);
+//! - broadcast: a new job reaching every miner (≤ 50 ms at 10,000 miners).
+//!
+//! The figures print as a table and, last, as one JSON line. `--quick` keeps the run under a
+//! minute.
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
+use hashsched_hub::share::HASHES_PER_DIFFICULTY;
+use hashsched_hub::sim::miner::{MinerConfig, SimMiner};
+use hashsched_hub::sim::pool::{PoolConfig, SimPool};
+use serde_json::json;
+use std::net::SocketAddr;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+/// Difficulty at which every hash is a share (the target saturates at 2^256 − 1).
+const EVERY_HASH: f64 = 1e-12;
+/// Difficulty for the latency phase: about one hash in four is a share.
+const LATENCY_DIFFICULTY: f64 = 1e-9;
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark the stratum hub against miners mining straight on the pool")]
+struct Args {
+    /// A run under a minute (fewer miners, shorter phases).
+    #[arg(long)]
+    quick: bool,
+    /// Only these phases (comma separated: throughput,latency,memory).
+    #[arg(long, value_delimiter = ',')]
+    phases: Vec<String>,
+    /// Miners for the memory / broadcast phase (default 10,000; 2,000 with --quick).
+    #[arg(long)]
+    idle_miners: Option<usize>,
+    /// Measure only the hub, no direct baseline.
+    #[arg(long)]
+    no_baseline: bool,
+    #[command(subcommand)]
+    serve: Option<Serve>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Serve {
+    /// (internal) run the simulated pool; prints `READY <addr>`, obeys `job` / `stats`.
+    ServePool {
+        #[arg(long)]
+        difficulty: f64,
+    },
+    /// (internal) run the hub in front of `pool`; prints `READY <addr>`.
+    ServeHub {
+        #[arg(long)]
+        pool: String,
+        /// Fixed miner-facing difficulty (vardiff pinned).
+        #[arg(long)]
+        difficulty: f64,
+    },
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    match args.serve {
+        Some(Serve::ServePool { difficulty }) => rt.block_on(serve_pool(difficulty)),
+        Some(Serve::ServeHub {
+            ref pool,
+            difficulty,
+        }) => rt.block_on(serve_hub(pool.clone(), difficulty)),
+        None => rt.block_on(bench(&args)),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Children
+// ---------------------------------------------------------------------------------------------
+
+async fn serve_pool(difficulty: f64) -> Result<()> {
+    let pool = SimPool::start(PoolConfig {
+        name: "bench-pool".into(),
+        difficulty,
+        job_interval: None,
+        record_shares: false,
+        jobs_kept: 64,
+        ..PoolConfig::default()
+    })
+    .await?;
+    let mut out = tokio::io::stdout();
+    out.write_all(format!("READY {}\n", pool.addr()).as_bytes())
+        .await?;
+    out.flush().await?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(cmd) = lines.next_line().await? {
+        let reply = match cmd.trim() {
+            "job" => format!("OK {}", pool.new_job(true)),
+            "stats" => {
+                let s = pool.stats();
+                format!(
+                    "STATS {} {} {}",
+                    s.accepted_total(),
+                    s.rejected_total(),
+                    s.active_sessions
+                )
+            }
+            other => format!("ERR unknown command {other:?}"),
+        };
+        out.write_all(reply.as_bytes()).await?;
+        out.write_all(b"\n").await?;
+        out.flush().await?;
+    }
+    Ok(())
+}
+
+async fn serve_hub(pool: String, difficulty: f64) -> Result<()> {
+    let hub = hashsched_hub_bench_support::start_hub(&pool, difficulty).await?;
+    let mut out = tokio::io::stdout();
+    out.write_all(format!("READY {}\n", hub.0).as_bytes())
+        .await?;
+    out.flush().await?;
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    while let Some(cmd) = lines.next_line().await? {
+        let reply = match cmd.trim() {
+            "stats" => format!("STATS {}", (hub.1)()),
+            other => format!("ERR unknown command {other:?}"),
+        };
+        out.write_all(reply.as_bytes()).await?;
+        out.write_all(b"\n").await?;
+        out.flush().await?;
+    }
+    Ok(())
+}
+
+/// Hub wiring kept apart so the rest of the bench does not depend on the hub's API shape.
+mod hashsched_hub_bench_support {
+    use anyhow::{Result, bail};
+    use std::net::SocketAddr;
+
+    /// Starts the hub; returns its stratum address and a stats closure.
+    pub async fn start_hub(
+        _pool: &str,
+        _difficulty: f64,
+    ) -> Result<(SocketAddr, Box<dyn Fn() -> String + Send>)> {
+        bail!("the hub engine (hashsched_hub::server) is not available in this build")
+    }
+}
+
+/// A child process speaking the READY / command protocol.
+struct ChildProc {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+    addr: SocketAddr,
+}
+
+impl ChildProc {
+    async fn spawn(args: &[String]) -> Result<ChildProc> {
+        let exe = std::env::current_exe()?;
+        let mut child = Command::new(exe)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning child")?;
+        let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
+        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut stdout = BufReader::new(stdout).lines();
+        let first = tokio::time::timeout(Duration::from_secs(30), stdout.next_line())
+            .await
+            .context("child did not start in 30 s")??
+            .ok_or_else(|| anyhow!("child exited before READY ({args:?})"))?;
+        let addr = first
+            .strip_prefix("READY ")
+            .ok_or_else(|| anyhow!("unexpected first line from child: {first}"))?
+            .parse()?;
+        Ok(ChildProc {
+            child,
+            stdin,
+            stdout,
+            addr,
+        })
+    }
+
+    async fn command(&mut self, cmd: &str) -> Result<String> {
+        self.stdin.write_all(format!("{cmd}\n").as_bytes()).await?;
+        self.stdin.flush().await?;
+        tokio::time::timeout(Duration::from_secs(30), self.stdout.next_line())
+            .await
+            .context("child did not answer")??
+            .ok_or_else(|| anyhow!("child exited"))
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        let pid = self.child.id()?;
+        rss_kib_of(&format!("/proc/{pid}/status"))
+    }
+}
+
+fn rss_kib_of(path: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(path).ok()?;
+    s.lines()
+        .find(|l| l.starts_with("VmRSS:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Phases
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Via {
+    Direct,
+    Hub,
+}
+
+impl Via {
+    fn name(self) -> &'static str {
+        match self {
+            Via::Direct => "direct",
+            Via::Hub => "hub",
+        }
+    }
+}
+
+/// Pool and (for `Via::Hub`) hub children for one phase.
+struct Rig {
+    pool: ChildProc,
+    hub: Option<ChildProc>,
+}
+
+impl Rig {
+    async fn start(via: Via, pool_difficulty: f64, miner_difficulty: f64) -> Result<Rig> {
+        let pool = ChildProc::spawn(&[
+            "serve-pool".into(),
+            "--difficulty".into(),
+            pool_difficulty.to_string(),
+        ])
+        .await?;
+        let hub = match via {
+            Via::Direct => None,
+            Via::Hub => Some(
+                ChildProc::spawn(&[
+                    "serve-hub".into(),
+                    "--pool".into(),
+                    format!("stratum+tcp://{}", pool.addr),
+                    "--difficulty".into(),
+                    miner_difficulty.to_string(),
+                ])
+                .await?,
+            ),
+        };
+        Ok(Rig { pool, hub })
+    }
+
+    fn miner_addr(&self) -> SocketAddr {
+        self.hub.as_ref().map(|h| h.addr).unwrap_or(self.pool.addr)
+    }
+}
+
+fn spawn_miners(addr: SocketAddr, n: usize, f: impl Fn(usize) -> MinerConfig) -> Vec<SimMiner> {
+    (0..n).map(|i| SimMiner::spawn(addr, f(i))).collect()
+}
+
+async fn wait_ready(miners: &[SimMiner], timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let ready = miners
+            .iter()
+            .filter(|m| {
+                m.with_stats(|s| s.authorized == Some(true) && s.jobs_received > 0)
+                    .unwrap_or(false)
+            })
+            .count();
+        if ready == miners.len() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            bail!("only {ready} of {} miners got work", miners.len());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn total_accepted(miners: &[SimMiner]) -> (u64, u64) {
+    miners.iter().fold((0, 0), |(a, r), m| {
+        m.with_stats(|s| (a + s.accepted, r + s.rejected_total()))
+            .unwrap_or((a, r))
+    })
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Throughput {
+    shares_per_sec: f64,
+    rejected: u64,
+}
+
+async fn throughput(via: Via, quick: bool) -> Result<Throughput> {
+    let rig = Rig::start(via, EVERY_HASH, EVERY_HASH).await?;
+    let n = if quick { 40 } else { 100 };
+    let miners = spawn_miners(rig.miner_addr(), n, |i| MinerConfig {
+        hashrate: None,
+        max_in_flight: 32,
+        record_shares: false,
+        version_rolling: i % 2 == 0,
+        reconnect_delay: None,
+        ..MinerConfig::new(format!("tp.{i}"))
+    });
+    wait_ready(&miners, Duration::from_secs(60)).await?;
+    tokio::time::sleep(Duration::from_secs(if quick { 1 } else { 3 })).await;
+    let (a0, r0) = total_accepted(&miners);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(if quick { 5 } else { 15 })).await;
+    let (a1, r1) = total_accepted(&miners);
+    let secs = t0.elapsed().as_secs_f64();
+    drop(miners);
+    drop(rig);
+    Ok(Throughput {
+        shares_per_sec: (a1 - a0) as f64 / secs,
+        rejected: r1 - r0,
+    })
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Latency {
+    shares_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    samples: usize,
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted.get(idx).copied().unwrap_or(0) as f64 / 1000.0
+}
+
+async fn latency(via: Via, quick: bool) -> Result<Latency> {
+    let rig = Rig::start(via, LATENCY_DIFFICULTY, LATENCY_DIFFICULTY).await?;
+    let n = 1000;
+    let per_miner = 5.0;
+    let miners = spawn_miners(rig.miner_addr(), n, |i| MinerConfig {
+        hashrate: Some(per_miner * LATENCY_DIFFICULTY * HASHES_PER_DIFFICULTY),
+        tick: Duration::from_millis(100),
+        record_shares: false,
+        record_latency: true,
+        version_rolling: i % 2 == 0,
+        reconnect_delay: None,
+        ..MinerConfig::new(format!("lat.{i}"))
+    });
+    wait_ready(&miners, Duration::from_secs(120)).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for m in &miners {
+        m.take_latencies();
+    }
+    let (a0, _) = total_accepted(&miners);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(if quick { 6 } else { 20 })).await;
+    let (a1, _) = total_accepted(&miners);
+    let secs = t0.elapsed().as_secs_f64();
+    let mut all: Vec<u32> = miners.iter().flat_map(|m| m.take_latencies()).collect();
+    all.sort_unstable();
+    drop(miners);
+    drop(rig);
+    Ok(Latency {
+        shares_per_sec: (a1 - a0) as f64 / secs,
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
+        samples: all.len(),
+    })
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Memory {
+    miners: usize,
+    /// RSS of the process the miners connect to (pool or hub) per miner, KiB.
+    rss_per_miner_kib: f64,
+    rss_idle_kib: u64,
+    rss_loaded_kib: u64,
+    /// New job → last miner has it, ms (median and worst of several).
+    broadcast_median_ms: f64,
+    broadcast_max_ms: f64,
+}
+
+async fn memory_and_broadcast(via: Via, n: usize) -> Result<Memory> {
+    let mut rig = Rig::start(via, 1.0, 1.0).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let measured = |rig: &Rig| match &rig.hub {
+        Some(h) => h.rss_kib(),
+        None => rig.pool.rss_kib(),
+    };
+    let idle = measured(&rig).unwrap_or(0);
+    let addr = rig.miner_addr();
+    let mut miners = Vec::with_capacity(n);
+    for i in 0..n {
+        miners.push(SimMiner::spawn(
+            addr,
+            MinerConfig {
+                hashrate: Some(0.0),
+                tick: Duration::from_secs(1),
+                record_shares: false,
+                version_rolling: i % 2 == 0,
+                reconnect_delay: Some(Duration::from_secs(1)),
+                ..MinerConfig::new(format!("mem.{i}"))
+            },
+        ));
+        if i % 500 == 499 {
+            // Let the accept loops keep up instead of overflowing listen backlogs.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    wait_ready(&miners, Duration::from_secs(180)).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let loaded = measured(&rig).unwrap_or(0);
+
+    let mut samples = Vec::new();
+    for _ in 0..5 {
+        let before: Vec<u64> = miners
+            .iter()
+            .map(|m| m.with_stats(|s| s.jobs_received).unwrap_or(0))
+            .collect();
+        let t0 = Instant::now();
+        rig.pool.command("job").await?;
+        let deadline = t0 + Duration::from_secs(60);
+        let mut latest = t0;
+        loop {
+            let mut all = true;
+            for (m, b) in miners.iter().zip(&before) {
+                match m.with_stats(|s| (s.jobs_received > *b).then_some(s.last_job_at)) {
+                    Some(Some(Some(at))) => latest = latest.max(at),
+                    _ => {
+                        all = false;
+                        break;
+                    }
+                }
+            }
+            if all {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("a new job did not reach every miner within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        samples.push(latest.duration_since(t0).as_secs_f64() * 1000.0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    samples.sort_by(f64::total_cmp);
+    drop(miners);
+    Ok(Memory {
+        miners: n,
+        rss_per_miner_kib: loaded.saturating_sub(idle) as f64 / n as f64,
+        rss_idle_kib: idle,
+        rss_loaded_kib: loaded,
+        broadcast_median_ms: samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN),
+        broadcast_max_ms: samples.last().copied().unwrap_or(f64::NAN),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+// ---------------------------------------------------------------------------------------------
+
+async fn bench(args: &Args) -> Result<()> {
+    let want = |p: &str| args.phases.is_empty() || args.phases.iter().any(|x| x == p);
+    let vias: Vec<Via> = if args.no_baseline {
+        vec![Via::Hub]
+    } else {
+        vec![Via::Direct, Via::Hub]
+    };
+    let idle_miners = args
+        .idle_miners
+        .unwrap_or(if args.quick { 2000 } else { 10_000 });
+    let started = Instant::now();
+    let mut report = serde_json::Map::new();
+    report.insert("quick".into(), json!(args.quick));
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    let mut row = |what: &str, direct: String, hub: String, target: &str| {
+        rows.push((what.into(), direct, hub, target.into()))
+    };
+    let fmt = |v: Option<f64>, prec: usize| match v {
+        Some(x) if x.is_finite() => format!("{x:.prec$}"),
+        _ => "-".into(),
+    };
+
+    if want("throughput") {
+        let mut r = [None, None];
+        for via in &vias {
+            eprintln!("[hub-bench] throughput via {} ...", via.name());
+            match throughput(*via, args.quick).await {
+                Ok(t) => {
+                    r[(*via == Via::Hub) as usize] = Some(t);
+                    report.insert(
+                        format!("throughput_{}_shares_per_sec", via.name()),
+                        json!(t.shares_per_sec.round()),
+                    );
+                    report.insert(
+                        format!("throughput_{}_rejected", via.name()),
+                        json!(t.rejected),
+                    );
+                }
+                Err(e) => eprintln!("[hub-bench] throughput via {}: {e:#}", via.name()),
+            }
+        }
+        row(
+            "throughput, shares/s",
+            fmt(r[0].map(|t| t.shares_per_sec), 0),
+            fmt(r[1].map(|t| t.shares_per_sec), 0),
+            ">= 50000",
+        );
+    }
+    if want("latency") {
+        let mut r = [None, None];
+        for via in &vias {
+            eprintln!("[hub-bench] latency via {} ...", via.name());
+            match latency(*via, args.quick).await {
+                Ok(l) => {
+                    r[(*via == Via::Hub) as usize] = Some(l);
+                    report.insert(format!("latency_{}_p50_ms", via.name()), json!(l.p50_ms));
+                    report.insert(format!("latency_{}_p99_ms", via.name()), json!(l.p99_ms));
+                    report.insert(
+                        format!("latency_{}_shares_per_sec", via.name()),
+                        json!(l.shares_per_sec.round()),
+                    );
+                    report.insert(format!("latency_{}_samples", via.name()), json!(l.samples));
+                }
+                Err(e) => eprintln!("[hub-bench] latency via {}: {e:#}", via.name()),
+            }
+        }
+        row(
+            "latency load, shares/s (1000 miners)",
+            fmt(r[0].map(|l| l.shares_per_sec), 0),
+            fmt(r[1].map(|l| l.shares_per_sec), 0),
+            "5000",
+        );
+        row(
+            "latency p50, ms",
+            fmt(r[0].map(|l| l.p50_ms), 3),
+            fmt(r[1].map(|l| l.p50_ms), 3),
+            "",
+        );
+        row(
+            "latency p99, ms",
+            fmt(r[0].map(|l| l.p99_ms), 3),
+            fmt(r[1].map(|l| l.p99_ms), 3),
+            "",
+        );
+        if let (Some(d), Some(h)) = (r[0], r[1]) {
+            let added50 = h.p50_ms - d.p50_ms;
+            let added99 = h.p99_ms - d.p99_ms;
+            report.insert("latency_added_p50_ms".into(), json!(added50));
+            report.insert("latency_added_p99_ms".into(), json!(added99));
+            row(
+                "added latency p50, ms",
+                "".into(),
+                fmt(Some(added50), 3),
+                "",
+            );
+            row(
+                "added latency p99, ms",
+                "".into(),
+                fmt(Some(added99), 3),
+                "<= 1",
+            );
+        }
+    }
+    if want("memory") {
+        let mut r = [None, None];
+        for via in &vias {
+            eprintln!(
+                "[hub-bench] memory and broadcast with {idle_miners} miners via {} ...",
+                via.name()
+            );
+            match memory_and_broadcast(*via, idle_miners).await {
+                Ok(m) => {
+                    r[(*via == Via::Hub) as usize] = Some(m);
+                    report.insert(format!("memory_{}_miners", via.name()), json!(m.miners));
+                    report.insert(
+                        format!("memory_{}_rss_per_miner_kib", via.name()),
+                        json!(m.rss_per_miner_kib),
+                    );
+                    report.insert(
+                        format!("memory_{}_rss_idle_kib", via.name()),
+                        json!(m.rss_idle_kib),
+                    );
+                    report.insert(
+                        format!("memory_{}_rss_loaded_kib", via.name()),
+                        json!(m.rss_loaded_kib),
+                    );
+                    report.insert(
+                        format!("broadcast_{}_median_ms", via.name()),
+                        json!(m.broadcast_median_ms),
+                    );
+                    report.insert(
+                        format!("broadcast_{}_max_ms", via.name()),
+                        json!(m.broadcast_max_ms),
+                    );
+                }
+                Err(e) => eprintln!("[hub-bench] memory via {}: {e:#}", via.name()),
+            }
+        }
+        row(
+            &format!("RSS per miner, KiB ({idle_miners} miners; pool | hub)"),
+            fmt(r[0].map(|m| m.rss_per_miner_kib), 2),
+            fmt(r[1].map(|m| m.rss_per_miner_kib), 2),
+            "<= 16",
+        );
+        row(
+            "new job to all miners, median ms",
+            fmt(r[0].map(|m| m.broadcast_median_ms), 1),
+            fmt(r[1].map(|m| m.broadcast_median_ms), 1),
+            "<= 50",
+        );
+        row(
+            "new job to all miners, max ms",
+            fmt(r[0].map(|m| m.broadcast_max_ms), 1),
+            fmt(r[1].map(|m| m.broadcast_max_ms), 1),
+            "",
+        );
+    }
+    report.insert(
+        "seconds".into(),
+        json!((started.elapsed().as_secs_f64() * 10.0).round() / 10.0),
+    );
+    println!(
+        "{:<48} {:>12} {:>12} {:>10}",
+        "figure", "direct", "via hub", "target"
+    );
+    for (what, d, h, t) in &rows {
+        println!("{what:<48} {d:>12} {h:>12} {t:>10}");
+    }
+    println!("{}", serde_json::Value::Object(report));
+    Ok(())
+}
