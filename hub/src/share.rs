@@ -1084,4 +1084,60 @@ mod tests {
         assert_eq!(hashrate(1.0, 0.0), 0.0);
         assert_eq!(share_rate(1.0, 0.0), 0.0);
     }
+
+    mod properties {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn target_round_trips_through_difficulty(exp in -30.0f64..30.0, frac in 1.0f64..2.0) {
+                let d = frac * 10f64.powf(exp);
+                let t = Target::from_difficulty(d).unwrap();
+                if d > 3e-10 {
+                    prop_assert!((t.difficulty() / d - 1.0).abs() < 1e-9);
+                }
+                let bigger = Target::from_difficulty(d * 1.001).unwrap();
+                prop_assert!(bigger <= t);
+            }
+
+            #[test]
+            fn midstate_root_equals_plain_root(
+                coinbase in proptest::collection::vec(any::<u8>(), 0..400),
+                cut1 in 0usize..400, cut2 in 0usize..400, cut3 in 0usize..400,
+                branch in proptest::collection::vec(any::<[u8; 32]>(), 0..5),
+            ) {
+                let mut cuts = [cut1 % (coinbase.len() + 1), cut2 % (coinbase.len() + 1), cut3 % (coinbase.len() + 1)];
+                cuts.sort_unstable();
+                let [a, b, c] = cuts;
+                let job = JobTemplate::new([0; 32], coinbase[..a].to_vec(), coinbase[c..].to_vec(), branch.clone(), 1, 0x1d00ffff, 0);
+                prop_assert_eq!(job.merkle_root(&coinbase[a..b], &coinbase[b..c]), merkle_root(&coinbase, &branch));
+            }
+
+            #[test]
+            fn parsing_arbitrary_text_never_panics(s in ".{0,80}", n in 0usize..40) {
+                let _ = parse_u32_hex(field::NONCE, &s);
+                let _ = prevhash_from_notify(&s);
+                let _ = decode_hex(field::COINB1, &s);
+                let _ = SubmitFields::parse(&s, n, &s, &s, Some(&s));
+                let _ = JobTemplate::from_notify(&s, &s, &s, &[&s], &s, &s, &s);
+            }
+
+            #[test]
+            fn nbits_never_panics(nbits in any::<u32>()) {
+                if let Ok(t) = Target::from_nbits(nbits) {
+                    prop_assert!(!t.0.is_zero());
+                    prop_assert!(t.difficulty() > 0.0);
+                }
+            }
+
+            #[test]
+            fn hash_comparison_matches_big_endian_bytes(a in any::<[u8; 32]>(), b in any::<[u8; 32]>()) {
+                let mut ra = a; ra.reverse();
+                let mut rb = b; rb.reverse();
+                prop_assert_eq!(U256::from_le_bytes(&a).cmp(&U256::from_le_bytes(&b)), ra.cmp(&rb));
+                prop_assert_eq!(Target(U256::from_le_bytes(&b)).is_met_by(&a), ra <= rb);
+            }
+        }
+    }
 }

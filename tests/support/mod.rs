@@ -122,3 +122,60 @@ impl RawClient {
         }
     }
 }
+
+/// What a [`ScriptedPool`] sends back for one request (`id`, `method`): raw bytes, sent as is.
+pub type Script = std::sync::Arc<dyn Fn(&serde_json::Value, &str) -> Vec<Vec<u8>> + Send + Sync>;
+
+/// A misbehaving "pool" for robustness tests: it answers each request line with whatever its
+/// script says (junk, wrong shapes, oversized lines), and counts connections.
+pub struct ScriptedPool {
+    pub addr: SocketAddr,
+    pub connections: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ScriptedPool {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl ScriptedPool {
+    pub async fn start(script: Script) -> std::io::Result<ScriptedPool> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let connections = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let count = connections.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let script = script.clone();
+                tokio::spawn(async move {
+                    let (r, mut w) = stream.into_split();
+                    let mut lines = BufReader::new(r).lines();
+                    while let Ok(Some(line)) = lines.next_line().await {
+                        let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else {
+                            continue;
+                        };
+                        let id = v.get("id").cloned().unwrap_or(serde_json::Value::Null);
+                        let method = v.get("method").and_then(|m| m.as_str()).unwrap_or("");
+                        for out in script(&id, method) {
+                            if w.write_all(&out).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Ok(ScriptedPool {
+            addr,
+            connections,
+            task,
+        })
+    }
+
+    pub fn url(&self) -> String {
+        format!("stratum+tcp://{}", self.addr)
+    }
+}
