@@ -3,6 +3,9 @@
 //! Contracts name a Customer; workers a customer owns say so in `spec.owner`. The Customer's status
 //! adds up its contracts so that `kubectl get customers` answers "are we delivering?".
 
+// `#[kube(printcolumn(...))]` repeats `type_`, `priority`, ... once per column by design.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -18,6 +21,7 @@ use crate::quantity::{Hashrate, Percentage};
     version = "v1alpha1",
     kind = "Customer",
     namespaced,
+    derive = "PartialEq",
     status = "CustomerStatus",
     shortname = "cust",
     category = "hashsched",

@@ -9,6 +9,7 @@
 //! The Rust types are the single source of the CRD schemas: `hashsched crdgen` writes them to
 //! `crds/` and the API reference to `docs/api.md`, and tests fail when the committed files drift.
 
+pub mod admission;
 pub mod common;
 pub mod conditions;
 pub mod customer;

@@ -3,6 +3,9 @@
 //! Customers list their pools in failover order; StratumHubs name their house pools. The password
 //! never appears in the object: it is read from a Secret in the same namespace.
 
+// `#[kube(printcolumn(...))]` repeats `type_`, `priority`, ... once per column by design.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -25,6 +28,7 @@ pub const DEFAULT_POOL_PASSWORD: &str = "x";
     version = "v1alpha1",
     kind = "PoolEndpoint",
     namespaced,
+    derive = "PartialEq",
     status = "PoolEndpointStatus",
     shortname = "pool",
     shortname = "pools",

@@ -6,6 +6,9 @@
 //! fit. Rules the apiserver can check are CEL rules on the spec (see [`RentalContractSpec`]); the
 //! rest is [`RentalContractSpec::validate`], reported by the operator in the `SpecValid` condition.
 
+// `#[kube(printcolumn(...))]` repeats `type_`, `priority`, ... once per column by design.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -41,6 +44,7 @@ pub const DEFAULT_SLOT_SECONDS: u32 = 60;
     version = "v1alpha1",
     kind = "RentalContract",
     namespaced,
+    derive = "PartialEq",
     status = "RentalContractStatus",
     shortname = "rc",
     shortname = "contract",

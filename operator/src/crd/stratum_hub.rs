@@ -4,6 +4,9 @@
 //! facts on its metrics port. The spec says how to run it and what to do with miners nobody
 //! declared as Workers.
 
+// `#[kube(printcolumn(...))]` repeats `type_`, `priority`, ... once per column by design.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
@@ -29,6 +32,7 @@ pub const DEFAULT_SHARE_INTERVAL: Duration = Duration::from_secs(2);
     version = "v1alpha1",
     kind = "StratumHub",
     namespaced,
+    derive = "PartialEq",
     status = "StratumHubStatus",
     shortname = "hub",
     category = "hashsched",

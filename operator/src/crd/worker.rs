@@ -4,6 +4,9 @@
 //! stratum user, hub, maintenance). The status is what the operator measured from its shares
 //! (phase, hashrate, last share) and decided (current assignment, lend/return history).
 
+// `#[kube(printcolumn(...))]` repeats `type_`, `priority`, ... once per column by design.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kube::CustomResource;
 use schemars::JsonSchema;
@@ -27,6 +30,7 @@ pub const STRATUM_USER_MAX_LEN: u32 = 128;
     version = "v1alpha1",
     kind = "Worker",
     namespaced,
+    derive = "PartialEq",
     status = "WorkerStatus",
     shortname = "wk",
     category = "hashsched",
