@@ -464,6 +464,8 @@ struct Pass<'w> {
     slots: Vec<Slot>,
     budget: Vec<Option<u32>>,
     outcomes: Vec<ContractOutcome>,
+    /// Threshold substitutes kept by phase 2, per contract.
+    threshold_subs: BTreeMap<usize, Vec<usize>>,
 }
 
 /// Run the allocation pass. Never fails: problems become contract conditions.
@@ -515,6 +517,7 @@ pub fn allocate(world: &World) -> Allocation {
         slots,
         budget,
         outcomes,
+        threshold_subs: BTreeMap::new(),
     };
     pass.claim_primaries();
     let needs = pass.keep_or_release();
@@ -825,35 +828,65 @@ impl<'w> Pass<'w> {
 
     fn keep_threshold(&mut self, c: usize) -> Option<Need> {
         let subs = self.retained_substitutes(c);
-        let world = self.world;
-        let contract = &world.contracts[c];
-        let mut delivered = 0.0;
         for p in self.primaries[c].clone() {
-            delivered += self.world.workers[p].capacity();
-            self.place(
-                p,
-                Some(c),
-                Role::Primary,
-                None,
-                Some(ChangeReason::JoinedContract),
-            );
+            let reason = Some(ChangeReason::JoinedContract);
+            self.place(p, Some(c), Role::Primary, None, reason);
         }
         for &s in &subs {
-            delivered += self.world.workers[s].capacity();
+            self.place(s, Some(c), Role::Substitute, None, None);
         }
-        // Release the biggest substitutes first while delivered stays comfortable.
-        let comfortable = contract.comfortable();
-        let mut order = subs.clone();
+        let delivered = self.release_surplus(c, &subs, &[], None);
+        self.threshold_subs.insert(c, subs);
+        let deficit = self.world.contracts[c].required() - delivered;
+        (deficit > 0.0).then_some(Need::Deficit(deficit))
+    }
+
+    /// Threshold: release substitutes, biggest first, while delivered stays comfortably above
+    /// the floor. `old` have served before (dwell and budget apply); `new` were lent in this
+    /// pass (un-lending them costs nothing and frees them for later contracts). During the fill
+    /// (`taken` given) only `new` ones are reconsidered: an old substitute that a bigger new
+    /// lend made redundant is released by the next pass, when every contract can see it free.
+    /// Returns the hashrate delivered afterwards.
+    fn release_surplus(
+        &mut self,
+        c: usize,
+        old: &[usize],
+        new: &[usize],
+        mut taken: Option<&mut [bool]>,
+    ) -> f64 {
+        let world = self.world;
+        let cap = |w: usize| world.workers[w].capacity();
+        let mut delivered: f64 = self.primaries[c].iter().map(|&p| cap(p)).sum::<f64>()
+            + old.iter().map(|&s| cap(s)).sum::<f64>()
+            + new.iter().map(|&s| cap(s)).sum::<f64>();
+        let comfortable = world.contracts[c].comfortable();
+        let mut order: Vec<usize> = old.iter().chain(new).copied().collect();
         order.sort_by(|&a, &b| {
-            let (wa, wb) = (&self.world.workers[a], &self.world.workers[b]);
-            wb.capacity()
-                .total_cmp(&wa.capacity())
-                .then_with(|| wa.name.cmp(&wb.name))
+            cap(b)
+                .total_cmp(&cap(a))
+                .then_with(|| world.workers[a].name.cmp(&world.workers[b].name))
         });
         for s in order {
-            let cap = self.world.workers[s].capacity();
-            if delivered - cap >= comfortable && self.served_long_enough(s, c) && self.spend(c) {
-                delivered -= cap;
+            if delivered - cap(s) < comfortable {
+                continue;
+            }
+            if new.contains(&s) {
+                self.slots[s] = Slot {
+                    contract: None,
+                    role: Role::Spare,
+                    covers: None,
+                    reason: None,
+                };
+                if let Some(t) = taken.as_deref_mut() {
+                    t[s] = false;
+                }
+                if let Some(b) = &mut self.budget[c] {
+                    *b += 1;
+                    self.outcomes[c].reassignments =
+                        self.outcomes[c].reassignments.saturating_sub(1);
+                }
+                delivered -= cap(s);
+            } else if taken.is_none() && self.served_long_enough(s, c) && self.spend(c) {
                 self.place(
                     s,
                     None,
@@ -861,12 +894,10 @@ impl<'w> Pass<'w> {
                     None,
                     Some(ChangeReason::NoLongerNeeded),
                 );
-            } else {
-                self.place(s, Some(c), Role::Substitute, None, None);
+                delivered -= cap(s);
             }
         }
-        let deficit = contract.required() - delivered;
-        (deficit > 0.0).then_some(Need::Deficit(deficit))
+        delivered
     }
 
     fn fill(&mut self, needs: Vec<(usize, Need)>) {
@@ -1021,11 +1052,13 @@ impl<'w> Pass<'w> {
             None => chosen = by_size.clone(),
         }
         let mut remaining = deficit;
+        let mut lent = Vec::new();
         for s in chosen {
             if !self.spend(c) {
                 break;
             }
             taken[s] = true;
+            lent.push(s);
             let reason = ChangeReason::CoversDeficit {
                 deficit_hashrate: remaining,
             };
@@ -1039,6 +1072,10 @@ impl<'w> Pass<'w> {
                     missing_hashrate: remaining,
                     uncovered: Vec::new(),
                 });
+        }
+        if !lent.is_empty() {
+            let old = self.threshold_subs.get(&c).cloned().unwrap_or_default();
+            self.release_surplus(c, &old, &lent, Some(taken));
         }
     }
 
@@ -1098,6 +1135,7 @@ impl<'w> Pass<'w> {
             .zip(self.outcomes)
             .map(|(c, o)| (c.name.clone(), o))
             .collect();
+        changes.sort_by(|a, b| a.worker.cmp(&b.worker));
         Allocation {
             placements,
             changes,
