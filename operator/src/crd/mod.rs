@@ -38,8 +38,8 @@ pub use stratum_hub::{
 pub use worker::{Worker, WorkerHashrate, WorkerPhase, WorkerSpec, WorkerStatus};
 
 /// Every CRD of the API, in a stable order (the order `crdgen` writes them and docs list them),
-/// with descriptions tidied for `kubectl explain` (see [`tidy_descriptions`]). Install these, not
-/// the bare `Kind::crd()`, so that the cluster has exactly what `crds/` holds.
+/// tidied for the apiserver and `kubectl explain` (see [`tidy`]). Install these, not the bare
+/// `Kind::crd()`, so that the cluster has exactly what `crds/` holds.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
     [
         StratumHub::crd(),
@@ -49,17 +49,44 @@ pub fn all_crds() -> Vec<CustomResourceDefinition> {
         RentalContract::crd(),
     ]
     .into_iter()
-    .map(tidy_descriptions)
+    .map(tidy)
     .collect()
 }
 
-/// Rust doc comments are hard-wrapped at 100 columns; Kubernetes descriptions are read re-wrapped
-/// by `kubectl explain`. Joins the lines of each paragraph (a blank line still separates
-/// paragraphs).
-fn tidy_descriptions(crd: CustomResourceDefinition) -> CustomResourceDefinition {
+/// Formats Kubernetes knows (kube-openapi's registry); schemars also emits `uint32`, `uint64`,
+/// ..., which the apiserver does not recognize (the `minimum: 0` next to them already says it).
+const KNOWN_FORMATS: &[&str] = &[
+    "int32",
+    "int64",
+    "float",
+    "double",
+    "byte",
+    "binary",
+    "date",
+    "date-time",
+    "duration",
+    "password",
+    "uri",
+    "email",
+    "hostname",
+    "ipv4",
+    "ipv6",
+    "cidr",
+    "mac",
+    "uuid",
+];
+
+/// Two fixes to the derived schemas: Rust doc comments are hard-wrapped at 100 columns while
+/// `kubectl explain` re-wraps descriptions, so the lines of each paragraph are joined (a blank
+/// line still separates paragraphs); and formats the apiserver does not know are dropped.
+fn tidy(crd: CustomResourceDefinition) -> CustomResourceDefinition {
     fn walk(value: &mut serde_json::Value) {
         match value {
             serde_json::Value::Object(map) => {
+                map.retain(|key, v| {
+                    // A property *named* `format` has an object schema, not a string: kept.
+                    key != "format" || v.as_str().is_none_or(|f| KNOWN_FORMATS.contains(&f))
+                });
                 for (key, v) in map.iter_mut() {
                     match v {
                         serde_json::Value::String(s) if key == "description" => {
@@ -102,6 +129,8 @@ mod tests {
         let crds = all_crds();
         assert_eq!(crds.len(), 5);
         let yaml = serde_json::to_string(&crds).unwrap();
+        assert!(!yaml.contains("uint"), "unsigned formats are dropped");
+        assert!(yaml.contains("\"format\":\"date-time\""));
         assert!(yaml.contains("Nameplate hashrate (e.g. `104 TH/s`). Health tests compare the share rate against it, and Threshold"));
     }
 }

@@ -46,8 +46,9 @@ pub const DEFAULT_SLOT_SECONDS: u32 = 60;
     namespaced,
     derive = "PartialEq",
     status = "RentalContractStatus",
-    shortname = "rc",
+    // Not `rc`: kubectl already resolves that to ReplicationController.
     shortname = "contract",
+    shortname = "rental",
     category = "hashsched",
     doc = "RentalContract is a customer's rental: specific machines (MinerToMiner) or an amount of hashrate (Threshold), with the health, failover and SLA policies that apply. Its status is the SLA ledger: assigned workers, delivered vs contracted hashrate, uptime slots, shortfall and credit.",
     printcolumn(name = "Customer", type_ = "string", json_path = ".spec.customer"),
