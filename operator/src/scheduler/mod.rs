@@ -22,3 +22,4 @@ pub fn fmt_hashrate(hashes_per_second: f64) -> String {
     }
     format!("{v:.1} {}", UNITS[unit])
 }
+pub mod render;
