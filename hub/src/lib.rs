@@ -6,11 +6,22 @@
 
 pub mod admin;
 pub mod config;
+pub(crate) mod downstream;
+pub mod extranonce;
 pub mod facts;
+pub mod http;
+pub mod jobs;
+pub(crate) mod lines;
 pub mod metrics;
 pub mod pool_health;
 pub mod protocol;
+pub(crate) mod router;
 pub mod routing;
+pub mod server;
 pub mod share;
 pub mod sim;
+pub mod stats;
+pub(crate) mod upstream;
 pub mod vardiff;
+
+pub use server::{Hub, HubError, HubHandle};

@@ -150,7 +150,13 @@ pub struct HubMetrics {
 
 impl HubMetrics {
     pub fn new(source: Arc<dyn SnapshotSource>) -> Self {
+        Self::new_with(source, |_| {})
+    }
+
+    /// Like [`Self::new`], letting the caller register more metrics (e.g. routing updates).
+    pub fn new_with(source: Arc<dyn SnapshotSource>, extra: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::default();
+        extra(&mut registry);
         let connections_total = Counter::default();
         registry.register(
             family(HUB_CONNECTIONS_TOTAL),

@@ -1,0 +1,828 @@
+//! One miner connection: the Stratum V1 server side of the hub.
+//!
+//! The task owns everything about its miner (negotiated mask, tail, workers, jobs it was sent,
+//! vardiff), so the share path takes no hub-wide lock: look the job up locally, check it with
+//! sha256d, book the result on the worker, forward it to the job's session if it meets the pool
+//! target, answer the miner. Jobs, switches and fallbacks arrive on the connection's queue
+//! ([`ToMiner`]) from upstream sessions and the router.
+//!
+//! Hygiene: bounded lines, a token bucket against floods, handshake and idle timeouts, a bounded
+//! outgoing queue (a miner that stops reading is closed), every bad input answered with a Stratum
+//! error and counted; a connection never takes another down.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::extranonce::{Tail, fit_miner_en2, pool_extranonce2};
+use crate::facts::ShareResult;
+use crate::jobs::{JobLookup, JobVariant, MinerJobs};
+use crate::lines::{LineRead, line, read_line};
+use crate::metrics::side;
+use crate::protocol::{
+    self, BIP320_VERSION_MASK, Configure, ConfigureResult, Message, MinerRequest, ServerRequest,
+    SetExtranonce, Submit, SubscribeResult, error_code, extension, method,
+};
+use crate::routing::{ResolvedPool, Route, WorkerDecision};
+use crate::server::Shared;
+use crate::share::{HASHES_PER_DIFFICULTY, Target};
+use crate::stats::{WorkerEntry, unix_now};
+use crate::upstream::{SessionHandle, UpSubmit};
+use crate::vardiff::Vardiff;
+
+/// Messages to a miner connection.
+#[derive(Debug)]
+pub enum ToMiner {
+    /// A new job of the miner's current session.
+    Job(Arc<JobVariant>),
+    /// The miner now mines on `session` (first assignment or a switch).
+    Attached {
+        session: Arc<SessionHandle>,
+        pool: Arc<ResolvedPool>,
+        job: Option<Arc<JobVariant>>,
+        pool_mask: u32,
+    },
+    /// The pool changed its version mask.
+    PoolMask { session_id: u64, mask: u32 },
+    /// Fallback: the next pool needs a smaller extranonce2 (`mining.set_extranonce`).
+    SetExtranonce { m: usize },
+    /// Fallback or shutdown: ask the miner to reconnect, then close.
+    Reconnect { reason: &'static str },
+    /// Close the connection.
+    Close { reason: &'static str },
+}
+
+/// How the router and sessions reach a miner.
+#[derive(Debug, Clone)]
+pub struct MinerLink {
+    pub id: u64,
+    /// Extranonce2 size the miner works with.
+    pub m: usize,
+    tx: mpsc::Sender<ToMiner>,
+    kill: CancellationToken,
+}
+
+impl MinerLink {
+    /// Queue a message; a full queue means the miner stopped reading: it is closed.
+    pub fn send(&self, msg: ToMiner) -> bool {
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.kill.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+}
+
+struct AuthWorker {
+    login: String,
+    entry: Arc<WorkerEntry>,
+    /// Name on the current pool.
+    upstream: Arc<str>,
+}
+
+struct Miner {
+    sh: Arc<Shared>,
+    id: u64,
+    _peer: SocketAddr,
+    out: Vec<u8>,
+    link: MinerLink,
+    miner_mask: Option<u32>,
+    announced_mask: Option<u32>,
+    extranonce_subscribed: bool,
+    tail: Option<Tail>,
+    m: usize,
+    workers: Vec<AuthWorker>,
+    registered: bool,
+    pending_route: Option<Route>,
+    session: Option<Arc<SessionHandle>>,
+    pool: Option<Arc<ResolvedPool>>,
+    pool_mask: u32,
+    previous: Vec<Arc<SessionHandle>>,
+    switched_at: Instant,
+    jobs: MinerJobs,
+    vardiff: Vardiff,
+    difficulty_set: bool,
+    announced: f64,
+    target_cache: (f64, Target),
+    tokens: f64,
+    refill_at: Instant,
+    errors: u32,
+    last_line: Instant,
+    connected_at: Instant,
+}
+
+/// Why a connection ended (metric label + log).
+type Closed = &'static str;
+
+/// Serve one accepted miner connection until it closes.
+pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let id = sh.next_miner_id();
+    let _ = stream.set_nodelay(true);
+    let (r, mut w) = stream.into_split();
+    let mut reader = BufReader::with_capacity(1024, r);
+    let (tx, mut rx) = mpsc::channel(sh.config.limits.write_queue);
+    let kill = CancellationToken::new();
+    let cfg = &sh.config;
+    let now = Instant::now();
+    let initial = cfg.vardiff.initial_difficulty;
+    let mut m = Miner {
+        id,
+        _peer: peer,
+        out: Vec::with_capacity(512),
+        link: MinerLink {
+            id,
+            m: cfg.extranonce.miner_extranonce2_size,
+            tx,
+            kill: kill.clone(),
+        },
+        miner_mask: None,
+        announced_mask: None,
+        extranonce_subscribed: false,
+        tail: None,
+        m: cfg.extranonce.miner_extranonce2_size,
+        workers: Vec::new(),
+        registered: false,
+        pending_route: None,
+        session: None,
+        pool: None,
+        pool_mask: 0,
+        previous: Vec::new(),
+        switched_at: now,
+        jobs: MinerJobs::new(8),
+        vardiff: Vardiff::new(&cfg.vardiff, initial, unix_now()),
+        difficulty_set: false,
+        announced: 0.0,
+        target_cache: (
+            1.0,
+            Target::from_difficulty(1.0).unwrap_or(Target(crate::share::DIFF1_TARGET)),
+        ),
+        tokens: cfg.limits.message_burst,
+        refill_at: now,
+        errors: 0,
+        last_line: now,
+        connected_at: now,
+        sh: sh.clone(),
+    };
+    let span = tracing::info_span!("miner", conn = id, peer = %peer);
+    let reason: Closed = tracing::Instrument::instrument(
+        async {
+            let max = sh.config.limits.max_line_bytes;
+            let mut buf = Vec::with_capacity(256);
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let r: Result<(), Closed> = tokio::select! {
+                    biased;
+                    _ = sh.shutdown.cancelled() => {
+                        m.write_notification(&ServerRequest::Reconnect(Default::default()));
+                        let _ = m.flush(&mut w).await;
+                        break "hub shutting down";
+                    }
+                    _ = kill.cancelled() => break "write queue full (miner not reading)",
+                    msg = rx.recv() => match msg {
+                        Some(msg) => m.on_message(msg),
+                        None => Err("internal queue closed"),
+                    },
+                    r = read_line(&mut reader, &mut buf, max) => match r {
+                        Ok(LineRead::Line) => m.on_line(line(&buf)),
+                        Ok(LineRead::Eof) => Err("miner closed the connection"),
+                        Ok(LineRead::TooLong) => {
+                            m.sh.metrics.protocol_error(side::MINER, "line_too_long");
+                            m.write(protocol::error_line(&Value::Null, error_code::OTHER, "line too long"));
+                            Err("line too long")
+                        }
+                        Err(_) => Err("read error"),
+                    },
+                    _ = tick.tick() => m.on_tick(),
+                };
+                if let Err(e) = m.flush(&mut w).await {
+                    debug!(error = %e, "write to miner failed");
+                    break "write error";
+                }
+                if let Err(reason) = r {
+                    break reason;
+                }
+            }
+        },
+        span.clone(),
+    )
+    .await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), w.shutdown()).await;
+    span.in_scope(|| m.cleanup(reason));
+}
+
+impl Miner {
+    fn write(&mut self, line: String) {
+        self.out.extend_from_slice(line.as_bytes());
+    }
+
+    fn write_notification(&mut self, r: &ServerRequest) {
+        let l = r.to_notification();
+        self.write(l);
+    }
+
+    async fn flush(&mut self, w: &mut tokio::net::tcp::OwnedWriteHalf) -> std::io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let res = tokio::time::timeout(Duration::from_secs(10), w.write_all(&self.out)).await;
+        self.out.clear();
+        if self.out.capacity() > 8 * 1024 {
+            self.out.shrink_to(1024);
+        }
+        match res {
+            Ok(r) => r,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "write timed out",
+            )),
+        }
+    }
+
+    fn cleanup(&mut self, reason: Closed) {
+        let now = unix_now();
+        let quiet = matches!(reason, "miner closed the connection" | "hub shutting down");
+        if quiet {
+            debug!(reason, "miner disconnected");
+        } else {
+            info!(reason, "miner connection closed by the hub");
+        }
+        self.sh.metrics.connection_closed(reason);
+        if self.registered {
+            self.sh.router_miner_leave(self.id);
+        }
+        if let Some(t) = self.tail.take() {
+            self.sh.release_tail(&t);
+        }
+        for w in &self.workers {
+            let mut s = w.entry.lock();
+            s.connections = s.connections.saturating_sub(1);
+            s.last_change = Some(now);
+        }
+        self.sh.connection_closed();
+        let _ = self.connected_at;
+    }
+
+    fn on_tick(&mut self) -> Result<(), Closed> {
+        let cfg = &self.sh.config;
+        let idle = self.last_line.elapsed();
+        if idle > cfg.idle_timeout() {
+            return Err("idle timeout");
+        }
+        if (self.tail.is_none() || self.workers.is_empty())
+            && self.connected_at.elapsed() > cfg.handshake_timeout()
+        {
+            return Err("no subscribe/authorize within the handshake timeout");
+        }
+        if self.registered
+            && let Some(d) = self.vardiff.on_tick(&cfg.vardiff, unix_now())
+        {
+            self.announce_difficulty(d);
+        }
+        Ok(())
+    }
+
+    fn on_message(&mut self, msg: ToMiner) -> Result<(), Closed> {
+        match msg {
+            ToMiner::Job(v) => {
+                let current = self.session.as_ref().map(|s| s.id);
+                if current != Some(v.job.session_id) || v.miner_en2 != self.m {
+                    return Ok(());
+                }
+                let mask = self.effective_mask();
+                let clean = v.notify.clean_jobs;
+                self.out.extend_from_slice(&v.line);
+                self.jobs
+                    .push(v.proxy_id.clone(), v, self.announced, mask, clean);
+            }
+            ToMiner::Attached {
+                session,
+                pool,
+                job,
+                pool_mask,
+            } => {
+                if let Some(old) = self.session.take() {
+                    self.previous.retain(|s| s.is_alive());
+                    self.previous.push(old);
+                    if self.previous.len() > 2 {
+                        self.previous.remove(0);
+                    }
+                }
+                info!(pool = %pool.name, session = session.id, "miner attached to pool session");
+                for w in &mut self.workers {
+                    w.upstream = Arc::from(pool.upstream_worker_name(&w.entry.name).as_str());
+                }
+                self.session = Some(session);
+                self.pool = Some(pool);
+                self.pool_mask = pool_mask;
+                self.switched_at = Instant::now();
+                // Order on a switch: set_version_mask (if it changed) → set_difficulty → notify.
+                self.announce_mask();
+                let d = self.vardiff.difficulty();
+                self.write_notification(&ServerRequest::SetDifficulty(d));
+                self.set_announced(d);
+                if let Some(v) = job {
+                    let line = v.line_as(&v.proxy_id, true);
+                    self.out.extend_from_slice(&line);
+                    let mask = self.effective_mask();
+                    self.jobs.push(v.proxy_id.clone(), v, d, mask, true);
+                }
+            }
+            ToMiner::PoolMask { session_id, mask } => {
+                if self.session.as_ref().map(|s| s.id) == Some(session_id) {
+                    self.pool_mask = mask;
+                    self.announce_mask();
+                }
+            }
+            ToMiner::SetExtranonce { m } => {
+                if let Some(t) = &self.tail {
+                    let se = ServerRequest::SetExtranonce(SetExtranonce {
+                        extranonce1: t.bytes().to_vec(),
+                        extranonce2_size: m,
+                    });
+                    self.write_notification(&se);
+                    self.m = m;
+                    self.link.m = m;
+                }
+            }
+            ToMiner::Reconnect { reason } => {
+                self.write_notification(&ServerRequest::Reconnect(Default::default()));
+                return Err(reason);
+            }
+            ToMiner::Close { reason } => return Err(reason),
+        }
+        Ok(())
+    }
+
+    fn effective_mask(&self) -> u32 {
+        self.miner_mask.unwrap_or(0) & self.pool_mask
+    }
+
+    fn announce_mask(&mut self) {
+        if self.miner_mask.is_none() {
+            return;
+        }
+        let eff = self.effective_mask();
+        if self.announced_mask != Some(eff) {
+            self.write_notification(&ServerRequest::SetVersionMask(eff));
+            self.announced_mask = Some(eff);
+        }
+    }
+
+    fn set_announced(&mut self, d: f64) {
+        self.announced = d;
+        self.difficulty_set = true;
+        for w in &self.workers {
+            w.entry.lock().miner_difficulty = Some(d);
+        }
+    }
+
+    /// New vardiff difficulty: `set_difficulty`, then the current job again under a new id so
+    /// that the difficulty applies now (cpuminer applies it only with the next notify).
+    fn announce_difficulty(&mut self, d: f64) {
+        self.write_notification(&ServerRequest::SetDifficulty(d));
+        self.set_announced(d);
+        let current = self.session.as_ref().map(|s| s.id);
+        let latest = self
+            .jobs
+            .latest()
+            .filter(|j| Some(j.variant.job.session_id) == current && !j.superseded)
+            .map(|j| j.variant.clone());
+        if let Some(v) = latest {
+            let alias = self.sh.next_job_id();
+            let line = v.line_as(&alias, false);
+            self.out.extend_from_slice(&line);
+            let mask = self.effective_mask();
+            self.jobs.push(alias, v, d, mask, false);
+        }
+        debug!(difficulty = d, "vardiff retarget");
+    }
+
+    fn on_line(&mut self, raw: &[u8]) -> Result<(), Closed> {
+        let now = Instant::now();
+        self.last_line = now;
+        let lim = &self.sh.config.limits;
+        let refill = now.duration_since(self.refill_at).as_secs_f64() * lim.max_messages_per_second;
+        self.tokens = (self.tokens + refill).min(lim.message_burst);
+        self.refill_at = now;
+        self.tokens -= 1.0;
+        if self.tokens < 0.0 {
+            self.sh.metrics.protocol_error(side::MINER, "flood");
+            return Err("message flood");
+        }
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) if t.trim().is_empty() => return Ok(()),
+            Ok(t) => t,
+            Err(_) => return self.bad_input(Value::Null, "not_utf8", "line is not UTF-8"),
+        };
+        let msg = match protocol::parse_line(text) {
+            Ok(m) => m,
+            Err(e) => return self.bad_input(Value::Null, "json", &e.to_string()),
+        };
+        let req = match msg {
+            Message::Request(r) => r,
+            // Answers to our requests (none expected today): ignore.
+            Message::Response(_) => return Ok(()),
+        };
+        let parsed = match MinerRequest::parse(&req.method, &req.params) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                self.sh
+                    .metrics
+                    .protocol_error(side::MINER, "unknown_method");
+                if !req.id.is_null() {
+                    self.write(protocol::error_line(
+                        &req.id,
+                        error_code::OTHER,
+                        &format!("unknown method {}", truncate(&req.method, 64)),
+                    ));
+                }
+                return Ok(());
+            }
+            Err(e) => {
+                if req.method == method::SUBMIT {
+                    self.invalid_submit_params(&req.params);
+                }
+                if req.method == method::CONFIGURE {
+                    // Never an error to configure (the SRI miner crashes on one).
+                    self.sh.metrics.protocol_error(side::MINER, "params");
+                    self.write(protocol::result_line(
+                        &req.id,
+                        &ConfigureResult::default().to_value(),
+                    ));
+                    return Ok(());
+                }
+                return self.bad_input(req.id, "params", &e.to_string());
+            }
+        };
+        self.errors = 0;
+        let id = req.id;
+        match parsed {
+            MinerRequest::Submit(s) => self.on_submit(id, s),
+            MinerRequest::Configure(c) => self.on_configure(id, c),
+            MinerRequest::Subscribe(_) => return self.on_subscribe(id),
+            MinerRequest::ExtranonceSubscribe => {
+                self.extranonce_subscribed = true;
+                self.write(protocol::true_line(&id));
+            }
+            MinerRequest::Authorize(a) => self.on_authorize(id, a.user),
+            MinerRequest::SuggestDifficulty(d) => {
+                let d = self.vardiff.set(&self.sh.config.vardiff, d, unix_now());
+                if self.registered {
+                    self.announce_difficulty(d);
+                }
+                if !id.is_null() {
+                    self.write(protocol::true_line(&id));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn bad_input(&mut self, id: Value, kind: &'static str, msg: &str) -> Result<(), Closed> {
+        self.sh.metrics.protocol_error(side::MINER, kind);
+        self.write(protocol::error_line(&id, error_code::OTHER, msg));
+        debug!(kind, error = msg, "bad input from miner");
+        self.errors += 1;
+        if self.errors > self.sh.config.limits.max_consecutive_errors {
+            return Err("too many malformed messages");
+        }
+        Ok(())
+    }
+
+    /// A submit whose fields do not parse: invalid for its worker if we know it.
+    fn invalid_submit_params(&mut self, params: &Value) {
+        let worker = params.get(0).and_then(Value::as_str);
+        match worker.and_then(|w| self.workers.iter().find(|a| a.login == w)) {
+            Some(a) => a
+                .entry
+                .lock()
+                .record(ShareResult::Invalid, self.announced, unix_now()),
+            None => self.sh.metrics.unattributed_submit("malformed"),
+        }
+    }
+
+    fn on_configure(&mut self, id: Value, c: Configure) {
+        let mut res = ConfigureResult::default();
+        for ext in &c.extensions {
+            match ext.as_str() {
+                extension::VERSION_ROLLING => {
+                    let mask =
+                        c.version_rolling_mask.unwrap_or(BIP320_VERSION_MASK) & BIP320_VERSION_MASK;
+                    res.version_rolling = Some(mask != 0);
+                    res.version_rolling_mask = Some(mask);
+                    self.miner_mask = (mask != 0).then_some(mask);
+                    self.announced_mask = self.miner_mask;
+                }
+                extension::MINIMUM_DIFFICULTY => {
+                    res.minimum_difficulty = Some(true);
+                    if let Some(d) = c.minimum_difficulty
+                        && d > self.vardiff.difficulty()
+                    {
+                        self.vardiff.set(&self.sh.config.vardiff, d, unix_now());
+                    }
+                }
+                extension::SUBSCRIBE_EXTRANONCE => {
+                    res.subscribe_extranonce = Some(true);
+                    self.extranonce_subscribed = true;
+                }
+                other => res.unsupported.push(truncate(other, 64).to_owned()),
+            }
+        }
+        self.write(protocol::result_line(&id, &res.to_value()));
+    }
+
+    fn on_subscribe(&mut self, id: Value) -> Result<(), Closed> {
+        if self.tail.is_none() {
+            let Some(t) = self.sh.alloc_tail() else {
+                self.write(protocol::error_line(
+                    &id,
+                    error_code::OTHER,
+                    "hub has no free extranonce space",
+                ));
+                return Err("extranonce space exhausted");
+            };
+            let e = &self.sh.config.extranonce;
+            self.m = fit_miner_en2(
+                e.tail_bytes,
+                e.miner_extranonce2_size,
+                e.min_miner_extranonce2_size,
+                self.sh.known_min_n2(),
+            );
+            self.link.m = self.m;
+            self.tail = Some(t);
+        }
+        let Some(t) = &self.tail else {
+            return Err("internal: no tail");
+        };
+        let sid = format!("{:08x}", self.id);
+        let res = SubscribeResult {
+            subscriptions: protocol::standard_subscriptions(&sid),
+            extranonce1: t.bytes().to_vec(),
+            extranonce2_size: self.m,
+        };
+        self.write(protocol::result_line(&id, &res.to_value()));
+        self.maybe_register();
+        Ok(())
+    }
+
+    fn on_authorize(&mut self, id: Value, login: String) {
+        if self.workers.iter().any(|w| w.login == login) {
+            self.write(protocol::true_line(&id));
+            return;
+        }
+        if self.workers.len() >= self.sh.config.limits.max_workers_per_connection {
+            self.write(protocol::error_line(
+                &id,
+                error_code::UNAUTHORIZED,
+                "too many workers on one connection",
+            ));
+            return;
+        }
+        let route = match self.sh.decide(&login) {
+            Some(WorkerDecision::Route(r)) => r,
+            Some(WorkerDecision::Reject) | None => {
+                warn!(login = %truncate(&login, 128), "unknown worker refused (unknownWorkers: reject)");
+                self.sh
+                    .metrics
+                    .unattributed_submit("unknown_worker_authorize");
+                self.write(protocol::error_line(
+                    &id,
+                    error_code::UNAUTHORIZED,
+                    "unknown worker",
+                ));
+                return;
+            }
+        };
+        let now = unix_now();
+        let entry = self.sh.core.workers.entry(&route.worker, now);
+        if self.workers.is_empty()
+            && !self.difficulty_set
+            && let Some(h) = route
+                .expected_hashrate
+                .filter(|h| h.is_finite() && *h > 0.0)
+        {
+            let cfg = &self.sh.config.vardiff;
+            let d = h * cfg.share_interval_seconds / HASHES_PER_DIFFICULTY;
+            self.vardiff.set(cfg, d, now);
+        }
+        {
+            let mut s = entry.lock();
+            s.connections = s.connections.saturating_add(1);
+            s.last_change = Some(now);
+            s.labels = crate::facts::AssignmentLabels {
+                contract: route.assignment.as_ref().and_then(|a| a.contract.clone()),
+                customer: route.assignment.as_ref().and_then(|a| a.customer.clone()),
+                role: route
+                    .assignment
+                    .as_ref()
+                    .map(|a| a.role.as_str().to_owned()),
+            };
+            s.miner_difficulty = Some(self.vardiff.difficulty());
+            if let Some(p) = &self.pool {
+                s.pool = Some(p.name.clone());
+            }
+        }
+        let upstream = match &self.pool {
+            Some(p) => Arc::from(p.upstream_worker_name(&route.worker).as_str()),
+            None => Arc::from(route.worker.as_str()),
+        };
+        info!(worker = %route.worker, source = route.source.as_str(), "worker authorized");
+        self.workers.push(AuthWorker {
+            login,
+            entry: entry.clone(),
+            upstream,
+        });
+        self.write(protocol::true_line(&id));
+        if self.registered {
+            self.sh.router_miner_add_worker(self.id, entry);
+        } else {
+            self.pending_route = Some(route);
+            self.maybe_register();
+        }
+    }
+    fn maybe_register(&mut self) {
+        if self.registered || self.tail.is_none() {
+            return;
+        }
+        let Some(route) = self.pending_route.take() else {
+            return;
+        };
+        let Some(first) = self.workers.first() else {
+            return;
+        };
+        self.registered = true;
+        let join = crate::router::MinerJoin {
+            link: self.link.clone(),
+            extranonce_subscribed: self.extranonce_subscribed,
+            login: first.login.clone(),
+            route,
+            entries: self.workers.iter().map(|w| w.entry.clone()).collect(),
+        };
+        self.sh.router_miner_join(join);
+    }
+
+    fn reply_error(&mut self, id: &Value, code: i64, msg: &str) {
+        self.write(protocol::error_line(id, code, msg));
+    }
+
+    /// The share path.
+    fn on_submit(&mut self, id: Value, sub: Submit) {
+        let received = Instant::now();
+        let Some(tail) = self.tail.clone() else {
+            self.sh.metrics.unattributed_submit("not_subscribed");
+            return self.reply_error(&id, error_code::NOT_SUBSCRIBED, "not subscribed");
+        };
+        let Some(wi) = self.workers.iter().position(|w| w.login == sub.worker) else {
+            self.sh.metrics.unattributed_submit("unauthorized");
+            return self.reply_error(&id, error_code::UNAUTHORIZED, "unauthorized worker");
+        };
+        let entry = self.workers[wi].entry.clone();
+        let upstream_user = self.workers[wi].upstream.clone();
+        let now = unix_now();
+        let (variant, job_diff, mask) = match self.jobs.get(&sub.job_id) {
+            Ok(j) => (j.variant.clone(), j.difficulty, j.mask),
+            Err(why) => {
+                entry.lock().record(ShareResult::Stale, self.announced, now);
+                let msg = match why {
+                    JobLookup::Unknown => "job not found",
+                    JobLookup::Superseded => "stale job (new block)",
+                };
+                return self.reply_error(&id, error_code::JOB_NOT_FOUND, msg);
+            }
+        };
+        // The session that issued the job: the current one, or a previous one within the grace.
+        let sid = variant.job.session_id;
+        let session = match &self.session {
+            Some(s) if s.id == sid => Some(s.clone()),
+            _ => {
+                let grace = Duration::from_secs(self.sh.config.upstream.late_share_grace_seconds);
+                if self.switched_at.elapsed() <= grace {
+                    self.previous
+                        .iter()
+                        .find(|s| s.id == sid && s.is_alive())
+                        .cloned()
+                } else {
+                    None
+                }
+            }
+        };
+        let Some(session) = session else {
+            entry.lock().record(ShareResult::Stale, job_diff, now);
+            return self.reply_error(
+                &id,
+                error_code::JOB_NOT_FOUND,
+                "job of a previous pool session",
+            );
+        };
+        if sub.extranonce2.len() != variant.miner_en2 {
+            entry.lock().record(ShareResult::Invalid, job_diff, now);
+            let msg = format!("extranonce2 must be {} bytes", variant.miner_en2);
+            return self.reply_error(&id, error_code::OTHER, &msg);
+        }
+        let job_version = variant.job.notify.version;
+        let bits = match sub.version_bits {
+            None => 0,
+            Some(b) if b & !mask == 0 => b,
+            // Some firmware sends the whole version: accept when only masked bits differ.
+            Some(b) if b & !mask == job_version & !mask => b & mask,
+            Some(_) => {
+                entry.lock().record(ShareResult::Invalid, job_diff, now);
+                return self.reply_error(
+                    &id,
+                    error_code::OTHER,
+                    "version bits outside the negotiated mask",
+                );
+            }
+        };
+        let version = (job_version & !mask) | (bits & mask);
+        let job_ntime = variant.job.notify.ntime;
+        if sub.ntime.wrapping_sub(job_ntime) > 7200 && job_ntime.wrapping_sub(sub.ntime) > 600 {
+            entry.lock().record(ShareResult::Invalid, job_diff, now);
+            return self.reply_error(&id, error_code::OTHER, "ntime out of range");
+        }
+        if !self
+            .jobs
+            .first_sighting(&sub.job_id, &sub.extranonce2, sub.ntime, sub.nonce, bits)
+        {
+            entry.lock().record(ShareResult::Duplicate, job_diff, now);
+            return self.reply_error(&id, error_code::DUPLICATE, "duplicate share");
+        }
+        let hash = variant.template.share_hash(
+            tail.bytes(),
+            &sub.extranonce2,
+            sub.ntime,
+            sub.nonce,
+            version,
+        );
+        // Credit at the job's difficulty; right after a lowering, accept at the new one.
+        let credit = if self.target(job_diff).is_met_by(&hash) {
+            Some(job_diff)
+        } else if self.announced < job_diff && self.target(self.announced).is_met_by(&hash) {
+            Some(self.announced)
+        } else {
+            None
+        };
+        let Some(d) = credit else {
+            entry.lock().record(ShareResult::Invalid, job_diff, now);
+            return self.reply_error(&id, error_code::LOW_DIFFICULTY, "low difficulty share");
+        };
+        if variant
+            .job
+            .network_target
+            .is_some_and(|t| t.is_met_by(&hash))
+        {
+            info!(worker = %entry.name, pool = %variant.job.pool, hash = %crate::share::hash_to_display(&hash), "block candidate found");
+        }
+        if variant.job.pool_target.is_met_by(&hash) {
+            let up = UpSubmit {
+                worker: entry.clone(),
+                upstream_user,
+                pool_job_id: variant.job.pool_job_id.clone(),
+                extranonce2: pool_extranonce2(variant.padding, tail.bytes(), &sub.extranonce2),
+                ntime: sub.ntime,
+                nonce: sub.nonce,
+                version_bits: (variant.job.pool_version_mask != 0).then_some(bits),
+                difficulty: d,
+                received,
+            };
+            entry.lock().forwarded(d, now);
+            if !session.submit(up) {
+                entry.lock().verdict(ShareResult::Lost, d);
+                warn!(worker = %entry.name, "pool session gone before the share could be forwarded; counted as lost");
+            }
+        } else {
+            entry.lock().record(ShareResult::BelowTarget, d, now);
+        }
+        self.write(protocol::true_line(&id));
+        if let Some(nd) = self.vardiff.on_share(&self.sh.config.vardiff, d, now) {
+            self.announce_difficulty(nd);
+        }
+    }
+
+    fn target(&mut self, d: f64) -> Target {
+        if self.target_cache.0 != d
+            && let Ok(t) = Target::from_difficulty(d)
+        {
+            self.target_cache = (d, t);
+        }
+        self.target_cache.1
+    }
+}
+
+fn truncate(s: &str, n: usize) -> &str {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => &s[..i],
+        None => s,
+    }
+}

@@ -1,0 +1,291 @@
+//! Proxy jobs: one pool job turned into what miners receive, and each miner's table of the jobs
+//! it was sent (for stale/duplicate detection and for the difficulty each job carries).
+//!
+//! Per-job work is done once per job, not per share or per miner: a [`JobVariant`] (one per miner
+//! extranonce2 size in the session, normally exactly one) holds the folded coinb1 with its SHA-256
+//! midstate ([`crate::share::JobTemplate`]) and the serialized `mining.notify` line, shared as
+//! `Bytes` by every miner of the session. Job ids are hub-unique (pool id spaces collide) and map
+//! back to `(session, pool job id, pool difficulty, folded coinb1, mask)` through the variant, so a
+//! late share is still forwarded to the session that issued its job.
+
+use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::extranonce::folded_coinb1;
+use crate::protocol::Notify;
+use crate::share::{JobTemplate, Target, swap32};
+
+/// One job as a pool sent it on one upstream session.
+#[derive(Debug)]
+pub struct PoolJob {
+    pub session_id: u64,
+    pub pool: Arc<str>,
+    pub pool_job_id: String,
+    /// The pool's notify (coinb1 NOT folded).
+    pub notify: Notify,
+    /// The pool's extranonce1 at the time of the job.
+    pub pool_e1: Vec<u8>,
+    pub pool_n2: usize,
+    /// Pool difficulty in force for this job and its target.
+    pub pool_difficulty: f64,
+    pub pool_target: Target,
+    /// Network target (a share at or below it is a block).
+    pub network_target: Option<Target>,
+    /// Version bits the pool allows (0: no version rolling upstream).
+    pub pool_version_mask: u32,
+    pub received: Instant,
+}
+
+/// A pool job for miners with one extranonce2 size: folded coinb1, midstate, notify line.
+#[derive(Debug)]
+pub struct JobVariant {
+    pub job: Arc<PoolJob>,
+    /// Hub-unique job id sent to miners.
+    pub proxy_id: String,
+    /// Miner extranonce2 size this variant is for.
+    pub miner_en2: usize,
+    /// Zero bytes between the pool E1 and the miner tail (see [`crate::extranonce`]).
+    pub padding: usize,
+    pub template: JobTemplate,
+    /// The miner-facing notify (folded coinb1, proxy id, the pool's clean flag).
+    pub notify: Notify,
+    /// `notify` serialized once, shared by all miners of the session.
+    pub line: Bytes,
+}
+
+impl JobVariant {
+    /// Build the variant for miners with `miner_en2`-byte extranonce2 and `tail_bytes` tails;
+    /// `None` if the pool's n2 cannot hold them (caller checked with [`crate::extranonce::fit`]).
+    pub fn build(
+        job: Arc<PoolJob>,
+        proxy_id: String,
+        tail_bytes: usize,
+        miner_en2: usize,
+    ) -> Option<Self> {
+        let padding = job.pool_n2.checked_sub(tail_bytes + miner_en2)?;
+        let coinb1 = folded_coinb1(&job.notify.coinb1, &job.pool_e1, padding);
+        let template = JobTemplate::new(
+            swap32(job.notify.prevhash),
+            coinb1.clone(),
+            job.notify.coinb2.clone(),
+            job.notify.merkle_branch.clone(),
+            job.notify.version,
+            job.notify.nbits,
+            job.notify.ntime,
+        );
+        let notify = Notify {
+            job_id: proxy_id.clone(),
+            coinb1,
+            ..job.notify.clone()
+        };
+        let line = Bytes::from(notify.to_line());
+        Some(Self {
+            job,
+            proxy_id,
+            miner_en2,
+            padding,
+            template,
+            notify,
+            line,
+        })
+    }
+
+    /// The notify line under another id and clean flag (one miner: a switch or a difficulty
+    /// change that must take effect now).
+    pub fn line_as(&self, id: &str, clean: bool) -> Bytes {
+        let n = Notify {
+            job_id: id.to_owned(),
+            clean_jobs: clean,
+            ..self.notify.clone()
+        };
+        Bytes::from(n.to_line())
+    }
+}
+
+/// Why a miner's share cannot use a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobLookup {
+    Unknown,
+    /// Superseded by a clean job of the same session.
+    Superseded,
+}
+
+/// A job as one miner received it.
+#[derive(Debug)]
+pub struct MinerJob {
+    pub id: String,
+    pub variant: Arc<JobVariant>,
+    /// Miner-facing difficulty announced before this job was sent.
+    pub difficulty: f64,
+    /// Version mask in force for this miner and this job's session (miner ∩ pool).
+    pub mask: u32,
+    pub superseded: bool,
+    seen: HashSet<u64>,
+}
+
+/// The jobs one miner holds (bounded), newest last.
+#[derive(Debug)]
+pub struct MinerJobs {
+    jobs: VecDeque<MinerJob>,
+    cap: usize,
+    hasher: std::collections::hash_map::RandomState,
+    max_seen_per_job: usize,
+}
+
+impl MinerJobs {
+    pub fn new(cap: usize) -> Self {
+        Self {
+            jobs: VecDeque::new(),
+            cap: cap.max(2),
+            hasher: std::collections::hash_map::RandomState::new(),
+            max_seen_per_job: 1 << 16,
+        }
+    }
+
+    /// Record a job sent to the miner. A clean job supersedes earlier jobs of the same session.
+    pub fn push(
+        &mut self,
+        id: String,
+        variant: Arc<JobVariant>,
+        difficulty: f64,
+        mask: u32,
+        clean: bool,
+    ) {
+        if clean {
+            let sid = variant.job.session_id;
+            for j in &mut self.jobs {
+                if j.variant.job.session_id == sid {
+                    j.superseded = true;
+                }
+            }
+        }
+        if self.jobs.len() >= self.cap {
+            self.jobs.pop_front();
+        }
+        self.jobs.push_back(MinerJob {
+            id,
+            variant,
+            difficulty,
+            mask,
+            superseded: false,
+            seen: HashSet::new(),
+        });
+    }
+
+    pub fn latest(&self) -> Option<&MinerJob> {
+        self.jobs.back()
+    }
+
+    pub fn get(&self, id: &str) -> Result<&MinerJob, JobLookup> {
+        let j = self
+            .jobs
+            .iter()
+            .rev()
+            .find(|j| j.id == id)
+            .ok_or(JobLookup::Unknown)?;
+        if j.superseded {
+            Err(JobLookup::Superseded)
+        } else {
+            Ok(j)
+        }
+    }
+
+    /// Mark a share as seen for job `id`; `false` if it was seen before (a duplicate).
+    pub fn first_sighting(
+        &mut self,
+        id: &str,
+        extranonce2: &[u8],
+        ntime: u32,
+        nonce: u32,
+        version_bits: u32,
+    ) -> bool {
+        let mut h = self.hasher.build_hasher();
+        extranonce2.hash(&mut h);
+        ntime.hash(&mut h);
+        nonce.hash(&mut h);
+        version_bits.hash(&mut h);
+        let key = h.finish();
+        let max = self.max_seen_per_job;
+        match self.jobs.iter_mut().rev().find(|j| j.id == id) {
+            Some(j) if j.seen.len() < max => j.seen.insert(key),
+            Some(j) => !j.seen.contains(&key),
+            None => true,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn pool_job(session_id: u64, n2: usize) -> Arc<PoolJob> {
+        Arc::new(PoolJob {
+            session_id,
+            pool: Arc::from("p"),
+            pool_job_id: "pj".into(),
+            notify: Notify {
+                job_id: "pj".into(),
+                prevhash: [1; 32],
+                coinb1: vec![1, 2, 3],
+                coinb2: vec![4, 5],
+                merkle_branch: vec![],
+                version: 0x2000_0000,
+                nbits: 0x1d00ffff,
+                ntime: 1,
+                clean_jobs: false,
+            },
+            pool_e1: vec![0xaa; 4],
+            pool_n2: n2,
+            pool_difficulty: 1.0,
+            pool_target: Target::from_difficulty(1.0).unwrap(),
+            network_target: None,
+            pool_version_mask: 0,
+            received: Instant::now(),
+        })
+    }
+
+    #[test]
+    fn variant_folds_e1_and_padding_and_shares_one_line() {
+        let v = JobVariant::build(pool_job(1, 8), "a1".into(), 2, 4).unwrap();
+        assert_eq!(v.padding, 2);
+        assert_eq!(v.notify.coinb1, vec![1, 2, 3, 0xaa, 0xaa, 0xaa, 0xaa, 0, 0]);
+        assert!(std::str::from_utf8(&v.line).unwrap().contains("\"a1\""));
+        assert!(JobVariant::build(pool_job(1, 5), "x".into(), 2, 4).is_none());
+        let alias = v.line_as("b2", true);
+        assert!(std::str::from_utf8(&alias).unwrap().ends_with("true]}\n"));
+    }
+
+    #[test]
+    fn stale_and_duplicate_detection() {
+        let mut t = MinerJobs::new(4);
+        let v1 = Arc::new(JobVariant::build(pool_job(1, 8), "1".into(), 2, 4).unwrap());
+        let v2 = Arc::new(JobVariant::build(pool_job(2, 8), "2".into(), 2, 4).unwrap());
+        t.push("1".into(), v1.clone(), 8.0, 0, false);
+        t.push("2".into(), v2, 8.0, 0, true); // clean on another session: job 1 stays valid
+        assert!(t.get("1").is_ok());
+        t.push("3".into(), v1, 8.0, 0, true); // clean on session 1 supersedes job 1
+        assert_eq!(t.get("1").unwrap_err(), JobLookup::Superseded);
+        assert_eq!(t.get("nope").unwrap_err(), JobLookup::Unknown);
+        assert!(t.first_sighting("2", &[1, 2], 5, 6, 0));
+        assert!(!t.first_sighting("2", &[1, 2], 5, 6, 0));
+        assert!(t.first_sighting("2", &[1, 2], 5, 7, 0));
+        for i in 0..10 {
+            let v = Arc::new(JobVariant::build(pool_job(3, 8), format!("x{i}"), 2, 4).unwrap());
+            t.push(format!("x{i}"), v, 1.0, 0, false);
+        }
+        assert_eq!(t.len(), 4, "bounded");
+        assert_eq!(t.get("2").unwrap_err(), JobLookup::Unknown);
+    }
+}

@@ -1,0 +1,671 @@
+//! The router: which miner mines on which upstream session, and pool failover.
+//!
+//! It holds the applied routing, the pools' health ([`crate::pool_health::PoolHealthBook`]), the
+//! upstream sessions per pool and the miners registered after their first authorize. Every event
+//! (a miner joins or leaves, a session becomes ready or dies, a routing document is applied, a
+//! health transition, the periodic tick) ends in `reconcile`: each miner's wanted pool is the first
+//! healthy pool of its route ([`crate::pool_health::choose_pool`]); if it is not on a ready session
+//! of that pool it is attached to one with room, and if there is none a session is opened and the
+//! miner stays where it is until that session is ready ("connect first, then cut over"). A move is
+//! only a `mining.notify` for the miner thanks to the extranonce folding ([`crate::extranonce`]);
+//! the fallbacks for pools with a small extranonce2 are applied here.
+//!
+//! All methods are synchronous and short (called under one mutex); sockets are never touched
+//! here, only bounded queues.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use crate::downstream::{MinerLink, ToMiner};
+use crate::extranonce::{Fit, fit};
+use crate::facts::PoolFacts;
+use crate::pool_health::{HealthPolicy, PoolEvent, PoolHealthBook, PoolState, choose_pool};
+use crate::routing::{ResolvedPool, Route, ValidRouting, WorkerDecision};
+use crate::server::Shared;
+use crate::stats::WorkerEntry;
+use crate::upstream::{
+    self, PoolCounters, SessionEvent, SessionHandle, SessionInfo, SessionParams,
+};
+
+/// A miner registering after its first successful authorize.
+#[derive(Debug)]
+pub struct MinerJoin {
+    pub link: MinerLink,
+    pub extranonce_subscribed: bool,
+    pub login: String,
+    pub route: Route,
+    pub entries: Vec<Arc<WorkerEntry>>,
+}
+
+#[derive(Debug)]
+struct MinerReg {
+    link: MinerLink,
+    extranonce_subscribed: bool,
+    login: String,
+    route: Route,
+    entries: Vec<Arc<WorkerEntry>>,
+    /// (pool, session id) the miner is attached to.
+    at: Option<(String, u64)>,
+    leaving: bool,
+}
+
+#[derive(Debug)]
+struct SessRt {
+    handle: Arc<SessionHandle>,
+    info: Option<SessionInfo>,
+    members: HashSet<u64>,
+    draining: bool,
+    empty_since: Instant,
+}
+
+#[derive(Debug)]
+struct PoolRt {
+    spec: Arc<ResolvedPool>,
+    sessions: Vec<SessRt>,
+    no_configure: bool,
+    counters: Arc<PoolCounters>,
+    /// Not in the routing any more: closed when its sessions are empty.
+    retired: bool,
+    last_n2: Option<usize>,
+    impossible_logged: bool,
+}
+
+/// See the module docs.
+#[derive(Debug)]
+pub struct Router {
+    routing: Option<Arc<ValidRouting>>,
+    health: PoolHealthBook,
+    pools: BTreeMap<String, PoolRt>,
+    miners: HashMap<u64, MinerReg>,
+    /// A health transition happened since the last full reconcile.
+    health_changed: bool,
+}
+
+impl Default for Router {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Router {
+    pub fn new() -> Self {
+        Self {
+            routing: None,
+            health: PoolHealthBook::new(HealthPolicy::default(), 0x5eed),
+            pools: BTreeMap::new(),
+            miners: HashMap::new(),
+            health_changed: false,
+        }
+    }
+
+    pub fn routing(&self) -> Option<Arc<ValidRouting>> {
+        self.routing.clone()
+    }
+
+    /// Smallest extranonce2 size among the pools of the routing (for a new miner's `m`).
+    pub fn known_min_n2(&self) -> Option<usize> {
+        self.pools
+            .values()
+            .filter(|p| !p.retired)
+            .filter_map(|p| p.last_n2)
+            .min()
+    }
+
+    // ---- routing ------------------------------------------------------------------------------
+
+    pub fn apply_routing(&mut self, sh: &Arc<Shared>, r: Arc<ValidRouting>) {
+        let policy = HealthPolicy::from_failover(r.failover());
+        let names: Vec<String> = r.pools().map(|p| p.name.clone()).collect();
+        self.health.sync(policy, names.iter().map(String::as_str));
+        for p in r.pools() {
+            match self.pools.get_mut(&p.name) {
+                Some(rt) if *rt.spec == *p => rt.retired = false,
+                Some(rt) => {
+                    info!(pool = %p.name, "pool settings changed; replacing its sessions");
+                    rt.spec = Arc::new(p.clone());
+                    rt.retired = false;
+                    rt.no_configure = false;
+                    for s in &mut rt.sessions {
+                        s.draining = true;
+                    }
+                }
+                None => {
+                    self.pools.insert(
+                        p.name.clone(),
+                        PoolRt {
+                            spec: Arc::new(p.clone()),
+                            sessions: Vec::new(),
+                            no_configure: false,
+                            counters: Arc::new(PoolCounters::default()),
+                            retired: false,
+                            last_n2: None,
+                            impossible_logged: false,
+                        },
+                    );
+                }
+            }
+        }
+        for (name, rt) in &mut self.pools {
+            if r.pool(name).is_none() && !rt.retired {
+                info!(pool = %name, "pool removed from routing; its miners move");
+                rt.retired = true;
+                for s in &mut rt.sessions {
+                    s.draining = true;
+                }
+            }
+        }
+        let windows: Vec<u64> = r
+            .health_windows()
+            .iter()
+            .map(|d| d.as_secs().max(1))
+            .collect();
+        if !windows.is_empty() {
+            sh.core.workers.set_windows(windows);
+        }
+        sh.core.generation.store(r.generation(), Ordering::Relaxed);
+        self.routing = Some(r.clone());
+        // New routes (and labels) for every registered miner.
+        let ids: Vec<u64> = self.miners.keys().copied().collect();
+        for id in ids {
+            let Some(reg) = self.miners.get_mut(&id) else {
+                continue;
+            };
+            match r.decide(&reg.login) {
+                WorkerDecision::Route(route) => {
+                    for e in &reg.entries {
+                        let labels = labels_of(&route);
+                        if e.name == route.worker {
+                            e.lock().labels = labels;
+                        }
+                    }
+                    reg.route = route;
+                }
+                WorkerDecision::Reject => {
+                    warn!(worker = %reg.login, "worker no longer in the routing; disconnecting it");
+                    reg.link.send(ToMiner::Close {
+                        reason: "worker removed from routing",
+                    });
+                    reg.leaving = true;
+                }
+            }
+        }
+        self.reconcile_all(sh, Instant::now());
+    }
+
+    // ---- miners -------------------------------------------------------------------------------
+
+    pub fn miner_join(&mut self, sh: &Arc<Shared>, j: MinerJoin) {
+        let id = j.link.id;
+        self.miners.insert(
+            id,
+            MinerReg {
+                link: j.link,
+                extranonce_subscribed: j.extranonce_subscribed,
+                login: j.login,
+                route: j.route,
+                entries: j.entries,
+                at: None,
+                leaving: false,
+            },
+        );
+        self.reconcile(sh, id, Instant::now());
+    }
+
+    pub fn miner_add_worker(&mut self, id: u64, entry: Arc<WorkerEntry>) {
+        if let Some(reg) = self.miners.get_mut(&id) {
+            if let Some((pool, _)) = &reg.at {
+                entry.lock().pool = Some(pool.clone());
+            }
+            reg.entries.push(entry);
+        }
+    }
+
+    pub fn miner_leave(&mut self, id: u64) {
+        let Some(reg) = self.miners.remove(&id) else {
+            return;
+        };
+        if let Some((pool, sid)) = reg.at
+            && let Some(s) = self.session_mut(&pool, sid)
+        {
+            s.members.remove(&id);
+            if s.members.is_empty() {
+                s.empty_since = Instant::now();
+            }
+            s.handle.detach(id);
+        }
+    }
+
+    // ---- sessions -----------------------------------------------------------------------------
+
+    fn session_mut(&mut self, pool: &str, sid: u64) -> Option<&mut SessRt> {
+        self.pools
+            .get_mut(pool)?
+            .sessions
+            .iter_mut()
+            .find(|s| s.handle.id == sid)
+    }
+
+    fn spawn_session(
+        &mut self,
+        sh: &Arc<Shared>,
+        pool: &str,
+        dial_override: Option<String>,
+        delay: Duration,
+        now: Instant,
+    ) {
+        let Some(connect_timeout) = self
+            .routing
+            .as_ref()
+            .map(|r| r.failover().connect_timeout.get())
+        else {
+            return;
+        };
+        let Some(rt) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let params = SessionParams {
+            pool: rt.spec.clone(),
+            dial_override,
+            delay,
+            send_configure: !rt.no_configure,
+            connect_timeout,
+            counters: rt.counters.clone(),
+        };
+        let handle = upstream::spawn(sh, params);
+        rt.sessions.push(SessRt {
+            handle,
+            info: None,
+            members: HashSet::new(),
+            draining: false,
+            empty_since: now,
+        });
+        self.health.on_event(pool, PoolEvent::ConnectStarted, now);
+    }
+
+    pub fn session_event(&mut self, sh: &Arc<Shared>, pool: &str, sid: u64, ev: SessionEvent) {
+        let now = Instant::now();
+        match ev {
+            SessionEvent::Ready(info) => {
+                let Some(rt) = self.pools.get_mut(pool) else {
+                    return;
+                };
+                rt.last_n2 = Some(info.n2);
+                let k = sh.config.extranonce.tail_bytes;
+                if info.n2 < k + 1 {
+                    error!(
+                        pool,
+                        extranonce2_size = info.n2,
+                        tail_bytes = k,
+                        "pool extranonce2 too small to carry a miner tail; treating the pool as failed"
+                    );
+                    if let Some(s) = rt.sessions.iter().find(|s| s.handle.id == sid) {
+                        s.handle.close();
+                    }
+                    return;
+                }
+                if let Some(s) = rt.sessions.iter_mut().find(|s| s.handle.id == sid) {
+                    s.info = Some(info);
+                    s.empty_since = now;
+                }
+                let t = self.health.on_event(pool, PoolEvent::ConnectOk, now);
+                self.health.on_event(pool, PoolEvent::JobReceived, now);
+                if let Some(t) = t {
+                    info!(
+                        pool,
+                        from = t.from.as_str(),
+                        to = t.to.as_str(),
+                        "pool state changed"
+                    );
+                }
+                self.reconcile_all(sh, now);
+            }
+            SessionEvent::Failed {
+                auth_rejected,
+                configure_suspect,
+                reason,
+            } => {
+                let members = self.remove_session(pool, sid);
+                if let Some(rt) = self.pools.get_mut(pool) {
+                    rt.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                    if configure_suspect && !rt.no_configure {
+                        info!(
+                            pool,
+                            "pool closed after mining.configure; retrying without it"
+                        );
+                        rt.no_configure = true;
+                    }
+                }
+                warn!(pool, %reason, "upstream session failed");
+                let event = if auth_rejected {
+                    PoolEvent::AuthRejected
+                } else {
+                    PoolEvent::ConnectFailed
+                };
+                self.health_event(pool, event, now);
+                self.reassign(sh, members, now);
+            }
+            SessionEvent::Closed { reason } => {
+                let members = self.remove_session(pool, sid);
+                if let Some(rt) = self.pools.get_mut(pool) {
+                    rt.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                }
+                if sh.shutdown.is_cancelled() {
+                    return;
+                }
+                warn!(pool, %reason, miners = members.len(), "upstream session closed");
+                self.health_event(pool, PoolEvent::Disconnected, now);
+                self.reassign(sh, members, now);
+            }
+            SessionEvent::Job => {
+                self.health_event(pool, PoolEvent::JobReceived, now);
+            }
+            SessionEvent::Verdicts { accepted, rejected } => {
+                let cap = 256;
+                for _ in 0..accepted.min(cap) {
+                    self.health_event(pool, PoolEvent::ShareAccepted, now);
+                }
+                for _ in 0..rejected.min(cap) {
+                    self.health_event(pool, PoolEvent::ShareRejected, now);
+                }
+            }
+            SessionEvent::Reconnect { host, port, wait } => {
+                let Some(rt) = self.pools.get_mut(pool) else {
+                    return;
+                };
+                if let Some(s) = rt.sessions.iter_mut().find(|s| s.handle.id == sid) {
+                    s.draining = true;
+                }
+                let dial = match (host, port) {
+                    (None, None) => None,
+                    (h, p) => Some(format!(
+                        "{}:{}",
+                        h.unwrap_or_else(|| rt.spec.url.host.clone()),
+                        p.unwrap_or(rt.spec.url.port)
+                    )),
+                };
+                self.spawn_session(sh, pool, dial, wait, now);
+            }
+        }
+    }
+
+    fn health_event(&mut self, pool: &str, ev: PoolEvent, now: Instant) {
+        if let Some(t) = self.health.on_event(pool, ev, now) {
+            info!(
+                pool,
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                "pool state changed"
+            );
+            self.health_changed = true;
+        }
+    }
+
+    /// Remove a session; returns its members (now unattached).
+    fn remove_session(&mut self, pool: &str, sid: u64) -> Vec<u64> {
+        let Some(rt) = self.pools.get_mut(pool) else {
+            return Vec::new();
+        };
+        let Some(pos) = rt.sessions.iter().position(|s| s.handle.id == sid) else {
+            return Vec::new();
+        };
+        let s = rt.sessions.remove(pos);
+        let members: Vec<u64> = s.members.into_iter().collect();
+        for id in &members {
+            if let Some(reg) = self.miners.get_mut(id) {
+                reg.at = None;
+            }
+        }
+        members
+    }
+
+    fn reassign(&mut self, sh: &Arc<Shared>, members: Vec<u64>, now: Instant) {
+        if std::mem::take(&mut self.health_changed) {
+            self.reconcile_all(sh, now);
+        } else {
+            for id in members {
+                self.reconcile(sh, id, now);
+            }
+        }
+    }
+
+    // ---- the decision ---------------------------------------------------------------------------
+
+    fn reconcile_all(&mut self, sh: &Arc<Shared>, now: Instant) {
+        self.health_changed = false;
+        let ids: Vec<u64> = self.miners.keys().copied().collect();
+        for id in ids {
+            self.reconcile(sh, id, now);
+        }
+        self.warm(sh, now);
+    }
+
+    /// Put one miner where it should be (or start the session it needs).
+    fn reconcile(&mut self, sh: &Arc<Shared>, id: u64, now: Instant) {
+        let Some(reg) = self.miners.get(&id) else {
+            return;
+        };
+        if reg.leaving {
+            return;
+        }
+        let health = &self.health;
+        let Some(want) = choose_pool(&reg.route.pools, |p| health.state(p)).map(str::to_owned)
+        else {
+            return; // every pool failed: keep the miner where it is
+        };
+        if let Some((p, sid)) = &reg.at
+            && *p == want
+            && self
+                .pools
+                .get(p)
+                .and_then(|rt| rt.sessions.iter().find(|s| s.handle.id == *sid))
+                .is_some_and(|s| !s.draining)
+        {
+            return;
+        }
+        let cap = sh.config.extranonce.max_miners_per_session;
+        let k = sh.config.extranonce.tail_bytes;
+        let m = reg.link.m;
+        let Some(rt) = self.pools.get_mut(&want) else {
+            return;
+        };
+        let target = rt.sessions.iter().position(|s| {
+            s.info.is_some() && !s.draining && s.members.len() < cap && s.handle.is_alive()
+        });
+        let Some(pos) = target else {
+            let connecting = rt.sessions.iter().any(|s| s.info.is_none() && !s.draining);
+            if !connecting && !matches!(self.health.state(&want), PoolState::Failed { .. }) {
+                self.spawn_session(sh, &want, None, Duration::ZERO, now);
+            }
+            return;
+        };
+        let n2 = rt.sessions[pos].info.as_ref().map_or(0, |i| i.n2);
+        let mut new_m = None;
+        match fit(n2, k, m) {
+            Fit::Fits { .. } => {}
+            Fit::Shrink { m: m2 } => {
+                let extranonce_subscribed = reg.extranonce_subscribed;
+                if extranonce_subscribed && m2 >= 1 {
+                    new_m = Some(m2);
+                } else {
+                    info!(
+                        pool = %want,
+                        extranonce2_size = n2,
+                        miner_extranonce2_size = m,
+                        "miner's extranonce2 does not fit the pool and it did not subscribe to extranonce changes; asking it to reconnect"
+                    );
+                    if let Some(reg) = self.miners.get_mut(&id) {
+                        reg.leaving = true;
+                        reg.link.send(ToMiner::Reconnect {
+                            reason: "reconnect for a smaller extranonce2",
+                        });
+                    }
+                    return;
+                }
+            }
+            Fit::Impossible => {
+                if !rt.impossible_logged {
+                    error!(pool = %want, extranonce2_size = n2, "pool cannot carry miner tails");
+                    rt.impossible_logged = true;
+                }
+                return;
+            }
+        }
+        // Cut over: detach from the old session, attach to the new one.
+        let handle = rt.sessions[pos].handle.clone();
+        let Some(reg) = self.miners.get_mut(&id) else {
+            return;
+        };
+        if let Some(m2) = new_m {
+            reg.link.send(ToMiner::SetExtranonce { m: m2 });
+            reg.link.m = m2;
+        }
+        let old = reg.at.take();
+        let switched_pool = old.as_ref().is_some_and(|(p, _)| *p != want);
+        reg.at = Some((want.clone(), handle.id));
+        for e in &reg.entries {
+            e.lock().pool = Some(want.clone());
+        }
+        let link = reg.link.clone();
+        if let Some((op, osid)) = old
+            && let Some(s) = self.session_mut(&op, osid)
+        {
+            s.members.remove(&id);
+            if s.members.is_empty() {
+                s.empty_since = now;
+            }
+            s.handle.detach(id);
+        }
+        if let Some(rt) = self.pools.get_mut(&want) {
+            if switched_pool {
+                rt.counters.switches.fetch_add(1, Ordering::Relaxed);
+                info!(pool = %want, conn = id, "miner switched pool");
+            }
+            if let Some(s) = rt.sessions.get_mut(pos) {
+                s.members.insert(id);
+            }
+        }
+        handle.attach(link);
+    }
+
+    /// Keep one session open to every pool of the routing (warm failover targets, and their
+    /// extranonce sizes known before miners subscribe), and retry failed pools when due.
+    fn warm(&mut self, sh: &Arc<Shared>, now: Instant) {
+        let due: HashSet<String> = self.health.due_connects(now).into_iter().collect();
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        for name in names {
+            let Some(rt) = self.pools.get(&name) else {
+                continue;
+            };
+            if rt.retired {
+                continue;
+            }
+            let live = rt.sessions.iter().any(|s| !s.draining);
+            let failed = matches!(self.health.state(&name), PoolState::Failed { .. });
+            let needed = sh.config.upstream.keep_warm
+                || self
+                    .miners
+                    .values()
+                    .any(|m| m.route.pools.iter().any(|p| *p == name));
+            if !live && needed && (!failed || due.contains(&name)) {
+                self.spawn_session(sh, &name, None, Duration::ZERO, now);
+            }
+        }
+    }
+
+    /// Periodic: health clock, retries, closing idle and drained sessions.
+    pub fn tick(&mut self, sh: &Arc<Shared>, now: Instant) {
+        let transitions = self.health.tick(now);
+        for (pool, t) in &transitions {
+            info!(pool = %pool, from = t.from.as_str(), to = t.to.as_str(), "pool state changed");
+        }
+        // A starving pool: close its sessions so miners move and a fresh connection is tried.
+        for (pool, t) in &transitions {
+            if t.to.is_failed()
+                && let Some(rt) = self.pools.get_mut(pool)
+            {
+                for s in &mut rt.sessions {
+                    s.draining = true;
+                }
+            }
+        }
+        if !transitions.is_empty() || self.health_changed {
+            self.reconcile_all(sh, now);
+        } else {
+            self.warm(sh, now);
+        }
+        let idle = Duration::from_secs(sh.config.upstream.idle_session_seconds);
+        let grace = Duration::from_secs(sh.config.upstream.late_share_grace_seconds);
+        let mut emptied = Vec::new();
+        for (name, rt) in &mut self.pools {
+            let live_ready = rt
+                .sessions
+                .iter()
+                .filter(|s| s.info.is_some() && !s.draining)
+                .count();
+            let mut spare_ready = live_ready;
+            for s in &mut rt.sessions {
+                if !s.members.is_empty() {
+                    continue;
+                }
+                let empty_for = now.saturating_duration_since(s.empty_since);
+                let close = if s.draining || rt.retired {
+                    empty_for >= grace
+                } else if s.info.is_some() && spare_ready > 1 {
+                    empty_for >= idle
+                } else {
+                    false
+                };
+                if close {
+                    if !s.draining && s.info.is_some() {
+                        spare_ready -= 1;
+                    }
+                    s.handle.close();
+                    s.draining = true;
+                }
+            }
+            if rt.retired && rt.sessions.is_empty() {
+                emptied.push(name.clone());
+            }
+        }
+        for name in emptied {
+            self.pools.remove(&name);
+        }
+    }
+
+    pub fn pool_facts(&self) -> Vec<PoolFacts> {
+        self.pools
+            .iter()
+            .map(|(name, rt)| {
+                let ready = rt.sessions.iter().filter(|s| s.info.is_some()).count();
+                PoolFacts {
+                    pool: name.clone(),
+                    up: ready > 0,
+                    sessions: rt.sessions.len() as u64,
+                    workers: rt.sessions.iter().map(|s| s.members.len() as u64).sum(),
+                    latency_seconds: rt.counters.latency(),
+                    difficulty: rt.counters.difficulty(),
+                    accepted: rt.counters.accepted.load(Ordering::Relaxed),
+                    rejected: rt.counters.rejected.load(Ordering::Relaxed),
+                    lost: rt.counters.lost.load(Ordering::Relaxed),
+                    switches: rt.counters.switches.load(Ordering::Relaxed),
+                    disconnects: rt.counters.disconnects.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+}
+
+fn labels_of(route: &Route) -> crate::facts::AssignmentLabels {
+    crate::facts::AssignmentLabels {
+        contract: route.assignment.as_ref().and_then(|a| a.contract.clone()),
+        customer: route.assignment.as_ref().and_then(|a| a.customer.clone()),
+        role: route
+            .assignment
+            .as_ref()
+            .map(|a| a.role.as_str().to_owned()),
+    }
+}

@@ -1,0 +1,447 @@
+//! The hub: accept loop, shared state, lifecycle. [`Hub::start`] binds the configured addresses
+//! and returns a [`HubHandle`] (actual addresses, facts, routing entry point, graceful shutdown) —
+//! the same API for the `stratum-hub` binary, `hashsched local` and the end-to-end tests.
+//!
+//! Shape (mini-redis style): one task per miner connection ([`crate::downstream`]), one task per
+//! upstream session ([`crate::upstream`]), the router behind one mutex ([`crate::router`]), a
+//! tick task (pool health clock, idle sessions, pruning departed workers), the `/metrics` server
+//! ([`crate::http`]) and the admin API ([`crate::admin`]). Shutdown: stop accepting, tell miners
+//! to reconnect, give forwarded shares up to 2 s for their verdicts, close sessions.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{error, info, warn};
+
+use crate::admin::{AdminState, TokenSource};
+use crate::config::{ConfigError, HubConfig};
+use crate::extranonce::{Tail, TailAllocator};
+use crate::facts::{PoolFacts, WorkerFacts};
+use crate::metrics::{HubMetrics, Snapshot, SnapshotSource};
+use crate::router::{MinerJoin, Router};
+use crate::routing::control::{
+    Accepted, RoutingControl, RoutingMetrics, RoutingSink, RoutingSource, SubmitError,
+};
+use crate::routing::reload::{DEFAULT_POLL_INTERVAL, FileReloader};
+use crate::routing::{RoutingDocument, SecretStore, ValidRouting, WorkerDecision};
+use crate::stats::{WorkerEntry, WorkerTable, unix_now};
+use crate::upstream::SessionEvent;
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("initial routing refused: {0}")]
+    Routing(String),
+    #[error("cannot bind {what} address {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read routing file {path}: {source}")]
+    RoutingFile {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// State the metrics encoder reads.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub workers: WorkerTable,
+    pub router: Mutex<Router>,
+    pub connections: AtomicU64,
+    pub generation: AtomicU64,
+}
+
+impl Core {
+    pub fn router(&self) -> MutexGuard<'_, Router> {
+        self.router.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl SnapshotSource for Core {
+    fn snapshot(&self) -> Snapshot {
+        let pools = self.router().pool_facts();
+        let workers = self.workers.facts(unix_now());
+        let pending = workers.iter().map(|w| w.pending).sum();
+        Snapshot {
+            workers,
+            pools,
+            connections: self.connections.load(Ordering::Relaxed),
+            routing_generation: self.generation.load(Ordering::Relaxed),
+            pending,
+        }
+    }
+}
+
+/// Everything the tasks share.
+pub(crate) struct Shared {
+    pub config: HubConfig,
+    pub core: Arc<Core>,
+    pub metrics: HubMetrics,
+    tails: Mutex<TailAllocator>,
+    job_ids: AtomicU64,
+    miner_ids: AtomicU64,
+    session_ids: AtomicU64,
+    pub shutdown: CancellationToken,
+    pub tracker: TaskTracker,
+}
+
+impl Shared {
+    pub fn next_session_id(&self) -> u64 {
+        self.session_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+    pub fn next_miner_id(&self) -> u64 {
+        self.miner_ids.fetch_add(1, Ordering::Relaxed) + 1
+    }
+    /// A hub-unique job id (hex).
+    pub fn next_job_id(&self) -> String {
+        format!("{:x}", self.job_ids.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    pub fn session_event(self: &Arc<Self>, pool: &str, sid: u64, ev: SessionEvent) {
+        self.core.router().session_event(self, pool, sid, ev);
+    }
+    pub fn router_miner_join(self: &Arc<Self>, j: MinerJoin) {
+        self.core.router().miner_join(self, j);
+    }
+    pub fn router_miner_leave(&self, id: u64) {
+        self.core.router().miner_leave(id);
+    }
+    pub fn router_miner_add_worker(&self, id: u64, entry: Arc<WorkerEntry>) {
+        self.core.router().miner_add_worker(id, entry);
+    }
+    /// Where a miner authorizing as `login` goes (`None` before any routing is applied).
+    pub fn decide(&self, login: &str) -> Option<WorkerDecision> {
+        let r = self.core.router().routing();
+        r.map(|r| r.decide(login))
+    }
+    pub fn known_min_n2(&self) -> Option<usize> {
+        self.core.router().known_min_n2()
+    }
+    pub fn alloc_tail(&self) -> Option<Tail> {
+        self.tails
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .alloc(Instant::now())
+    }
+    pub fn release_tail(&self, t: &Tail) {
+        self.tails
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .release(t, Instant::now());
+    }
+    pub fn connection_closed(&self) {
+        let _ = self
+            .core
+            .connections
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
+                Some(c.saturating_sub(1))
+            });
+    }
+}
+
+/// Hands validated routing documents to the engine.
+struct EngineSink(Weak<Shared>);
+
+impl RoutingSink for EngineSink {
+    fn apply_routing(&self, routing: Arc<ValidRouting>) {
+        if let Some(sh) = self.0.upgrade() {
+            sh.core.router().apply_routing(&sh, routing);
+        }
+    }
+}
+
+/// Entry point: `Hub::start(config).await`.
+pub struct Hub;
+
+impl Hub {
+    /// Validate the config, apply the initial routing, bind the listeners and start serving.
+    /// Port 0 picks free ports; the handle tells which.
+    pub async fn start(config: HubConfig) -> Result<HubHandle, HubError> {
+        config.validate()?;
+        let secrets = config
+            .secrets_dir
+            .clone()
+            .map(SecretStore::new)
+            .unwrap_or_else(SecretStore::none);
+        let windows = RoutingDocument::failover_list(0, Vec::new())
+            .health
+            .windows
+            .iter()
+            .map(|d| d.get().as_secs().max(1))
+            .collect();
+        let core = Arc::new(Core {
+            workers: WorkerTable::new(
+                windows,
+                config.stats.bucket_seconds,
+                config.stats.worker_retention_seconds,
+            ),
+            router: Mutex::new(Router::new()),
+            connections: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
+        });
+        let mut routing_metrics = None;
+        let metrics = HubMetrics::new_with(core.clone(), |reg| {
+            routing_metrics = Some(RoutingMetrics::register(reg));
+        });
+        let tails = TailAllocator::new(
+            config.extranonce.tail_bytes,
+            Duration::from_secs(config.extranonce.tail_quarantine_seconds),
+        );
+        let shared = Arc::new(Shared {
+            config: config.clone(),
+            core,
+            metrics,
+            tails: Mutex::new(tails),
+            job_ids: AtomicU64::new(0),
+            miner_ids: AtomicU64::new(0),
+            session_ids: AtomicU64::new(0),
+            shutdown: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        let mut control = RoutingControl::new(
+            secrets.clone(),
+            Arc::new(EngineSink(Arc::downgrade(&shared))),
+        );
+        if let Some(m) = routing_metrics {
+            control = control.with_metrics(m);
+        }
+        let control = Arc::new(control);
+
+        // Bind everything before applying routing, so a bad address fails fast and cleanly.
+        let listener = bind("stratum", &config.listen).await?;
+        let stratum_addr = local_addr(&listener, "stratum", &config.listen)?;
+        let metrics_listener = match &config.metrics {
+            Some(a) => Some(bind("metrics", a).await?),
+            None => None,
+        };
+        let admin_listener = match &config.admin {
+            Some(a) => Some(bind("admin", &a.listen).await?),
+            None => None,
+        };
+
+        // Initial routing: inline or file. Refused → the hub does not start.
+        if let Some(doc) = &config.routing {
+            let valid = ValidRouting::new(doc.clone(), &secrets)
+                .map_err(|e| HubError::Routing(e.to_string()))?;
+            control
+                .submit(valid, RoutingSource::File)
+                .map_err(|e| HubError::Routing(e.to_string()))?;
+        }
+        if let Some(path) = &config.routing_file {
+            let bytes = std::fs::read(path).map_err(|source| HubError::RoutingFile {
+                path: path.display().to_string(),
+                source,
+            })?;
+            control
+                .submit_bytes(&bytes, RoutingSource::File)
+                .map_err(|e| HubError::Routing(e.to_string()))?;
+            let mut reloader = FileReloader::new(path.clone(), control.clone());
+            let _ = reloader.poll_once(); // records the content just applied
+            let token = shared.shutdown.clone();
+            shared.tracker.spawn(async move {
+                tokio::select! {
+                    _ = reloader.run(DEFAULT_POLL_INTERVAL) => {}
+                    _ = token.cancelled() => {}
+                }
+            });
+        }
+
+        shared.tracker.spawn(accept_loop(shared.clone(), listener));
+        shared.tracker.spawn(tick_loop(shared.clone()));
+        let metrics_addr = match metrics_listener {
+            Some(l) => {
+                let addr = l.local_addr().ok();
+                shared
+                    .tracker
+                    .spawn(crate::http::serve_metrics(shared.clone(), l));
+                addr
+            }
+            None => None,
+        };
+        let admin_addr = match (admin_listener, &config.admin) {
+            (Some(l), Some(a)) => {
+                let addr = l.local_addr().ok();
+                let token = match &a.token_file {
+                    Some(p) => TokenSource::File(p.clone()),
+                    None => {
+                        warn!("admin API has no tokenFile: every request will be refused");
+                        TokenSource::Value(String::new())
+                    }
+                };
+                let state = AdminState::new(control.clone(), token);
+                let stop = shared.shutdown.clone();
+                shared.tracker.spawn(async move {
+                    if let Err(e) = crate::admin::serve(l, state, stop.cancelled_owned()).await {
+                        error!(error = %e, "admin API stopped");
+                    }
+                });
+                addr
+            }
+            _ => None,
+        };
+        info!(
+            stratum = %stratum_addr,
+            metrics = ?metrics_addr,
+            admin = ?admin_addr,
+            "stratum hub started"
+        );
+        Ok(HubHandle {
+            shared,
+            control,
+            secrets,
+            stratum_addr,
+            metrics_addr,
+            admin_addr,
+        })
+    }
+}
+
+async fn bind(what: &'static str, addr: &str) -> Result<TcpListener, HubError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| HubError::Bind {
+            what,
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+fn local_addr(l: &TcpListener, what: &'static str, addr: &str) -> Result<SocketAddr, HubError> {
+    l.local_addr().map_err(|source| HubError::Bind {
+        what,
+        addr: addr.to_owned(),
+        source,
+    })
+}
+
+async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            _ = sh.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let open = sh.core.connections.load(Ordering::Relaxed);
+                if open >= sh.config.limits.max_connections as u64 {
+                    sh.metrics.connection_closed("max_connections");
+                    warn!(%peer, open, "connection refused: limits.maxConnections reached");
+                    drop(stream);
+                    continue;
+                }
+                sh.core.connections.fetch_add(1, Ordering::Relaxed);
+                sh.metrics.connections_total.inc();
+                sh.tracker
+                    .spawn(crate::downstream::serve(sh.clone(), stream, peer));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn tick_loop(sh: Arc<Shared>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = sh.shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        sh.core.router().tick(&sh, Instant::now());
+        n += 1;
+        if n.is_multiple_of(20) {
+            sh.core.workers.prune(unix_now());
+        }
+    }
+}
+
+/// A running hub.
+pub struct HubHandle {
+    shared: Arc<Shared>,
+    control: Arc<RoutingControl>,
+    secrets: SecretStore,
+    stratum_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+}
+
+impl HubHandle {
+    /// Where miners connect (the real port when the config said port 0).
+    pub fn stratum_addr(&self) -> SocketAddr {
+        self.stratum_addr
+    }
+    /// `/metrics` address, if enabled.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+    /// Admin API address, if enabled.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+    /// Per-worker facts now (sorted by worker name).
+    pub fn facts(&self) -> Vec<WorkerFacts> {
+        self.shared.core.workers.facts(unix_now())
+    }
+    /// Per-pool facts now.
+    pub fn pool_facts(&self) -> Vec<PoolFacts> {
+        self.shared.core.router().pool_facts()
+    }
+    /// Open miner connections.
+    pub fn connections(&self) -> u64 {
+        self.shared.core.connections.load(Ordering::Relaxed)
+    }
+    /// The `/metrics` text (OpenMetrics), without HTTP.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.render()
+    }
+    /// The routing control (what the admin API and file reloader feed).
+    pub fn routing_control(&self) -> Arc<RoutingControl> {
+        self.control.clone()
+    }
+    /// Generation of the routing in effect.
+    pub fn applied_generation(&self) -> Option<u64> {
+        self.control.applied_generation()
+    }
+    /// Validate and apply a routing document (live: miners move without reconnecting).
+    pub fn apply_routing(&self, doc: RoutingDocument) -> Result<Accepted, SubmitError> {
+        let valid = ValidRouting::new(doc, &self.secrets)?;
+        self.control.submit(valid, RoutingSource::Api)
+    }
+    /// A token that is cancelled when the hub shuts down.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+    /// Graceful shutdown: stop accepting, tell miners to reconnect, wait (≤ 10 s) for the tasks.
+    pub async fn shutdown(self) {
+        info!("stratum hub shutting down");
+        self.shared.shutdown.cancel();
+        self.shared.tracker.close();
+        if tokio::time::timeout(Duration::from_secs(10), self.shared.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!("some hub tasks did not stop within 10 s");
+        }
+    }
+}
+
+impl Drop for HubHandle {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+    }
+}

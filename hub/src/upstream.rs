@@ -1,0 +1,872 @@
+//! One upstream pool session: a Stratum V1 client connection that many miners share.
+//!
+//! The session does the handshake (`mining.configure` for version rolling unless the pool is known
+//! to choke on it, `mining.subscribe`, `mining.authorize` of the pool account), turns each pool job
+//! into [`JobVariant`]s once and hands the same bytes to every member miner, authorizes each
+//! worker's upstream name on first use, forwards shares with its own request ids (miner ids are
+//! not unique), and books the pool's verdicts on the worker that found the share. It reports to the
+//! router ([`crate::router`]) only: ready (subscribed, authorized, first job in hand — "connect
+//! first, then cut over"), failed or closed, each job (starvation clock), verdict counts (reject
+//! ratio), and a pool's `client.reconnect` (the router opens a replacement and moves the miners;
+//! they are not disturbed).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::downstream::{MinerLink, ToMiner};
+use crate::facts::ShareResult;
+use crate::jobs::{JobVariant, PoolJob};
+use crate::lines::{LineRead, line, read_line};
+use crate::metrics::side;
+use crate::protocol::{
+    self, Authorize, BIP320_VERSION_MASK, Configure, ConfigureResult, Message, MinerRequest,
+    ServerRequest, Submit, Subscribe, SubscribeResult, extension,
+};
+use crate::routing::{PoolScheme, ResolvedPool};
+use crate::server::Shared;
+use crate::share::Target;
+use crate::stats::WorkerEntry;
+
+/// What the pool gave this session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    pub e1: Vec<u8>,
+    pub n2: usize,
+    /// Version bits the pool granted (0 = none).
+    pub version_mask: u32,
+}
+
+/// Counters of one pool, shared by its sessions and read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct PoolCounters {
+    pub accepted: AtomicU64,
+    pub rejected: AtomicU64,
+    pub lost: AtomicU64,
+    pub switches: AtomicU64,
+    pub disconnects: AtomicU64,
+    /// f64 bits of the smoothed submit RTT in seconds (0 = none yet).
+    latency_bits: AtomicU64,
+    /// f64 bits of the newest pool difficulty (0 = none yet).
+    difficulty_bits: AtomicU64,
+}
+
+impl PoolCounters {
+    fn observe_latency(&self, secs: f64) {
+        let old = f64::from_bits(self.latency_bits.load(Ordering::Relaxed));
+        let new = if old > 0.0 {
+            old * 0.9 + secs * 0.1
+        } else {
+            secs
+        };
+        self.latency_bits.store(new.to_bits(), Ordering::Relaxed);
+    }
+    pub fn latency(&self) -> Option<f64> {
+        let v = f64::from_bits(self.latency_bits.load(Ordering::Relaxed));
+        (v > 0.0).then_some(v)
+    }
+    fn set_difficulty(&self, d: f64) {
+        self.difficulty_bits.store(d.to_bits(), Ordering::Relaxed);
+    }
+    pub fn difficulty(&self) -> Option<f64> {
+        let v = f64::from_bits(self.difficulty_bits.load(Ordering::Relaxed));
+        (v > 0.0).then_some(v)
+    }
+}
+
+/// A share on its way to the pool.
+#[derive(Debug)]
+pub struct UpSubmit {
+    pub worker: Arc<WorkerEntry>,
+    /// The name the worker uses on this pool (`{user}.{worker}`).
+    pub upstream_user: Arc<str>,
+    pub pool_job_id: String,
+    /// Pool-form extranonce2 (`0^p ‖ tail ‖ en2`).
+    pub extranonce2: Vec<u8>,
+    pub ntime: u32,
+    pub nonce: u32,
+    pub version_bits: Option<u32>,
+    /// Miner-facing difficulty the share is credited at.
+    pub difficulty: f64,
+    pub received: Instant,
+}
+
+/// Commands to a session task.
+#[derive(Debug)]
+pub enum SessionCmd {
+    Submit(UpSubmit),
+    Attach(MinerLink),
+    Detach(u64),
+    Close,
+}
+
+/// The router's and miners' handle on a session.
+#[derive(Debug)]
+pub struct SessionHandle {
+    pub id: u64,
+    pub pool: Arc<str>,
+    tx: mpsc::Sender<SessionCmd>,
+    alive: AtomicBool,
+}
+
+impl SessionHandle {
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed) && !self.tx.is_closed()
+    }
+
+    /// Queue a share; `false` when the session is gone or hopelessly backed up (the caller
+    /// books the share as lost).
+    pub fn submit(&self, s: UpSubmit) -> bool {
+        self.alive.load(Ordering::Relaxed) && self.tx.try_send(SessionCmd::Submit(s)).is_ok()
+    }
+
+    pub fn attach(&self, link: MinerLink) -> bool {
+        self.tx.try_send(SessionCmd::Attach(link)).is_ok()
+    }
+
+    pub fn detach(&self, miner: u64) {
+        let _ = self.tx.try_send(SessionCmd::Detach(miner));
+    }
+
+    pub fn close(&self) {
+        let _ = self.tx.try_send(SessionCmd::Close);
+    }
+}
+
+/// What a session tells the router.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// Subscribed, authorized, first job received.
+    Ready(SessionInfo),
+    /// Never became ready. `configure_suspect`: the pool closed right after `mining.configure`.
+    Failed {
+        auth_rejected: bool,
+        configure_suspect: bool,
+        reason: String,
+    },
+    /// Was ready, now closed.
+    Closed {
+        reason: String,
+    },
+    Job,
+    Verdicts {
+        accepted: u64,
+        rejected: u64,
+    },
+    /// The pool asked us to reconnect (optionally elsewhere, after a wait).
+    Reconnect {
+        host: Option<String>,
+        port: Option<u16>,
+        wait: Duration,
+    },
+}
+
+/// Everything a session needs to start.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    pub pool: Arc<ResolvedPool>,
+    /// `host:port` to dial instead of the pool URL (after a pool's `client.reconnect`).
+    pub dial_override: Option<String>,
+    pub delay: Duration,
+    pub send_configure: bool,
+    pub connect_timeout: Duration,
+    pub counters: Arc<PoolCounters>,
+}
+
+/// Start a session task; returns its handle at once (the router attaches miners when it is ready).
+pub fn spawn(shared: &Arc<Shared>, params: SessionParams) -> Arc<SessionHandle> {
+    let id = shared.next_session_id();
+    let (tx, rx) = mpsc::channel(16 * 1024);
+    let handle = Arc::new(SessionHandle {
+        id,
+        pool: Arc::from(params.pool.name.as_str()),
+        tx,
+        alive: AtomicBool::new(true),
+    });
+    let sh = shared.clone();
+    let h = handle.clone();
+    shared.tracker.spawn(async move {
+        let pool = h.pool.clone();
+        let span = tracing::info_span!("upstream", pool = %pool, session = h.id);
+        let event =
+            tracing::Instrument::instrument(run(sh.clone(), h.clone(), rx, params), span).await;
+        h.alive.store(false, Ordering::Relaxed);
+        sh.session_event(&pool, h.id, event);
+    });
+    handle
+}
+
+/// Request ids of the handshake.
+const ID_CONFIGURE: u64 = 1;
+const ID_SUBSCRIBE: u64 = 2;
+const ID_AUTHORIZE: u64 = 3;
+const FIRST_FREE_ID: u64 = 10;
+
+#[derive(Debug)]
+enum Pending {
+    Submit {
+        worker: Arc<WorkerEntry>,
+        difficulty: f64,
+        sent: Instant,
+    },
+    Authorize(Arc<str>),
+}
+
+struct Session {
+    shared: Arc<Shared>,
+    handle: Arc<SessionHandle>,
+    params: SessionParams,
+    info: Option<SessionInfo>,
+    version_mask: u32,
+    authorized: bool,
+    ready: bool,
+    /// Pool difficulty for the next job (set_difficulty applies from the next notify).
+    next_difficulty: f64,
+    job: Option<Arc<PoolJob>>,
+    variants: Vec<Arc<JobVariant>>,
+    members: HashMap<u64, MinerLink>,
+    users: HashSet<Arc<str>>,
+    pending: HashMap<u64, Pending>,
+    next_id: u64,
+    accepted_batch: u64,
+    rejected_batch: u64,
+    out: Vec<u8>,
+}
+
+async fn run(
+    shared: Arc<Shared>,
+    handle: Arc<SessionHandle>,
+    mut rx: mpsc::Receiver<SessionCmd>,
+    params: SessionParams,
+) -> SessionEvent {
+    let fail = |reason: String, configure_suspect: bool| SessionEvent::Failed {
+        auth_rejected: false,
+        configure_suspect,
+        reason,
+    };
+    if !params.delay.is_zero() {
+        tokio::select! {
+            _ = tokio::time::sleep(params.delay) => {}
+            _ = shared.shutdown.cancelled() => return fail("hub shutting down".into(), false),
+        }
+    }
+    if params.pool.url.scheme == PoolScheme::Ssl {
+        return fail(
+            "stratum+ssl pools are not supported by this build; use stratum+tcp".into(),
+            false,
+        );
+    }
+    let addr = params
+        .dial_override
+        .clone()
+        .unwrap_or_else(|| params.pool.url.authority());
+    let stream = match tokio::time::timeout(params.connect_timeout, TcpStream::connect(&addr)).await
+    {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return fail(format!("connect {addr}: {e}"), false),
+        Err(_) => return fail(format!("connect {addr}: timed out"), false),
+    };
+    let _ = stream.set_nodelay(true);
+    let (r, w) = stream.into_split();
+    let mut reader = BufReader::with_capacity(16 * 1024, r);
+    let mut writer = BufWriter::with_capacity(64 * 1024, w);
+    let max_line = shared.config.limits.max_line_bytes.max(64 * 1024);
+    let mut s = Session {
+        shared: shared.clone(),
+        handle: handle.clone(),
+        info: None,
+        version_mask: 0,
+        authorized: false,
+        ready: false,
+        next_difficulty: 1.0,
+        job: None,
+        variants: Vec::new(),
+        members: HashMap::new(),
+        users: HashSet::new(),
+        pending: HashMap::new(),
+        next_id: FIRST_FREE_ID,
+        accepted_batch: 0,
+        rejected_batch: 0,
+        out: Vec::with_capacity(4096),
+        params,
+    };
+    let ua = shared.config.upstream.user_agent.clone();
+    if s.params.send_configure {
+        let c = Configure {
+            extensions: vec![extension::VERSION_ROLLING.into()],
+            version_rolling_mask: Some(BIP320_VERSION_MASK),
+            version_rolling_min_bit_count: Some(2),
+            minimum_difficulty: None,
+        };
+        s.out.extend_from_slice(
+            MinerRequest::Configure(c)
+                .to_line(&Value::from(ID_CONFIGURE))
+                .as_bytes(),
+        );
+    }
+    s.out.extend_from_slice(
+        MinerRequest::Subscribe(Subscribe {
+            user_agent: Some(ua),
+            session: None,
+        })
+        .to_line(&Value::from(ID_SUBSCRIBE))
+        .as_bytes(),
+    );
+    s.out.extend_from_slice(
+        MinerRequest::Authorize(Authorize {
+            user: s.params.pool.user.clone(),
+            password: Some(s.params.pool.password.expose().to_owned()),
+        })
+        .to_line(&Value::from(ID_AUTHORIZE))
+        .as_bytes(),
+    );
+    if let Err(e) = flush(&mut writer, &mut s.out).await {
+        return fail(format!("write handshake: {e}"), false);
+    }
+    let handshake_deadline = Instant::now() + s.params.connect_timeout * 2;
+    let mut buf = Vec::with_capacity(4096);
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let outcome: SessionEvent = loop {
+        tokio::select! {
+            r = read_line(&mut reader, &mut buf, max_line) => {
+                match r {
+                    Ok(LineRead::Line) => {
+                        if let Some(ev) = s.on_line(line(&buf)) {
+                            break ev;
+                        }
+                    }
+                    Ok(LineRead::Eof) => break s.closed("pool closed the connection"),
+                    Ok(LineRead::TooLong) => {
+                        s.shared.metrics.protocol_error(side::POOL, "line_too_long");
+                        break s.closed("pool sent an oversized line");
+                    }
+                    Err(e) => break s.closed(&format!("read: {e}")),
+                }
+            }
+            cmd = rx.recv() => {
+                let Some(cmd) = cmd else { break s.closed("router dropped the session") };
+                if s.on_cmd(cmd) {
+                    break s.closed("closed by the hub");
+                }
+                // drain what is queued, then write once
+                let mut n = 0;
+                while n < 4096 {
+                    match rx.try_recv() {
+                        Ok(cmd) => {
+                            if s.on_cmd(cmd) {
+                                break;
+                            }
+                        }
+                        Err(_) => break,
+                    }
+                    n += 1;
+                }
+            }
+            _ = tick.tick() => {
+                if !s.ready && Instant::now() > handshake_deadline {
+                    break fail("handshake (subscribe, authorize, first job) timed out".into(), false);
+                }
+                s.on_tick();
+            }
+            _ = shared.shutdown.cancelled() => {
+                // Give in-flight shares a moment to get their verdicts.
+                if s.pending.is_empty() {
+                    break s.closed("hub shutting down");
+                }
+                let _ = flush(&mut writer, &mut s.out).await;
+                let grace = tokio::time::sleep(Duration::from_secs(2));
+                tokio::pin!(grace);
+                loop {
+                    tokio::select! {
+                        _ = &mut grace => break,
+                        r = read_line(&mut reader, &mut buf, max_line) => match r {
+                            Ok(LineRead::Line) => { s.on_line(line(&buf)); if s.pending.is_empty() { break; } }
+                            _ => break,
+                        }
+                    }
+                }
+                break s.closed("hub shutting down");
+            }
+        }
+        if !s.out.is_empty()
+            && let Err(e) = flush(&mut writer, &mut s.out).await
+        {
+            break s.closed(&format!("write: {e}"));
+        }
+    };
+    handle.alive.store(false, Ordering::Relaxed);
+    s.lose_pending();
+    let _ = writer.shutdown().await;
+    match outcome {
+        SessionEvent::Closed { .. } if !s.ready => SessionEvent::Failed {
+            auth_rejected: false,
+            configure_suspect: s.params.send_configure && s.info.is_none(),
+            reason: match outcome {
+                SessionEvent::Closed { reason } => reason,
+                _ => String::new(),
+            },
+        },
+        other => other,
+    }
+}
+
+async fn flush<W: tokio::io::AsyncWrite + Unpin>(
+    w: &mut BufWriter<W>,
+    out: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    w.write_all(out).await?;
+    out.clear();
+    w.flush().await
+}
+
+impl Session {
+    fn closed(&self, reason: &str) -> SessionEvent {
+        SessionEvent::Closed {
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn counters(&self) -> &PoolCounters {
+        &self.params.counters
+    }
+
+    /// Every forwarded share without a verdict is lost now.
+    fn lose_pending(&mut self) {
+        let lost: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();
+        let mut n = 0u64;
+        for p in lost {
+            if let Pending::Submit {
+                worker, difficulty, ..
+            } = p
+            {
+                worker.lock().verdict(ShareResult::Lost, difficulty);
+                n += 1;
+            }
+        }
+        if n > 0 {
+            self.counters().lost.fetch_add(n, Ordering::Relaxed);
+            warn!(
+                lost = n,
+                "session closed with shares awaiting a verdict; counted as lost"
+            );
+        }
+    }
+
+    fn on_tick(&mut self) {
+        let timeout = Duration::from_secs(self.shared.config.upstream.submit_timeout_seconds);
+        let now = Instant::now();
+        let expired: Vec<u64> = self
+            .pending
+            .iter()
+            .filter_map(|(id, p)| match p {
+                Pending::Submit { sent, .. } if now.duration_since(*sent) > timeout => Some(*id),
+                _ => None,
+            })
+            .collect();
+        for id in expired {
+            if let Some(Pending::Submit {
+                worker, difficulty, ..
+            }) = self.pending.remove(&id)
+            {
+                worker.lock().verdict(ShareResult::Lost, difficulty);
+                self.counters().lost.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if self.accepted_batch > 0 || self.rejected_batch > 0 {
+            let ev = SessionEvent::Verdicts {
+                accepted: self.accepted_batch,
+                rejected: self.rejected_batch,
+            };
+            self.accepted_batch = 0;
+            self.rejected_batch = 0;
+            self.shared
+                .session_event(&self.handle.pool, self.handle.id, ev);
+        }
+    }
+
+    /// Returns true when the session must close.
+    fn on_cmd(&mut self, cmd: SessionCmd) -> bool {
+        match cmd {
+            SessionCmd::Submit(s) => self.submit(s),
+            SessionCmd::Attach(link) => self.attach(link),
+            SessionCmd::Detach(id) => {
+                self.members.remove(&id);
+            }
+            SessionCmd::Close => return true,
+        }
+        false
+    }
+
+    fn submit(&mut self, s: UpSubmit) {
+        if !self.users.contains(&s.upstream_user) {
+            let id = self.alloc_id();
+            self.users.insert(s.upstream_user.clone());
+            self.pending
+                .insert(id, Pending::Authorize(s.upstream_user.clone()));
+            let line = MinerRequest::Authorize(Authorize {
+                user: s.upstream_user.to_string(),
+                password: Some(self.params.pool.password.expose().to_owned()),
+            })
+            .to_line(&Value::from(id));
+            self.out.extend_from_slice(line.as_bytes());
+        }
+        let id = self.alloc_id();
+        let version_bits = if self.version_mask != 0 {
+            Some(s.version_bits.unwrap_or(0) & self.version_mask)
+        } else {
+            None
+        };
+        let line = MinerRequest::Submit(Submit {
+            worker: s.upstream_user.to_string(),
+            job_id: s.pool_job_id,
+            extranonce2: s.extranonce2,
+            ntime: s.ntime,
+            nonce: s.nonce,
+            version_bits,
+        })
+        .to_line(&Value::from(id));
+        self.out.extend_from_slice(line.as_bytes());
+        let now = Instant::now();
+        self.shared
+            .metrics
+            .forward_latency
+            .observe(now.duration_since(s.received).as_secs_f64());
+        self.pending.insert(
+            id,
+            Pending::Submit {
+                worker: s.worker,
+                difficulty: s.difficulty,
+                sent: now,
+            },
+        );
+    }
+
+    fn alloc_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(FIRST_FREE_ID);
+        id
+    }
+
+    fn attach(&mut self, link: MinerLink) {
+        let job = match self.job.clone() {
+            Some(job) => self.variant_for(&job, link.m),
+            None => None,
+        };
+        let msg = ToMiner::Attached {
+            session: self.handle.clone(),
+            pool: self.params.pool.clone(),
+            job,
+            pool_mask: self.version_mask,
+        };
+        if link.send(msg) {
+            self.members.insert(link.id, link);
+        }
+    }
+
+    /// The variant of `job` for miners with `m`-byte extranonce2 (built once per job and `m`).
+    fn variant_for(&mut self, job: &Arc<PoolJob>, m: usize) -> Option<Arc<JobVariant>> {
+        if let Some(v) = self
+            .variants
+            .iter()
+            .find(|v| v.miner_en2 == m && Arc::ptr_eq(&v.job, job))
+        {
+            return Some(v.clone());
+        }
+        let k = self.shared.config.extranonce.tail_bytes;
+        let v = Arc::new(JobVariant::build(
+            job.clone(),
+            self.shared.next_job_id(),
+            k,
+            m,
+        )?);
+        self.variants.push(v.clone());
+        Some(v)
+    }
+
+    /// Handle one line from the pool; `Some(event)` ends the session.
+    fn on_line(&mut self, raw: &[u8]) -> Option<SessionEvent> {
+        let Ok(text) = std::str::from_utf8(raw) else {
+            self.shared.metrics.protocol_error(side::POOL, "not_utf8");
+            return None;
+        };
+        if text.trim().is_empty() {
+            return None;
+        }
+        let msg = match protocol::parse_line(text) {
+            Ok(m) => m,
+            Err(e) => {
+                self.shared.metrics.protocol_error(side::POOL, "json");
+                warn!(error = %e, "unparseable line from pool; ignored");
+                return None;
+            }
+        };
+        match msg {
+            Message::Response(r) => self.on_response(r),
+            Message::Request(req) => self.on_request(req),
+        }
+    }
+
+    fn on_response(&mut self, r: protocol::Response) -> Option<SessionEvent> {
+        let Some(id) = r.id.as_u64() else {
+            self.shared.metrics.protocol_error(side::POOL, "unknown_id");
+            return None;
+        };
+        match id {
+            ID_CONFIGURE => {
+                let c = ConfigureResult::from_value(&r.result);
+                self.version_mask = c.granted_mask() & BIP320_VERSION_MASK;
+                if let Some(i) = self.info.as_mut() {
+                    i.version_mask = self.version_mask;
+                }
+                debug!(
+                    mask = format_args!("{:08x}", self.version_mask),
+                    "pool version rolling"
+                );
+                None
+            }
+            ID_SUBSCRIBE => {
+                if let Some(e) = r.error {
+                    return Some(SessionEvent::Failed {
+                        auth_rejected: false,
+                        configure_suspect: false,
+                        reason: format!("subscribe refused: {e}"),
+                    });
+                }
+                match SubscribeResult::from_value(&r.result) {
+                    Ok(sr) => {
+                        self.info = Some(SessionInfo {
+                            e1: sr.extranonce1,
+                            n2: sr.extranonce2_size,
+                            version_mask: self.version_mask,
+                        });
+                        self.maybe_ready()
+                    }
+                    Err(e) => {
+                        self.shared
+                            .metrics
+                            .protocol_error(side::POOL, "subscribe_result");
+                        Some(SessionEvent::Failed {
+                            auth_rejected: false,
+                            configure_suspect: false,
+                            reason: e.to_string(),
+                        })
+                    }
+                }
+            }
+            ID_AUTHORIZE => {
+                if r.is_true() {
+                    self.authorized = true;
+                    self.maybe_ready()
+                } else {
+                    Some(SessionEvent::Failed {
+                        auth_rejected: true,
+                        configure_suspect: false,
+                        reason: format!(
+                            "pool refused authorization of account {:?}: {}",
+                            self.params.pool.user,
+                            r.error
+                                .map(|e| e.to_string())
+                                .unwrap_or_else(|| "false".into())
+                        ),
+                    })
+                }
+            }
+            _ => {
+                match self.pending.remove(&id) {
+                    Some(Pending::Submit {
+                        worker,
+                        difficulty,
+                        sent,
+                    }) => {
+                        self.counters()
+                            .observe_latency(sent.elapsed().as_secs_f64());
+                        if r.is_true() {
+                            worker.lock().verdict(ShareResult::Accepted, difficulty);
+                            self.counters().accepted.fetch_add(1, Ordering::Relaxed);
+                            self.accepted_batch += 1;
+                        } else {
+                            worker.lock().verdict(ShareResult::Rejected, difficulty);
+                            self.counters().rejected.fetch_add(1, Ordering::Relaxed);
+                            self.rejected_batch += 1;
+                            debug!(
+                                worker = %worker.name,
+                                error = %r.error.map(|e| e.to_string()).unwrap_or_default(),
+                                "pool rejected a share"
+                            );
+                        }
+                    }
+                    Some(Pending::Authorize(user)) => {
+                        if !r.is_true() {
+                            warn!(user = %user, "pool refused a worker name; its shares will be rejected");
+                        }
+                    }
+                    None => {
+                        self.shared.metrics.protocol_error(side::POOL, "unknown_id");
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    fn maybe_ready(&mut self) -> Option<SessionEvent> {
+        if self.ready || !self.authorized || self.job.is_none() {
+            return None;
+        }
+        let info = self.info.clone()?;
+        self.ready = true;
+        info!(
+            extranonce1 = %hex::encode(&info.e1),
+            extranonce2_size = info.n2,
+            version_mask = format_args!("{:08x}", info.version_mask),
+            "upstream session ready"
+        );
+        self.shared
+            .session_event(&self.handle.pool, self.handle.id, SessionEvent::Ready(info));
+        None
+    }
+
+    fn on_request(&mut self, req: protocol::Request) -> Option<SessionEvent> {
+        let parsed = match ServerRequest::parse(&req.method, &req.params) {
+            Ok(Some(p)) => p,
+            Ok(None) => {
+                self.shared
+                    .metrics
+                    .protocol_error(side::POOL, "unknown_method");
+                if !req.id.is_null() {
+                    let l = protocol::error_line(
+                        &req.id,
+                        protocol::error_code::OTHER,
+                        "unknown method",
+                    );
+                    self.out.extend_from_slice(l.as_bytes());
+                }
+                return None;
+            }
+            Err(e) => {
+                self.shared.metrics.protocol_error(side::POOL, "params");
+                warn!(method = %req.method, error = %e, "bad parameters from pool; ignored");
+                return None;
+            }
+        };
+        match parsed {
+            ServerRequest::SetDifficulty(d) => {
+                self.next_difficulty = d;
+                self.counters().set_difficulty(d);
+            }
+            ServerRequest::Notify(n) => self.on_notify(n),
+            ServerRequest::SetExtranonce(se) => {
+                info!(
+                    extranonce1 = %hex::encode(&se.extranonce1),
+                    extranonce2_size = se.extranonce2_size,
+                    "pool changed extranonce; applies from its next job"
+                );
+                let k = self.shared.config.extranonce.tail_bytes;
+                let misfit = self.members.values().any(|m| se.extranonce2_size < k + m.m);
+                if let Some(i) = self.info.as_mut() {
+                    i.e1 = se.extranonce1;
+                    i.n2 = se.extranonce2_size;
+                }
+                if misfit {
+                    return Some(SessionEvent::Reconnect {
+                        host: None,
+                        port: None,
+                        wait: Duration::ZERO,
+                    });
+                }
+            }
+            ServerRequest::SetVersionMask(mask) => {
+                self.version_mask = mask & BIP320_VERSION_MASK;
+                if let Some(i) = self.info.as_mut() {
+                    i.version_mask = self.version_mask;
+                }
+                for m in self.members.values() {
+                    m.send(ToMiner::PoolMask {
+                        session_id: self.handle.id,
+                        mask: self.version_mask,
+                    });
+                }
+            }
+            ServerRequest::Reconnect(r) => {
+                info!(host = ?r.host, port = ?r.port, wait = ?r.wait_seconds, "pool asked to reconnect; opening a replacement session");
+                self.shared.session_event(
+                    &self.handle.pool,
+                    self.handle.id,
+                    SessionEvent::Reconnect {
+                        host: r.host.filter(|h| !h.is_empty()),
+                        port: r.port.filter(|p| *p != 0),
+                        wait: Duration::from_secs(r.wait_seconds.unwrap_or(0).min(300)),
+                    },
+                );
+            }
+            ServerRequest::GetVersion => {
+                if !req.id.is_null() {
+                    let l = protocol::result_line(
+                        &req.id,
+                        &Value::from(self.shared.config.upstream.user_agent.as_str()),
+                    );
+                    self.out.extend_from_slice(l.as_bytes());
+                }
+            }
+            ServerRequest::ShowMessage(m) => {
+                info!(message = %m, "message from pool");
+            }
+        }
+        None
+    }
+
+    fn on_notify(&mut self, n: protocol::Notify) {
+        let Some(info) = self.info.clone() else {
+            // Jobs before the subscribe answer cannot be folded; the pool repeats work soon.
+            debug!("job before subscribe result; ignored");
+            return;
+        };
+        let Ok(pool_target) = Target::from_difficulty(self.next_difficulty) else {
+            return;
+        };
+        let job = Arc::new(PoolJob {
+            session_id: self.handle.id,
+            pool: self.handle.pool.clone(),
+            pool_job_id: n.job_id.clone(),
+            network_target: Target::from_nbits(n.nbits).ok(),
+            notify: n,
+            pool_e1: info.e1.clone(),
+            pool_n2: info.n2,
+            pool_difficulty: self.next_difficulty,
+            pool_target,
+            pool_version_mask: self.version_mask,
+            received: Instant::now(),
+        });
+        self.variants.clear();
+        self.job = Some(job.clone());
+        self.shared
+            .session_event(&self.handle.pool, self.handle.id, SessionEvent::Job);
+        let ms: HashSet<usize> = self.members.values().map(|m| m.m).collect();
+        for m in ms {
+            self.variant_for(&job, m);
+        }
+        let mut dead = Vec::new();
+        for (id, link) in &self.members {
+            let Some(v) = self.variants.iter().find(|v| v.miner_en2 == link.m) else {
+                continue;
+            };
+            if !link.send(ToMiner::Job(v.clone())) {
+                dead.push(*id);
+            }
+        }
+        for id in dead {
+            self.members.remove(&id);
+        }
+        if !self.ready {
+            self.maybe_ready();
+        }
+    }
+}
