@@ -179,3 +179,138 @@ impl ScriptedPool {
         format!("stratum+tcp://{}", self.addr)
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The hub under test
+// ---------------------------------------------------------------------------------------------
+
+use hashsched_hub::config::{HubConfig, QuickStart};
+use hashsched_hub::facts::WorkerFacts;
+use hashsched_hub::server::{Hub, HubHandle};
+use hashsched_hub::sim::pool::{SimPool, WorkerCounts};
+
+/// Pool account the test hubs authorize upstream with.
+pub const POOL_USER: &str = "acct";
+
+/// A hub config for tests: listens on free ports of 127.0.0.1, one failover list over `pools`,
+/// the miner-facing difficulty pinned to `difficulty` (vardiff cannot move it), quick failover.
+pub fn hub_config(pools: &[String], difficulty: f64) -> HubConfig {
+    let mut cfg = HubConfig::quick_start(QuickStart {
+        listen: "127.0.0.1:0".into(),
+        metrics: Some("127.0.0.1:0".into()),
+        pools: pools.to_vec(),
+        user: POOL_USER.into(),
+        password: "x".into(),
+    })
+    .expect("quick-start config");
+    cfg.vardiff.initial_difficulty = difficulty;
+    cfg.vardiff.min_difficulty = difficulty;
+    cfg.vardiff.max_difficulty = difficulty;
+    cfg
+}
+
+/// Starts a hub with `cfg`.
+pub async fn start_hub(cfg: HubConfig) -> HubHandle {
+    Hub::start(cfg).await.expect("hub starts")
+}
+
+/// The hub's facts for one worker (the name the miner authorized as).
+pub fn facts_of(hub: &HubHandle, worker: &str) -> Option<WorkerFacts> {
+    hub.facts().into_iter().find(|f| f.worker == worker)
+}
+
+/// What the pool credited to the upstream name(s) of a miner's worker (the hub renders
+/// `{user}.{worker}`; match on the suffix so the test does not depend on the template).
+pub fn pool_counts_for(pool: &SimPool, worker: &str) -> WorkerCounts {
+    let mut out = WorkerCounts::default();
+    for (name, c) in pool.stats().workers {
+        if name == worker || name.ends_with(&format!(".{worker}")) {
+            out.accepted += c.accepted;
+            out.accepted_difficulty += c.accepted_difficulty;
+            for (code, n) in c.rejected {
+                *out.rejected.entry(code).or_default() += n;
+            }
+        }
+    }
+    out
+}
+
+/// `GET http://addr/path` over a plain TCP socket; returns (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::AsyncReadExt;
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut buf))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "http timeout"))??;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// The value of the first sample of `metric` whose labels include every `labels` pair.
+pub fn metric_value(text: &str, metric: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name_labels, value) = l.rsplit_once(' ')?;
+            let (name, label_text) = match name_labels.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (name_labels, ""),
+            };
+            if name != metric {
+                return None;
+            }
+            let all = labels
+                .iter()
+                .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")));
+            if all { value.parse().ok() } else { None }
+        })
+        .next()
+}
+
+/// Sum of every sample of `metric` (any labels).
+pub fn metric_sum(text: &str, metric: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name_labels, value) = l.rsplit_once(' ')?;
+            let name = name_labels.split('{').next()?;
+            (name == metric)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
