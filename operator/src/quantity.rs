@@ -1088,6 +1088,55 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn hashrate_display_parses_back(hs in proptest::num::u64::ANY) {
+            let h = Hashrate::from_hashes_per_second(hs);
+            proptest::prop_assert_eq!(h.to_string().parse::<Hashrate>(), Ok(h));
+            let json = serde_json::to_string(&h).unwrap();
+            proptest::prop_assert_eq!(serde_json::from_str::<Hashrate>(&json).unwrap(), h);
+        }
+
+        #[test]
+        fn duration_display_parses_back(ms in 0u64..1_000_000_000_000_000) {
+            let d = Duration::from_millis(ms);
+            proptest::prop_assert_eq!(d.to_string().parse::<Duration>(), Ok(d));
+        }
+
+        #[test]
+        fn percentage_display_parses_back(mp in 0u32..=100_000) {
+            let p = Percentage::from_millipercent(mp);
+            proptest::prop_assert_eq!(p.to_string().parse::<Percentage>(), Ok(p));
+        }
+
+        #[test]
+        fn parsers_never_panic_and_agree_with_patterns(s in "[ 0-9.kKMGTPEHhs/%m-]{0,24}") {
+            let hashrate = regex::Regex::new(HASHRATE_PATTERN).unwrap();
+            let duration = regex::Regex::new(DURATION_PATTERN).unwrap();
+            let percentage = regex::Regex::new(PERCENTAGE_PATTERN).unwrap();
+            // Whatever the apiserver admits, the operator can parse (up to overflow of huge values).
+            if hashrate.is_match(&s) && s.len() < 15 {
+                proptest::prop_assert!(s.parse::<Hashrate>().is_ok(), "{s:?}");
+            }
+            if duration.is_match(&s) && s.len() < 12 {
+                proptest::prop_assert!(s.parse::<Duration>().is_ok(), "{s:?}");
+            }
+            if percentage.is_match(&s) {
+                proptest::prop_assert!(s.parse::<Percentage>().is_ok(), "{s:?}");
+            }
+            // And what the operator parses from a trimmed string, the apiserver admits.
+            if s == s.trim() && s.parse::<Percentage>().is_ok() {
+                proptest::prop_assert!(percentage.is_match(&s), "{s:?}");
+            }
+            if s == s.trim() && s.parse::<Duration>().is_ok() {
+                proptest::prop_assert!(duration.is_match(&s), "{s:?}");
+            }
+            if s == s.trim() && s.parse::<Hashrate>().is_ok() {
+                proptest::prop_assert!(hashrate.is_match(&s), "{s:?}");
+            }
+        }
+    }
+
     /// The apiserver evaluates patterns with Go's RE2; the `regex` crate implements the same syntax
     /// and semantics for these constructs.
     fn regex_lite_match(pattern: &'static str) -> impl Fn(&str) -> bool {
