@@ -22,4 +22,5 @@ pub fn fmt_hashrate(hashes_per_second: f64) -> String {
     }
     format!("{v:.1} {}", UNITS[unit])
 }
+pub mod cycle;
 pub mod render;

@@ -56,7 +56,7 @@ pub const CONFIG_HASH_ANNOTATION: &str = "hashsched.io/config-hash";
 /// Unprivileged user the hub runs as (distroless "nonroot").
 pub const HUB_UID: i64 = 65532;
 
-#[derive(Debug, Error, PartialEq)]
+#[derive(Debug, Clone, Error, PartialEq)]
 pub enum RenderError {
     #[error("StratumHub has no metadata.name")]
     NoName,

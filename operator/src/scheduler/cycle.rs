@@ -1,0 +1,821 @@
+//! One full decision cycle — classify every worker, allocate, account every contract, render
+//! routing (and, on request, the hubs' Kubernetes objects) — from the custom resources and the
+//! hubs' facts. The Kubernetes operator, `hashsched local` and the demo all call [`run_cycle`];
+//! what they do with the output (patch statuses, emit Events, push routing, print) is theirs.
+//!
+//! Pure: time is `input.now`, state between cycles is the [`CycleMemory`] passed in and returned.
+//! A fresh memory (after a restart) is seeded from the objects' statuses: worker phase and
+//! assignment, contract ledger and recent reassignments, and the hub's routing generation, so a
+//! restart neither forgets what it owes nor reshuffles the farm.
+
+use crate::crd::{
+    AccountingState, Assignment, AssignmentRole, ContractMode, ContractPhase, Customer,
+    PoolEndpoint, RentalContract, StratumHub, UnknownWorkerPolicy as CrdUnknown, Worker,
+    WorkerOwner, WorkerPhase,
+};
+use crate::scheduler::accounting::{ClosedSlot, Ledger, OpenSlot, SlaTerms, record};
+use crate::scheduler::allocation::{
+    Allocation, Change, ContractCondition, ContractView, Mode, Owner, Placement, Requirement, Role,
+    Selector, WorkerView, World, allocate,
+};
+use crate::scheduler::health::{
+    HealthPolicy, HealthState, Observation, Thresholds, Verdict, classify,
+};
+use crate::scheduler::render::kubernetes::{HubObjects, HubRenderOptions, RenderError, render_hub};
+use crate::scheduler::render::routing::{
+    ContractRoute, RoutedWorker, RoutingInputs, render_routing, stamp_generation,
+};
+use hashsched_hub::facts::WorkerFacts;
+use hashsched_hub::routing::{
+    FailoverPolicy as HubFailover, HealthWindows, PasswordRef, PoolSpec, RoutingDocument,
+    UnknownWorkerPolicy as HubUnknown,
+};
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// Window used for "delivered" hashrate in accounting (the hub's shortest by default).
+pub const DELIVERED_WINDOW_SECS: u64 = 60;
+/// Window used for the measured hashrate shown in status and used for Degraded originals.
+pub const MEASURED_WINDOW_SECS: u64 = 300;
+/// Reassignment history kept for `maxReassignmentsPerHour`.
+const HOUR_MS: i64 = 3_600_000;
+
+/// State carried from one cycle to the next (serializable, so local mode can keep it on disk).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CycleMemory {
+    pub health: BTreeMap<String, HealthState>,
+    pub placements: BTreeMap<String, Placement>,
+    pub ledgers: BTreeMap<String, Ledger>,
+    /// Times of lends and give-backs per contract within the last hour.
+    pub reassignments: BTreeMap<String, Vec<Timestamp>>,
+    pub failover_counts: BTreeMap<String, u64>,
+    pub last_failover: BTreeMap<String, Timestamp>,
+    /// Last routing document per hub.
+    pub routing: BTreeMap<String, RoutingDocument>,
+}
+
+/// Everything one cycle decides from.
+#[derive(Debug, Clone, Copy)]
+pub struct CycleInput<'a> {
+    pub now: Timestamp,
+    pub workers: &'a [Worker],
+    pub contracts: &'a [RentalContract],
+    pub customers: &'a [Customer],
+    pub pools: &'a [PoolEndpoint],
+    pub hubs: &'a [StratumHub],
+    /// The hubs' facts by Worker name (merged over all hub pods).
+    pub facts: &'a BTreeMap<String, WorkerFacts>,
+    /// When the facts were taken; `None` when no hub could be read (verdicts are held).
+    pub facts_as_of: Option<Timestamp>,
+    /// Also render each hub's Kubernetes objects.
+    pub render_objects: bool,
+    /// Include a PodMonitor in those objects.
+    pub pod_monitor: bool,
+}
+
+/// One worker after the cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerReport {
+    pub name: String,
+    pub verdict: Verdict,
+    /// One line for status and Events.
+    pub reason: String,
+    pub thresholds: Option<Thresholds>,
+    pub health: HealthState,
+    pub placement: Placement,
+    /// Customer of the placement's contract, if any.
+    pub customer: Option<String>,
+    /// Hashes per second over [`MEASURED_WINDOW_SECS`].
+    pub measured_hashrate: Option<f64>,
+    pub connected: bool,
+}
+
+impl WorkerReport {
+    /// The Worker phase for `status.phase`.
+    pub fn phase(&self) -> WorkerPhase {
+        match self.verdict {
+            Verdict::Healthy => WorkerPhase::Healthy,
+            Verdict::Degraded => WorkerPhase::Degraded,
+            Verdict::Dead => WorkerPhase::Dead,
+            Verdict::Unknown => WorkerPhase::Unknown,
+            Verdict::Maintenance => WorkerPhase::Maintenance,
+        }
+    }
+
+    /// `status.currentAssignment`. A benched original is `Spare` with its contract kept.
+    pub fn assignment(&self) -> Assignment {
+        let role = match self.placement.role {
+            Role::Primary => AssignmentRole::Primary,
+            Role::Substitute => AssignmentRole::Substitute,
+            Role::Benched | Role::Spare => AssignmentRole::Spare,
+        };
+        Assignment {
+            contract: self.placement.contract.clone(),
+            customer: self.customer.clone(),
+            role,
+            replaces: self.placement.covers.clone(),
+            since: Time(self.placement.since),
+        }
+    }
+}
+
+/// One contract after the cycle.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContractReport {
+    pub name: String,
+    pub phase: ContractPhase,
+    /// `Some` when the spec is invalid (nothing is scheduled for it).
+    pub spec_error: Option<String>,
+    /// Hashes per second.
+    pub contracted_hashrate: f64,
+    pub required_hashrate: f64,
+    /// Expected hashrate of the workers now serving it.
+    pub planned_hashrate: f64,
+    /// Delivered hashrate sampled this cycle (accepted at the pools, last minute).
+    pub delivered_hashrate: f64,
+    pub ledger: Ledger,
+    pub closed_slots: Vec<ClosedSlot>,
+    pub conditions: Vec<ContractCondition>,
+    /// Lends and give-backs within the last hour, newest last.
+    pub recent_reassignments: Vec<Timestamp>,
+    pub failover_count: u64,
+    pub last_failover: Option<Timestamp>,
+    /// Serving workers: (name, role, covers).
+    pub assigned: Vec<(String, Role, Option<String>)>,
+}
+
+impl ContractReport {
+    /// The ledger's open slot in the CRD's shape.
+    pub fn accounting_state(&self) -> AccountingState {
+        AccountingState {
+            slot_start: self.ledger.open.map(|o| Time(o.start)),
+            slot_delivered_hashes: self.ledger.open.map(|o| o.delivered_hashes).unwrap_or(0.0),
+            slot_observed_seconds: self.ledger.open.map(|o| o.observed_seconds).unwrap_or(0.0),
+            last_sample_time: self.ledger.last_sample_at.map(Time),
+        }
+    }
+}
+
+/// The result of [`run_cycle`].
+#[derive(Debug, Clone)]
+pub struct CycleOutput {
+    pub workers: Vec<WorkerReport>,
+    pub contracts: Vec<ContractReport>,
+    /// Every move, with reasons (Events on Worker and contract, the Worker's ledger).
+    pub changes: Vec<Change>,
+    /// Routing document per hub (generation bumped only on change).
+    pub routing: BTreeMap<String, RoutingDocument>,
+    /// Kubernetes objects per hub, when asked for.
+    pub hub_objects: BTreeMap<String, Result<HubObjects, RenderError>>,
+    /// Feed into the next cycle.
+    pub memory: CycleMemory,
+}
+
+/// A contract after spec checks, as the cycle uses it.
+struct ContractPlan<'a> {
+    name: String,
+    object: &'a RentalContract,
+    spec_error: Option<String>,
+    active: bool,
+    primaries: Vec<String>,
+    contracted: f64,
+    tolerance: f64,
+    spare_selector: Option<Selector>,
+    health: HealthPolicy,
+}
+
+/// Convert a Kubernetes label selector; unknown operators are a spec error.
+pub fn selector_from(ls: &LabelSelector) -> Result<Selector, String> {
+    let mut s = Selector {
+        match_labels: ls.match_labels.clone().unwrap_or_default(),
+        match_expressions: Vec::new(),
+    };
+    for e in ls.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default();
+        let r = match e.operator.as_str() {
+            "In" => Requirement::In(e.key.clone(), values),
+            "NotIn" => Requirement::NotIn(e.key.clone(), values),
+            "Exists" => Requirement::Exists(e.key.clone()),
+            "DoesNotExist" => Requirement::DoesNotExist(e.key.clone()),
+            other => {
+                return Err(format!(
+                    "label selector operator {other:?} is not In, NotIn, Exists or DoesNotExist"
+                ));
+            }
+        };
+        s.match_expressions.push(r);
+    }
+    Ok(s)
+}
+
+fn health_policy(spec: &crate::crd::RentalContractSpec, share_interval: Duration) -> HealthPolicy {
+    let hp = spec.health_policy();
+    HealthPolicy {
+        window: hp.window().as_std(),
+        // The CRD counts per 10,000 worker-days.
+        false_alarms_per_worker_day: hp.false_alarm_budget() / 1e4,
+        tolerance: spec.tolerance().as_fraction(),
+        min_dwell: hp.min_dwell().as_std(),
+        disconnect_grace: hp.disconnect_grace().as_std(),
+        fallback_share_interval: share_interval,
+        ..HealthPolicy::default()
+    }
+}
+
+fn worker_name(w: &Worker) -> Option<&str> {
+    w.metadata.name.as_deref()
+}
+
+fn ts_from_unix(secs: Option<f64>) -> Option<Timestamp> {
+    let s = secs.filter(|s| s.is_finite())?;
+    Timestamp::from_millisecond((s * 1000.0).round().clamp(-8e15, 8e15) as i64).ok()
+}
+
+/// The reduced observation health needs, from the hub's facts.
+pub fn observation(facts: Option<&WorkerFacts>, as_of: Timestamp, window: Duration) -> Observation {
+    let Some(f) = facts else {
+        // The hubs were read and none has this worker: it is not connected.
+        return Observation {
+            as_of: Some(as_of),
+            connected: false,
+            ..Observation::default()
+        };
+    };
+    let changed = ts_from_unix(f.last_change_unix);
+    // The hub window nearest the policy's (ties to the longer: more power).
+    let want = window.as_secs();
+    let w = f
+        .hashrate
+        .iter()
+        .min_by_key(|w| (w.window_seconds.abs_diff(want), u64::MAX - w.window_seconds));
+    Observation {
+        as_of: Some(as_of),
+        connected: f.connected,
+        connected_since: if f.connected { changed } else { None },
+        disconnected_since: if f.connected { None } else { changed },
+        last_valid_share_at: ts_from_unix(f.last_share_unix),
+        difficulty: f.miner_difficulty,
+        window_valid_shares: w.map(|w| w.shares).unwrap_or(0),
+        window_seconds: w.map(|w| w.window_seconds as f64).unwrap_or(0.0),
+    }
+}
+
+/// Hashrate accepted at the pools: the window's locally valid hashrate scaled by the pools'
+/// acceptance of forwarded work.
+pub fn delivered_hashrate(f: &WorkerFacts) -> f64 {
+    let h = f
+        .hashrate
+        .iter()
+        .min_by_key(|w| w.window_seconds.abs_diff(DELIVERED_WINDOW_SECS))
+        .map(|w| w.hashes_per_second)
+        .unwrap_or(0.0);
+    let forwarded = f.difficulty.accepted + f.difficulty.rejected + f.difficulty.lost;
+    let accepted = if forwarded > 0.0 {
+        (f.difficulty.accepted / forwarded).clamp(0.0, 1.0)
+    } else {
+        1.0
+    };
+    if h.is_finite() && h > 0.0 {
+        h * accepted
+    } else {
+        0.0
+    }
+}
+
+fn placement_from_status(w: &Worker, now: Timestamp) -> Placement {
+    let Some(a) = w
+        .status
+        .as_ref()
+        .and_then(|s| s.current_assignment.as_ref())
+    else {
+        return Placement::spare(now);
+    };
+    let role = match (a.role, &a.contract) {
+        (AssignmentRole::Primary, Some(_)) => Role::Primary,
+        (AssignmentRole::Substitute, Some(_)) => Role::Substitute,
+        (AssignmentRole::Spare, Some(_)) => Role::Benched,
+        _ => Role::Spare,
+    };
+    let contract = if role == Role::Spare {
+        None
+    } else {
+        a.contract.clone()
+    };
+    Placement {
+        contract,
+        role,
+        covers: a.replaces.clone(),
+        since: a.since.0,
+    }
+}
+
+fn health_from_status(w: &Worker, now: Timestamp) -> Option<HealthState> {
+    let s = w.status.as_ref()?;
+    let verdict = match s.phase? {
+        WorkerPhase::Healthy => Verdict::Healthy,
+        WorkerPhase::Degraded => Verdict::Degraded,
+        WorkerPhase::Dead => Verdict::Dead,
+        WorkerPhase::Unknown => Verdict::Unknown,
+        WorkerPhase::Maintenance => Verdict::Maintenance,
+    };
+    let since = s.phase_since.as_ref().map(|t| t.0).unwrap_or(now);
+    Some(HealthState {
+        verdict,
+        since,
+        recovering_since: None,
+        disconnected_since: None,
+    })
+}
+
+fn ledger_from_status(c: &RentalContract) -> Ledger {
+    let Some(s) = c.status.as_ref() else {
+        return Ledger::default();
+    };
+    let uptime = s.uptime.clone().unwrap_or_default();
+    let acc = s.accounting.clone().unwrap_or_default();
+    Ledger {
+        observed_slots: uptime.observed_slots,
+        up_slots: uptime.up_slots.min(uptime.observed_slots),
+        shortfall_hashrate_hours: s
+            .shortfall_hashrate_hours
+            .filter(|x| x.is_finite())
+            .unwrap_or(0.0),
+        credit: s.credit.filter(|x| x.is_finite()).unwrap_or(0.0),
+        open: acc.slot_start.map(|t| OpenSlot {
+            start: t.0,
+            delivered_hashes: acc.slot_delivered_hashes,
+            observed_seconds: acc.slot_observed_seconds,
+        }),
+        last_sample_at: acc.last_sample_time.map(|t| t.0),
+    }
+}
+
+fn pool_spec(p: &PoolEndpoint) -> Option<PoolSpec> {
+    Some(PoolSpec {
+        name: p.metadata.name.clone()?,
+        url: p.spec.url.clone(),
+        user: p.spec.user.clone(),
+        worker_name_template: p.spec.worker_name_template().to_string(),
+        password: Some(match &p.spec.password_secret_ref {
+            Some(s) => PasswordRef::secret(s.name.clone(), s.key.clone()),
+            None => PasswordRef::public(crate::crd::pool_endpoint::DEFAULT_POOL_PASSWORD),
+        }),
+    })
+}
+
+/// Run one decision cycle. Never fails: problems land in reports and conditions.
+pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
+    let now = input.now;
+    let mut next = CycleMemory {
+        routing: memory.routing.clone(),
+        ..CycleMemory::default()
+    };
+
+    // Workers by name (first object wins on duplicates).
+    let mut workers: BTreeMap<&str, &Worker> = BTreeMap::new();
+    for w in input.workers {
+        if let Some(n) = worker_name(w) {
+            workers.entry(n).or_insert(w);
+        }
+    }
+    let customers: BTreeMap<&str, &Customer> = input
+        .customers
+        .iter()
+        .filter_map(|c| Some((c.metadata.name.as_deref()?, c)))
+        .collect();
+    let default_interval = input
+        .hubs
+        .first()
+        .map(|h| h.spec.share_interval().as_std())
+        .unwrap_or(Duration::from_secs(2));
+
+    // Contracts: spec checks, primaries, policies.
+    let mut plans: Vec<ContractPlan> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for c in input.contracts {
+        let Some(name) = c.metadata.name.clone() else {
+            continue;
+        };
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let spec = &c.spec;
+        let mut spec_error = spec.validate().err();
+        let primaries: Vec<String> = match &spec.worker_selector {
+            Some(ls) => match selector_from(ls) {
+                Ok(sel) => workers
+                    .iter()
+                    .filter(|(_, w)| sel.matches(&w.metadata.labels.clone().unwrap_or_default()))
+                    .map(|(n, _)| n.to_string())
+                    .collect(),
+                Err(e) => {
+                    spec_error.get_or_insert(format!("spec.workerSelector: {e}"));
+                    Vec::new()
+                }
+            },
+            None => spec.workers.clone(),
+        };
+        let spare_selector = match selector_from(&spec.failover_policy().spare_selector()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                spec_error.get_or_insert(format!("spec.failoverPolicy.spareSelector: {e}"));
+                None
+            }
+        };
+        let contracted = match spec.contracted_hashrate {
+            Some(h) => h.as_f64(),
+            None => primaries
+                .iter()
+                .filter_map(|p| workers.get(p.as_str()))
+                .map(|w| w.spec.expected_hashrate.as_f64())
+                .sum(),
+        };
+        plans.push(ContractPlan {
+            active: spec_error.is_none() && spec.in_force_at(now),
+            name,
+            object: c,
+            spec_error,
+            primaries,
+            contracted,
+            tolerance: spec.tolerance().as_fraction(),
+            spare_selector,
+            health: health_policy(spec, default_interval),
+        });
+    }
+    plans.sort_by(|a, b| a.name.cmp(&b.name));
+
+    // Health policy per worker: that of the first active contract (by name) it is a primary of.
+    let mut policy_of: BTreeMap<&str, &HealthPolicy> = BTreeMap::new();
+    for p in plans.iter().filter(|p| p.active) {
+        for w in &p.primaries {
+            policy_of.entry(w.as_str()).or_insert(&p.health);
+        }
+    }
+    let default_policy = HealthPolicy {
+        fallback_share_interval: default_interval,
+        ..HealthPolicy::default()
+    };
+    let as_of = input.facts_as_of.unwrap_or(Timestamp::UNIX_EPOCH); // none at all: stale
+
+    // 1. Classify.
+    let mut reports: Vec<WorkerReport> = Vec::with_capacity(workers.len());
+    let mut views: Vec<WorkerView> = Vec::with_capacity(workers.len());
+    for (&name, w) in &workers {
+        let policy = policy_of.get(name).copied().unwrap_or(&default_policy);
+        let facts = input.facts.get(name);
+        let obs = observation(facts, as_of, policy.window);
+        let prev = memory
+            .health
+            .get(name)
+            .cloned()
+            .or_else(|| health_from_status(w, now));
+        let expected = w.spec.expected_hashrate.as_f64();
+        let a = classify(
+            &obs,
+            expected,
+            w.spec.maintenance,
+            policy,
+            prev.as_ref(),
+            now,
+        );
+        let measured = facts.and_then(|f| {
+            f.hashrate
+                .iter()
+                .min_by_key(|x| x.window_seconds.abs_diff(MEASURED_WINDOW_SECS))
+                .map(|x| x.hashes_per_second)
+        });
+        let placement = memory
+            .placements
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| placement_from_status(w, now));
+        let labels = w.metadata.labels.clone().unwrap_or_default();
+        views.push(WorkerView {
+            name: name.to_string(),
+            owner: match &w.spec.owner {
+                WorkerOwner::House => Owner::House,
+                WorkerOwner::Customer(c) => Owner::Customer(c.clone()),
+            },
+            labels,
+            expected_hashrate: expected,
+            measured_hashrate: measured,
+            health: a.verdict,
+            maintenance: w.spec.maintenance,
+            placement: placement.clone(),
+        });
+        next.health.insert(name.to_string(), a.state.clone());
+        reports.push(WorkerReport {
+            name: name.to_string(),
+            verdict: a.verdict,
+            reason: a.reason.to_string(),
+            thresholds: a.thresholds,
+            health: a.state,
+            placement,
+            customer: None,
+            measured_hashrate: measured,
+            connected: facts.is_some_and(|f| f.connected),
+        });
+    }
+
+    // 2. Allocate.
+    let ledgers: BTreeMap<&str, Ledger> = plans
+        .iter()
+        .map(|p| {
+            let l = memory
+                .ledgers
+                .get(&p.name)
+                .cloned()
+                .unwrap_or_else(|| ledger_from_status(p.object));
+            (p.name.as_str(), l)
+        })
+        .collect();
+    let recent: BTreeMap<&str, Vec<Timestamp>> = plans
+        .iter()
+        .map(|p| {
+            let mut times = match memory.reassignments.get(&p.name) {
+                Some(t) => t.clone(),
+                None => p
+                    .object
+                    .status
+                    .as_ref()
+                    .map(|s| s.recent_reassignments.iter().map(|t| t.0).collect())
+                    .unwrap_or_default(),
+            };
+            times.retain(|t| now.as_millisecond().saturating_sub(t.as_millisecond()) < HOUR_MS);
+            (p.name.as_str(), times)
+        })
+        .collect();
+    let contract_views: Vec<ContractView> = plans
+        .iter()
+        .map(|p| {
+            let spec = &p.object.spec;
+            let fp = spec.failover_policy();
+            let target = spec.sla().uptime_target().as_fraction();
+            let uptime = ledgers
+                .get(p.name.as_str())
+                .map(Ledger::uptime)
+                .unwrap_or(1.0);
+            ContractView {
+                name: p.name.clone(),
+                customer: spec.customer.clone(),
+                mode: match spec.mode {
+                    ContractMode::MinerToMiner => Mode::MinerToMiner,
+                    ContractMode::Threshold => Mode::Threshold,
+                },
+                active: p.active,
+                priority: spec.priority(),
+                sla_deficit: (target - uptime).max(0.0),
+                primaries: p.primaries.clone(),
+                contracted_hashrate: p.contracted,
+                tolerance: p.tolerance,
+                spare_selector: p.spare_selector.clone(),
+                give_back: fp.give_back(),
+                max_reassignments_per_hour: Some(fp.max_reassignments_per_hour()),
+                reassignments_last_hour: u32::try_from(
+                    recent.get(p.name.as_str()).map_or(0, Vec::len),
+                )
+                .unwrap_or(u32::MAX),
+                min_dwell: p.health.min_dwell,
+            }
+        })
+        .collect();
+    let world = World {
+        now,
+        workers: views,
+        contracts: contract_views,
+    };
+    let Allocation {
+        placements,
+        changes,
+        contracts: outcomes,
+    } = allocate(&world);
+
+    // 3. Account (delivered by the workers that served each contract until now).
+    let mut delivered: BTreeMap<&str, f64> = BTreeMap::new();
+    for v in &world.workers {
+        if let (Some(c), true) = (v.placement.contract.as_deref(), v.placement.role.serves()) {
+            let d = input
+                .facts
+                .get(&v.name)
+                .map(delivered_hashrate)
+                .unwrap_or(0.0);
+            *delivered.entry(c).or_default() += d;
+        }
+    }
+    let mut contract_reports = Vec::with_capacity(plans.len());
+    for p in &plans {
+        let spec = &p.object.spec;
+        let sla = spec.sla();
+        let slot = Duration::from_secs(u64::from(sla.slot_seconds().max(1)));
+        let terms = SlaTerms {
+            contracted_hashrate: p.contracted,
+            tolerance: p.tolerance,
+            credit_rate: sla.credit_rate(),
+            slot,
+            max_gap: (slot * 2).max(Duration::from_secs(120)),
+            start: spec.start.as_ref().map(|t| t.0),
+            end: spec.end.as_ref().map(|t| t.0),
+        };
+        let d = delivered.get(p.name.as_str()).copied().unwrap_or(0.0);
+        let ledger = ledgers.get(p.name.as_str()).cloned().unwrap_or_default();
+        // An invalid or unreadable world is not evidence: only account when facts exist.
+        let (ledger, rec) = if p.spec_error.is_none() && input.facts_as_of.is_some() {
+            record(&ledger, &terms, now, d)
+        } else {
+            (ledger, Default::default())
+        };
+        let outcome = outcomes.get(&p.name).cloned();
+        let mut times = recent.get(p.name.as_str()).cloned().unwrap_or_default();
+        let mut failovers = memory
+            .failover_counts
+            .get(&p.name)
+            .copied()
+            .or_else(|| p.object.status.as_ref().and_then(|s| s.failover_count))
+            .unwrap_or(0);
+        let mut last_failover = memory.last_failover.get(&p.name).copied().or_else(|| {
+            p.object
+                .status
+                .as_ref()
+                .and_then(|s| s.last_failover.as_ref().map(|t| t.0))
+        });
+        for ch in changes
+            .iter()
+            .filter(|c| c.contract() == Some(p.name.as_str()) && c.is_reassignment())
+        {
+            times.push(now);
+            last_failover = Some(now);
+            if ch.to_role == Role::Substitute {
+                failovers = failovers.saturating_add(1);
+            }
+        }
+        let required = terms.required();
+        let planned = outcome.as_ref().map_or(0.0, |o| o.planned_hashrate);
+        let conditions = outcome.map(|o| o.conditions).unwrap_or_default();
+        let target = sla.uptime_target().as_fraction();
+        let phase = if p.spec_error.is_some() || spec.start.as_ref().is_some_and(|s| now < s.0) {
+            ContractPhase::Pending
+        } else if spec.end.as_ref().is_some_and(|e| now >= e.0) {
+            ContractPhase::Expired
+        } else if ledger.observed_slots > 0 && ledger.uptime() < target {
+            ContractPhase::Breached
+        } else if planned < required
+            || conditions
+                .iter()
+                .any(|c| matches!(c, ContractCondition::NoSpareCapacity { .. }))
+        {
+            ContractPhase::Degraded
+        } else {
+            ContractPhase::Active
+        };
+        let assigned = placements
+            .iter()
+            .filter(|(_, pl)| pl.contract.as_deref() == Some(p.name.as_str()) && pl.role.serves())
+            .map(|(n, pl)| (n.clone(), pl.role, pl.covers.clone()))
+            .collect();
+        next.ledgers.insert(p.name.clone(), ledger.clone());
+        next.reassignments.insert(p.name.clone(), times.clone());
+        next.failover_counts.insert(p.name.clone(), failovers);
+        if let Some(t) = last_failover {
+            next.last_failover.insert(p.name.clone(), t);
+        }
+        contract_reports.push(ContractReport {
+            name: p.name.clone(),
+            phase,
+            spec_error: p.spec_error.clone(),
+            contracted_hashrate: p.contracted,
+            required_hashrate: required,
+            planned_hashrate: planned,
+            delivered_hashrate: d,
+            ledger,
+            closed_slots: rec.closed,
+            conditions,
+            recent_reassignments: times,
+            failover_count: failovers,
+            last_failover,
+            assigned,
+        });
+    }
+
+    // Final placements into the reports and memory.
+    let customer_of: BTreeMap<&str, &str> = plans
+        .iter()
+        .map(|p| (p.name.as_str(), p.object.spec.customer.as_str()))
+        .collect();
+    for r in &mut reports {
+        if let Some(pl) = placements.get(&r.name) {
+            r.placement = pl.clone();
+        }
+        r.customer = r
+            .placement
+            .contract
+            .as_deref()
+            .and_then(|c| customer_of.get(c))
+            .map(|c| c.to_string());
+    }
+    next.placements = placements.clone();
+
+    // 4. Render routing per hub (and objects when asked).
+    let pools: Vec<PoolSpec> = input.pools.iter().filter_map(pool_spec).collect();
+    let customer_pools: BTreeMap<String, Vec<String>> = customers
+        .iter()
+        .map(|(n, c)| (n.to_string(), c.spec.pools.clone()))
+        .collect();
+    let contract_routes: BTreeMap<String, ContractRoute> = plans
+        .iter()
+        .map(|p| {
+            let spec = &p.object.spec;
+            let pools = if spec.pools.is_empty() {
+                customer_pools
+                    .get(&spec.customer)
+                    .cloned()
+                    .unwrap_or_default()
+            } else {
+                spec.pools.clone()
+            };
+            (
+                p.name.clone(),
+                ContractRoute {
+                    customer: spec.customer.clone(),
+                    pools,
+                },
+            )
+        })
+        .collect();
+    let mut routing = BTreeMap::new();
+    let mut hub_objects = BTreeMap::new();
+    for hub in input.hubs {
+        let Some(hub_name) = hub.metadata.name.clone() else {
+            continue;
+        };
+        let routed: Vec<RoutedWorker> = workers
+            .iter()
+            .filter(|(_, w)| w.spec.hub.as_deref().is_none_or(|h| h == hub_name))
+            .map(|(n, w)| RoutedWorker {
+                name: n.to_string(),
+                user: w.spec.stratum_user.clone(),
+                owner: match &w.spec.owner {
+                    WorkerOwner::House => Owner::House,
+                    WorkerOwner::Customer(c) => Owner::Customer(c.clone()),
+                },
+                expected_hashrate: w.spec.expected_hashrate.as_f64(),
+            })
+            .collect();
+        let unknown = match hub.spec.unknown_workers() {
+            CrdUnknown::Reject => HubUnknown::Reject,
+            CrdUnknown::HousePool => HubUnknown::DefaultRoute,
+            CrdUnknown::Quarantine => match &hub.spec.quarantine_pool {
+                Some(p) => HubUnknown::Quarantine {
+                    pools: vec![p.clone()],
+                },
+                None => HubUnknown::Reject,
+            },
+        };
+        let inputs = RoutingInputs {
+            pools: pools.clone(),
+            house_pools: hub.spec.house_pools.clone(),
+            contracts: contract_routes.clone(),
+            customer_pools: customer_pools.clone(),
+            unknown_workers: unknown,
+            health: HealthWindows::default(),
+            failover: HubFailover::default(),
+        };
+        let mut doc = render_routing(&inputs, &routed, &placements);
+        let previous = memory.routing.get(&hub_name);
+        if previous.is_none() {
+            // After a restart: continue above what the hub has seen.
+            let seen = hub
+                .status
+                .as_ref()
+                .map(|s| {
+                    s.applied_routing_generation
+                        .max(s.desired_routing_generation)
+                        .unwrap_or(0)
+                })
+                .unwrap_or(0);
+            doc.generation = u64::try_from(seen).unwrap_or(0).saturating_add(1);
+        }
+        let doc = stamp_generation(previous, doc);
+        if input.render_objects {
+            let opts = HubRenderOptions {
+                pod_monitor: input.pod_monitor,
+                default_image: None,
+            };
+            hub_objects.insert(hub_name.clone(), render_hub(hub, &doc, &opts));
+        }
+        next.routing.insert(hub_name.clone(), doc.clone());
+        routing.insert(hub_name, doc);
+    }
+
+    CycleOutput {
+        workers: reports,
+        contracts: contract_reports,
+        changes,
+        routing,
+        hub_objects,
+        memory: next,
+    }
+}

@@ -1,0 +1,273 @@
+//! The full decision cycle on the shipped example manifests (`examples/`), with hub facts
+//! scripted per worker: a rented miner dies, a spare takes its place within the derived Dead
+//! limit, the routing document follows, the SLA ledger records the outage, and the original is
+//! given back after its dwell.
+
+use hashsched_hub::facts::{AssignmentLabels, ShareBuckets, WindowHashrate, WorkerFacts};
+use hashsched_operator::crd::{
+    ContractPhase, Customer, PoolEndpoint, RentalContract, StratumHub, Worker,
+};
+use hashsched_operator::scheduler::allocation::Role;
+use hashsched_operator::scheduler::cycle::{CycleInput, CycleMemory, CycleOutput, run_cycle};
+use hashsched_operator::scheduler::health::Verdict;
+use jiff::Timestamp;
+use std::collections::BTreeMap;
+
+#[derive(Default)]
+struct Objects {
+    workers: Vec<Worker>,
+    contracts: Vec<RentalContract>,
+    customers: Vec<Customer>,
+    pools: Vec<PoolEndpoint>,
+    hubs: Vec<StratumHub>,
+}
+
+fn load_examples() -> Objects {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut o = Objects::default();
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
+    {
+        let text = std::fs::read_to_string(f).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = serde_yaml::Value::deserialize(doc).unwrap();
+            let kind = v
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .unwrap_or_default()
+                .to_string();
+            let parse = |v: serde_yaml::Value| v;
+            match kind.as_str() {
+                "Worker" => o.workers.push(serde_yaml::from_value(parse(v)).unwrap()),
+                "RentalContract" => o.contracts.push(serde_yaml::from_value(parse(v)).unwrap()),
+                "Customer" => o.customers.push(serde_yaml::from_value(parse(v)).unwrap()),
+                "PoolEndpoint" => o.pools.push(serde_yaml::from_value(parse(v)).unwrap()),
+                "StratumHub" => o.hubs.push(serde_yaml::from_value(parse(v)).unwrap()),
+                _ => {}
+            }
+        }
+    }
+    o
+}
+
+use serde::Deserialize;
+
+const T0: i64 = 1_782_864_000; // 2026-07-01T00:00:00Z
+
+fn unix(t: i64) -> f64 {
+    (T0 + t) as f64
+}
+
+/// Facts of a worker that hashed at full rate until `silent` seconds ago (0: still hashing),
+/// connected since `since`, last share at `last`. Window counts are the expected ones.
+fn facts(name: &str, expected: f64, silent: i64, since: i64, last: i64) -> WorkerFacts {
+    let lambda = 0.5;
+    let d = expected / (lambda * 4_294_967_296.0);
+    let windows = [60u64, 300, 900]
+        .iter()
+        .map(|&w| {
+            let active = (w as f64 - silent as f64).max(0.0) / w as f64;
+            WindowHashrate {
+                window_seconds: w,
+                hashes_per_second: expected * active,
+                shares: (lambda * active * w as f64).round() as u64,
+            }
+        })
+        .collect();
+    let mut difficulty = ShareBuckets::<f64>::default();
+    difficulty.accepted = 1000.0 * d;
+    WorkerFacts {
+        worker: name.into(),
+        connected: true,
+        shares: ShareBuckets::default(),
+        difficulty,
+        pending: 0,
+        hashrate: windows,
+        last_share_unix: Some(unix(last)),
+        last_change_unix: Some(unix(since)),
+        miner_difficulty: Some(d),
+        pool: None,
+        labels: AssignmentLabels::default(),
+    }
+}
+
+fn cycle(
+    o: &Objects,
+    facts: &BTreeMap<String, WorkerFacts>,
+    t: i64,
+    memory: &CycleMemory,
+) -> CycleOutput {
+    let now = Timestamp::from_second(T0 + t).unwrap();
+    let input = CycleInput {
+        now,
+        workers: &o.workers,
+        contracts: &o.contracts,
+        customers: &o.customers,
+        pools: &o.pools,
+        hubs: &o.hubs,
+        facts,
+        facts_as_of: Some(now),
+        render_objects: true,
+        pod_monitor: false,
+    };
+    let out = run_cycle(&input, memory);
+    // The memory survives a trip through JSON (local mode keeps it on disk).
+    let json = serde_json::to_string(&out.memory).unwrap();
+    let back: CycleMemory = serde_json::from_str(&json).unwrap();
+    assert_eq!(back.placements, out.memory.placements);
+    out
+}
+
+#[test]
+fn a_dead_rented_miner_is_replaced_accounted_and_given_back() {
+    let o = load_examples();
+    assert!(
+        o.workers.len() >= 20 && !o.contracts.is_empty() && !o.hubs.is_empty(),
+        "examples loaded"
+    );
+    let expected: BTreeMap<String, f64> = o
+        .workers
+        .iter()
+        .map(|w| {
+            (
+                w.metadata.name.clone().unwrap(),
+                w.spec.expected_hashrate.as_f64(),
+            )
+        })
+        .collect();
+    let victim = "acme-s19-02";
+    let dies_at = 600; // last share
+    let back_at = 1200; // shares again
+    let script = |t: i64| -> BTreeMap<String, WorkerFacts> {
+        expected
+            .iter()
+            .map(|(n, &h)| {
+                let f = if n == victim && (dies_at..back_at).contains(&t) {
+                    facts(n, h, t - dies_at, -3600, dies_at)
+                } else if n == victim && t >= back_at {
+                    // Reconnected at back_at: the windows only cover the new connection.
+                    let mut f = facts(n, h, 0, back_at, t - 1);
+                    for w in &mut f.hashrate {
+                        let covered = (t - back_at).min(w.window_seconds as i64) as f64;
+                        w.shares = (0.5 * covered).round() as u64;
+                    }
+                    f
+                } else {
+                    facts(n, h, 0, -3600, t - 1)
+                };
+                (n.clone(), f)
+            })
+            .collect()
+    };
+
+    let mut memory = CycleMemory::default();
+    let mut out = cycle(&o, &script(0), 0, &memory);
+    memory = out.memory.clone();
+    let gen0 = out.routing["site-a"].generation;
+    out.routing["site-a"]
+        .validate()
+        .expect("hub accepts the rendered routing");
+    assert!(out.hub_objects["site-a"].is_ok());
+    // Settled after the first cycle: a healthy farm moves nothing.
+    for t in (5..dies_at).step_by(5) {
+        out = cycle(&o, &script(t), t, &memory);
+        memory = out.memory.clone();
+        assert!(out.changes.is_empty(), "t={t}: {:?}", out.changes);
+        assert_eq!(out.routing["site-a"].generation, gen0, "no routing churn");
+    }
+    let acme = |out: &CycleOutput| {
+        out.contracts
+            .iter()
+            .find(|c| c.name == "acme-m2m")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(acme(&out).phase, ContractPhase::Active);
+
+    // The victim stops sharing at t=600 (connected, silent).
+    let mut swapped_at = None;
+    for t in (dies_at + 5..back_at).step_by(5) {
+        out = cycle(&o, &script(t), t, &memory);
+        memory = out.memory.clone();
+        if !out.changes.is_empty() && swapped_at.is_none() {
+            swapped_at = Some(t);
+            let w = out.workers.iter().find(|w| w.name == victim).unwrap();
+            assert_eq!(w.verdict, Verdict::Dead, "{}", w.reason);
+            let limit = w.thresholds.unwrap().dead_after_secs;
+            assert!(
+                ((t - dies_at) as f64) > limit && ((t - dies_at) as f64) <= limit + 5.0,
+                "t={t} limit={limit}"
+            );
+            assert_eq!(out.changes.len(), 2, "{:?}", out.changes);
+            let sub = out
+                .changes
+                .iter()
+                .find(|c| c.to_role == Role::Substitute)
+                .unwrap();
+            assert!(
+                sub.worker.starts_with("spare-s19-"),
+                "best fit for a 104 TH/s miner: {}",
+                sub.worker
+            );
+            let doc = &out.routing["site-a"];
+            assert_eq!(doc.generation, gen0 + 1);
+            let route = doc.workers.iter().find(|r| r.name == sub.worker).unwrap();
+            let victim_route = doc.workers.iter().find(|r| r.name == victim).unwrap();
+            assert!(route.pools.is_some(), "substitute mines on acme's pools");
+            // The benched original is the customer's own machine: it stays on its owner's pools
+            // but no longer counts for the contract.
+            let a = victim_route.assignment.as_ref().unwrap();
+            assert_eq!((a.contract.as_deref(), a.role.as_str()), (None, "spare"));
+        }
+    }
+    let swapped_at = swapped_at.expect("victim replaced");
+    let ledger = acme(&out).ledger;
+    assert!(
+        ledger.up_slots < ledger.observed_slots,
+        "the outage minute is down: {ledger:?}"
+    );
+    assert!(ledger.credit > 0.0 && ledger.shortfall_hashrate_hours > 0.0);
+    assert_eq!(acme(&out).failover_count, 1);
+
+    // Back at t=1200: Healthy only after minDwell (5m) of healthy evidence, then given back.
+    let mut given_back = None;
+    for t in (back_at..back_at + 900).step_by(5) {
+        out = cycle(&o, &script(t), t, &memory);
+        memory = out.memory.clone();
+        if out
+            .changes
+            .iter()
+            .any(|c| c.worker == victim && c.to_role == Role::Primary)
+        {
+            given_back = Some(t);
+            break;
+        }
+    }
+    let given_back = given_back.expect("original given back");
+    assert!(
+        given_back - back_at >= 300,
+        "given back after {}s",
+        given_back - back_at
+    );
+    assert!(given_back - swapped_at >= 300);
+    let after = acme(&out);
+    assert!(
+        after.assigned.iter().all(|(_, r, _)| *r == Role::Primary),
+        "{:?}",
+        after.assigned
+    );
+    // Memory dropped (restart) but placements kept via the world: no mass reshuffle.
+    let mut restarted = CycleMemory {
+        placements: memory.placements.clone(),
+        ..CycleMemory::default()
+    };
+    restarted.routing = memory.routing.clone();
+    let out2 = cycle(&o, &script(back_at + 905), back_at + 905, &restarted);
+    assert!(out2.changes.is_empty(), "{:?}", out2.changes);
+}
