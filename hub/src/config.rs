@@ -311,9 +311,9 @@ impl HubConfig {
         if l.max_workers_per_connection == 0 {
             return bad("limits.maxWorkersPerConnection must be at least 1".into());
         }
-        if !(l.max_messages_per_second.is_finite() && l.max_messages_per_second > 0.0)
-            || !(l.message_burst.is_finite() && l.message_burst >= 1.0)
-        {
+        let rate_ok = l.max_messages_per_second.is_finite() && l.max_messages_per_second > 0.0;
+        let burst_ok = l.message_burst.is_finite() && l.message_burst >= 1.0;
+        if !(rate_ok && burst_ok) {
             return bad("limits.maxMessagesPerSecond must be > 0 and messageBurst >= 1".into());
         }
         if l.write_queue < 8 {

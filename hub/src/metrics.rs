@@ -62,7 +62,7 @@ pub const POOL_DISCONNECTS_TOTAL: &str = "hashsched_pool_disconnects_total";
 /// Gauge: open miner connections.
 pub const HUB_CONNECTIONS: &str = "hashsched_hub_connections";
 /// Counter: accepted miner connections.
-pub const HUB_CONNECTIONS_TOTAL: &str = "hashsched_hub_connections_total";
+pub const HUB_CONNECTIONS_TOTAL: &str = "hashsched_hub_connections_accepted_total";
 /// Counter: miner connections refused or closed by the hub. `{reason}`
 pub const HUB_CONNECTIONS_CLOSED_TOTAL: &str = "hashsched_hub_connections_closed_total";
 /// Histogram: time from reading a share to writing it upstream, seconds.
@@ -109,9 +109,9 @@ pub mod side {
 
 /// The `window` label value for a window length: `60` → `1m`, `300` → `5m`, `3600` → `1h`.
 pub fn window_label(seconds: u64) -> String {
-    if seconds > 0 && seconds % 3600 == 0 {
+    if seconds > 0 && seconds.is_multiple_of(3600) {
         format!("{}h", seconds / 3600)
-    } else if seconds > 0 && seconds % 60 == 0 {
+    } else if seconds > 0 && seconds.is_multiple_of(60) {
         format!("{}m", seconds / 60)
     } else {
         format!("{seconds}s")

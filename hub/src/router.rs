@@ -314,12 +314,7 @@ impl Router {
                 let t = self.health.on_event(pool, PoolEvent::ConnectOk, now);
                 self.health.on_event(pool, PoolEvent::JobReceived, now);
                 if let Some(t) = t {
-                    info!(
-                        pool,
-                        from = t.from.as_str(),
-                        to = t.to.as_str(),
-                        "pool state changed"
-                    );
+                    log_transition(pool, &t);
                 }
                 self.reconcile_all(sh, now);
             }
@@ -394,12 +389,7 @@ impl Router {
 
     fn health_event(&mut self, pool: &str, ev: PoolEvent, now: Instant) {
         if let Some(t) = self.health.on_event(pool, ev, now) {
-            info!(
-                pool,
-                from = t.from.as_str(),
-                to = t.to.as_str(),
-                "pool state changed"
-            );
+            log_transition(pool, &t);
             self.health_changed = true;
         }
     }
@@ -566,10 +556,7 @@ impl Router {
             let live = rt.sessions.iter().any(|s| !s.draining);
             let failed = matches!(self.health.state(&name), PoolState::Failed { .. });
             let needed = sh.config.upstream.keep_warm
-                || self
-                    .miners
-                    .values()
-                    .any(|m| m.route.pools.iter().any(|p| *p == name));
+                || self.miners.values().any(|m| m.route.pools.contains(&name));
             if !live && needed && (!failed || due.contains(&name)) {
                 self.spawn_session(sh, &name, None, Duration::ZERO, now);
             }
@@ -580,7 +567,7 @@ impl Router {
     pub fn tick(&mut self, sh: &Arc<Shared>, now: Instant) {
         let transitions = self.health.tick(now);
         for (pool, t) in &transitions {
-            info!(pool = %pool, from = t.from.as_str(), to = t.to.as_str(), "pool state changed");
+            log_transition(pool, t);
         }
         // A starving pool: close its sessions so miners move and a fresh connection is tried.
         for (pool, t) in &transitions {
@@ -667,5 +654,18 @@ fn labels_of(route: &Route) -> crate::facts::AssignmentLabels {
             .assignment
             .as_ref()
             .map(|a| a.role.as_str().to_owned()),
+    }
+}
+
+fn log_transition(pool: &str, t: &crate::pool_health::Transition) {
+    if t.from.as_str() == t.to.as_str() {
+        tracing::debug!(pool, state = t.to.as_str(), "pool state renewed");
+    } else {
+        info!(
+            pool,
+            from = t.from.as_str(),
+            to = t.to.as_str(),
+            "pool state changed"
+        );
     }
 }

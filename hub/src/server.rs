@@ -445,3 +445,126 @@ impl Drop for HubHandle {
         self.shared.shutdown.cancel();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::QuickStart;
+    use crate::sim::miner::{MinerConfig, SimMiner};
+    use crate::sim::pool::{PoolConfig, SimPool};
+    use crate::sim::wait_until;
+
+    const T: Duration = Duration::from_secs(30);
+
+    fn quick(pools: Vec<String>) -> HubConfig {
+        let mut cfg = HubConfig::quick_start(QuickStart {
+            listen: "127.0.0.1:0".into(),
+            metrics: Some("127.0.0.1:0".into()),
+            pools,
+            user: "acct".into(),
+            password: "x".into(),
+        })
+        .unwrap();
+        cfg.vardiff.initial_difficulty = 1e-4;
+        cfg.vardiff.min_difficulty = 1e-6;
+        cfg.vardiff.share_interval_seconds = 0.5;
+        cfg
+    }
+
+    /// Real TCP, real sha256d: two miners through the hub to one pool; the pool credits exactly
+    /// the shares the hub forwarded, and every submitted share is in one bucket.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn miners_mine_through_the_hub_and_every_share_is_accounted() {
+        let pool = SimPool::start(PoolConfig::default()).await.unwrap();
+        let hub = Hub::start(quick(vec![pool.url()])).await.unwrap();
+        let mut cfg_b = MinerConfig::new("rig-b");
+        cfg_b.fixed_submit_id = Some(4); // cpuminer style: every submit has id 4
+        cfg_b.version_rolling = false;
+        let miners = [
+            SimMiner::spawn(hub.stratum_addr(), MinerConfig::new("rig-a")),
+            SimMiner::spawn(hub.stratum_addr(), cfg_b),
+        ];
+        for m in &miners {
+            let s = m
+                .wait_for(T, |s| s.accepted >= 5)
+                .await
+                .unwrap_or_else(|s| panic!("{} never got 5 accepted shares: {s:?}", m.worker()));
+            assert_eq!(s.rejected_total(), 0, "{s:?}");
+        }
+        // The pool saw forwarded shares under the upstream names.
+        let ok = wait_until(T, || {
+            let st = pool.stats();
+            (st.worker("acct.rig-a").accepted > 0 && st.worker("acct.rig-b").accepted > 0)
+                .then_some(())
+        })
+        .await;
+        assert!(ok.is_some(), "pool stats: {:?}", pool.stats());
+        for m in &miners {
+            m.stall();
+        }
+        // Conservation: after the in-flight shares settle, hub buckets == miner submits, and
+        // the pool's accepted count == the hub's `accepted` bucket.
+        let settled = wait_until(T, || {
+            let facts = hub.facts();
+            let ps = pool.stats();
+            let all = miners.iter().all(|m| {
+                let ms = m.stats();
+                let f = facts.iter().find(|f| f.worker == m.worker());
+                f.is_some_and(|f| {
+                    ms.in_flight == 0
+                        && f.pending == 0
+                        && f.submitted() == ms.submitted
+                        && f.shares.accepted == ps.worker(&format!("acct.{}", m.worker())).accepted
+                })
+            });
+            all.then_some(facts)
+        })
+        .await;
+        let facts = settled.unwrap_or_else(|| {
+            panic!(
+                "not conserved: hub {:?} miners {:?} pool {:?}",
+                hub.facts(),
+                miners
+                    .iter()
+                    .map(|m| m.stats().submitted)
+                    .collect::<Vec<_>>(),
+                pool.stats().workers
+            )
+        });
+        for f in &facts {
+            assert!(f.connected);
+            assert_eq!(f.pool.as_deref(), Some("pool-1"));
+            assert!(
+                f.hashrate.iter().all(|h| h.hashes_per_second > 0.0),
+                "{f:?}"
+            );
+            assert_eq!(
+                f.shares.invalid + f.shares.duplicate + f.shares.rejected,
+                0,
+                "{f:?}"
+            );
+        }
+        // /metrics over HTTP has the per-worker series.
+        let addr = hub.metrics_addr().unwrap();
+        let text = http_get(addr, "/metrics").await;
+        assert!(
+            text.contains("hashsched_worker_shares_total{worker=\"rig-a\",result=\"accepted\"}"),
+            "{text}"
+        );
+        assert!(
+            text.contains("hashsched_pool_up{pool=\"pool-1\"} 1"),
+            "{text}"
+        );
+        hub.shutdown().await;
+    }
+
+    pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let req = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    }
+}

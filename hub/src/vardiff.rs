@@ -238,7 +238,7 @@ mod tests {
         let mut v = Vardiff::new(&cfg, 1024.0, 0.0);
         assert_eq!(v.on_tick(&cfg, 10.0), None);
         let d = v.on_tick(&cfg, 61.0).unwrap();
-        assert!(d < 1024.0 && d >= 1024.0 / 16.0, "{d}");
+        assert!((1024.0 / 16.0..1024.0).contains(&d), "{d}");
         let mut t = 61.0;
         for _ in 0..100 {
             t += 61.0;
