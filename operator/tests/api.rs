@@ -754,6 +754,10 @@ fn invalid_objects_are_refused_with_readable_messages() {
             "spec.owner: Invalid value: \"House Farm\"",
         ),
         (
+            worker(json!({"owner": "house", "expectedHashrate": "0 TH/s"})),
+            "spec.expectedHashrate must be greater than 0",
+        ),
+        (
             worker(json!({"owner": "house"})),
             "spec.expectedHashrate: Required value",
         ),

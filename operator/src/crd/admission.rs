@@ -90,8 +90,10 @@ pub fn admit(value: &Value) -> Result<Object, AdmissionError> {
             };
             (Object::Customer(Box::new(o)), check)
         }),
-        "Worker" => serde_json::from_value::<Worker>(value.clone())
-            .map(|o| (Object::Worker(Box::new(o)), Ok(()))),
+        "Worker" => serde_json::from_value::<Worker>(value.clone()).map(|o| {
+            let check = o.spec.validate();
+            (Object::Worker(Box::new(o)), check)
+        }),
         "RentalContract" => serde_json::from_value::<RentalContract>(value.clone()).map(|o| {
             let check = o.spec.validate();
             (Object::RentalContract(Box::new(o)), check)

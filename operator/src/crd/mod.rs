@@ -87,6 +87,7 @@ fn tidy(crd: CustomResourceDefinition) -> CustomResourceDefinition {
                     // A property *named* `format` has an object schema, not a string: kept.
                     key != "format" || v.as_str().is_none_or(|f| KNOWN_FORMATS.contains(&f))
                 });
+                add_format_hint(map);
                 for (key, v) in map.iter_mut() {
                     match v {
                         serde_json::Value::String(s) if key == "description" => {
@@ -105,6 +106,26 @@ fn tidy(crd: CustomResourceDefinition) -> CustomResourceDefinition {
     };
     walk(&mut value);
     serde_json::from_value(value).unwrap_or(crd)
+}
+
+/// A field's doc comment replaces its type's description, so `kubectl explain` would not say how
+/// to write a quantity: append the format, recognized by the quantity's pattern.
+fn add_format_hint(map: &mut serde_json::Map<String, serde_json::Value>) {
+    use crate::quantity::{DURATION_PATTERN, HASHRATE_PATTERN, PERCENTAGE_PATTERN};
+    let hint = match map.get("pattern").and_then(|p| p.as_str()) {
+        Some(HASHRATE_PATTERN) => {
+            "Format: a number with a unit (`104 TH/s`, `1.5PH/s`, `950 GH/s`) or an integer of H/s."
+        }
+        Some(DURATION_PATTERN) => "Format: a duration such as `90s`, `5m` or `1h30m`.",
+        Some(PERCENTAGE_PATTERN) => "Format: a percentage such as `5%` or `99.95%`, or an integer.",
+        _ => return,
+    };
+    if let Some(serde_json::Value::String(desc)) = map.get_mut("description")
+        && !desc.contains("Format:")
+    {
+        desc.push_str("\n\n");
+        desc.push_str(hint);
+    }
 }
 
 fn join_paragraph_lines(s: &str) -> String {

@@ -122,6 +122,17 @@ pub struct WorkerSpec {
     pub description: Option<String>,
 }
 
+impl WorkerSpec {
+    /// What admission cannot check: an expected hashrate of zero would make every share gap
+    /// infinitely surprising (the health tests divide by the expected share rate).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.expected_hashrate.is_zero() {
+            return Err("spec.expectedHashrate must be greater than 0 (e.g. \"104 TH/s\")".into());
+        }
+        Ok(())
+    }
+}
+
 impl Worker {
     /// The stratum user this worker authorizes as (the Worker's name by default).
     pub fn stratum_user(&self) -> &str {
