@@ -133,7 +133,7 @@ async fn serve_hub(pool: String, difficulty: f64) -> Result<()> {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     while let Some(cmd) = lines.next_line().await? {
         let reply = match cmd.trim() {
-            "stats" => format!("STATS {}", (hub.1)()),
+            "stats" => format!("STATS {} {}", hub.1.connections(), hub.1.facts().len()),
             other => format!("ERR unknown command {other:?}"),
         };
         out.write_all(reply.as_bytes()).await?;
@@ -143,17 +143,31 @@ async fn serve_hub(pool: String, difficulty: f64) -> Result<()> {
     Ok(())
 }
 
-/// Hub wiring kept apart so the rest of the bench does not depend on the hub's API shape.
+/// Hub wiring: the library's own entry point, configured like `stratum-hub --pool URL` with the
+/// miner-facing difficulty pinned and the per-miner message rate limit lifted (bench miners
+/// submit thousands of shares per second each).
 mod hashsched_hub_bench_support {
-    use anyhow::{Result, bail};
+    use anyhow::Result;
+    use hashsched_hub::config::{HubConfig, QuickStart};
+    use hashsched_hub::server::{Hub, HubHandle};
     use std::net::SocketAddr;
 
-    /// Starts the hub; returns its stratum address and a stats closure.
-    pub async fn start_hub(
-        _pool: &str,
-        _difficulty: f64,
-    ) -> Result<(SocketAddr, Box<dyn Fn() -> String + Send>)> {
-        bail!("the hub engine (hashsched_hub::server) is not available in this build")
+    pub async fn start_hub(pool: &str, difficulty: f64) -> Result<(SocketAddr, HubHandle)> {
+        let mut cfg = HubConfig::quick_start(QuickStart {
+            listen: "127.0.0.1:0".into(),
+            metrics: None,
+            pools: vec![pool.to_owned()],
+            user: "bench".into(),
+            password: "x".into(),
+        })?;
+        cfg.vardiff.initial_difficulty = difficulty;
+        cfg.vardiff.min_difficulty = difficulty;
+        cfg.vardiff.max_difficulty = difficulty;
+        cfg.limits.max_messages_per_second = 1e9;
+        cfg.limits.message_burst = 1e9;
+        cfg.limits.write_queue = 4096;
+        let hub = Hub::start(cfg).await?;
+        Ok((hub.stratum_addr(), hub))
     }
 }
 
@@ -340,9 +354,13 @@ async fn throughput(via: Via, quick: bool) -> Result<Throughput> {
 #[derive(Debug, Clone, Copy, Default)]
 struct Latency {
     shares_per_sec: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    samples: usize,
+    /// Miner sends a share → the pool has read and checked it (what a proxy adds to).
+    to_pool_p50_ms: f64,
+    to_pool_p99_ms: f64,
+    to_pool_samples: usize,
+    /// Miner sends a share → the miner has its answer (the hub answers after its own check).
+    answer_p50_ms: f64,
+    answer_p99_ms: f64,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -353,14 +371,38 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
     sorted.get(idx).copied().unwrap_or(0) as f64 / 1000.0
 }
 
+/// 1,000 miners at 5 shares/s each (Poisson). The pool runs in this process so that a share's
+/// send time (miner) and receive time (pool) come from the same clock; every share meets the
+/// pool's target, so through the hub every share is forwarded.
 async fn latency(via: Via, quick: bool) -> Result<Latency> {
-    let rig = Rig::start(via, LATENCY_DIFFICULTY, LATENCY_DIFFICULTY).await?;
+    let pool = SimPool::start(PoolConfig {
+        name: "bench-latency-pool".into(),
+        difficulty: LATENCY_DIFFICULTY,
+        job_interval: None,
+        jobs_kept: 64,
+        ..PoolConfig::default()
+    })
+    .await?;
+    let hub = match via {
+        Via::Direct => None,
+        Via::Hub => Some(
+            ChildProc::spawn(&[
+                "serve-hub".into(),
+                "--pool".into(),
+                pool.url(),
+                "--difficulty".into(),
+                LATENCY_DIFFICULTY.to_string(),
+            ])
+            .await?,
+        ),
+    };
+    let addr = hub.as_ref().map(|h| h.addr).unwrap_or(pool.addr());
     let n = 1000;
     let per_miner = 5.0;
-    let miners = spawn_miners(rig.miner_addr(), n, |i| MinerConfig {
+    let miners = spawn_miners(addr, n, |i| MinerConfig {
         hashrate: Some(per_miner * LATENCY_DIFFICULTY * HASHES_PER_DIFFICULTY),
         tick: Duration::from_millis(100),
-        record_shares: false,
+        record_shares: true,
         record_latency: true,
         version_rolling: i % 2 == 0,
         reconnect_delay: None,
@@ -375,16 +417,55 @@ async fn latency(via: Via, quick: bool) -> Result<Latency> {
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(if quick { 6 } else { 20 })).await;
     let (a1, _) = total_accepted(&miners);
-    let secs = t0.elapsed().as_secs_f64();
-    let mut all: Vec<u32> = miners.iter().flat_map(|m| m.take_latencies()).collect();
-    all.sort_unstable();
+    let t1 = Instant::now();
+    let secs = t1.duration_since(t0).as_secs_f64();
+    let mut answers: Vec<u32> = miners.iter().flat_map(|m| m.take_latencies()).collect();
+    answers.sort_unstable();
+
+    // Match each share the pool accepted in the window to the miner's send time:
+    // (miner, nonce, ntime, the miner's own extranonce2 = the tail of the pool's).
+    type Key = (String, u32, u32, Vec<u8>);
+    let mut sent: std::collections::HashMap<Key, Instant> = std::collections::HashMap::new();
+    let mut en2_len = std::collections::HashMap::new();
+    for m in &miners {
+        let s = m.stats();
+        en2_len.insert(m.worker().to_owned(), s.extranonce2_size);
+        for sh in s.shares {
+            sent.insert(
+                (m.worker().to_owned(), sh.nonce, sh.ntime, sh.extranonce2),
+                sh.sent_at,
+            );
+        }
+    }
+    let mut to_pool: Vec<u32> = Vec::new();
+    for sh in pool.accepted_shares() {
+        if sh.received_at < t0 || sh.received_at > t1 {
+            continue;
+        }
+        let worker = sh
+            .worker
+            .rsplit_once("lat.")
+            .map(|(_, i)| format!("lat.{i}"))
+            .unwrap_or(sh.worker.clone());
+        let Some(&m) = en2_len.get(&worker) else {
+            continue;
+        };
+        let tail = sh.extranonce2[sh.extranonce2.len().saturating_sub(m)..].to_vec();
+        if let Some(at) = sent.get(&(worker, sh.nonce, sh.ntime, tail)) {
+            let us = sh.received_at.saturating_duration_since(*at).as_micros();
+            to_pool.push(us.min(u32::MAX as u128) as u32);
+        }
+    }
+    to_pool.sort_unstable();
     drop(miners);
-    drop(rig);
+    drop(hub);
     Ok(Latency {
         shares_per_sec: (a1 - a0) as f64 / secs,
-        p50_ms: percentile(&all, 0.50),
-        p99_ms: percentile(&all, 0.99),
-        samples: all.len(),
+        to_pool_p50_ms: percentile(&to_pool, 0.50),
+        to_pool_p99_ms: percentile(&to_pool, 0.99),
+        to_pool_samples: to_pool.len(),
+        answer_p50_ms: percentile(&answers, 0.50),
+        answer_p99_ms: percentile(&answers, 0.99),
     })
 }
 
@@ -534,13 +615,25 @@ async fn bench(args: &Args) -> Result<()> {
             match latency(*via, args.quick).await {
                 Ok(l) => {
                     r[(*via == Via::Hub) as usize] = Some(l);
-                    report.insert(format!("latency_{}_p50_ms", via.name()), json!(l.p50_ms));
-                    report.insert(format!("latency_{}_p99_ms", via.name()), json!(l.p99_ms));
+                    let v = via.name();
                     report.insert(
-                        format!("latency_{}_shares_per_sec", via.name()),
+                        format!("latency_{v}_to_pool_p50_ms"),
+                        json!(l.to_pool_p50_ms),
+                    );
+                    report.insert(
+                        format!("latency_{v}_to_pool_p99_ms"),
+                        json!(l.to_pool_p99_ms),
+                    );
+                    report.insert(
+                        format!("latency_{v}_to_pool_samples"),
+                        json!(l.to_pool_samples),
+                    );
+                    report.insert(format!("latency_{v}_answer_p50_ms"), json!(l.answer_p50_ms));
+                    report.insert(format!("latency_{v}_answer_p99_ms"), json!(l.answer_p99_ms));
+                    report.insert(
+                        format!("latency_{v}_shares_per_sec"),
                         json!(l.shares_per_sec.round()),
                     );
-                    report.insert(format!("latency_{}_samples", via.name()), json!(l.samples));
                 }
                 Err(e) => eprintln!("[hub-bench] latency via {}: {e:#}", via.name()),
             }
@@ -552,30 +645,42 @@ async fn bench(args: &Args) -> Result<()> {
             "5000",
         );
         row(
-            "latency p50, ms",
-            fmt(r[0].map(|l| l.p50_ms), 3),
-            fmt(r[1].map(|l| l.p50_ms), 3),
+            "miner -> pool p50, ms",
+            fmt(r[0].map(|l| l.to_pool_p50_ms), 3),
+            fmt(r[1].map(|l| l.to_pool_p50_ms), 3),
             "",
         );
         row(
-            "latency p99, ms",
-            fmt(r[0].map(|l| l.p99_ms), 3),
-            fmt(r[1].map(|l| l.p99_ms), 3),
+            "miner -> pool p99, ms",
+            fmt(r[0].map(|l| l.to_pool_p99_ms), 3),
+            fmt(r[1].map(|l| l.to_pool_p99_ms), 3),
+            "",
+        );
+        row(
+            "miner answer p50, ms",
+            fmt(r[0].map(|l| l.answer_p50_ms), 3),
+            fmt(r[1].map(|l| l.answer_p50_ms), 3),
+            "",
+        );
+        row(
+            "miner answer p99, ms",
+            fmt(r[0].map(|l| l.answer_p99_ms), 3),
+            fmt(r[1].map(|l| l.answer_p99_ms), 3),
             "",
         );
         if let (Some(d), Some(h)) = (r[0], r[1]) {
-            let added50 = h.p50_ms - d.p50_ms;
-            let added99 = h.p99_ms - d.p99_ms;
+            let added50 = h.to_pool_p50_ms - d.to_pool_p50_ms;
+            let added99 = h.to_pool_p99_ms - d.to_pool_p99_ms;
             report.insert("latency_added_p50_ms".into(), json!(added50));
             report.insert("latency_added_p99_ms".into(), json!(added99));
             row(
-                "added latency p50, ms",
+                "added latency to pool p50, ms",
                 "".into(),
                 fmt(Some(added50), 3),
                 "",
             );
             row(
-                "added latency p99, ms",
+                "added latency to pool p99, ms",
                 "".into(),
                 fmt(Some(added99), 3),
                 "<= 1",

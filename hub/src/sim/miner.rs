@@ -96,6 +96,8 @@ pub struct SubmittedShare {
     pub nonce: u32,
     pub version_bits: Option<u32>,
     pub difficulty: f64,
+    /// When it was handed to the socket writer.
+    pub sent_at: Instant,
 }
 
 /// A snapshot of what the miner did and saw.
@@ -283,6 +285,8 @@ struct Work {
     en1: Vec<u8>,
     en2_size: usize,
     mask: u32,
+    /// extranonce2 counter the units count from (moves on a mask change).
+    en2_base: u64,
     unit: u64,
     nonce: u64,
     en2: Vec<u8>,
@@ -292,13 +296,33 @@ struct Work {
 }
 
 impl Work {
-    fn start_unit(&mut self, ntime_ahead: Option<u32>) {
-        let (en2_counter, roll) = if self.mask != 0 {
-            // ASIC style: roll version bits first, extranonce2 when they run out.
-            let combos = 1u64 << self.mask.count_ones().min(32);
-            (self.unit / combos, (self.unit % combos) as u32 + 1)
+    /// Version-bit combinations per extranonce2 under the current mask.
+    fn combos(&self) -> u64 {
+        if self.mask != 0 {
+            1u64 << self.mask.count_ones().min(32)
         } else {
-            (self.unit, 0)
+            1
+        }
+    }
+
+    /// A new mask in the middle of a job: continue on a fresh extranonce2 so no (extranonce2,
+    /// version, nonce) is ever hashed twice (which would submit duplicates).
+    fn change_mask(&mut self, mask: u32) {
+        self.en2_base += self.unit / self.combos() + 1;
+        self.mask = mask;
+        self.unit = 0;
+        // Rebuilt lazily by the next mining step.
+        self.hasher = None;
+    }
+
+    fn start_unit(&mut self, ntime_ahead: Option<u32>) {
+        // ASIC style: roll version bits first, extranonce2 when they run out.
+        let combos = self.combos();
+        let en2_counter = self.en2_base + self.unit / combos;
+        let roll = if self.mask != 0 {
+            (self.unit % combos) as u32 + 1
+        } else {
+            0
         };
         let bytes = en2_counter.to_be_bytes();
         self.en2 = vec![0u8; self.en2_size];
@@ -539,9 +563,7 @@ impl Conn<'_> {
                         let mask = self.mask;
                         self.stats(|s| s.version_mask = Some(mask));
                         if let Some(w) = self.work.as_mut() {
-                            w.mask = mask;
-                            w.unit = 0;
-                            w.start_unit(self.config.ntime_ahead);
+                            w.change_mask(mask);
                         }
                     }
                     Some(ServerRequest::Reconnect(r)) => {
@@ -598,7 +620,7 @@ impl Conn<'_> {
                         let Some(en1) = self.en1.clone() else {
                             return Flow::Continue;
                         };
-                        let mut work = Work {
+                        let work = Work {
                             job_id: n.job_id,
                             template,
                             target,
@@ -606,6 +628,7 @@ impl Conn<'_> {
                             en1,
                             en2_size: self.en2_size,
                             mask: self.mask,
+                            en2_base: 0,
                             unit: 0,
                             nonce: 0,
                             en2: Vec::new(),
@@ -613,7 +636,8 @@ impl Conn<'_> {
                             ntime: 0,
                             hasher: None,
                         };
-                        work.start_unit(self.config.ntime_ahead);
+                        // The header is built by the first mining step (`hasher: None`): an idle
+                        // miner pays only for parsing, so job broadcasts measure the server.
                         self.work = Some(work);
                     }
                 }
@@ -643,6 +667,9 @@ impl Conn<'_> {
         };
         let mut found: Vec<SubmittedShare> = Vec::new();
         let version_bits = |w: &Work| (w.mask != 0).then_some(w.version_bits);
+        if budget > 0 && work.hasher.is_none() {
+            work.start_unit(self.config.ntime_ahead);
+        }
         for _ in 0..budget {
             let Some(hasher) = work.hasher.as_ref() else {
                 break;
@@ -657,6 +684,7 @@ impl Conn<'_> {
                     nonce,
                     version_bits: version_bits(work),
                     difficulty: work.difficulty,
+                    sent_at: Instant::now(),
                 });
             }
             work.nonce += 1;

@@ -20,7 +20,7 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_util::codec::{FramedRead, LinesCodec};
@@ -102,6 +102,8 @@ pub struct AcceptedShare {
     pub difficulty: f64,
     /// Difficulty the hash actually achieved.
     pub hash_difficulty: f64,
+    /// When the pool read the submit.
+    pub received_at: Instant,
 }
 
 /// Verdicts per worker name (as submitted).
@@ -792,6 +794,7 @@ impl Session<'_> {
             version,
             difficulty,
             hash_difficulty: crate::share::hash_difficulty(&hash),
+            received_at: Instant::now(),
         })
     }
 
