@@ -218,6 +218,7 @@ pub struct AssignmentRecord {
     pub end: Option<Time>,
     /// Why it began or ended, for people reading the ledger (e.g. `Lent: acme-s19-07 Dead`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = MAX_TEXT_LEN))]
     pub reason: Option<String>,
 }
 

@@ -270,7 +270,12 @@ fn constraints(schema: &JSONSchemaProps) -> String {
             .collect();
         parts.push(format!("one of {}", values.join(", ")));
     }
-    if let Some(p) = &schema.pattern {
+    // Quantities explain their format in words ("Format: ..."); their regex adds nothing there.
+    let explained = schema
+        .description
+        .as_deref()
+        .is_some_and(|d| d.contains("Format:"));
+    if let Some(p) = schema.pattern.as_ref().filter(|_| !explained) {
         parts.push(format!("pattern `{}`", p.replace('|', "\\|")));
     }
     if let Some(min) = schema.minimum {
