@@ -466,6 +466,8 @@ struct Pass<'w> {
     outcomes: Vec<ContractOutcome>,
     /// Threshold substitutes kept by phase 2, per contract.
     threshold_subs: BTreeMap<usize, Vec<usize>>,
+    /// Workers whose current placement is Substitute, by the contract they claim to serve.
+    current_subs: BTreeMap<usize, Vec<usize>>,
 }
 
 /// Run the allocation pass. Never fails: problems become contract conditions.
@@ -518,7 +520,15 @@ pub fn allocate(world: &World) -> Allocation {
         budget,
         outcomes,
         threshold_subs: BTreeMap::new(),
+        current_subs: BTreeMap::new(),
     };
+    for (w, worker) in world.workers.iter().enumerate() {
+        if worker.placement.role == Role::Substitute
+            && let Some(c) = pass.current_contract(w)
+        {
+            pass.current_subs.entry(c).or_default().push(w);
+        }
+    }
     pass.claim_primaries();
     let needs = pass.keep_or_release();
     pass.fill(needs);
@@ -641,14 +651,10 @@ impl<'w> Pass<'w> {
     /// Current substitutes of contract `c` that may stay (healthy enough, eligible, not claimed),
     /// releasing the others. Returned in name order.
     fn retained_substitutes(&mut self, c: usize) -> Vec<usize> {
-        let name = self.world.contracts[c].name.as_str();
+        let world = self.world;
         let mut kept = Vec::new();
-        for (w, worker) in self.world.workers.iter().enumerate() {
-            if worker.placement.role != Role::Substitute
-                || worker.placement.contract.as_deref() != Some(name)
-            {
-                continue;
-            }
+        for w in self.current_subs.remove(&c).unwrap_or_default() {
+            let worker = &world.workers[w];
             if self.by_name.get(worker.name.as_str()) != Some(&w) || self.primary_of[w].is_some() {
                 continue; // duplicate name, or reclaimed by its own contract
             }
@@ -925,14 +931,23 @@ impl<'w> Pass<'w> {
                 .then_with(|| wa.name.cmp(&wb.name))
         });
         let mut taken = vec![false; self.world.workers.len()];
+        let mut selector_cache: BTreeMap<Option<&Selector>, Vec<usize>> = BTreeMap::new();
         for c in self.fill_order() {
             let Some(need) = pending.remove(&c) else {
                 continue;
             };
-            let candidates: Vec<usize> = free
+            // Selector matches are cached per distinct selector (contracts share a few).
+            let selector = self.world.contracts[c].spare_selector.as_ref();
+            let matching = selector_cache.entry(selector).or_insert_with(|| {
+                free.iter()
+                    .copied()
+                    .filter(|&w| selector.is_none_or(|s| s.matches(&self.world.workers[w].labels)))
+                    .collect()
+            });
+            let candidates: Vec<usize> = matching
                 .iter()
                 .copied()
-                .filter(|&w| !taken[w] && self.eligible_owner_and_selector(w, c))
+                .filter(|&w| !taken[w] && self.owner_allows(w, c))
                 .collect();
             match need {
                 Need::Cover(originals) => self.fill_cover(c, originals, candidates, &mut taken),
