@@ -2,3 +2,4 @@
 pub mod scheduler;
 pub mod crd;
 pub mod quantity;
+pub mod local;

@@ -1,0 +1,160 @@
+//! The state file next to the manifests (`DIR/.hashsched-state.json`): what the Kubernetes
+//! operator keeps in the objects' status subresources, local mode keeps here, so a restart loses
+//! nothing — worker phases and health state, assignments, contract ledgers, lend/return history.
+//!
+//! Written atomically (temp file in the same directory, fsync, rename), so a crash mid-write
+//! leaves the previous state intact. A state file that cannot be read is an error at start,
+//! never silently replaced: it holds money (SLA credit).
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::store::{StatusDocument, Statuses};
+use crate::scheduler::cycle::CycleMemory;
+
+/// File name of the state file inside the manifests folder (hidden: manifests loading skips it).
+pub const STATE_FILE_NAME: &str = ".hashsched-state.json";
+/// Version of the file's layout.
+pub const STATE_VERSION: u32 = 1;
+/// Largest state file read.
+const MAX_STATE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why the state file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("cannot read state file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "state file {path} is not a hashsched state file ({detail}); move it away to start from the manifests alone"
+    )]
+    Parse { path: PathBuf, detail: String },
+    #[error("cannot write state file {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Everything local mode carries across restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalState {
+    pub version: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved_at: Option<Timestamp>,
+    /// The scheduler's memory between cycles (health states, placements, ledgers, routing).
+    #[serde(default)]
+    pub memory: CycleMemory,
+    /// The objects' statuses, as `kubectl get -o yaml` would show them.
+    #[serde(default)]
+    pub statuses: Statuses,
+    /// The last status tables (what `hashsched status --manifests DIR` prints).
+    #[serde(default)]
+    pub last_status: StatusDocument,
+}
+
+/// The state file of a manifests folder.
+pub fn state_path(manifests_dir: &Path) -> PathBuf {
+    manifests_dir.join(STATE_FILE_NAME)
+}
+
+/// Reads the state file; `Ok(None)` when there is none yet.
+pub fn load(path: &Path) -> Result<Option<LocalState>, StateError> {
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(StateError::Read {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    if meta.len() > MAX_STATE_BYTES {
+        return Err(StateError::Parse {
+            path: path.to_owned(),
+            detail: format!("larger than {MAX_STATE_BYTES} bytes"),
+        });
+    }
+    let bytes = std::fs::read(path).map_err(|source| StateError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let state: LocalState = serde_json::from_slice(&bytes).map_err(|e| StateError::Parse {
+        path: path.to_owned(),
+        detail: e.to_string(),
+    })?;
+    if state.version != STATE_VERSION {
+        return Err(StateError::Parse {
+            path: path.to_owned(),
+            detail: format!(
+                "layout version {} (this hashsched reads {STATE_VERSION})",
+                state.version
+            ),
+        });
+    }
+    Ok(Some(state))
+}
+
+/// Writes the state file atomically: a temp file in the same folder, fsync, rename over.
+pub fn save(path: &Path, state: &LocalState) -> Result<(), StateError> {
+    let err = |source| StateError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let mut state = state.clone();
+    state.version = STATE_VERSION;
+    let bytes = serde_json::to_vec_pretty(&state)
+        .map_err(|e| err(std::io::Error::other(e.to_string())))?;
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let file_name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(STATE_FILE_NAME);
+    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        Ok(())
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn save_then_load_round_trips_and_garbage_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_path(dir.path());
+        assert!(load(&path).unwrap().is_none());
+        let mut s = LocalState::default();
+        s.last_status.source = "local test".into();
+        s.memory.failover_counts.insert("acme".into(), 3);
+        save(&path, &s).unwrap();
+        let back = load(&path).unwrap().unwrap();
+        assert_eq!(back.memory.failover_counts.get("acme"), Some(&3));
+        assert_eq!(back.version, STATE_VERSION);
+        // No temp files left behind.
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+        std::fs::write(&path, b"{not json").unwrap();
+        let e = load(&path).unwrap_err().to_string();
+        assert!(e.contains("not a hashsched state file"), "{e}");
+    }
+}

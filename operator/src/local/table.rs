@@ -1,0 +1,301 @@
+//! The tables `hashsched status`, the demo's live view and its summary print: pure functions from
+//! rows to text, aligned like `kubectl get`.
+
+use jiff::Timestamp;
+
+use super::store::{ContractRow, PoolRow, StatusDocument, WorkerRow};
+use crate::scheduler::fmt_hashrate;
+
+/// Left-aligned columns separated by three spaces; the header is the first row.
+pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
+    let cols = header.len();
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, cell) in r.iter().enumerate().take(cols) {
+            width[i] = width[i].max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut l = String::new();
+        for (i, c) in cells.enumerate().take(cols) {
+            if i + 1 == cols {
+                l.push_str(c);
+            } else {
+                l.push_str(c);
+                let pad = width[i].saturating_sub(c.chars().count()) + 3;
+                l.extend(std::iter::repeat_n(' ', pad));
+            }
+        }
+        out.push_str(l.trim_end());
+        out.push('\n');
+    };
+    line(&mut header.iter().copied());
+    for r in rows {
+        line(&mut r.iter().map(String::as_str));
+    }
+    out
+}
+
+fn or_dash(s: Option<&str>) -> String {
+    s.filter(|s| !s.is_empty()).unwrap_or("-").to_owned()
+}
+
+/// `12s ago`, `3m ago`, `2h ago`; `-` when unknown.
+pub fn ago(t: Option<Timestamp>, now: Timestamp) -> String {
+    let Some(t) = t else {
+        return "-".into();
+    };
+    let secs = (now.as_millisecond().saturating_sub(t.as_millisecond()) / 1000).max(0);
+    match secs {
+        s if s < 120 => format!("{s}s ago"),
+        s if s < 7200 => format!("{}m ago", s / 60),
+        s if s < 172_800 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86400),
+    }
+}
+
+fn percent(x: Option<f64>) -> String {
+    match x {
+        Some(x) if x.is_finite() => format!("{:.2}%", x * 100.0),
+        _ => "-".into(),
+    }
+}
+
+/// Workers: phase, hashrate (measured / expected), assignment, owner, pool, last share.
+pub fn workers_table(rows: &[WorkerRow], now: Timestamp) -> String {
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|w| {
+            let assignment = match (&w.contract, &w.role) {
+                (Some(c), Some(r)) => match &w.replaces {
+                    Some(x) => format!("{c} ({r} for {x})"),
+                    None => format!("{c} ({r})"),
+                },
+                (None, Some(r)) => format!("house ({r})"),
+                _ => "-".into(),
+            };
+            vec![
+                w.name.clone(),
+                w.phase.clone(),
+                w.hashrate.map(fmt_hashrate).unwrap_or_else(|| "-".into()),
+                fmt_hashrate(w.expected),
+                assignment,
+                w.owner.clone(),
+                or_dash(w.pool.as_deref()),
+                ago(w.last_share, now),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "WORKER",
+            "PHASE",
+            "HASHRATE",
+            "EXPECTED",
+            "ASSIGNMENT",
+            "OWNER",
+            "POOL",
+            "LAST SHARE",
+        ],
+        &body,
+    )
+}
+
+/// Contracts: customer, mode, phase, contracted, delivered, uptime, shortfall, credit, failovers.
+pub fn contracts_table(rows: &[ContractRow]) -> String {
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|c| {
+            let credit = match &c.currency {
+                Some(cur) => format!("{:.4} {cur}", c.credit),
+                None => format!("{:.4}", c.credit),
+            };
+            vec![
+                c.name.clone(),
+                c.customer.clone(),
+                c.mode.clone(),
+                c.phase.clone(),
+                c.contracted.map(fmt_hashrate).unwrap_or_else(|| "-".into()),
+                c.delivered.map(fmt_hashrate).unwrap_or_else(|| "-".into()),
+                format!(
+                    "{} ({}/{})",
+                    percent(c.uptime),
+                    c.up_slots,
+                    c.observed_slots
+                ),
+                format!("{:.6}", c.shortfall_th_hours),
+                credit,
+                c.failovers.to_string(),
+                if c.workers.is_empty() {
+                    "-".into()
+                } else {
+                    c.workers.join(",")
+                },
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "CONTRACT",
+            "CUSTOMER",
+            "MODE",
+            "PHASE",
+            "CONTRACTED",
+            "DELIVERED",
+            "UPTIME (UP/SLOTS)",
+            "SHORTFALL TH/s·h",
+            "CREDIT",
+            "FAILOVERS",
+            "WORKERS",
+        ],
+        &body,
+    )
+}
+
+/// Pools as the hub sees them.
+pub fn pools_table(rows: &[PoolRow]) -> String {
+    let body: Vec<Vec<String>> = rows
+        .iter()
+        .map(|p| {
+            vec![
+                p.name.clone(),
+                if p.up { "up" } else { "down" }.into(),
+                p.workers.to_string(),
+                p.accepted.to_string(),
+                p.rejected.to_string(),
+                p.switches.to_string(),
+                p.disconnects.to_string(),
+            ]
+        })
+        .collect();
+    render(
+        &[
+            "POOL",
+            "STATE",
+            "WORKERS",
+            "ACCEPTED",
+            "REJECTED",
+            "SWITCHES",
+            "DISCONNECTS",
+        ],
+        &body,
+    )
+}
+
+/// The whole status: a header line, the manifests error if any, and the three tables.
+pub fn status_text(doc: &StatusDocument, now: Timestamp) -> String {
+    let mut out = String::new();
+    out.push_str(&format!("{}", doc.source));
+    if let Some(h) = &doc.hub {
+        out.push_str(&format!(
+            " — hub {} on {} (routing generation {}, {} miner connection(s))",
+            h.name,
+            h.stratum,
+            h.routing_generation
+                .map(|g| g.to_string())
+                .unwrap_or_else(|| "-".into()),
+            h.connections
+        ));
+    }
+    if let Some(t) = doc.generated_at {
+        out.push_str(&format!(", as of {}", ago(Some(t), now)));
+    }
+    out.push('\n');
+    if let Some(e) = &doc.manifests_error {
+        out.push_str("\nMANIFESTS REFUSED (the last good ones stay in force):\n");
+        out.push_str(e);
+        out.push('\n');
+    }
+    out.push('\n');
+    out.push_str(&workers_table(&doc.workers, now));
+    out.push('\n');
+    out.push_str(&contracts_table(&doc.contracts));
+    if !doc.pools.is_empty() {
+        out.push('\n');
+        out.push_str(&pools_table(&doc.pools));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_align_and_missing_values_are_dashes() {
+        let now: Timestamp = "2026-07-01T00:01:00Z".parse().unwrap();
+        let rows = vec![
+            WorkerRow {
+                name: "acme-01".into(),
+                phase: "Healthy".into(),
+                hashrate: Some(201_000.0),
+                expected: 200_000.0,
+                contract: Some("acme-m2m".into()),
+                role: Some("Primary".into()),
+                owner: "acme".into(),
+                pool: Some("acme-primary".into()),
+                last_share: Some("2026-07-01T00:00:58Z".parse().unwrap()),
+                ..WorkerRow::default()
+            },
+            WorkerRow {
+                name: "spare-1".into(),
+                phase: "Unknown".into(),
+                expected: 150_000.0,
+                role: Some("Spare".into()),
+                owner: "house".into(),
+                ..WorkerRow::default()
+            },
+        ];
+        let t = workers_table(&rows, now);
+        let lines: Vec<&str> = t.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("WORKER    PHASE     HASHRATE"), "{t}");
+        assert!(lines[1].contains("201.0 kH/s"), "{t}");
+        assert!(lines[1].contains("acme-m2m (Primary)"), "{t}");
+        assert!(lines[1].ends_with("2s ago"), "{t}");
+        assert!(lines[2].contains("house (Spare)"), "{t}");
+        assert!(lines[2].ends_with('-'), "{t}");
+        // Every row's POOL column starts where the header's does.
+        let col = lines[0].find("POOL").unwrap();
+        assert_eq!(&lines[1][col..col + 12], "acme-primary");
+    }
+
+    #[test]
+    fn contracts_show_uptime_slots_credit_and_failovers() {
+        let rows = vec![ContractRow {
+            name: "acme-m2m".into(),
+            customer: "acme".into(),
+            mode: "MinerToMiner".into(),
+            phase: "Active".into(),
+            contracted: Some(600_000.0),
+            delivered: Some(590_000.0),
+            uptime: Some(0.9),
+            observed_slots: 10,
+            up_slots: 9,
+            shortfall_th_hours: 0.0000125,
+            credit: 0.5,
+            currency: Some("USD".into()),
+            failovers: 2,
+            workers: vec!["acme-01".into(), "spare-1→acme-02".into()],
+            ..ContractRow::default()
+        }];
+        let t = contracts_table(&rows);
+        assert!(t.contains("90.00% (9/10)"), "{t}");
+        assert!(t.contains("0.5000 USD"), "{t}");
+        assert!(t.contains("600.0 kH/s"), "{t}");
+        assert!(t.contains("0.000013"), "{t}");
+        assert!(t.contains("spare-1→acme-02"), "{t}");
+        assert!(t.lines().nth(1).unwrap().contains("   2   "), "{t}");
+    }
+
+    #[test]
+    fn ago_is_coarse() {
+        let now: Timestamp = "2026-07-01T03:00:00Z".parse().unwrap();
+        let at = |s: &str| Some(s.parse::<Timestamp>().unwrap());
+        assert_eq!(ago(at("2026-07-01T02:59:00Z"), now), "60s ago");
+        assert_eq!(ago(at("2026-07-01T02:00:00Z"), now), "60m ago");
+        assert_eq!(ago(at("2026-06-30T00:00:00Z"), now), "27h ago");
+        assert_eq!(ago(None, now), "-");
+    }
+}
