@@ -846,3 +846,90 @@ fn cel_rules_and_operator_checks_say_the_same() {
         );
     }
 }
+
+/// The CEL rules themselves, evaluated by a CEL interpreter with the Kubernetes extension
+/// functions (kube's client-side validator), against the schema `crdgen` writes.
+fn cel_errors(doc: &Value) -> Vec<String> {
+    let kind = doc["kind"].as_str().unwrap();
+    let schema = admission::crd_schema(&crd_of(kind)).unwrap();
+    match kube::core::cel::Validator::new().validate(&schema, doc, None) {
+        Ok(()) => Vec::new(),
+        Err(errors) => errors.iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+#[test]
+fn cel_rules_accept_the_examples_and_refuse_what_they_promise() {
+    let mut checked = 0;
+    for (origin, doc) in example_documents() {
+        if doc["apiVersion"] == "hashsched.io/v1alpha1" {
+            assert_eq!(cel_errors(&doc), Vec::<String>::new(), "{origin}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 34, "every hashsched example went through CEL");
+
+    let hub = |spec: Value| {
+        json!({"apiVersion": "hashsched.io/v1alpha1", "kind": "StratumHub",
+            "metadata": {"name": "h", "namespace": "mining"}, "spec": spec})
+    };
+    let cases = [
+        (
+            contract(json!({"customer": "acme", "mode": "Threshold"})),
+            "mode Threshold needs spec.contractedHashrate",
+        ),
+        (
+            contract(json!({"customer": "acme", "mode": "MinerToMiner"})),
+            "mode MinerToMiner needs spec.workers or spec.workerSelector",
+        ),
+        (
+            contract(json!({"customer": "acme", "mode": "MinerToMiner", "workers": []})),
+            "mode MinerToMiner needs spec.workers or spec.workerSelector",
+        ),
+        (
+            contract(
+                json!({"customer": "acme", "mode": "MinerToMiner", "workers": ["a"],
+                "workerSelector": {"matchLabels": {"a": "b"}}}),
+            ),
+            "set spec.workers or spec.workerSelector, not both",
+        ),
+        (
+            contract(
+                json!({"customer": "acme", "mode": "MinerToMiner", "workers": ["a"],
+                "start": "2026-02-01T00:00:00Z", "end": "2026-01-01T00:00:00Z"}),
+            ),
+            "spec.end must be after spec.start",
+        ),
+        (
+            hub(json!({"unknownWorkers": "Quarantine"})),
+            "unknownWorkers: Quarantine needs spec.quarantinePool",
+        ),
+        (
+            hub(json!({"unknownWorkers": "HousePool", "housePools": []})),
+            "unknownWorkers: HousePool needs at least one entry in spec.housePools",
+        ),
+        (
+            json!({"apiVersion": "hashsched.io/v1alpha1", "kind": "Customer",
+                "metadata": {"name": "house", "namespace": "mining"}, "spec": {}}),
+            "the name \"house\" is reserved",
+        ),
+    ];
+    for (doc, needle) in cases {
+        let errors = cel_errors(&doc);
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "{doc}: {errors:?} lacks {needle:?}"
+        );
+    }
+    // And the near misses pass: a Threshold with a hashrate, a valid window, Quarantine with a pool.
+    for ok in [
+        contract(json!({"customer": "acme", "mode": "Threshold", "contractedHashrate": 5})),
+        contract(
+            json!({"customer": "acme", "mode": "MinerToMiner", "workers": ["a"],
+            "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:01Z"}),
+        ),
+        hub(json!({"unknownWorkers": "Quarantine", "quarantinePool": "house-pool"})),
+    ] {
+        assert_eq!(cel_errors(&ok), Vec::<String>::new(), "{ok}");
+    }
+}
