@@ -41,7 +41,7 @@ struct Args {
     /// Only these phases (comma separated: throughput,latency,memory).
     #[arg(long, value_delimiter = ',')]
     phases: Vec<String>,
-    /// Miners for the memory / broadcast phase (default 10,000; 2,000 with --quick).
+    /// Miners for the memory / broadcast phase (default 10,000).
     #[arg(long)]
     idle_miners: Option<usize>,
     /// Measure only the hub, no direct baseline.
@@ -539,7 +539,7 @@ async fn memory_and_broadcast(via: Via, n: usize) -> Result<Memory> {
             if Instant::now() > deadline {
                 bail!("a new job did not reach every miner within 60 s");
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         samples.push(latest.duration_since(t0).as_secs_f64() * 1000.0);
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -569,7 +569,7 @@ async fn bench(args: &Args) -> Result<()> {
     };
     let idle_miners = args
         .idle_miners
-        .unwrap_or(if args.quick { 2000 } else { 10_000 });
+        .unwrap_or(10_000);
     let started = Instant::now();
     let mut report = serde_json::Map::new();
     report.insert("quick".into(), json!(args.quick));

@@ -432,7 +432,8 @@ impl Conn<'_> {
         );
     }
 
-    fn handle_line(&mut self, line: &str, peer: SocketAddr) -> Flow {
+    /// `received`: when the line was read off the socket (job arrival time, before parsing).
+    fn handle_line(&mut self, line: &str, received: Instant, peer: SocketAddr) -> Flow {
         let msg = match protocol::parse_line(line) {
             Ok(m) => m,
             Err(e) => {
@@ -611,7 +612,7 @@ impl Conn<'_> {
                         self.stats(|s| {
                             s.jobs_received += 1;
                             s.last_job_id = Some(job_id);
-                            s.last_job_at = Some(Instant::now());
+                            s.last_job_at = Some(received);
                             s.difficulty = d;
                         });
                         let Ok(target) = Target::from_difficulty(d) else {
@@ -782,7 +783,7 @@ async fn run(
                         },
                         line = lines.next() => match line {
                             Some(Ok(l)) => {
-                                if let Flow::Close = conn.handle_line(&l, peer) {
+                                if let Flow::Close = conn.handle_line(&l, Instant::now(), peer) {
                                     next = conn.reconnect_to.take();
                                     break;
                                 }
