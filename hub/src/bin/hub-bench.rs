@@ -567,9 +567,7 @@ async fn bench(args: &Args) -> Result<()> {
     } else {
         vec![Via::Direct, Via::Hub]
     };
-    let idle_miners = args
-        .idle_miners
-        .unwrap_or(10_000);
+    let idle_miners = args.idle_miners.unwrap_or(10_000);
     let started = Instant::now();
     let mut report = serde_json::Map::new();
     report.insert("quick".into(), json!(args.quick));
