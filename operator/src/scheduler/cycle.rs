@@ -606,6 +606,17 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
             *delivered.entry(c).or_default() += d;
         }
     }
+    let mut assigned_by_contract: BTreeMap<&str, Vec<(String, Role, Option<String>)>> =
+        BTreeMap::new();
+    for (n, pl) in &placements {
+        if let (Some(c), true) = (pl.contract.as_deref(), pl.role.serves()) {
+            assigned_by_contract.entry(c).or_default().push((
+                n.clone(),
+                pl.role,
+                pl.covers.clone(),
+            ));
+        }
+    }
     let mut contract_reports = Vec::with_capacity(plans.len());
     for p in &plans {
         let spec = &p.object.spec;
@@ -671,11 +682,9 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
         } else {
             ContractPhase::Active
         };
-        let assigned = placements
-            .iter()
-            .filter(|(_, pl)| pl.contract.as_deref() == Some(p.name.as_str()) && pl.role.serves())
-            .map(|(n, pl)| (n.clone(), pl.role, pl.covers.clone()))
-            .collect();
+        let assigned = assigned_by_contract
+            .remove(p.name.as_str())
+            .unwrap_or_default();
         next.ledgers.insert(p.name.clone(), ledger.clone());
         next.reassignments.insert(p.name.clone(), times.clone());
         next.failover_counts.insert(p.name.clone(), failovers);
