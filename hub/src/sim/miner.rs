@@ -33,6 +33,11 @@ use tracing::debug;
 const NONCES_PER_UNIT: u64 = 1 << 24;
 /// Hashes done per step when mining at full speed (then the task yields).
 const FULL_SPEED_STEP: u64 = 512;
+/// Most hashes one throttled step does, so one miner never holds a runtime thread for long
+/// (about 20 ms with SHA extensions). Real sha256d is done for every hash: a simulated fleet
+/// costs CPU in proportion to its total hash rate, so demos use small rates and tiny
+/// difficulties.
+const MAX_STEP_HASHES: u64 = 1 << 16;
 
 /// Miner settings; `MinerConfig::new(worker)` gives firmware-like defaults.
 #[derive(Debug, Clone)]
@@ -801,8 +806,11 @@ async fn run(
                             let budget = match hashrate {
                                 Some(h) => {
                                     let dt = now.duration_since(last_tick).as_secs_f64().min(1.0);
-                                    carry += h.max(0.0) * dt;
-                                    let b = carry.floor();
+                                    // Faster than this machine can hash: do what fits in one
+                                    // step and drop the rest (at most 1 s of backlog).
+                                    let h = if h.is_finite() { h.max(0.0) } else { 0.0 };
+                                    carry = (carry + h * dt).min(h.max(1.0));
+                                    let b = carry.floor().min(MAX_STEP_HASHES as f64);
                                     carry -= b;
                                     b as u64
                                 }

@@ -6,6 +6,25 @@
 //! the [`miner::SimMiner`] really hashes headers at a throttled rate, so shares arrive as a
 //! Poisson process. Both run in-process on a tokio runtime over real TCP on 127.0.0.1 and expose
 //! simple handles to control them (stall, die, refuse, go silent, …) and to read what happened.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! use hashsched_hub::sim::{miner::{MinerConfig, SimMiner}, pool::{PoolConfig, SimPool}};
+//! use hashsched_hub::share::HASHES_PER_DIFFICULTY;
+//! // A pool at difficulty 1e-6 and a miner finding about 2 shares/s there.
+//! let pool = SimPool::start(PoolConfig { difficulty: 1e-6, ..PoolConfig::default() }).await?;
+//! let miner = SimMiner::spawn(pool.addr(), MinerConfig {
+//!     hashrate: Some(2.0 * 1e-6 * HASHES_PER_DIFFICULTY),
+//!     ..MinerConfig::new("alice.rig1")
+//! });
+//! miner.wait_for(std::time::Duration::from_secs(30), |s| s.accepted >= 10).await.ok();
+//! assert_eq!(pool.worker("alice.rig1").accepted, miner.stats().accepted);
+//! # Ok(()) }
+//! ```
+//!
+//! Every hash is real sha256d, so a simulated fleet costs CPU in proportion to its total hash
+//! rate (a few MH/s per core with SHA extensions): give simulated miners small rates and the
+//! hub/pool tiny difficulties (fractional difficulties are fine, e.g. 1e-6).
 
 pub mod miner;
 pub mod pool;
