@@ -34,7 +34,7 @@ use crate::routing::{ResolvedPool, Route, WorkerDecision};
 use crate::server::Shared;
 use crate::share::{HASHES_PER_DIFFICULTY, Target};
 use crate::stats::{WorkerEntry, unix_now};
-use crate::upstream::{SessionHandle, UpSubmit};
+use crate::upstream::{Reply, SessionHandle, UpSubmit};
 use crate::vardiff::Vardiff;
 
 /// Messages to a miner connection.
@@ -57,6 +57,8 @@ pub enum ToMiner {
     Reconnect { reason: &'static str },
     /// Close the connection.
     Close { reason: &'static str },
+    /// A ready answer line (the pool's verdict on a forwarded share).
+    Answer(String),
 }
 
 /// How the router and sessions reach a miner.
@@ -360,6 +362,7 @@ impl Miner {
                 return Err(reason);
             }
             ToMiner::Close { reason } => return Err(reason),
+            ToMiner::Answer(line) => self.write(line),
         }
         Ok(())
     }
@@ -795,16 +798,22 @@ impl Miner {
                 version_bits: (variant.job.pool_version_mask != 0).then_some(bits),
                 difficulty: d,
                 received,
+                reply: Some(Reply {
+                    link: self.link.clone(),
+                    id: id.clone(),
+                }),
             };
             entry.lock().forwarded(d, now);
             if !session.submit(up) {
                 entry.lock().verdict(ShareResult::Lost, d);
                 warn!(worker = %entry.name, "pool session gone before the share could be forwarded; counted as lost");
+                self.reply_error(&id, error_code::OTHER, "pool session unavailable");
             }
+            // The pool's verdict answers the miner (ToMiner::Answer).
         } else {
             entry.lock().record(ShareResult::BelowTarget, d, now);
+            self.write(protocol::true_line(&id));
         }
-        self.write(protocol::true_line(&id));
         if let Some(nd) = self.vardiff.on_share(&self.sh.config.vardiff, d, now) {
             self.announce_difficulty(nd);
         }

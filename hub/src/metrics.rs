@@ -235,12 +235,15 @@ struct StateCollector {
     source: Arc<dyn SnapshotSource>,
 }
 
-fn gauge_f64(
+fn gauge<N>(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    rows: impl Iterator<Item = (Vec<(&'static str, String)>, f64)>,
-) -> Result<(), std::fmt::Error> {
+    rows: impl Iterator<Item = (Vec<(&'static str, String)>, N)>,
+) -> Result<(), std::fmt::Error>
+where
+    ConstGauge<N>: EncodeMetric,
+{
     let mut rows = rows.peekable();
     if rows.peek().is_none() {
         return Ok(());
@@ -251,6 +254,10 @@ fn gauge_f64(
         g.encode(m.encode_family(&labels)?)?;
     }
     Ok(())
+}
+
+fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }
 
 fn counter<N>(
@@ -277,13 +284,11 @@ impl Collector for StateCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = self.source.snapshot();
         let w = |f: &WorkerFacts| vec![(label::WORKER, f.worker.clone())];
-        gauge_f64(
+        gauge(
             &mut enc,
             WORKER_CONNECTED,
             "1 when the worker has an authorized miner connection",
-            s.workers
-                .iter()
-                .map(|f| (w(f), if f.connected { 1.0 } else { 0.0 })),
+            s.workers.iter().map(|f| (w(f), i64::from(f.connected))),
         )?;
         // Only buckets that ever happened get a series (bounded: at most 7 per worker).
         counter(
@@ -324,13 +329,13 @@ impl Collector for StateCollector {
                 })
             }),
         )?;
-        gauge_f64(
+        gauge(
             &mut enc,
             WORKER_SHARES_PENDING,
             "Forwarded shares waiting for the pool's verdict",
-            s.workers.iter().map(|f| (w(f), f.pending as f64)),
+            s.workers.iter().map(|f| (w(f), to_i64(f.pending))),
         )?;
-        gauge_f64(
+        gauge(
             &mut enc,
             WORKER_HASHRATE,
             "Hashrate from locally valid shares over a window",
@@ -346,7 +351,7 @@ impl Collector for StateCollector {
                 })
             }),
         )?;
-        gauge_f64(
+        gauge(
             &mut enc,
             WORKER_LAST_SHARE,
             "Unix time of the last locally valid share",
@@ -354,7 +359,7 @@ impl Collector for StateCollector {
                 .iter()
                 .filter_map(|f| f.last_share_unix.map(|t| (w(f), t))),
         )?;
-        gauge_f64(
+        gauge(
             &mut enc,
             WORKER_DIFFICULTY,
             "Miner-facing difficulty",
@@ -362,7 +367,7 @@ impl Collector for StateCollector {
                 .iter()
                 .filter_map(|f| f.miner_difficulty.map(|d| (w(f), d))),
         )?;
-        gauge_f64(
+        gauge(
             &mut enc,
             WORKER_INFO,
             "Pool and assignment of the worker (value is always 1)",
@@ -381,19 +386,19 @@ impl Collector for StateCollector {
                         ),
                         (label::ROLE, f.labels.role.clone().unwrap_or_default()),
                     ],
-                    1.0,
+                    1i64,
                 )
             }),
         )?;
 
         let p = |f: &PoolFacts| vec![(label::POOL, f.pool.clone())];
-        gauge_f64(
+        gauge(
             &mut enc,
             POOL_UP,
             "1 when at least one upstream session is authorized",
-            s.pools.iter().map(|f| (p(f), if f.up { 1.0 } else { 0.0 })),
+            s.pools.iter().map(|f| (p(f), i64::from(f.up))),
         )?;
-        gauge_f64(
+        gauge(
             &mut enc,
             POOL_LATENCY,
             "Smoothed submit round-trip time",
@@ -401,19 +406,19 @@ impl Collector for StateCollector {
                 .iter()
                 .filter_map(|f| f.latency_seconds.map(|l| (p(f), l))),
         )?;
-        gauge_f64(
+        gauge(
             &mut enc,
             POOL_SESSIONS,
             "Upstream sessions",
-            s.pools.iter().map(|f| (p(f), f.sessions as f64)),
+            s.pools.iter().map(|f| (p(f), to_i64(f.sessions))),
         )?;
-        gauge_f64(
+        gauge(
             &mut enc,
             POOL_WORKERS,
             "Workers whose shares go to this pool",
-            s.pools.iter().map(|f| (p(f), f.workers as f64)),
+            s.pools.iter().map(|f| (p(f), to_i64(f.workers))),
         )?;
-        gauge_f64(
+        gauge(
             &mut enc,
             POOL_DIFFICULTY,
             "Pool difficulty of the newest session",
@@ -453,23 +458,23 @@ impl Collector for StateCollector {
             s.pools.iter().map(|f| (p(f), f.disconnects)),
         )?;
 
-        gauge_f64(
+        gauge(
             &mut enc,
             HUB_CONNECTIONS,
             "Open miner connections",
-            std::iter::once((Vec::new(), s.connections as f64)),
+            std::iter::once((Vec::new(), to_i64(s.connections))),
         )?;
-        gauge_f64(
+        gauge(
             &mut enc,
             HUB_ROUTING_GENERATION,
             "Generation of the routing document in effect",
-            std::iter::once((Vec::new(), s.routing_generation as f64)),
+            std::iter::once((Vec::new(), to_i64(s.routing_generation))),
         )?;
-        gauge_f64(
+        gauge(
             &mut enc,
             HUB_SHARES_PENDING,
             "Forwarded shares waiting for a pool verdict",
-            std::iter::once((Vec::new(), s.pending as f64)),
+            std::iter::once((Vec::new(), to_i64(s.pending))),
         )?;
         Ok(())
     }

@@ -96,6 +96,21 @@ pub struct UpSubmit {
     /// Miner-facing difficulty the share is credited at.
     pub difficulty: f64,
     pub received: Instant,
+    /// Where the pool's verdict goes: the miner gets the pool's answer under its own request id.
+    pub reply: Option<Reply>,
+}
+
+/// The miner waiting for a forwarded share's verdict.
+#[derive(Debug)]
+pub struct Reply {
+    pub link: MinerLink,
+    pub id: Value,
+}
+
+impl Reply {
+    fn answer(self, line: String) {
+        self.link.send(ToMiner::Answer(line));
+    }
 }
 
 /// Commands to a session task.
@@ -215,6 +230,7 @@ enum Pending {
         worker: Arc<WorkerEntry>,
         difficulty: f64,
         sent: Instant,
+        reply: Option<Reply>,
     },
     Authorize(Arc<str>),
 }
@@ -444,10 +460,21 @@ impl Session {
         let mut n = 0u64;
         for p in lost {
             if let Pending::Submit {
-                worker, difficulty, ..
+                worker,
+                difficulty,
+                reply,
+                ..
             } = p
             {
                 worker.lock().verdict(ShareResult::Lost, difficulty);
+                if let Some(r) = reply {
+                    let l = protocol::error_line(
+                        &r.id,
+                        protocol::error_code::OTHER,
+                        "pool connection lost before its verdict",
+                    );
+                    r.answer(l);
+                }
                 n += 1;
             }
         }
@@ -473,10 +500,21 @@ impl Session {
             .collect();
         for id in expired {
             if let Some(Pending::Submit {
-                worker, difficulty, ..
+                worker,
+                difficulty,
+                reply,
+                ..
             }) = self.pending.remove(&id)
             {
                 worker.lock().verdict(ShareResult::Lost, difficulty);
+                if let Some(r) = reply {
+                    let l = protocol::error_line(
+                        &r.id,
+                        protocol::error_code::OTHER,
+                        "pool did not answer in time",
+                    );
+                    r.answer(l);
+                }
                 self.counters().lost.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -545,6 +583,7 @@ impl Session {
                 worker: s.worker,
                 difficulty: s.difficulty,
                 sent: now,
+                reply: s.reply,
             },
         );
     }
@@ -685,6 +724,7 @@ impl Session {
                         worker,
                         difficulty,
                         sent,
+                        reply,
                     }) => {
                         self.counters()
                             .observe_latency(sent.elapsed().as_secs_f64());
@@ -692,15 +732,25 @@ impl Session {
                             worker.lock().verdict(ShareResult::Accepted, difficulty);
                             self.counters().accepted.fetch_add(1, Ordering::Relaxed);
                             self.accepted_batch += 1;
+                            if let Some(reply) = reply {
+                                let l = protocol::true_line(&reply.id);
+                                reply.answer(l);
+                            }
                         } else {
                             worker.lock().verdict(ShareResult::Rejected, difficulty);
                             self.counters().rejected.fetch_add(1, Ordering::Relaxed);
                             self.rejected_batch += 1;
-                            debug!(
-                                worker = %worker.name,
-                                error = %r.error.map(|e| e.to_string()).unwrap_or_default(),
-                                "pool rejected a share"
-                            );
+                            let (code, msg) = match &r.error {
+                                Some(e) => (e.code, format!("pool: {}", e.message)),
+                                None => {
+                                    (protocol::error_code::OTHER, "rejected by pool".to_owned())
+                                }
+                            };
+                            debug!(worker = %worker.name, code, error = %msg, "pool rejected a share");
+                            if let Some(reply) = reply {
+                                let l = protocol::error_line(&reply.id, code, &msg);
+                                reply.answer(l);
+                            }
                         }
                     }
                     Some(Pending::Authorize(user)) => {
