@@ -6,7 +6,7 @@
 mod routing_common;
 
 use hashsched_hub::sim::miner::{MinerConfig, SimMiner};
-use hashsched_hub::sim::pool::{PoolConfig, SimPool};
+use hashsched_hub::sim::pool::{ConfigureSupport, PoolConfig, SimPool};
 use hashsched_tests::{init_tracing, test_miner, test_pool};
 use routing_common::*;
 
@@ -196,4 +196,74 @@ async fn small_extranonce2_budget_falls_back_to_set_extranonce_or_reconnect() {
         f.shares.accepted, at_pools,
         "rig-plain: hub vs pools: {f:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_to_narrower_version_mask_tells_the_miner() {
+    init_tracing();
+    let wide = SimPool::start(PoolConfig {
+        name: "wide".into(),
+        ..test_pool(D)
+    })
+    .await
+    .expect("pool wide");
+    // Narrower than BIP 320's 0x1fffe000, then no version rolling at all.
+    let narrow = SimPool::start(PoolConfig {
+        name: "narrow".into(),
+        configure: ConfigureSupport::VersionRolling(0x0000_e000),
+        ..test_pool(D)
+    })
+    .await
+    .expect("pool narrow");
+    let none = SimPool::start(PoolConfig {
+        name: "none".into(),
+        configure: ConfigureSupport::NoVersionRolling,
+        ..test_pool(D)
+    })
+    .await
+    .expect("pool none");
+    let pools = || {
+        vec![
+            pool_spec("wide", &wide),
+            pool_spec("narrow", &narrow),
+            pool_spec("none", &none),
+        ]
+    };
+    let t = start_hub(document(1, pools(), &[("rig-1", &["wide"])])).await;
+    let m = SimMiner::spawn(t.hub.stratum_addr(), test_miner("rig-1", D, 20.0));
+    wait_accepted_at(&wide, "rig-1", 0, 5).await;
+    assert_eq!(m.stats().version_mask, Some(0x1fff_e000));
+
+    t.hub
+        .apply_routing(document(2, pools(), &[("rig-1", &["narrow"])]))
+        .expect("applies");
+    wait_accepted_at(&narrow, "rig-1", 0, 10).await;
+    assert_eq!(
+        m.stats().version_mask,
+        Some(0x0000_e000),
+        "miner told the narrower mask"
+    );
+
+    t.hub
+        .apply_routing(document(3, pools(), &[("rig-1", &["none"])]))
+        .expect("applies");
+    wait_accepted_at(&none, "rig-1", 0, 10).await;
+    assert_eq!(
+        m.stats().version_mask,
+        Some(0),
+        "miner told: no version rolling"
+    );
+    assert_eq!(m.stats().connections, 1);
+
+    // Nothing rejected for bad version bits at any pool, nothing lost.
+    for p in [&wide, &narrow, &none] {
+        assert_eq!(
+            p.worker(&upstream("rig-1")).rejected_total(),
+            0,
+            "{}: {:?}",
+            p.config().name,
+            p.worker(&upstream("rig-1"))
+        );
+    }
+    assert_conservation(&t.hub, &[&m], &[&wide, &narrow, &none]).await;
 }
