@@ -271,3 +271,35 @@ fn a_dead_rented_miner_is_replaced_accounted_and_given_back() {
     let out2 = cycle(&o, &script(back_at + 905), back_at + 905, &restarted);
     assert!(out2.changes.is_empty(), "{:?}", out2.changes);
 }
+
+#[test]
+fn facts_are_indexed_by_worker_name_through_the_stratum_user() {
+    use hashsched_operator::crd::{WorkerOwner, WorkerSpec};
+    use hashsched_operator::quantity::Hashrate;
+    use hashsched_operator::scheduler::cycle::facts_by_worker;
+    let spec = |user: Option<&str>| WorkerSpec {
+        asset_tag: None,
+        model: None,
+        owner: WorkerOwner::House,
+        expected_hashrate: Hashrate::from_terahashes(100),
+        stratum_user: user.map(Into::into),
+        hub: None,
+        maintenance: false,
+        description: None,
+    };
+    let workers = vec![
+        Worker::new("rig-1", spec(Some("farm.rig1"))),
+        Worker::new("rig-2", spec(None)),
+    ];
+    let mut stale = facts("farm.rig1", 1e14, 0, 0, 10);
+    stale.connected = false;
+    let fresh = facts("farm.rig1", 1e14, 0, 0, 20);
+    let other = facts("rig-2", 1e14, 0, 0, 5);
+    let stranger = facts("nobody", 1e14, 0, 0, 5);
+    let by = facts_by_worker(&workers, [fresh.clone(), stale, other, stranger]);
+    assert_eq!(by.keys().collect::<Vec<_>>(), ["rig-1", "rig-2"]);
+    assert_eq!(
+        by["rig-1"], fresh,
+        "connected report from another hub pod wins"
+    );
+}

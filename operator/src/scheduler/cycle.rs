@@ -123,6 +123,9 @@ impl WorkerReport {
     }
 }
 
+/// A worker serving a contract: (name, role, the original it covers).
+pub type AssignedWorker = (String, Role, Option<String>);
+
 /// One contract after the cycle.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContractReport {
@@ -144,8 +147,8 @@ pub struct ContractReport {
     pub recent_reassignments: Vec<Timestamp>,
     pub failover_count: u64,
     pub last_failover: Option<Timestamp>,
-    /// Serving workers: (name, role, covers).
-    pub assigned: Vec<(String, Role, Option<String>)>,
+    /// Serving workers.
+    pub assigned: Vec<AssignedWorker>,
 }
 
 impl ContractReport {
@@ -262,6 +265,40 @@ pub fn observation(facts: Option<&WorkerFacts>, as_of: Timestamp, window: Durati
         window_valid_shares: w.map(|w| w.shares).unwrap_or(0),
         window_seconds: w.map(|w| w.window_seconds as f64).unwrap_or(0.0),
     }
+}
+
+/// Index the hubs' facts by Worker name. The hub reports each worker under the name it
+/// authorized as (`WorkerFacts::worker`), which is the Worker's stratum user (default: its name).
+/// When several hub pods report the same worker, the connected report wins, then the one with
+/// the latest share.
+pub fn facts_by_worker(
+    workers: &[Worker],
+    facts: impl IntoIterator<Item = WorkerFacts>,
+) -> BTreeMap<String, WorkerFacts> {
+    let mut login_to_name: BTreeMap<&str, &str> = BTreeMap::new();
+    for w in workers {
+        if let Some(name) = worker_name(w) {
+            login_to_name.entry(w.stratum_user()).or_insert(name);
+            login_to_name.entry(name).or_insert(name);
+        }
+    }
+    let mut out: BTreeMap<String, WorkerFacts> = BTreeMap::new();
+    for f in facts {
+        let Some(&name) = login_to_name.get(f.worker.as_str()) else {
+            continue;
+        };
+        let better = |old: &WorkerFacts| {
+            (f.connected, f.last_share_unix.unwrap_or(f64::MIN))
+                > (old.connected, old.last_share_unix.unwrap_or(f64::MIN))
+        };
+        match out.get(name) {
+            Some(old) if !better(old) => {}
+            _ => {
+                out.insert(name.to_string(), f);
+            }
+        }
+    }
+    out
 }
 
 /// Hashrate accepted at the pools: the window's locally valid hashrate scaled by the pools'
@@ -606,8 +643,7 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
             *delivered.entry(c).or_default() += d;
         }
     }
-    let mut assigned_by_contract: BTreeMap<&str, Vec<(String, Role, Option<String>)>> =
-        BTreeMap::new();
+    let mut assigned_by_contract: BTreeMap<&str, Vec<AssignedWorker>> = BTreeMap::new();
     for (n, pl) in &placements {
         if let (Some(c), true) = (pl.contract.as_deref(), pl.role.serves()) {
             assigned_by_contract.entry(c).or_default().push((
@@ -826,5 +862,79 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
         routing,
         hub_objects,
         memory: next,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hashsched_hub::facts::{AssignmentLabels, ShareBuckets, WindowHashrate};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    #[test]
+    fn label_selectors_convert_and_bad_operators_are_spec_errors() {
+        let ls = LabelSelector {
+            match_labels: Some([("a".to_string(), "1".to_string())].into()),
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: "rack".into(),
+                operator: "In".into(),
+                values: Some(vec!["r1".into(), "r2".into()]),
+            }]),
+        };
+        let s = selector_from(&ls).unwrap();
+        let labels = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert!(s.matches(&labels(&[("a", "1"), ("rack", "r2")])));
+        assert!(!s.matches(&labels(&[("a", "1"), ("rack", "r3")])));
+        let mut bad = ls.clone();
+        bad.match_expressions.as_mut().unwrap()[0].operator = "Gt".into();
+        assert!(selector_from(&bad).unwrap_err().contains("\"Gt\""));
+    }
+
+    #[test]
+    fn observation_picks_the_nearest_window_and_delivered_scales_by_pool_acceptance() {
+        let w = |secs, shares| WindowHashrate {
+            window_seconds: secs,
+            hashes_per_second: 1e14,
+            shares,
+        };
+        let difficulty = ShareBuckets::<f64> {
+            accepted: 90.0,
+            rejected: 10.0,
+            ..ShareBuckets::default()
+        };
+        let f = WorkerFacts {
+            worker: "w".into(),
+            connected: true,
+            shares: ShareBuckets::default(),
+            difficulty,
+            pending: 0,
+            hashrate: vec![w(60, 30), w(300, 150), w(900, 450)],
+            last_share_unix: Some(1.7e9),
+            last_change_unix: Some(1.6e9),
+            miner_difficulty: Some(1024.0),
+            pool: None,
+            labels: AssignmentLabels::default(),
+        };
+        let now = Timestamp::from_second(1_700_000_001).unwrap();
+        let o = observation(Some(&f), now, Duration::from_secs(600));
+        assert_eq!(
+            (o.window_seconds, o.window_valid_shares),
+            (900.0, 450),
+            "600 s is as near 300 as 900: longer wins"
+        );
+        let o = observation(Some(&f), now, Duration::from_secs(240));
+        assert_eq!(o.window_seconds, 300.0);
+        assert_eq!(
+            o.connected_since,
+            Timestamp::from_second(1_600_000_000).ok()
+        );
+        assert!((delivered_hashrate(&f) - 0.9e14).abs() < 1.0);
+        let missing = observation(None, now, Duration::from_secs(600));
+        assert!(!missing.connected && missing.as_of == Some(now));
     }
 }

@@ -311,7 +311,7 @@ pub fn share_rate(
 /// `t_dead = ln(λ · 86400 / B) / λ`: the gap after which a healthy worker is called Dead at the
 /// budgeted rate `B` per worker-day. Never below `floor_secs`. Infinite when `λ` is not positive.
 pub fn dead_after_secs(shares_per_sec: f64, budget_per_day: f64, floor_secs: f64) -> f64 {
-    if !(shares_per_sec > 0.0) || !shares_per_sec.is_finite() {
+    if shares_per_sec.is_nan() || shares_per_sec <= 0.0 || shares_per_sec.is_infinite() {
         return f64::INFINITY;
     }
     let budget = if budget_per_day > 0.0 {
@@ -349,7 +349,7 @@ pub fn ln_factorial(n: u64) -> f64 {
 /// summed outward from `k` in log space, so it neither underflows for small p-values nor loses
 /// precision for large means).
 pub fn poisson_ln_cdf(k: u64, mu: f64) -> f64 {
-    if !(mu > 0.0) {
+    if mu.is_nan() || mu <= 0.0 {
         return 0.0;
     }
     if !mu.is_finite() {
@@ -464,7 +464,7 @@ fn raw_verdict(
             }
         };
     }
-    if !(expected_hashrate > 0.0) || !expected_hashrate.is_finite() {
+    if expected_hashrate.is_nan() || expected_hashrate <= 0.0 || expected_hashrate.is_infinite() {
         return raw(Verdict::Unknown, Reason::NoExpectedHashrate);
     }
     let lambda = share_rate(
