@@ -267,3 +267,115 @@ async fn switch_to_narrower_version_mask_tells_the_miner() {
     }
     assert_conservation(&t.hub, &[&m], &[&wide, &narrow, &none]).await;
 }
+
+/// What a miner sees on the wire during a switch that needs every message: a new extranonce
+/// (small extranonce2 at the new pool), a narrower version mask, the difficulty, and a clean job,
+/// in the order of STRATUM.md.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switch_messages_arrive_in_protocol_order() {
+    use hashsched_tests::RawClient;
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    init_tracing();
+    let a = SimPool::start(PoolConfig {
+        name: "a".into(),
+        ..test_pool(D)
+    })
+    .await
+    .expect("pool a");
+    let small = SimPool::start(PoolConfig {
+        name: "small".into(),
+        extranonce2_size: 4,
+        configure: ConfigureSupport::VersionRolling(0x0000_e000),
+        ..test_pool(D)
+    })
+    .await
+    .expect("pool small");
+    let t = start_hub(document(
+        1,
+        vec![pool_spec("pool-a", &a)],
+        &[("rig-raw", &["pool-a"])],
+    ))
+    .await;
+    let mut c = RawClient::connect(t.hub.stratum_addr())
+        .await
+        .expect("connect");
+    let wait = Duration::from_secs(20);
+    for (id, line) in [
+        (
+            1,
+            json!({"id":1,"method":"mining.configure","params":[["version-rolling"],{"version-rolling.mask":"1fffe000","version-rolling.min-bit-count":2}]}),
+        ),
+        (
+            2,
+            json!({"id":2,"method":"mining.subscribe","params":["raw/1.0"]}),
+        ),
+        (
+            3,
+            json!({"id":3,"method":"mining.extranonce.subscribe","params":[]}),
+        ),
+        (
+            4,
+            json!({"id":4,"method":"mining.authorize","params":["rig-raw","x"]}),
+        ),
+    ] {
+        c.send_line(&line.to_string()).await.expect("send");
+        let answer = c.read_answer(&json!(id), wait).await;
+        assert!(answer.is_some(), "no answer to request {id}");
+    }
+    // First job from pool a.
+    loop {
+        let line = c.read_line(wait).await.expect("first job");
+        let v: Value = serde_json::from_str(&line).expect("json");
+        if v["method"] == "mining.notify" {
+            break;
+        }
+    }
+
+    t.hub
+        .apply_routing(document(
+            2,
+            vec![pool_spec("pool-a", &a), pool_spec("pool-small", &small)],
+            &[("rig-raw", &["pool-small"])],
+        ))
+        .expect("applies");
+    let mut seen = Vec::new();
+    loop {
+        let line = c
+            .read_line(wait)
+            .await
+            .unwrap_or_else(|| panic!("no clean job after the switch; saw {seen:?}"));
+        let v: Value = serde_json::from_str(&line).expect("json");
+        let Some(method) = v["method"].as_str() else {
+            continue;
+        };
+        seen.push(method.to_string());
+        if method == "mining.set_extranonce" {
+            assert_eq!(
+                v["params"][1], 2,
+                "extranonce2 size fits the small pool: {v}"
+            );
+        }
+        if method == "mining.set_version_mask" {
+            assert_eq!(v["params"][0], "0000e000", "{v}");
+        }
+        if method == "mining.notify" {
+            assert_eq!(
+                v["params"][8], true,
+                "the first job after a switch is clean: {v}"
+            );
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "mining.set_extranonce",
+            "mining.set_version_mask",
+            "mining.set_difficulty",
+            "mining.notify"
+        ],
+        "switch message order"
+    );
+}
