@@ -294,6 +294,7 @@ async fn ask(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_miner_input_is_answered_or_closed_and_other_miners_are_unaffected() {
     init_tracing();
+    count_panics();
     let pool = SimPool::start(test_pool(POOL_D)).await.unwrap();
     let hub = start_hub(hub_config(&[pool.url()], MINER_D)).await;
     let good = SimMiner::spawn(hub.stratum_addr(), test_miner("ok.rig", MINER_D, 10.0));
@@ -428,9 +429,14 @@ async fn bad_miner_input_is_answered_or_closed_and_other_miners_are_unaffected()
     // The hub counted protocol errors.
     let text = hub.metrics_text();
     assert!(
-        metric_sum(&text, metrics::HUB_PROTOCOL_ERRORS_TOTAL) > 0.0,
-        "no protocol errors counted:\n{text}"
+        metric_sum_where(
+            &text,
+            metrics::HUB_PROTOCOL_ERRORS_TOTAL,
+            &[(metrics::label::SIDE, metrics::side::MINER)]
+        ) > 0.0,
+        "no miner protocol errors counted:\n{text}"
     );
+    assert_eq!(panics_seen(), 0, "something panicked");
 }
 
 /// A "pool" that answers subscribe with junk shapes, sends bad notifies and an oversized line.
@@ -471,6 +477,7 @@ fn broken_pool_script() -> Script {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_sending_garbage_is_failed_over_and_never_breaks_the_hub() {
     init_tracing();
+    count_panics();
     let bad = ScriptedPool::start(broken_pool_script()).await.unwrap();
     let good = SimPool::start(test_pool(POOL_D)).await.unwrap();
     let hub = start_hub(hub_config(&[bad.url(), good.url()], MINER_D)).await;
@@ -511,6 +518,16 @@ async fn a_pool_sending_garbage_is_failed_over_and_never_breaks_the_hub() {
     late.wait_for(DEADLINE, |s| s.accepted >= 3)
         .await
         .expect("hub still serving");
+    let text = hub.metrics_text();
+    assert!(
+        metric_sum_where(
+            &text,
+            metrics::HUB_PROTOCOL_ERRORS_TOTAL,
+            &[(metrics::label::SIDE, metrics::side::POOL)]
+        ) > 0.0,
+        "no pool protocol errors counted:\n{text}"
+    );
+    assert_eq!(panics_seen(), 0, "something panicked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

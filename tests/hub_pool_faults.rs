@@ -24,6 +24,7 @@ fn fast_failover(cfg: &mut hashsched_hub::config::HubConfig) {
 }
 
 fn miners(hub: &HubHandle, prefix: &str, n: usize) -> Vec<SimMiner> {
+    count_panics();
     (0..n)
         .map(|i| {
             let mut c = test_miner(&format!("{prefix}.{i}"), MINER_D, 10.0);
@@ -57,6 +58,7 @@ async fn settle_and_check(
     miners: &[SimMiner],
     pools: &[&SimPool],
 ) -> Vec<MinerStats> {
+    assert_eq!(panics_seen(), 0, "something panicked");
     for m in miners {
         m.stall();
     }

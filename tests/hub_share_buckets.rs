@@ -13,6 +13,7 @@ const T: Duration = Duration::from_secs(20);
 /// Configures (optionally with version rolling), subscribes and authorizes; returns
 /// (extranonce2 size, granted mask, first notify params).
 async fn handshake(c: &mut RawClient, worker: &str, rolling: bool) -> (usize, u32, Vec<Value>) {
+    count_panics();
     let mut mask = 0;
     if rolling {
         c.send_line(&json!({"id": 1, "method": "mining.configure", "params": [["version-rolling"], {"version-rolling.mask": "1fffe000", "version-rolling.min-bit-count": 2}]}).to_string())
@@ -123,6 +124,7 @@ async fn each_bad_share_gets_its_error_and_its_bucket() {
             .iter()
             .any(|s| s.version == 0x2000_2000)
     );
+    assert_eq!(panics_seen(), 0, "something panicked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

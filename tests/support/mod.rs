@@ -314,3 +314,43 @@ pub fn metric_sum(text: &str, metric: &str) -> f64 {
         })
         .sum()
 }
+
+/// Sum of the samples of `metric` whose labels include every `labels` pair.
+pub fn metric_sum_where(text: &str, metric: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name_labels, value) = l.rsplit_once(' ')?;
+            let (name, label_text) = match name_labels.split_once('{') {
+                Some((n, rest)) => (n, rest.trim_end_matches('}')),
+                None => (name_labels, ""),
+            };
+            let all = labels
+                .iter()
+                .all(|(k, v)| label_text.contains(&format!("{k}=\"{v}\"")));
+            (name == metric && all)
+                .then(|| value.parse::<f64>().ok())
+                .flatten()
+        })
+        .sum()
+}
+
+static PANICS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static PANIC_HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Starts counting panics on any thread of this test binary (hub tasks included: a panicking
+/// tokio task would otherwise go unnoticed). Chains the default hook, so messages still print.
+pub fn count_panics() {
+    PANIC_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+}
+
+/// Panics seen since [`count_panics`] was first called in this binary.
+pub fn panics_seen() -> u64 {
+    PANICS.load(std::sync::atomic::Ordering::SeqCst)
+}
