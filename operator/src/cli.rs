@@ -22,6 +22,15 @@ pub enum Command {
     /// Write the CRD manifests (crds/*.yaml) and the API reference (docs/api.md) from the Rust
     /// types, or check that the committed files are up to date.
     Crdgen(cmd::crdgen::Args),
+    /// Run the scheduler and an embedded hub on this machine from a folder of manifests (no
+    /// cluster needed); edits to the folder are picked up while running.
+    Local(cmd::local::Args),
+    /// Print workers, contracts and pools: from local mode (--url, --manifests) or a cluster
+    /// (--kubeconfig / KUBECONFIG).
+    Status(cmd::status::Args),
+    /// See hashsched work in one command: simulated pools and miners, the examples/demo/
+    /// manifests, and a scripted story of failures with a live table and a summary.
+    Demo(cmd::demo::Args),
 }
 
 impl Cli {
@@ -29,6 +38,9 @@ impl Cli {
     pub async fn run(self) -> anyhow::Result<()> {
         match self.command {
             Command::Crdgen(args) => cmd::crdgen::run(args),
+            Command::Local(args) => cmd::local::run(args).await,
+            Command::Status(args) => cmd::status::run(args).await,
+            Command::Demo(args) => cmd::demo::run(args).await,
         }
     }
 }

@@ -3,3 +3,4 @@ pub mod scheduler;
 pub mod crd;
 pub mod quantity;
 pub mod local;
+pub mod demo;

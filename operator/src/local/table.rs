@@ -55,6 +55,14 @@ pub fn ago(t: Option<Timestamp>, now: Timestamp) -> String {
     }
 }
 
+/// Shortfall (kept in TH/s·hours) in the unit that fits: `1.2 TH/s·h`, `25.0 kH/s·h`.
+pub fn shortfall(th_hours: f64) -> String {
+    if !th_hours.is_finite() || th_hours <= 0.0 {
+        return "0".into();
+    }
+    format!("{}·h", fmt_hashrate(th_hours * 1e12))
+}
+
 fn percent(x: Option<f64>) -> String {
     match x {
         Some(x) if x.is_finite() => format!("{:.2}%", x * 100.0),
@@ -124,7 +132,7 @@ pub fn contracts_table(rows: &[ContractRow]) -> String {
                     c.up_slots,
                     c.observed_slots
                 ),
-                format!("{:.6}", c.shortfall_th_hours),
+                shortfall(c.shortfall_th_hours),
                 credit,
                 c.failovers.to_string(),
                 if c.workers.is_empty() {
@@ -144,7 +152,7 @@ pub fn contracts_table(rows: &[ContractRow]) -> String {
             "CONTRACTED",
             "DELIVERED",
             "UPTIME (UP/SLOTS)",
-            "SHORTFALL TH/s·h",
+            "SHORTFALL",
             "CREDIT",
             "FAILOVERS",
             "WORKERS",
@@ -284,7 +292,7 @@ mod tests {
         assert!(t.contains("90.00% (9/10)"), "{t}");
         assert!(t.contains("0.5000 USD"), "{t}");
         assert!(t.contains("600.0 kH/s"), "{t}");
-        assert!(t.contains("0.000013"), "{t}");
+        assert!(t.contains("12.5 MH/s·h"), "{t}");
         assert!(t.contains("spare-1→acme-02"), "{t}");
         assert!(t.lines().nth(1).unwrap().contains("   2   "), "{t}");
     }

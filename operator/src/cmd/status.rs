@@ -1,0 +1,173 @@
+//! `hashsched status`: the tables people want — workers (phase, hashrate, assignment, owner, last
+//! share) and contracts (customer, contracted, delivered, uptime, credit, failovers) — from a
+//! running local mode (`--url`), a local mode's state file (`--manifests DIR`), or a cluster
+//! (`--kubeconfig`, or `KUBECONFIG`). The tables are the same pure functions in every case.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+use hashsched_operator::crd::{RentalContract, Worker};
+use hashsched_operator::local::state;
+use hashsched_operator::local::store::{ContractRow, StatusDocument, WorkerRow};
+use hashsched_operator::local::table::status_text;
+use jiff::Timestamp;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// Where `hashsched local` serves its status by default (the StratumHub's default metricsPort).
+const DEFAULT_URL: &str = "http://127.0.0.1:9090";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// A running `hashsched local` (its --http address), e.g. http://127.0.0.1:9090.
+    #[arg(long, conflicts_with_all = ["manifests", "kubeconfig"])]
+    pub url: Option<String>,
+    /// A local-mode manifests folder: print the status its state file holds (works while local
+    /// mode is stopped).
+    #[arg(long, short = 'm', conflicts_with = "kubeconfig")]
+    pub manifests: Option<PathBuf>,
+    /// A cluster: list Workers and RentalContracts and print their status.
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace in the cluster (default: the kubeconfig context's); with --all-namespaces, all.
+    #[arg(long, short = 'n')]
+    pub namespace: Option<String>,
+    #[arg(long, short = 'A')]
+    pub all_namespaces: bool,
+    /// Print the status document as JSON instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    let doc = if let Some(url) = &args.url {
+        from_url(url).await?
+    } else if let Some(dir) = &args.manifests {
+        let path = state::state_path(dir);
+        match state::load(&path)? {
+            Some(s) => s.last_status,
+            None => bail!(
+                "{} has no state file yet ({}): has `hashsched local --manifests {}` run there?",
+                dir.display(),
+                path.display(),
+                dir.display()
+            ),
+        }
+    } else if let Some(kubeconfig) = &args.kubeconfig {
+        from_cluster(kubeconfig, args.namespace.as_deref(), args.all_namespaces).await?
+    } else {
+        from_url(DEFAULT_URL).await.with_context(|| {
+            format!(
+                "no --url, --manifests or --kubeconfig given (and no KUBECONFIG), and no local \
+                 mode answers on {DEFAULT_URL}"
+            )
+        })?
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else {
+        print!("{}", status_text(&doc, Timestamp::now()));
+    }
+    Ok(())
+}
+
+/// `http://host:port[/status]` or `host:port` → the socket address and path.
+fn parse_url(url: &str) -> anyhow::Result<(String, String)> {
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    if rest.starts_with("https://") || url.starts_with("https://") {
+        bail!("{url}: local mode serves plain HTTP (use http://)");
+    }
+    let (authority, path) = match rest.split_once('/') {
+        Some((a, p)) if !p.is_empty() => (a, format!("/{p}")),
+        Some((a, _)) => (a, hashsched_operator::local::http::STATUS_PATH.to_owned()),
+        None => (rest, hashsched_operator::local::http::STATUS_PATH.to_owned()),
+    };
+    if authority.is_empty() {
+        bail!("{url}: no host:port");
+    }
+    Ok((authority.to_owned(), path))
+}
+
+async fn from_url(url: &str) -> anyhow::Result<StatusDocument> {
+    let (authority, path) = parse_url(url)?;
+    let addr: SocketAddr = tokio::net::lookup_host(&authority)
+        .await
+        .with_context(|| format!("resolving {authority}"))?
+        .next()
+        .with_context(|| format!("{authority} resolves to no address"))?;
+    let resp = hashsched_hub::admin::client::request(addr, "GET", &path, None, b"")
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    if resp.status != 200 {
+        bail!("GET {url}: HTTP {}: {}", resp.status, resp.body.trim());
+    }
+    serde_json::from_str(&resp.body).with_context(|| format!("GET {url}: not a status document"))
+}
+
+async fn from_cluster(
+    kubeconfig: &PathBuf,
+    namespace: Option<&str>,
+    all: bool,
+) -> anyhow::Result<StatusDocument> {
+    let kc = Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading kubeconfig {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("kubeconfig {}", kubeconfig.display()))?;
+    let ns = namespace
+        .map(str::to_owned)
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
+    let (workers, contracts): (Api<Worker>, Api<RentalContract>) = if all {
+        (Api::all(client.clone()), Api::all(client))
+    } else {
+        (
+            Api::namespaced(client.clone(), &ns),
+            Api::namespaced(client, &ns),
+        )
+    };
+    let lp = ListParams::default();
+    let ws = workers
+        .list(&lp)
+        .await
+        .context("listing Workers (are the hashsched CRDs installed?)")?;
+    let cs = contracts.list(&lp).await.context("listing RentalContracts")?;
+    let mut doc = StatusDocument {
+        source: if all {
+            "cluster, all namespaces".into()
+        } else {
+            format!("cluster, namespace {ns}")
+        },
+        generated_at: Some(Timestamp::now()),
+        workers: ws.items.iter().map(WorkerRow::from_object).collect(),
+        contracts: cs.items.iter().map(ContractRow::from_object).collect(),
+        ..StatusDocument::default()
+    };
+    doc.workers.sort_by(|a, b| a.name.cmp(&b.name));
+    doc.contracts.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(doc)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_default_to_the_status_path() {
+        assert_eq!(
+            parse_url("http://127.0.0.1:9090").unwrap(),
+            ("127.0.0.1:9090".into(), "/status".into())
+        );
+        assert_eq!(
+            parse_url("localhost:9090/").unwrap(),
+            ("localhost:9090".into(), "/status".into())
+        );
+        assert_eq!(
+            parse_url("http://h:1/custom").unwrap(),
+            ("h:1".into(), "/custom".into())
+        );
+        assert!(parse_url("https://h:1").is_err());
+        assert!(parse_url("http://").is_err());
+    }
+}
