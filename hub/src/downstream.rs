@@ -160,7 +160,7 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         pool_mask: 0,
         previous: Vec::new(),
         switched_at: now,
-        jobs: MinerJobs::new(8),
+        jobs: MinerJobs::new(16),
         vardiff: Vardiff::new(&cfg.vardiff, initial, unix_now()),
         difficulty_set: false,
         announced: 0.0,

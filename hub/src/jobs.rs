@@ -94,6 +94,16 @@ impl JobVariant {
         })
     }
 
+    /// The same variant without `clean_jobs` (work re-sent as a keepalive must not make the
+    /// miner's earlier ids for this job stale).
+    pub fn not_clean(mut self) -> Self {
+        if self.notify.clean_jobs {
+            self.notify.clean_jobs = false;
+            self.line = Bytes::from(self.notify.to_line());
+        }
+        self
+    }
+
     /// The notify line under another id and clean flag (one miner: a switch or a difficulty
     /// change that must take effect now).
     pub fn line_as(&self, id: &str, clean: bool) -> Bytes {

@@ -218,6 +218,9 @@ pub fn spawn(shared: &Arc<Shared>, params: SessionParams) -> Arc<SessionHandle> 
     handle
 }
 
+/// Re-send work to miners after this long without a new pool job.
+const KEEPALIVE: Duration = Duration::from_secs(45);
+
 /// Request ids of the handshake.
 const ID_CONFIGURE: u64 = 1;
 const ID_SUBSCRIBE: u64 = 2;
@@ -252,6 +255,10 @@ struct Session {
     pending: HashMap<u64, Pending>,
     next_id: u64,
     accepted_batch: u64,
+    /// When members last got a job (keepalive: miners give up on a pool after ~1 min of silence).
+    last_broadcast: Instant,
+    /// Building keepalive variants (not clean).
+    resending: bool,
     rejected_batch: u64,
     out: Vec<u8>,
 }
@@ -309,6 +316,8 @@ async fn run(
         pending: HashMap::new(),
         next_id: FIRST_FREE_ID,
         accepted_batch: 0,
+        last_broadcast: Instant::now(),
+        resending: false,
         rejected_batch: 0,
         out: Vec::with_capacity(4096),
         params,
@@ -488,6 +497,18 @@ impl Session {
     }
 
     fn on_tick(&mut self) {
+        // Keepalive: re-send the current work under fresh ids when the pool has been quiet, so
+        // miners do not declare the hub dead; pool starvation is judged by the health machine.
+        if self.ready
+            && !self.members.is_empty()
+            && self.last_broadcast.elapsed() >= KEEPALIVE
+            && let Some(job) = self.job.clone()
+        {
+            self.variants.clear();
+            self.resending = true;
+            self.broadcast(&job);
+            self.resending = false;
+        }
         let timeout = Duration::from_secs(self.shared.config.upstream.submit_timeout_seconds);
         let now = Instant::now();
         let expired: Vec<u64> = self
@@ -620,12 +641,11 @@ impl Session {
             return Some(v.clone());
         }
         let k = self.shared.config.extranonce.tail_bytes;
-        let v = Arc::new(JobVariant::build(
-            job.clone(),
-            self.shared.next_job_id(),
-            k,
-            m,
-        )?);
+        let mut v = JobVariant::build(job.clone(), self.shared.next_job_id(), k, m)?;
+        if self.resending {
+            v = v.not_clean();
+        }
+        let v = Arc::new(v);
         self.variants.push(v.clone());
         Some(v)
     }
@@ -899,9 +919,18 @@ impl Session {
         self.job = Some(job.clone());
         self.shared
             .session_event(&self.handle.pool, self.handle.id, SessionEvent::Job);
+        self.broadcast(&job);
+        if !self.ready {
+            self.maybe_ready();
+        }
+    }
+
+    /// Hand the job to every member: one variant per extranonce2 size, the same bytes for all.
+    fn broadcast(&mut self, job: &Arc<PoolJob>) {
+        self.last_broadcast = Instant::now();
         let ms: HashSet<usize> = self.members.values().map(|m| m.m).collect();
         for m in ms {
-            self.variant_for(&job, m);
+            self.variant_for(job, m);
         }
         let mut dead = Vec::new();
         for (id, link) in &self.members {
@@ -914,9 +943,6 @@ impl Session {
         }
         for id in dead {
             self.members.remove(&id);
-        }
-        if !self.ready {
-            self.maybe_ready();
         }
     }
 }
