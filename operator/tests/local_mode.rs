@@ -1,0 +1,208 @@
+//! Local mode end to end over real TCP: simulated pools that validate every share, a simulated
+//! miner that really hashes, the embedded hub and the decision loop fed by a folder of manifests.
+//!
+//! - the miner is routed as the manifests say, and editing the contract file re-routes it to
+//!   another pool without a reconnect (its TCP connection count stays 1);
+//! - a bad edit is refused with a file:field message while the last good state keeps running,
+//!   and fixing the file clears the error;
+//! - the state file carries statuses, assignments and the SLA ledger across a restart.
+
+mod local_common;
+
+use hashsched_hub::sim::miner::{MinerConfig, SimMiner};
+use local_common::{Farm, contract_yaml, wait_for, wait_status};
+
+fn miner(farm_hub: std::net::SocketAddr, name: &str) -> SimMiner {
+    SimMiner::spawn(
+        farm_hub,
+        MinerConfig {
+            hashrate: Some(200e3),
+            record_shares: false,
+            ..MinerConfig::new(name)
+        },
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_by_the_manifests_and_an_edit_reroutes_without_reconnect() {
+    let farm = Farm::new().await;
+    let local = farm.start().await;
+    let w1 = miner(local.stratum_addr(), "w1");
+    let spare = miner(local.stratum_addr(), "spare-1");
+
+    wait_status(&local, "w1 serves c1 on pool-a, spare-1 mines for the house", |d| {
+        let w = d.worker("w1");
+        let s = d.worker("spare-1");
+        w.is_some_and(|w| {
+            w.pool.as_deref() == Some("pool-a")
+                && w.contract.as_deref() == Some("c1")
+                && w.role.as_deref() == Some("Primary")
+        }) && s.is_some_and(|s| s.pool.as_deref() == Some("house"))
+    })
+    .await;
+    wait_for("pool-a accepts w1's shares", || {
+        farm.pool_a.stats().accepted_total() > 0
+    })
+    .await;
+    assert_eq!(farm.pool_b.stats().accepted_total(), 0);
+
+    // The contract now overrides acme's pools: w1 must move to pool-b, live.
+    farm.write("40-contract.yaml", &contract_yaml(&["w1"], Some(&["pool-b"])));
+    wait_status(&local, "w1 on pool-b after the edit", |d| {
+        d.worker("w1").is_some_and(|w| w.pool.as_deref() == Some("pool-b"))
+            && d.manifests_error.is_none()
+    })
+    .await;
+    wait_for("pool-b accepts w1's shares", || {
+        farm.pool_b.stats().accepted_total() > 0
+    })
+    .await;
+    let a_then = farm.pool_a.stats().accepted_total();
+    let stats = w1.stats();
+    assert_eq!(stats.connections, 1, "re-routing must not reconnect the miner");
+    assert_eq!(stats.reconnects_received, 0);
+    assert!(stats.accepted > 0);
+    assert_eq!(spare.stats().connections, 1);
+
+    // The HTTP endpoint shows the same, and serves the hub's metrics.
+    let addr = local.http_addr().expect("http served");
+    let status = hashsched_hub::admin::client::request(addr, "GET", "/status", None, b"")
+        .await
+        .unwrap();
+    assert_eq!(status.status, 200);
+    let json = status.json().unwrap();
+    let w = json["workers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "w1")
+        .unwrap();
+    assert_eq!(w["pool"], "pool-b");
+    let metrics = hashsched_hub::admin::client::request(addr, "GET", "/metrics", None, b"")
+        .await
+        .unwrap();
+    assert_eq!(metrics.status, 200);
+    assert!(metrics.body.contains("w1"), "{}", metrics.body);
+
+    // pool-a gets nothing more from w1 (it may still answer shares in flight at the switch).
+    wait_for("pool-b keeps receiving", || {
+        farm.pool_b.stats().accepted_total() > 3
+    })
+    .await;
+    assert!(farm.pool_a.stats().accepted_total() <= a_then + 2);
+    local.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_edit_is_refused_and_the_last_good_state_keeps_running() {
+    let farm = Farm::new().await;
+    let local = farm.start().await;
+    let w1 = miner(local.stratum_addr(), "w1");
+    wait_status(&local, "w1 on pool-a", |d| {
+        d.worker("w1").is_some_and(|w| w.pool.as_deref() == Some("pool-a"))
+    })
+    .await;
+
+    // A dangling worker and a pool move in the same edit: all of it is refused.
+    farm.write(
+        "40-contract.yaml",
+        &contract_yaml(&["w1", "ghost"], Some(&["pool-b"])),
+    );
+    let file = farm.path().join("40-contract.yaml").display().to_string();
+    let want = format!("{file}: RentalContract c1: spec.workers[1]: Worker \"ghost\" not found");
+    let doc = wait_status(&local, "the bad edit is reported", |d| {
+        d.manifests_error.as_deref().is_some_and(|e| e.contains(&want))
+    })
+    .await;
+    assert_eq!(
+        doc.worker("w1").and_then(|w| w.pool.as_deref()),
+        Some("pool-a")
+    );
+    let accepted = farm.pool_a.stats().accepted_total();
+    wait_for("w1 keeps mining to pool-a under the last good manifests", || {
+        farm.pool_a.stats().accepted_total() > accepted + 2
+    })
+    .await;
+    let doc = local.status();
+    assert_eq!(
+        doc.worker("w1").and_then(|w| w.pool.as_deref()),
+        Some("pool-a")
+    );
+    assert_eq!(farm.pool_b.stats().accepted_total(), 0);
+    assert!(doc.contract("c1").is_some());
+
+    // Broken YAML is refused too.
+    farm.write("40-contract.yaml", "kind: [unclosed\n");
+    wait_status(&local, "broken YAML reported", |d| {
+        d.manifests_error
+            .as_deref()
+            .is_some_and(|e| e.contains("40-contract.yaml: document 1: not valid YAML"))
+    })
+    .await;
+
+    // Fixing the file clears the error and applies the edit.
+    farm.write("40-contract.yaml", &contract_yaml(&["w1"], Some(&["pool-b"])));
+    wait_status(&local, "fixed edit applied", |d| {
+        d.manifests_error.is_none()
+            && d.worker("w1").is_some_and(|w| w.pool.as_deref() == Some("pool-b"))
+    })
+    .await;
+    assert_eq!(w1.stats().connections, 1);
+    local.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_state_file_carries_status_and_ledger_across_a_restart() {
+    let farm = Farm::new().await;
+    let local = farm.start().await;
+    let w1 = miner(local.stratum_addr(), "w1");
+    // Slots are 10 s: wait for one to close with w1 Healthy.
+    let before = wait_status(&local, "c1 accounted a slot with w1 Healthy", |d| {
+        d.contract("c1").is_some_and(|c| c.observed_slots >= 1)
+            && d.worker("w1").is_some_and(|w| w.phase == "Healthy")
+    })
+    .await;
+    local.shutdown().await;
+    drop(w1);
+    let path = farm.path().join(".hashsched-state.json");
+    assert!(path.exists(), "state file written next to the manifests");
+    let saved = hashsched_operator::local::state::load(&path).unwrap().unwrap();
+    assert!(saved.statuses.contracts.contains_key("c1"));
+    assert!(saved.memory.ledgers.contains_key("c1"));
+    let saved_slots = saved
+        .statuses
+        .contracts
+        .get("c1")
+        .and_then(|c| c.uptime.as_ref())
+        .map_or(0, |u| u.observed_slots);
+    assert!(saved_slots >= before.contract("c1").unwrap().observed_slots);
+
+    // `hashsched status --manifests DIR` reads it while local mode is stopped.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hashsched"))
+        .arg("status")
+        .arg("--manifests")
+        .arg(farm.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stderr).to_string()
+        + &String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("w1") && text.contains("c1") && text.contains("acme"), "{text}");
+
+    // Restart: before any miner is back, the status already shows what was known.
+    let local = farm.start().await;
+    let doc = local.status();
+    let c1 = doc.contract("c1").expect("c1 restored");
+    assert!(c1.observed_slots >= saved_slots, "{c1:?}");
+    let w = doc.worker("w1").expect("w1 restored");
+    assert_eq!(w.contract.as_deref(), Some("c1"));
+    assert_eq!(w.role.as_deref(), Some("Primary"));
+    // The ledger keeps counting from where it was, not from zero.
+    let _w1 = miner(local.stratum_addr(), "w1");
+    wait_status(&local, "ledger continues after the restart", |d| {
+        d.contract("c1")
+            .is_some_and(|c| c.observed_slots > saved_slots)
+    })
+    .await;
+    local.shutdown().await;
+}
