@@ -223,3 +223,59 @@ async fn a_pool_refusing_the_password_is_skipped() {
     assert_eq!(strict.stats().accepted_total(), 0);
     settle_and_check(&hub, &ms, &[&strict, &open]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_pool_without_version_rolling_narrows_the_miners_mask() {
+    init_tracing();
+    let rolling = SimPool::start(test_pool(POOL_D)).await.unwrap();
+    let plain = SimPool::start(PoolConfig {
+        configure: hashsched_hub::sim::pool::ConfigureSupport::NoVersionRolling,
+        ..test_pool(POOL_D)
+    })
+    .await
+    .unwrap();
+    let mut cfg = hub_config(&[rolling.url(), plain.url()], MINER_D);
+    fast_failover(&mut cfg);
+    let hub = start_hub(cfg).await;
+    count_panics();
+    let ms: Vec<SimMiner> = (0..4)
+        .map(|i| {
+            SimMiner::spawn(
+                hub.stratum_addr(),
+                test_miner(&format!("mask.{i}"), MINER_D, 10.0),
+            )
+        })
+        .collect();
+    until_pool_has(&rolling, &ms, 2, "on the rolling pool").await;
+    assert!(
+        rolling
+            .accepted_shares()
+            .iter()
+            .any(|s| s.version != 0x2000_0000)
+    );
+    rolling.set_refuse_connections(true);
+    rolling.close_all_sessions();
+    until_pool_has(&plain, &ms, 5, "on the pool without version rolling").await;
+    let stats = settle_and_check(&hub, &ms, &[&rolling, &plain]).await;
+    for (m, s) in ms.iter().zip(&stats) {
+        let f = facts_of(&hub, m.worker()).unwrap();
+        assert_eq!(
+            pool_counts_for(&plain, m.worker()).rejected_total(),
+            0,
+            "{}",
+            m.worker()
+        );
+        // Only shares in flight across the switch may be refused; the miner mines on.
+        assert!(
+            f.shares.invalid <= 2 + s.submitted / 20,
+            "{}: {f:?}",
+            m.worker()
+        );
+    }
+    assert!(
+        plain
+            .accepted_shares()
+            .iter()
+            .all(|s| s.version == 0x2000_0000)
+    );
+}
