@@ -558,6 +558,63 @@ mod tests {
         hub.shutdown().await;
     }
 
+    /// SIGTERM path: miners are told to reconnect, the hub's tasks all stop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shutdown_tells_miners_to_reconnect_and_stops() {
+        let pool = SimPool::start(PoolConfig::default()).await.unwrap();
+        let hub = Hub::start(quick(vec![pool.url()])).await.unwrap();
+        let mut cfg = MinerConfig::new("rig-s");
+        cfg.reconnect_delay = None;
+        let miner = SimMiner::spawn(hub.stratum_addr(), cfg);
+        miner.wait_for(T, |s| s.jobs_received > 0).await.unwrap();
+        let addr = hub.stratum_addr();
+        tokio::time::timeout(T, hub.shutdown())
+            .await
+            .expect("shutdown finishes");
+        let s = miner
+            .wait_for(T, |s| s.reconnects_received > 0 || !s.connected)
+            .await
+            .unwrap();
+        assert_eq!(s.reconnects_received, 1, "{s:?}");
+        assert!(
+            tokio::net::TcpStream::connect(addr).await.is_err(),
+            "still accepting"
+        );
+    }
+
+    /// A departed worker is reported as disconnected, then its series go after the retention.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn departed_workers_are_reported_then_removed() {
+        let pool = SimPool::start(PoolConfig::default()).await.unwrap();
+        let mut cfg = quick(vec![pool.url()]);
+        cfg.stats.worker_retention_seconds = 1;
+        let hub = Hub::start(cfg).await.unwrap();
+        let mut mc = MinerConfig::new("rig-gone");
+        mc.reconnect_delay = None;
+        let miner = SimMiner::spawn(hub.stratum_addr(), mc);
+        miner.wait_for(T, |s| s.accepted > 0).await.unwrap();
+        assert!(
+            hub.metrics_text()
+                .contains("hashsched_worker_connected{worker=\"rig-gone\"} 1")
+        );
+        miner.die();
+        let gone = wait_until(T, || {
+            hub.facts()
+                .iter()
+                .find(|f| f.worker == "rig-gone")
+                .is_some_and(|f| !f.connected)
+                .then_some(())
+        })
+        .await;
+        assert!(gone.is_some(), "{:?}", hub.facts());
+        let removed = wait_until(T, || {
+            (!hub.metrics_text().contains("worker=\"rig-gone\"")).then_some(())
+        })
+        .await;
+        assert!(removed.is_some(), "{}", hub.metrics_text());
+        hub.shutdown().await;
+    }
+
     pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
