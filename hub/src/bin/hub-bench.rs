@@ -321,12 +321,25 @@ fn total_accepted(miners: &[SimMiner]) -> (u64, u64) {
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Throughput {
+    /// Shares answered `true` to the miners per second.
     shares_per_sec: f64,
+    /// Shares the pool accepted per second in the same window (through the hub: validated by
+    /// the hub, forwarded, validated again by the pool).
+    pool_shares_per_sec: f64,
     rejected: u64,
 }
 
+/// Accepted shares so far, as the pool child counts them.
+async fn pool_accepted(pool: &mut ChildProc) -> Result<u64> {
+    let line = pool.command("stats").await?;
+    line.strip_prefix("STATS ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| anyhow!("unexpected stats line from the pool: {line}"))
+}
+
 async fn throughput(via: Via, quick: bool) -> Result<Throughput> {
-    let rig = Rig::start(via, EVERY_HASH, EVERY_HASH).await?;
+    let mut rig = Rig::start(via, EVERY_HASH, EVERY_HASH).await?;
     let n = if quick { 40 } else { 100 };
     let miners = spawn_miners(rig.miner_addr(), n, |i| MinerConfig {
         hashrate: None,
@@ -338,15 +351,18 @@ async fn throughput(via: Via, quick: bool) -> Result<Throughput> {
     });
     wait_ready(&miners, Duration::from_secs(60)).await?;
     tokio::time::sleep(Duration::from_secs(if quick { 1 } else { 3 })).await;
+    let p0 = pool_accepted(&mut rig.pool).await?;
     let (a0, r0) = total_accepted(&miners);
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(if quick { 5 } else { 15 })).await;
     let (a1, r1) = total_accepted(&miners);
+    let p1 = pool_accepted(&mut rig.pool).await?;
     let secs = t0.elapsed().as_secs_f64();
     drop(miners);
     drop(rig);
     Ok(Throughput {
         shares_per_sec: (a1 - a0) as f64 / secs,
+        pool_shares_per_sec: p1.saturating_sub(p0) as f64 / secs,
         rejected: r1 - r0,
     })
 }
@@ -592,6 +608,10 @@ async fn bench(args: &Args) -> Result<()> {
                         json!(t.shares_per_sec.round()),
                     );
                     report.insert(
+                        format!("throughput_{}_pool_accepted_per_sec", via.name()),
+                        json!(t.pool_shares_per_sec.round()),
+                    );
+                    report.insert(
                         format!("throughput_{}_rejected", via.name()),
                         json!(t.rejected),
                     );
@@ -600,9 +620,15 @@ async fn bench(args: &Args) -> Result<()> {
             }
         }
         row(
-            "throughput, shares/s",
+            "throughput, shares/s answered to miners",
             fmt(r[0].map(|t| t.shares_per_sec), 0),
             fmt(r[1].map(|t| t.shares_per_sec), 0),
+            "",
+        );
+        row(
+            "throughput, shares/s accepted at the pool",
+            fmt(r[0].map(|t| t.pool_shares_per_sec), 0),
+            fmt(r[1].map(|t| t.pool_shares_per_sec), 0),
             ">= 50000",
         );
     }
