@@ -31,18 +31,30 @@ async fn the_demo_story_is_handled_end_to_end() {
     }
     let dies = &summary.incidents[0];
     assert_eq!(dies.kind, IncidentKind::MinerDies);
-    assert!(dies.outcome.contains("lent to acme-m2m in place of acme-02"), "{text}");
+    assert!(
+        dies.outcome
+            .contains("lent to acme-m2m in place of acme-02"),
+        "{text}"
+    );
     assert_eq!(summary.miner_reconnects, 0, "{text}");
     assert_eq!(summary.miners, 12);
     assert_eq!(summary.pools.len(), 4);
     for p in &summary.pools {
         assert!(p.accepted > 0, "{text}");
     }
-    let m2m = summary.contracts.iter().find(|c| c.name == "acme-m2m").unwrap();
+    let m2m = summary
+        .contracts
+        .iter()
+        .find(|c| c.name == "acme-m2m")
+        .unwrap();
     assert!(m2m.failovers >= 1, "{text}");
     assert!(m2m.observed_slots >= 1, "{text}");
     // The JSON the CLI writes with --summary-json.
     let json = serde_json::to_value(&summary).unwrap();
     assert_eq!(json["allHandled"], true);
-    assert!(json["incidents"][3]["restoredAfterSeconds"].as_f64().is_some());
+    assert!(
+        json["incidents"][3]["restoredAfterSeconds"]
+            .as_f64()
+            .is_some()
+    );
 }

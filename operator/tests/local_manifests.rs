@@ -17,7 +17,8 @@ fn shipped_manifests_load_as_local_mode_reads_them() {
     assert_eq!(demo.contracts.len(), 2);
     assert_eq!(demo.namespace.as_deref(), Some("demo"));
     assert_eq!(
-        demo.secret_value("acme-pool-credentials", "primary").unwrap(),
+        demo.secret_value("acme-pool-credentials", "primary")
+            .unwrap(),
         b"acme-demo-primary"
     );
     // The example farm (namespace, Secrets, 20 workers, 3 contracts) is a valid local folder too.
@@ -88,7 +89,14 @@ fn unknown_kind_missing_field_and_dangling_references_name_file_and_field() {
 fn hashsched_local_refuses_to_start_on_bad_manifests() {
     let dir = folder_with(BAD);
     let out = Command::new(env!("CARGO_BIN_EXE_hashsched"))
-        .args(["local", "--no-state", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args([
+            "local",
+            "--no-state",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
         .arg("--manifests")
         .arg(dir.path())
         .output()
@@ -96,7 +104,9 @@ fn hashsched_local_refuses_to_start_on_bad_manifests() {
     assert!(!out.status.success(), "must fail: {out:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("90-bad.yaml: RentalContract dangling: spec.workers[1]: Worker \"s19-99\" not found"),
+        stderr.contains(
+            "90-bad.yaml: RentalContract dangling: spec.workers[1]: Worker \"s19-99\" not found"
+        ),
         "{stderr}"
     );
     assert!(!dir.path().join(".hashsched-state.json").exists());

@@ -30,15 +30,19 @@ async fn routes_by_the_manifests_and_an_edit_reroutes_without_reconnect() {
     let w1 = miner(local.stratum_addr(), "w1");
     let spare = miner(local.stratum_addr(), "spare-1");
 
-    wait_status(&local, "w1 serves c1 on pool-a, spare-1 mines for the house", |d| {
-        let w = d.worker("w1");
-        let s = d.worker("spare-1");
-        w.is_some_and(|w| {
-            w.pool.as_deref() == Some("pool-a")
-                && w.contract.as_deref() == Some("c1")
-                && w.role.as_deref() == Some("Primary")
-        }) && s.is_some_and(|s| s.pool.as_deref() == Some("house"))
-    })
+    wait_status(
+        &local,
+        "w1 serves c1 on pool-a, spare-1 mines for the house",
+        |d| {
+            let w = d.worker("w1");
+            let s = d.worker("spare-1");
+            w.is_some_and(|w| {
+                w.pool.as_deref() == Some("pool-a")
+                    && w.contract.as_deref() == Some("c1")
+                    && w.role.as_deref() == Some("Primary")
+            }) && s.is_some_and(|s| s.pool.as_deref() == Some("house"))
+        },
+    )
     .await;
     wait_for("pool-a accepts w1's shares", || {
         farm.pool_a.stats().accepted_total() > 0
@@ -47,9 +51,13 @@ async fn routes_by_the_manifests_and_an_edit_reroutes_without_reconnect() {
     assert_eq!(farm.pool_b.stats().accepted_total(), 0);
 
     // The contract now overrides acme's pools: w1 must move to pool-b, live.
-    farm.write("40-contract.yaml", &contract_yaml(&["w1"], Some(&["pool-b"])));
+    farm.write(
+        "40-contract.yaml",
+        &contract_yaml(&["w1"], Some(&["pool-b"])),
+    );
     wait_status(&local, "w1 on pool-b after the edit", |d| {
-        d.worker("w1").is_some_and(|w| w.pool.as_deref() == Some("pool-b"))
+        d.worker("w1")
+            .is_some_and(|w| w.pool.as_deref() == Some("pool-b"))
             && d.manifests_error.is_none()
     })
     .await;
@@ -59,7 +67,10 @@ async fn routes_by_the_manifests_and_an_edit_reroutes_without_reconnect() {
     .await;
     let a_then = farm.pool_a.stats().accepted_total();
     let stats = w1.stats();
-    assert_eq!(stats.connections, 1, "re-routing must not reconnect the miner");
+    assert_eq!(
+        stats.connections, 1,
+        "re-routing must not reconnect the miner"
+    );
     assert_eq!(stats.reconnects_received, 0);
     assert!(stats.accepted > 0);
     assert_eq!(spare.stats().connections, 1);
@@ -99,7 +110,8 @@ async fn a_bad_edit_is_refused_and_the_last_good_state_keeps_running() {
     let local = farm.start().await;
     let w1 = miner(local.stratum_addr(), "w1");
     wait_status(&local, "w1 on pool-a", |d| {
-        d.worker("w1").is_some_and(|w| w.pool.as_deref() == Some("pool-a"))
+        d.worker("w1")
+            .is_some_and(|w| w.pool.as_deref() == Some("pool-a"))
     })
     .await;
 
@@ -111,7 +123,9 @@ async fn a_bad_edit_is_refused_and_the_last_good_state_keeps_running() {
     let file = farm.path().join("40-contract.yaml").display().to_string();
     let want = format!("{file}: RentalContract c1: spec.workers[1]: Worker \"ghost\" not found");
     let doc = wait_status(&local, "the bad edit is reported", |d| {
-        d.manifests_error.as_deref().is_some_and(|e| e.contains(&want))
+        d.manifests_error
+            .as_deref()
+            .is_some_and(|e| e.contains(&want))
     })
     .await;
     assert_eq!(
@@ -119,9 +133,10 @@ async fn a_bad_edit_is_refused_and_the_last_good_state_keeps_running() {
         Some("pool-a")
     );
     let accepted = farm.pool_a.stats().accepted_total();
-    wait_for("w1 keeps mining to pool-a under the last good manifests", || {
-        farm.pool_a.stats().accepted_total() > accepted + 2
-    })
+    wait_for(
+        "w1 keeps mining to pool-a under the last good manifests",
+        || farm.pool_a.stats().accepted_total() > accepted + 2,
+    )
     .await;
     let doc = local.status();
     assert_eq!(
@@ -141,10 +156,14 @@ async fn a_bad_edit_is_refused_and_the_last_good_state_keeps_running() {
     .await;
 
     // Fixing the file clears the error and applies the edit.
-    farm.write("40-contract.yaml", &contract_yaml(&["w1"], Some(&["pool-b"])));
+    farm.write(
+        "40-contract.yaml",
+        &contract_yaml(&["w1"], Some(&["pool-b"])),
+    );
     wait_status(&local, "fixed edit applied", |d| {
         d.manifests_error.is_none()
-            && d.worker("w1").is_some_and(|w| w.pool.as_deref() == Some("pool-b"))
+            && d.worker("w1")
+                .is_some_and(|w| w.pool.as_deref() == Some("pool-b"))
     })
     .await;
     assert_eq!(w1.stats().connections, 1);
@@ -166,7 +185,9 @@ async fn the_state_file_carries_status_and_ledger_across_a_restart() {
     drop(w1);
     let path = farm.path().join(".hashsched-state.json");
     assert!(path.exists(), "state file written next to the manifests");
-    let saved = hashsched_operator::local::state::load(&path).unwrap().unwrap();
+    let saved = hashsched_operator::local::state::load(&path)
+        .unwrap()
+        .unwrap();
     assert!(saved.statuses.contracts.contains_key("c1"));
     assert!(saved.memory.ledgers.contains_key("c1"));
     let saved_slots = saved
@@ -185,9 +206,12 @@ async fn the_state_file_carries_status_and_ledger_across_a_restart() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8_lossy(&out.stderr).to_string()
-        + &String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("w1") && text.contains("c1") && text.contains("acme"), "{text}");
+    let text =
+        String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("w1") && text.contains("c1") && text.contains("acme"),
+        "{text}"
+    );
 
     // Restart: before any miner is back, the status already shows what was known.
     let local = farm.start().await;

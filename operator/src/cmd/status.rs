@@ -81,7 +81,10 @@ fn parse_url(url: &str) -> anyhow::Result<(String, String)> {
     let (authority, path) = match rest.split_once('/') {
         Some((a, p)) if !p.is_empty() => (a, format!("/{p}")),
         Some((a, _)) => (a, hashsched_operator::local::http::STATUS_PATH.to_owned()),
-        None => (rest, hashsched_operator::local::http::STATUS_PATH.to_owned()),
+        None => (
+            rest,
+            hashsched_operator::local::http::STATUS_PATH.to_owned(),
+        ),
     };
     if authority.is_empty() {
         bail!("{url}: no host:port");
@@ -132,7 +135,10 @@ async fn from_cluster(
         .list(&lp)
         .await
         .context("listing Workers (are the hashsched CRDs installed?)")?;
-    let cs = contracts.list(&lp).await.context("listing RentalContracts")?;
+    let cs = contracts
+        .list(&lp)
+        .await
+        .context("listing RentalContracts")?;
     let mut doc = StatusDocument {
         source: if all {
             "cluster, all namespaces".into()

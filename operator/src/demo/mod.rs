@@ -81,8 +81,7 @@ fn due(kind: IncidentKind, story: Duration, reports: &BTreeMap<IncidentKind, Inc
                 || injected_for(IncidentKind::MinerDies).is_some_and(|d| d >= s(40))
         }
         IncidentKind::PoolDies => {
-            restored_for(IncidentKind::MinerReturns).is_some_and(|d| d >= s(3))
-                || story >= s(60)
+            restored_for(IncidentKind::MinerReturns).is_some_and(|d| d >= s(3)) || story >= s(60)
         }
         IncidentKind::PoolRecovers => {
             restored_for(IncidentKind::PoolDies).is_some_and(|d| d >= s(8))
@@ -193,7 +192,12 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, DemoError> {
         .collect();
     let mut miners: BTreeMap<String, SimMiner> = expected
         .iter()
-        .map(|(name, h)| (name.clone(), SimMiner::spawn(hub_addr, miner_config(name, *h))))
+        .map(|(name, h)| {
+            (
+                name.clone(),
+                SimMiner::spawn(hub_addr, miner_config(name, *h)),
+            )
+        })
         .collect();
     let mut retired: Vec<SimMiner> = Vec::new();
     if opts.view != LiveView::Quiet {
@@ -240,7 +244,10 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, DemoError> {
             if warm || elapsed >= WARM_UP_MAX {
                 story_start = Some(Instant::now());
                 events.push(if warm {
-                    format!("warm-up done: all {} miners Healthy; the story begins", doc.workers.len())
+                    format!(
+                        "warm-up done: all {} miners Healthy; the story begins",
+                        doc.workers.len()
+                    )
                 } else {
                     "warm-up took too long; the story begins anyway".into()
                 });
@@ -257,7 +264,16 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, DemoError> {
                 if !ready {
                     continue;
                 }
-                inject(kind, &cast, &mut miners, &mut retired, &pools, hub_addr, &expected, &miner_config);
+                inject(
+                    kind,
+                    &cast,
+                    &mut miners,
+                    &mut retired,
+                    &pools,
+                    hub_addr,
+                    &expected,
+                    &miner_config,
+                );
                 if let Some(i) = incidents.get_mut(&kind) {
                     i.injected_at = Some(Instant::now());
                     i.report.injected_at_seconds = Some(story.as_secs_f64());
@@ -317,7 +333,13 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, DemoError> {
                     print_now(&format!(
                         "{}{}",
                         live::CLEAR,
-                        live::frame(elapsed.as_secs_f64(), stage, &doc, &reports, Timestamp::now())
+                        live::frame(
+                            elapsed.as_secs_f64(),
+                            stage,
+                            &doc,
+                            &reports,
+                            Timestamp::now()
+                        )
                     ));
                 }
             }
@@ -334,7 +356,10 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, DemoError> {
     let miner_reconnects: u64 = miners
         .values()
         .chain(retired.iter())
-        .map(|m| m.with_stats(|s| s.connections.saturating_sub(1)).unwrap_or(0))
+        .map(|m| {
+            m.with_stats(|s| s.connections.saturating_sub(1))
+                .unwrap_or(0)
+        })
         .sum();
     let pool_shares = pools
         .iter()
@@ -399,7 +424,8 @@ fn inject(
             }
         }
         IncidentKind::MinerDegrades => {
-            if let (Some(m), Some(h)) = (miners.get(&cast.degrading), expected.get(&cast.degrading)) {
+            if let (Some(m), Some(h)) = (miners.get(&cast.degrading), expected.get(&cast.degrading))
+            {
                 m.set_hashrate(Some(h / 2.0));
             }
         }

@@ -9,9 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::local::store::{StatusDocument, WorkerRow};
 
 /// The five incidents of the story.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum IncidentKind {
     /// A rented miner's connection drops and stays down.
@@ -225,7 +223,12 @@ impl IncidentReport {
 
     /// Records detection and restoration seen in `doc` at `since_injection`; returns whether
     /// anything new happened.
-    pub fn observe(&mut self, cast: &Cast, doc: &StatusDocument, since_injection: Duration) -> bool {
+    pub fn observe(
+        &mut self,
+        cast: &Cast,
+        doc: &StatusDocument,
+        since_injection: Duration,
+    ) -> bool {
         if self.injected_at_seconds.is_none() {
             return false;
         }
@@ -310,7 +313,13 @@ mod tests {
         let cast = Cast::default();
         let mut doc = StatusDocument {
             workers: vec![
-                w("acme-01", "Healthy", Some("acme-m2m"), "Primary", "acme-primary"),
+                w(
+                    "acme-01",
+                    "Healthy",
+                    Some("acme-m2m"),
+                    "Primary",
+                    "acme-primary",
+                ),
                 w("acme-02", "Dead", Some("acme-m2m"), "Spare", "house-pool"),
                 w("spare-01", "Healthy", None, "Spare", "house-pool"),
             ],
@@ -324,7 +333,13 @@ mod tests {
         // Lent, but the hub has not moved it yet: not restored.
         doc.workers[2] = WorkerRow {
             replaces: Some("acme-02".into()),
-            ..w("spare-01", "Healthy", Some("acme-m2m"), "Substitute", "house-pool")
+            ..w(
+                "spare-01",
+                "Healthy",
+                Some("acme-m2m"),
+                "Substitute",
+                "house-pool",
+            )
         };
         r.observe(&cast, &doc, Duration::from_secs(6));
         assert!(r.restored_after_seconds.is_none());
@@ -332,7 +347,11 @@ mod tests {
         r.observe(&cast, &doc, Duration::from_secs(7));
         assert_eq!(r.restored_after_seconds, Some(7.0));
         assert!(r.handled());
-        assert!(r.outcome.contains("spare-01 lent to acme-m2m"), "{}", r.outcome);
+        assert!(
+            r.outcome.contains("spare-01 lent to acme-m2m"),
+            "{}",
+            r.outcome
+        );
     }
 
     #[test]
@@ -340,8 +359,20 @@ mod tests {
         let cast = Cast::default();
         let mut doc = StatusDocument {
             workers: vec![
-                w("acme-01", "Healthy", Some("acme-m2m"), "Primary", "acme-backup"),
-                w("acme-02", "Healthy", Some("acme-m2m"), "Primary", "acme-primary"),
+                w(
+                    "acme-01",
+                    "Healthy",
+                    Some("acme-m2m"),
+                    "Primary",
+                    "acme-backup",
+                ),
+                w(
+                    "acme-02",
+                    "Healthy",
+                    Some("acme-m2m"),
+                    "Primary",
+                    "acme-primary",
+                ),
                 w("house-01", "Healthy", None, "Spare", "house-pool"),
             ],
             pools: vec![PoolRow {

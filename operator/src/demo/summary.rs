@@ -81,7 +81,14 @@ impl Summary {
             })
             .collect();
         out.push_str(&render(
-            &["INCIDENT", "INJECTED", "DETECTED", "RESTORED", "HANDLED", "WHAT HAPPENED"],
+            &[
+                "INCIDENT",
+                "INJECTED",
+                "DETECTED",
+                "RESTORED",
+                "HANDLED",
+                "WHAT HAPPENED",
+            ],
             &rows,
         ));
         out.push_str("\nContracts:\n");
@@ -169,7 +176,10 @@ mod tests {
         assert!(t.contains("5.2s") && t.contains("6.0s"), "{t}");
         assert!(t.contains("spare-01 lent to acme-m2m"), "{t}");
         assert!(t.contains("not reached"), "{t}");
-        assert!(t.contains("NOT HANDLED within the run: pool-recovers"), "{t}");
+        assert!(
+            t.contains("NOT HANDLED within the run: pool-recovers"),
+            "{t}"
+        );
         assert!(t.contains("acme-primary   42"), "{t}");
         assert!(t.contains("Miner reconnects caused: 0"), "{t}");
         let j = serde_json::to_value(&s).unwrap();

@@ -115,14 +115,18 @@ impl Manifests {
         if let Some(v) = s.string_data.as_ref().and_then(|d| d.get(key)) {
             return Some(v.as_bytes().to_vec());
         }
-        s.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone())
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| b.0.clone())
     }
 }
 
 /// Reads every `*.yaml` / `*.yml` file directly in `dir` (not recursive, like `kubectl apply -f
 /// DIR`; hidden files such as editor swap files and the state file are skipped), sorted by name.
 pub fn read_dir(dir: &Path) -> Result<Vec<Source>, ManifestsError> {
-    let read_err = |e: std::io::Error, p: &Path| ManifestsError::Read(format!("{}: {e}", p.display()));
+    let read_err =
+        |e: std::io::Error, p: &Path| ManifestsError::Read(format!("{}: {e}", p.display()));
     let entries = std::fs::read_dir(dir).map_err(|e| read_err(e, dir))?;
     let mut paths: Vec<PathBuf> = Vec::new();
     for entry in entries {
@@ -156,9 +160,8 @@ pub fn read_dir(dir: &Path) -> Result<Vec<Source>, ManifestsError> {
             )));
         }
         let bytes = std::fs::read(&path).map_err(|e| read_err(e, &path))?;
-        let text = String::from_utf8(bytes).map_err(|_| {
-            ManifestsError::Read(format!("{}: not UTF-8 text", path.display()))
-        })?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| ManifestsError::Read(format!("{}: not UTF-8 text", path.display())))?;
         sources.push(Source {
             name: path.display().to_string(),
             text,
@@ -211,7 +214,10 @@ pub fn load(sources: &[Source]) -> Result<Manifests, ManifestsError> {
                 )));
                 continue;
             }
-            let api_version = value.get("apiVersion").and_then(Value::as_str).unwrap_or("");
+            let api_version = value
+                .get("apiVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("");
             let kind = value.get("kind").and_then(Value::as_str).unwrap_or("");
             let name = value
                 .pointer("/metadata/name")
@@ -317,7 +323,11 @@ fn secret_problems(s: &Secret) -> Vec<String> {
         .data
         .iter()
         .flat_map(|d| d.keys().map(|k| ("data", k)))
-        .chain(s.string_data.iter().flat_map(|d| d.keys().map(|k| ("stringData", k))));
+        .chain(
+            s.string_data
+                .iter()
+                .flat_map(|d| d.keys().map(|k| ("stringData", k))),
+        );
     for (field, key) in keys {
         let ok = !key.is_empty()
             && key.len() <= 253
@@ -336,13 +346,7 @@ fn secret_problems(s: &Secret) -> Vec<String> {
     out
 }
 
-fn note_origin(
-    m: &mut Manifests,
-    problems: &mut Vec<Problem>,
-    kind: &str,
-    name: &str,
-    file: &str,
-) {
+fn note_origin(m: &mut Manifests, problems: &mut Vec<Problem>, kind: &str, name: &str, file: &str) {
     let key = format!("{kind}/{name}");
     if let Some(first) = m.origins.get(&key) {
         problems.push(Problem {
@@ -449,7 +453,11 @@ pub fn check_references(m: &Manifests) -> Vec<Problem> {
         }
         let hub = match &w.spec.hub {
             Some(h) if !hubs.contains(h) => {
-                push("Worker", name, format!("spec.hub: StratumHub {h:?} not found"));
+                push(
+                    "Worker",
+                    name,
+                    format!("spec.hub: StratumHub {h:?} not found"),
+                );
                 h.clone()
             }
             Some(h) => h.clone(),
@@ -493,7 +501,10 @@ pub fn check_references(m: &Manifests) -> Vec<Problem> {
         let spec = &c.spec;
         let mut push_c = |msg: String| push("RentalContract", name, msg);
         if !customers.contains(&spec.customer) {
-            push_c(format!("spec.customer: Customer {:?} not found", spec.customer));
+            push_c(format!(
+                "spec.customer: Customer {:?} not found",
+                spec.customer
+            ));
         }
         for (i, w) in spec.workers.iter().enumerate() {
             if !workers.contains(w) {
@@ -580,7 +591,10 @@ spec: { owner: house }
             text.contains("c.yaml: RentalContract c1: spec.workers[1]: Worker \"w9\" not found"),
             "{text}"
         );
-        assert!(text.contains("c.yaml: Frobnicator f: unknown kind"), "{text}");
+        assert!(
+            text.contains("c.yaml: Frobnicator f: unknown kind"),
+            "{text}"
+        );
         assert!(
             text.contains("c.yaml: Worker w2: spec.expectedHashrate: Required value"),
             "{text}"
@@ -637,6 +651,9 @@ spec:
             text.contains("b.yaml: Worker w1: declared twice (also in a.yaml)"),
             "{text}"
         );
-        assert!(text.contains("c.yaml: document 1: not valid YAML"), "{text}");
+        assert!(
+            text.contains("c.yaml: document 1: not valid YAML"),
+            "{text}"
+        );
     }
 }

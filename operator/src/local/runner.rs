@@ -266,10 +266,7 @@ impl Runner {
                     status: status_rx.clone(),
                     hub: lp.hub.clone(),
                 };
-                (
-                    Some(tokio::spawn(http::serve(listener, state))),
-                    bound,
-                )
+                (Some(tokio::spawn(http::serve(listener, state))), bound)
             }
             None => (None, None),
         };
@@ -571,7 +568,12 @@ impl Loop {
             routing_generation: self.hub.applied_generation(),
             connections: self.hub.connections(),
         });
-        let mut pools: Vec<PoolRow> = self.hub.pool_facts().iter().map(PoolRow::from_facts).collect();
+        let mut pools: Vec<PoolRow> = self
+            .hub
+            .pool_facts()
+            .iter()
+            .map(PoolRow::from_facts)
+            .collect();
         pools.sort_by(|a, b| a.name.cmp(&b.name));
         doc.pools = pools;
         doc.manifests_error = self.manifests_error.clone();

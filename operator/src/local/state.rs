@@ -110,8 +110,8 @@ pub fn save(path: &Path, state: &LocalState) -> Result<(), StateError> {
     };
     let mut state = state.clone();
     state.version = STATE_VERSION;
-    let bytes = serde_json::to_vec_pretty(&state)
-        .map_err(|e| err(std::io::Error::other(e.to_string())))?;
+    let bytes =
+        serde_json::to_vec_pretty(&state).map_err(|e| err(std::io::Error::other(e.to_string())))?;
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let file_name = path
         .file_name()

@@ -100,10 +100,7 @@ impl Store {
             let prev = self.statuses.contracts.get(&r.name);
             contracts.insert(r.name.clone(), contract_status(prev, r, &out.workers, now));
         }
-        self.statuses = Statuses {
-            workers,
-            contracts,
-        };
+        self.statuses = Statuses { workers, contracts };
     }
 }
 
@@ -510,7 +507,8 @@ pub struct StatusDocument {
 impl StatusDocument {
     /// The rows of a store's objects.
     pub fn from_store(source: String, store: &Store, now: Timestamp) -> Self {
-        let mut workers: Vec<WorkerRow> = store.workers().iter().map(WorkerRow::from_object).collect();
+        let mut workers: Vec<WorkerRow> =
+            store.workers().iter().map(WorkerRow::from_object).collect();
         workers.sort_by(|a, b| a.name.cmp(&b.name));
         let mut contracts: Vec<ContractRow> = store
             .contracts()

@@ -194,7 +194,7 @@ pub fn pools_table(rows: &[PoolRow]) -> String {
 /// The whole status: a header line, the manifests error if any, and the three tables.
 pub fn status_text(doc: &StatusDocument, now: Timestamp) -> String {
     let mut out = String::new();
-    out.push_str(&format!("{}", doc.source));
+    out.push_str(&doc.source);
     if let Some(h) = &doc.hub {
         out.push_str(&format!(
             " — hub {} on {} (routing generation {}, {} miner connection(s))",
