@@ -551,6 +551,7 @@ async fn a_dropped_pool_is_failed_over_without_reconnecting_miners() {
         .await
         .unwrap_or_else(|| panic!("{}: nothing at the first pool", m.worker()));
     }
+    let en1_before: Vec<Vec<u8>> = miners.iter().map(|m| m.stats().extranonce1).collect();
     // The first pool goes away (drops sessions, refuses new ones).
     first.set_refuse_connections(true);
     first.close_all_sessions();
@@ -568,8 +569,12 @@ async fn a_dropped_pool_is_failed_over_without_reconnecting_miners() {
         });
     }
     let stats = settle(&hub, &miners).await;
-    for (m, s) in miners.iter().zip(&stats) {
+    for ((m, s), en1) in miners.iter().zip(&stats).zip(&en1_before) {
         assert_eq!(s.connections, 1, "{} had to reconnect", m.worker());
+        // Same-sized pools: the miner's extranonce1 stays; nothing but new jobs was needed.
+        assert_eq!(&s.extranonce1, en1, "{}", m.worker());
+        assert_eq!(s.set_extranonce_received, 0, "{}", m.worker());
+        assert_eq!(s.reconnects_received, 0, "{}", m.worker());
         assert!(s.is_conserved());
         let f = facts(&hub, m.worker());
         assert_eq!(f.submitted(), s.submitted, "{}: {f:?}", m.worker());
