@@ -70,12 +70,7 @@ fn apply(world: &World, alloc: &Allocation, now: Timestamp) -> World {
         }
     }
     for c in &mut next.contracts {
-        let made = alloc
-            .changes
-            .iter()
-            .filter(|ch| ch.contract() == Some(c.name.as_str()) && ch.is_reassignment())
-            .count();
-        c.reassignments_last_hour += made as u32;
+        c.reassignments_last_hour += alloc.contracts[&c.name].reassignments;
     }
     next
 }
@@ -648,7 +643,7 @@ fn brute_force_min_spares(caps: &[f64], deficit: f64) -> Option<usize> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
 
     #[test]
     fn same_world_same_allocation_in_any_input_order(seed in any::<u64>(), n in 1usize..40, m in 0usize..8) {
@@ -681,32 +676,16 @@ proptest! {
     }
 
     #[test]
-    fn applying_allocations_settles_without_flapping(seed in any::<u64>(), n in 1usize..40, m in 0usize..8) {
-        // From any (even inconsistent) start, repeated passes at the same instant stop moving
-        // workers within a few passes. After the first pass, the only moves allowed are
-        // releases of Threshold substitutes a bigger lend made redundant, and lends of what
-        // those releases freed: each later pass has strictly fewer substitutes to release.
-        let mut world = random_world(seed, n, m);
-        let first = allocate(&world);
-        check_invariants(&world, &first)?;
-        world = apply(&world, &first, world.now);
-        let mut passes = 1;
-        loop {
-            let a = allocate(&world);
-            check_invariants(&world, &a)?;
-            if a.changes.is_empty() {
-                break;
-            }
-            for ch in &a.changes {
-                prop_assert!(
-                    ch.reason == ChangeReason::NoLongerNeeded || matches!(ch.to_role, Role::Substitute | Role::Benched) || ch.from_role == Role::Benched,
-                    "pass {}: {}", passes + 1, ch
-                );
-            }
-            passes += 1;
-            prop_assert!(passes <= m + 2, "still moving after {} passes: {:#?}", passes, a.changes);
-            world = apply(&world, &a, world.now);
-        }
+    fn applying_an_allocation_reaches_a_fixed_point(seed in any::<u64>(), n in 1usize..40, m in 0usize..8) {
+        // From any (even inconsistent) start, the pass's own output is stable: running it again
+        // on the world it produced (same instant, same health) moves nothing. No flapping, and
+        // a restarted operator that reads back its placements changes nothing.
+        let world = random_world(seed, n, m);
+        let a = allocate(&world);
+        let next = apply(&world, &a, world.now);
+        let b = allocate(&next);
+        check_invariants(&next, &b)?;
+        prop_assert!(b.changes.is_empty(), "second pass moved: {:#?}", b.changes);
     }
 
     #[test]
@@ -721,7 +700,9 @@ proptest! {
     fn a_single_failure_makes_the_fewest_possible_changes(seed in any::<u64>(), n in 2usize..24, m in 1usize..5, pick in any::<prop::sample::Index>()) {
         let mut world = healthy_settled_world(seed, n, m);
         let listed: Vec<(usize, String)> = world.contracts.iter().enumerate().flat_map(|(i, c)| c.primaries.iter().map(move |p| (i, p.clone()))).collect();
-        prop_assume!(!listed.is_empty());
+        if listed.is_empty() {
+            return Ok(());
+        }
         let (ci, failed) = pick.get(&listed).clone();
         set_health(&mut world, &failed, Verdict::Dead);
         let c = world.contracts[ci].clone();

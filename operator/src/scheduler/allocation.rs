@@ -332,7 +332,9 @@ impl Change {
             .or(self.from_contract.as_deref())
     }
 
-    /// A lend or a give-back (counts against `maxReassignmentsPerHour`).
+    /// A lend or a give-back by its reason. A worker moved straight from one contract to
+    /// another carries only the new contract's reason: count reassignments per contract with
+    /// [`ContractOutcome::reassignments`], which is what the limit uses.
     pub fn is_reassignment(&self) -> bool {
         matches!(
             self.reason,
@@ -468,6 +470,12 @@ struct Pass<'w> {
     threshold_subs: BTreeMap<usize, Vec<usize>>,
     /// Workers whose current placement is Substitute, by the contract they claim to serve.
     current_subs: BTreeMap<usize, Vec<usize>>,
+    /// Threshold lends made in this pass, per contract.
+    lent: BTreeMap<usize, Vec<usize>>,
+    /// Old substitutes released during the fill (spares for contracts still short).
+    freed: Vec<usize>,
+    /// Needs the fill could not meet for lack of spares (retried when spares are freed).
+    unmet: BTreeMap<usize, Need>,
 }
 
 /// Run the allocation pass. Never fails: problems become contract conditions.
@@ -521,6 +529,9 @@ pub fn allocate(world: &World) -> Allocation {
         outcomes,
         threshold_subs: BTreeMap::new(),
         current_subs: BTreeMap::new(),
+        lent: BTreeMap::new(),
+        freed: Vec::new(),
+        unmet: BTreeMap::new(),
     };
     for (w, worker) in world.workers.iter().enumerate() {
         if worker.placement.role == Role::Substitute
@@ -850,9 +861,9 @@ impl<'w> Pass<'w> {
     /// Threshold: release substitutes, biggest first, while delivered stays comfortably above
     /// the floor. `old` have served before (dwell and budget apply); `new` were lent in this
     /// pass (un-lending them costs nothing and frees them for later contracts). During the fill
-    /// (`taken` given) only `new` ones are reconsidered: an old substitute that a bigger new
-    /// lend made redundant is released by the next pass, when every contract can see it free.
-    /// Returns the hashrate delivered afterwards.
+    /// (`taken` given), old ones a bigger new lend made redundant are released too and offered
+    /// to contracts still short (see the rounds in `fill`). Returns the hashrate delivered
+    /// afterwards.
     fn release_surplus(
         &mut self,
         c: usize,
@@ -862,6 +873,13 @@ impl<'w> Pass<'w> {
     ) -> f64 {
         let world = self.world;
         let cap = |w: usize| world.workers[w].capacity();
+        // Only those still serving `c` (earlier rounds may have released some).
+        let here = |s: &usize| {
+            self.slots[*s].contract == Some(c) && self.slots[*s].role == Role::Substitute
+        };
+        let old: Vec<usize> = old.iter().copied().filter(here).collect();
+        let new: Vec<usize> = new.iter().copied().filter(here).collect();
+        let (old, new) = (old.as_slice(), new.as_slice());
         let mut delivered: f64 = self.primaries[c].iter().map(|&p| cap(p)).sum::<f64>()
             + old.iter().map(|&s| cap(s)).sum::<f64>()
             + new.iter().map(|&s| cap(s)).sum::<f64>();
@@ -886,13 +904,16 @@ impl<'w> Pass<'w> {
                 if let Some(t) = taken.as_deref_mut() {
                     t[s] = false;
                 }
+                if let Some(l) = self.lent.get_mut(&c) {
+                    l.retain(|&x| x != s);
+                }
                 if let Some(b) = &mut self.budget[c] {
                     *b += 1;
                     self.outcomes[c].reassignments =
                         self.outcomes[c].reassignments.saturating_sub(1);
                 }
                 delivered -= cap(s);
-            } else if taken.is_none() && self.served_long_enough(s, c) && self.spend(c) {
+            } else if self.served_long_enough(s, c) && self.spend(c) {
                 self.place(
                     s,
                     None,
@@ -901,6 +922,9 @@ impl<'w> Pass<'w> {
                     Some(ChangeReason::NoLongerNeeded),
                 );
                 delivered -= cap(s);
+                if taken.is_some() {
+                    self.freed.push(s);
+                }
             }
         }
         delivered
@@ -931,29 +955,64 @@ impl<'w> Pass<'w> {
                 .then_with(|| wa.name.cmp(&wb.name))
         });
         let mut taken = vec![false; self.world.workers.len()];
-        let mut selector_cache: BTreeMap<Option<&Selector>, Vec<usize>> = BTreeMap::new();
-        for c in self.fill_order() {
-            let Some(need) = pending.remove(&c) else {
-                continue;
-            };
-            // Selector matches are cached per distinct selector (contracts share a few).
-            let selector = self.world.contracts[c].spare_selector.as_ref();
-            let matching = selector_cache.entry(selector).or_insert_with(|| {
-                free.iter()
+        // Rounds: a Threshold lend can make an old substitute redundant; it is released at once
+        // and offered to the contracts that were still short, so that the next pass finds
+        // nothing to do (a fixed point). Each round frees at least one old substitute, so this
+        // ends.
+        loop {
+            let mut selector_cache: BTreeMap<Option<&Selector>, Vec<usize>> = BTreeMap::new();
+            for c in self.fill_order() {
+                let Some(need) = pending.remove(&c) else {
+                    continue;
+                };
+                // Selector matches are cached per distinct selector (contracts share a few).
+                let selector = self.world.contracts[c].spare_selector.as_ref();
+                let matching = selector_cache.entry(selector).or_insert_with(|| {
+                    free.iter()
+                        .copied()
+                        .filter(|&w| {
+                            selector.is_none_or(|s| s.matches(&self.world.workers[w].labels))
+                        })
+                        .collect()
+                });
+                let candidates: Vec<usize> = matching
+                    .iter()
                     .copied()
-                    .filter(|&w| selector.is_none_or(|s| s.matches(&self.world.workers[w].labels)))
-                    .collect()
+                    .filter(|&w| !taken[w] && self.owner_allows(w, c))
+                    .collect();
+                match need {
+                    Need::Cover(originals) => self.fill_cover(c, originals, candidates, &mut taken),
+                    Need::Deficit(d) => self.fill_deficit(c, d, candidates, &mut taken),
+                }
+            }
+            let freed = std::mem::take(&mut self.freed);
+            if freed.is_empty() || self.unmet.is_empty() {
+                break;
+            }
+            for w in freed {
+                let worker = &self.world.workers[w];
+                if worker.health == Verdict::Healthy
+                    && !worker.out_of_service()
+                    && !free.contains(&w)
+                {
+                    free.push(w);
+                }
+                taken[w] = false;
+            }
+            free.sort_by(|&a, &b| {
+                let (wa, wb) = (&self.world.workers[a], &self.world.workers[b]);
+                wa.expected_hashrate
+                    .total_cmp(&wb.expected_hashrate)
+                    .then_with(|| wa.name.cmp(&wb.name))
             });
-            let candidates: Vec<usize> = matching
-                .iter()
-                .copied()
-                .filter(|&w| !taken[w] && self.owner_allows(w, c))
-                .collect();
-            match need {
-                Need::Cover(originals) => self.fill_cover(c, originals, candidates, &mut taken),
-                Need::Deficit(d) => self.fill_deficit(c, d, candidates, &mut taken),
+            pending = std::mem::take(&mut self.unmet);
+            for c in pending.keys() {
+                self.outcomes[*c]
+                    .conditions
+                    .retain(|k| !matches!(k, ContractCondition::NoSpareCapacity { .. }));
             }
         }
+        self.unmet.clear();
     }
 
     fn fill_cover(
@@ -964,6 +1023,7 @@ impl<'w> Pass<'w> {
         taken: &mut [bool],
     ) {
         let mut uncovered = Vec::new();
+        let mut uncovered_idx = Vec::new();
         let mut missing = 0.0;
         let mut limited = false;
         let world = self.world;
@@ -1011,6 +1071,7 @@ impl<'w> Pass<'w> {
                         limited = true;
                     } else {
                         uncovered.push(original.name.clone());
+                        uncovered_idx.push(p);
                         missing += want;
                     }
                     let reason = if was_benched {
@@ -1029,6 +1090,7 @@ impl<'w> Pass<'w> {
                     missing_hashrate: missing,
                     uncovered,
                 });
+            self.unmet.insert(c, Need::Cover(uncovered_idx));
         }
     }
 
@@ -1068,8 +1130,10 @@ impl<'w> Pass<'w> {
         }
         let mut remaining = deficit;
         let mut lent = Vec::new();
+        let mut limited = false;
         for s in chosen {
             if !self.spend(c) {
+                limited = true;
                 break;
             }
             taken[s] = true;
@@ -1087,10 +1151,15 @@ impl<'w> Pass<'w> {
                     missing_hashrate: remaining,
                     uncovered: Vec::new(),
                 });
+            if !limited {
+                self.unmet.insert(c, Need::Deficit(remaining));
+            }
         }
         if !lent.is_empty() {
+            self.lent.entry(c).or_default().extend(lent);
             let old = self.threshold_subs.get(&c).cloned().unwrap_or_default();
-            self.release_surplus(c, &old, &lent, Some(taken));
+            let new = self.lent.get(&c).cloned().unwrap_or_default();
+            self.release_surplus(c, &old, &new, Some(taken));
         }
     }
 

@@ -689,16 +689,21 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
                 .as_ref()
                 .and_then(|s| s.last_failover.as_ref().map(|t| t.0))
         });
-        for ch in changes
-            .iter()
-            .filter(|c| c.contract() == Some(p.name.as_str()) && c.is_reassignment())
-        {
+        // Lends and give-backs this pass (as the allocator counted them against the limit).
+        let made = outcome.as_ref().map_or(0, |o| o.reassignments);
+        for _ in 0..made {
             times.push(now);
             last_failover = Some(now);
-            if ch.to_role == Role::Substitute {
-                failovers = failovers.saturating_add(1);
-            }
         }
+        let lends = changes
+            .iter()
+            .filter(|ch| {
+                ch.to_contract.as_deref() == Some(p.name.as_str())
+                    && ch.to_role == Role::Substitute
+                    && (ch.from_contract != ch.to_contract || ch.from_role != Role::Substitute)
+            })
+            .count();
+        failovers = failovers.saturating_add(lends as u64);
         let required = terms.required();
         let planned = outcome.as_ref().map_or(0.0, |o| o.planned_hashrate);
         let conditions = outcome.map(|o| o.conditions).unwrap_or_default();
