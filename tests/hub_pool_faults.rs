@@ -279,3 +279,67 @@ async fn failover_to_a_pool_without_version_rolling_narrows_the_miners_mask() {
             .all(|s| s.version == 0x2000_0000)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_pool_with_a_smaller_extranonce2() {
+    init_tracing();
+    let wide = SimPool::start(test_pool(POOL_D)).await.unwrap();
+    let narrow = SimPool::start(PoolConfig {
+        extranonce2_size: 4,
+        ..test_pool(POOL_D)
+    })
+    .await
+    .unwrap();
+    let mut cfg = hub_config(&[wide.url(), narrow.url()], MINER_D);
+    fast_failover(&mut cfg);
+    let hub = start_hub(cfg).await;
+    count_panics();
+    // Half the miners accept set_extranonce, half do not (they may be asked to reconnect).
+    let ms = miners(&hub, "narrow", 6);
+    until_pool_has(&wide, &ms, 2, "on the wide pool").await;
+    wide.set_refuse_connections(true);
+    wide.close_all_sessions();
+    until_pool_has(&narrow, &ms, 3, "on the narrow pool").await;
+    for m in &ms {
+        m.stall();
+    }
+    for m in &ms {
+        let s = m
+            .wait_for(DEADLINE, |s| s.in_flight == 0)
+            .await
+            .expect("answers");
+        assert!(
+            s.connections <= 2,
+            "{} reconnected {} times",
+            m.worker(),
+            s.connections
+        );
+        assert_eq!(pool_counts_for(&narrow, m.worker()).rejected_total(), 0);
+    }
+    for (i, m) in ms.iter().enumerate() {
+        if i % 3 == 0 {
+            assert_eq!(
+                m.stats().connections,
+                1,
+                "{} accepts set_extranonce and must not need a reconnect",
+                m.worker()
+            );
+        }
+    }
+    // No two miners did the same work on the narrow pool.
+    let mut owner = std::collections::HashMap::new();
+    for sh in narrow.accepted_shares() {
+        let prev = owner.insert(
+            (
+                sh.extranonce1.clone(),
+                sh.extranonce2.clone(),
+                sh.job_id.clone(),
+                sh.nonce,
+                sh.version,
+            ),
+            sh.worker.clone(),
+        );
+        assert!(prev.is_none_or(|p| p == sh.worker));
+    }
+    assert_eq!(panics_seen(), 0);
+}
