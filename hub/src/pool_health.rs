@@ -13,7 +13,8 @@
 //!   [`PoolEvent::ConnectOk`] after subscribe succeeded, [`PoolEvent::ConnectFailed`] on refusal /
 //!   timeout / handshake error, [`PoolEvent::AuthRejected`], [`PoolEvent::Disconnected`],
 //!   [`PoolEvent::JobReceived`] per `mining.notify`, [`PoolEvent::ShareAccepted`] /
-//!   [`PoolEvent::ShareRejected`] per pool verdict on a forwarded share;
+//!   [`PoolEvent::ShareRejected`] per pool verdict on a forwarded share (only rejections for which
+//!   [`rejection_is_pool_trouble`] holds: duplicates are not the pool's fault);
 //! - call [`PoolHealthBook::tick`] at least every few hundred ms (or at
 //!   [`PoolHealthBook::next_deadline`]) so starvation and recovery are noticed;
 //! - when a [`Transition`] into [`PoolState::Failed`] is returned: stop sending new work from that
@@ -99,6 +100,18 @@ pub enum PoolEvent {
     JobReceived,
     ShareAccepted,
     ShareRejected,
+}
+
+/// Whether a pool's rejection of a forwarded share says something about the pool's health.
+///
+/// Feed [`PoolEvent::ShareRejected`] only when this is true. A duplicate (22) is the hub's or the
+/// miner's doing (the same work submitted twice, e.g. a miner that restarts its extranonce2 on a
+/// job it already mined before a switch back): counting it would fail a healthy pool as
+/// "rejecting" and move every worker away for nothing. Every other code counts (a pool that
+/// answers "job not found" or "low difficulty" to nearly everything is broken for us), and a
+/// bare `false` or an unparsable error (`None`) counts too.
+pub fn rejection_is_pool_trouble(code: Option<i64>) -> bool {
+    code != Some(crate::protocol::error_code::DUPLICATE)
 }
 
 /// Health of one pool.
@@ -645,6 +658,21 @@ mod tests {
         assert!(!h.state().is_failed(), "window of 10 not full yet");
         h.on_event(PoolEvent::ShareRejected, t0);
         assert_eq!(reason(&h), Some(FailReason::Rejecting), "9 of 10 rejected");
+    }
+
+    #[test]
+    fn duplicates_are_not_pool_trouble() {
+        use crate::protocol::error_code;
+        assert!(!rejection_is_pool_trouble(Some(error_code::DUPLICATE)));
+        for code in [
+            None,
+            Some(error_code::OTHER),
+            Some(error_code::JOB_NOT_FOUND),
+            Some(error_code::LOW_DIFFICULTY),
+            Some(error_code::UNAUTHORIZED),
+        ] {
+            assert!(rejection_is_pool_trouble(code), "{code:?}");
+        }
     }
 
     #[test]

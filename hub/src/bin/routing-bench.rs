@@ -97,7 +97,7 @@ fn document(
         unknown_workers: UnknownWorkerPolicy::Reject,
         health: Default::default(),
         failover: FailoverPolicy {
-            starvation: DurationSpec::from_secs(10),
+            starvation: DurationSpec::from_secs(60),
             return_after: DurationSpec::from_secs(1),
             backoff_min: DurationSpec::from_millis(50),
             backoff_max: DurationSpec::from_millis(500),
@@ -110,9 +110,8 @@ fn pool_config(name: &str) -> PoolConfig {
     PoolConfig {
         name: name.into(),
         difficulty: D,
-        // Jobs only when the pool starts or a test asks: every job a miner gets after a switch
-        // is the switch's own notify, so "first job" is measured exactly.
-        job_interval: None,
+        // A new job every few seconds, like a real pool (a pool without jobs is starved out).
+        job_interval: Some(Duration::from_secs(5)),
         record_shares: false,
         ..PoolConfig::default()
     }
@@ -143,8 +142,9 @@ async fn when(deadline: Duration, mut cond: impl FnMut() -> bool) -> Option<Inst
 }
 
 /// Per-miner latencies of one move: (first job at miner, first accepted share at the new pool).
-/// All miners are watched together (every millisecond), so one slow miner does not delay the
-/// observation of the others.
+/// All miners are watched together every millisecond, so one slow miner does not delay the
+/// observation of the others. The job time is the miner's own receive timestamp of the newest job
+/// when a new job is first seen (pools send a job only every few seconds, so that is the first).
 async fn measure_move(
     t0: Instant,
     miners: &[SimMiner],
@@ -156,46 +156,49 @@ async fn measure_move(
         .iter()
         .map(|m| format!("{ACCOUNT}.{}", m.worker()))
         .collect();
-    let mut accepted_at: Vec<Option<Instant>> = vec![None; miners.len()];
+    let n = miners.len();
+    let mut accepted_at: Vec<Option<Instant>> = vec![None; n];
+    let mut job_at: Vec<Option<Instant>> = vec![None; n];
     let end = Instant::now() + DEADLINE;
-    while accepted_at.iter().any(Option::is_none) {
+    while accepted_at.iter().chain(&job_at).any(Option::is_none) {
         if Instant::now() >= end {
             bail!(
-                "not every miner got a share accepted at {} within {DEADLINE:?}",
+                "not every miner got a job and an accepted share at {} within {DEADLINE:?}",
                 to.config().name
             );
         }
         let stats = to.stats();
         let now = Instant::now();
-        for (i, slot) in accepted_at.iter_mut().enumerate() {
-            let before = accepted_before.get(i).copied().unwrap_or(0);
-            let name = names.get(i).map(String::as_str).unwrap_or("");
-            if slot.is_none() && stats.worker(name).accepted > before {
+        for i in 0..n {
+            let (Some(m), Some(name)) = (miners.get(i), names.get(i)) else {
+                continue;
+            };
+            if let Some(slot) = accepted_at.get_mut(i)
+                && slot.is_none()
+                && stats.worker(name).accepted > accepted_before.get(i).copied().unwrap_or(0)
+            {
                 *slot = Some(now);
+            }
+            let jb = jobs_before.get(i).copied().unwrap_or(0);
+            if let Some(slot) = job_at.get_mut(i)
+                && slot.is_none()
+                && let Some(Some(at)) =
+                    m.with_stats(|s| (s.jobs_received > jb).then_some(s.last_job_at).flatten())
+            {
+                *slot = Some(at);
             }
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let mut out = Vec::new();
-    for (i, m) in miners.iter().enumerate() {
-        let jb = jobs_before.get(i).copied().unwrap_or(0);
-        let s = m
-            .wait_for(DEADLINE, |s| s.jobs_received > jb)
-            .await
-            .map_err(|s| anyhow::anyhow!("{}: no job after the move: {s:?}", m.worker()))?;
-        // The newest job is the first one after the move (pools send jobs only on demand).
-        let job_at = s.last_job_at.context("job time")?;
-        let acc = accepted_at
-            .get(i)
-            .copied()
-            .flatten()
-            .context("accepted time")?;
-        out.push((
-            ms(job_at.saturating_duration_since(t0)),
-            ms(acc.saturating_duration_since(t0)),
-        ));
-    }
-    Ok(out)
+    Ok(job_at
+        .iter()
+        .zip(&accepted_at)
+        .map(|(j, a)| {
+            let since =
+                |x: &Option<Instant>| x.map_or(f64::NAN, |x| ms(x.saturating_duration_since(t0)));
+            (since(j), since(a))
+        })
+        .collect())
 }
 
 fn ms(d: Duration) -> f64 {
@@ -217,15 +220,18 @@ async fn baseline(pool: &SimPool, round: usize, sps: f64) -> Result<(f64, f64)> 
     let up = format!("{ACCOUNT}.{name}");
     let t0 = Instant::now();
     let m = SimMiner::spawn(pool.addr(), miner_config(up.clone(), sps));
-    let accepted_at = when(DEADLINE, || pool.worker(&up).accepted > 0)
-        .await
-        .context("baseline miner: no accepted share")?;
-    let s = m
-        .wait_for(DEADLINE, |s| s.jobs_received > 0)
-        .await
-        .map_err(|s| anyhow::anyhow!("baseline miner: no job {s:?}"))?;
-    // First job: jobs come only on connect here, so the newest is the first.
-    let job_at = s.last_job_at.context("job time")?;
+    let mut job_at = None;
+    let accepted_at = when(DEADLINE, || {
+        if job_at.is_none() {
+            job_at = m
+                .with_stats(|s| (s.jobs_received > 0).then_some(s.last_job_at).flatten())
+                .flatten();
+        }
+        job_at.is_some() && pool.worker(&up).accepted > 0
+    })
+    .await
+    .context("baseline miner: no job and accepted share")?;
+    let job_at = job_at.context("job time")?;
     m.die();
     Ok((
         ms(job_at.saturating_duration_since(t0)),
@@ -348,7 +354,11 @@ async fn main() -> Result<()> {
         }
         let push_ms = ms(t0.elapsed());
         let v = measure_move(t0, &miners, &jobs, to, &acc).await?;
-        eprintln!("re-route round {round}: push answered in {push_ms:.2} ms");
+        let worst = v.iter().map(|x| x.0).fold(0.0, f64::max);
+        eprintln!(
+            "re-route round {round} → {}: push answered in {push_ms:.2} ms, slowest first job {worst:.2} ms",
+            to.config().name
+        );
         for (j, s) in v {
             rr_job.push(j);
             rr_acc.push(s);
@@ -377,8 +387,9 @@ async fn main() -> Result<()> {
         let t0 = Instant::now();
         a.shutdown();
         let v = measure_move(t0, &miners, &jobs, &b, &acc).await?;
+        let worst = v.iter().map(|x| x.0).fold(0.0, f64::max);
         eprintln!(
-            "pool death round {round}: all {} miners on the backup",
+            "pool death round {round}: all {} miners on the backup, slowest first job {worst:.2} ms",
             v.len()
         );
         for (j, s) in v {
