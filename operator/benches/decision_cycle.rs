@@ -183,8 +183,10 @@ fn facts(farm: &Farm, t: i64, failures: bool) -> BTreeMap<String, WorkerFacts> {
                     },
                 })
                 .collect();
-            let mut difficulty = ShareBuckets::<f64>::default();
-            difficulty.accepted = 1e3 * d;
+            let difficulty = ShareBuckets::<f64> {
+                accepted: 1e3 * d,
+                ..ShareBuckets::default()
+            };
             let f = WorkerFacts {
                 worker: name.clone(),
                 connected: true,

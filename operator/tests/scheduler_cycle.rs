@@ -80,8 +80,10 @@ fn facts(name: &str, expected: f64, silent: i64, since: i64, last: i64) -> Worke
             }
         })
         .collect();
-    let mut difficulty = ShareBuckets::<f64>::default();
-    difficulty.accepted = 1000.0 * d;
+    let difficulty = ShareBuckets::<f64> {
+        accepted: 1000.0 * d,
+        ..ShareBuckets::default()
+    };
     WorkerFacts {
         worker: name.into(),
         connected: true,
