@@ -476,6 +476,9 @@ impl Miner {
             MinerRequest::Subscribe(_) => return self.on_subscribe(id),
             MinerRequest::ExtranonceSubscribe => {
                 self.extranonce_subscribed = true;
+                if self.registered {
+                    self.sh.router_miner_extranonce_subscribed(self.id);
+                }
                 self.write(protocol::true_line(&id));
             }
             MinerRequest::Authorize(a) => self.on_authorize(id, a.user),
@@ -642,13 +645,13 @@ impl Miner {
         };
         info!(worker = %route.worker, source = route.source.as_str(), "worker authorized");
         self.workers.push(AuthWorker {
-            login,
+            login: login.clone(),
             entry: entry.clone(),
             upstream,
         });
         self.write(protocol::true_line(&id));
         if self.registered {
-            self.sh.router_miner_add_worker(self.id, entry);
+            self.sh.router_miner_add_worker(self.id, login, entry);
         } else {
             self.pending_route = Some(route);
             self.maybe_register();
@@ -670,7 +673,11 @@ impl Miner {
             extranonce_subscribed: self.extranonce_subscribed,
             login: first.login.clone(),
             route,
-            entries: self.workers.iter().map(|w| w.entry.clone()).collect(),
+            entries: self
+                .workers
+                .iter()
+                .map(|w| (w.login.clone(), w.entry.clone()))
+                .collect(),
         };
         self.sh.router_miner_join(join);
     }

@@ -38,7 +38,8 @@ pub struct MinerJoin {
     pub extranonce_subscribed: bool,
     pub login: String,
     pub route: Route,
-    pub entries: Vec<Arc<WorkerEntry>>,
+    /// (login, stats entry) of every worker authorized on the connection.
+    pub entries: Vec<(String, Arc<WorkerEntry>)>,
 }
 
 #[derive(Debug)]
@@ -47,7 +48,7 @@ struct MinerReg {
     extranonce_subscribed: bool,
     login: String,
     route: Route,
-    entries: Vec<Arc<WorkerEntry>>,
+    entries: Vec<(String, Arc<WorkerEntry>)>,
     /// (pool, session id) the miner is attached to.
     at: Option<(String, u64)>,
     leaving: bool,
@@ -176,10 +177,9 @@ impl Router {
             };
             match r.decide(&reg.login) {
                 WorkerDecision::Route(route) => {
-                    for e in &reg.entries {
-                        let labels = labels_of(&route);
-                        if e.name == route.worker {
-                            e.lock().labels = labels;
+                    for (login, e) in &reg.entries {
+                        if let WorkerDecision::Route(own) = r.decide(login) {
+                            e.lock().labels = labels_of(&own);
                         }
                     }
                     reg.route = route;
@@ -215,12 +215,19 @@ impl Router {
         self.reconcile(sh, id, Instant::now());
     }
 
-    pub fn miner_add_worker(&mut self, id: u64, entry: Arc<WorkerEntry>) {
+    pub fn miner_add_worker(&mut self, id: u64, login: String, entry: Arc<WorkerEntry>) {
         if let Some(reg) = self.miners.get_mut(&id) {
             if let Some((pool, _)) = &reg.at {
                 entry.lock().pool = Some(pool.clone());
             }
-            reg.entries.push(entry);
+            reg.entries.push((login, entry));
+        }
+    }
+
+    /// The miner sent `mining.extranonce.subscribe` after registering.
+    pub fn miner_extranonce_subscribed(&mut self, id: u64) {
+        if let Some(reg) = self.miners.get_mut(&id) {
+            reg.extranonce_subscribed = true;
         }
     }
 
@@ -516,7 +523,7 @@ impl Router {
         let old = reg.at.take();
         let switched_pool = old.as_ref().is_some_and(|(p, _)| *p != want);
         reg.at = Some((want.clone(), handle.id));
-        for e in &reg.entries {
+        for (_, e) in &reg.entries {
             e.lock().pool = Some(want.clone());
         }
         let link = reg.link.clone();

@@ -116,8 +116,11 @@ impl Shared {
     pub fn router_miner_leave(&self, id: u64) {
         self.core.router().miner_leave(id);
     }
-    pub fn router_miner_add_worker(&self, id: u64, entry: Arc<WorkerEntry>) {
-        self.core.router().miner_add_worker(id, entry);
+    pub fn router_miner_add_worker(&self, id: u64, login: String, entry: Arc<WorkerEntry>) {
+        self.core.router().miner_add_worker(id, login, entry);
+    }
+    pub fn router_miner_extranonce_subscribed(&self, id: u64) {
+        self.core.router().miner_extranonce_subscribed(id);
     }
     /// Where a miner authorizing as `login` goes (`None` before any routing is applied).
     pub fn decide(&self, login: &str) -> Option<WorkerDecision> {
