@@ -305,3 +305,57 @@ fn facts_are_indexed_by_worker_name_through_the_stratum_user() {
         "connected report from another hub pod wins"
     );
 }
+
+#[test]
+fn an_unreachable_hub_holds_verdicts_instead_of_failing_the_farm_over() {
+    let o = load_examples();
+    let all: BTreeMap<String, WorkerFacts> = o
+        .workers
+        .iter()
+        .map(|w| {
+            let n = w.metadata.name.clone().unwrap();
+            let f = facts(&n, w.spec.expected_hashrate.as_f64(), 0, -3600, -1);
+            (n, f)
+        })
+        .collect();
+    let settled = cycle(&o, &all, 0, &CycleMemory::default());
+    let healthy_before = settled
+        .workers
+        .iter()
+        .filter(|w| w.verdict == Verdict::Healthy)
+        .count();
+    assert!(healthy_before >= 15, "{healthy_before} healthy");
+    // For ten minutes no hub can be read: no facts at all.
+    let mut memory = settled.memory.clone();
+    for t in (5..600).step_by(5) {
+        let now = Timestamp::from_second(T0 + t).unwrap();
+        let empty = BTreeMap::new();
+        let input = CycleInput {
+            now,
+            workers: &o.workers,
+            contracts: &o.contracts,
+            customers: &o.customers,
+            pools: &o.pools,
+            hubs: &o.hubs,
+            facts: &empty,
+            facts_as_of: None,
+            render_objects: false,
+            pod_monitor: false,
+        };
+        let out = run_cycle(&input, &memory);
+        assert!(out.changes.is_empty(), "t={t}: {:?}", out.changes);
+        let healthy = out
+            .workers
+            .iter()
+            .filter(|w| w.verdict == Verdict::Healthy)
+            .count();
+        assert_eq!(healthy, healthy_before, "t={t}: verdicts held");
+        // Nothing is accounted without evidence.
+        let before = &settled.contracts[0].ledger;
+        assert_eq!(
+            out.contracts[0].ledger.observed_slots,
+            before.observed_slots
+        );
+        memory = out.memory;
+    }
+}
