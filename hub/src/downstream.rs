@@ -3,7 +3,9 @@
 //! The task owns everything about its miner (negotiated mask, tail, workers, jobs it was sent,
 //! vardiff), so the share path takes no hub-wide lock: look the job up locally, check it with
 //! sha256d, book the result on the worker, forward it to the job's session if it meets the pool
-//! target, answer the miner. Jobs, switches and fallbacks arrive on the connection's queue
+//! target. A share below the pool target (or refused locally) is answered at once; a forwarded
+//! share is answered with the pool's own verdict under the miner's request id (so the miner's
+//! accepted/rejected counts match the pool's, even when miners reuse ids like cpuminer's `4`). Jobs, switches and fallbacks arrive on the connection's queue
 //! ([`ToMiner`]) from upstream sessions and the router.
 //!
 //! Hygiene: bounded lines, a token bucket against floods, handshake and idle timeouts, a bounded

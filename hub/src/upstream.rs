@@ -4,7 +4,10 @@
 //! to choke on it, `mining.subscribe`, `mining.authorize` of the pool account), turns each pool job
 //! into [`JobVariant`]s once and hands the same bytes to every member miner, authorizes each
 //! worker's upstream name on first use, forwards shares with its own request ids (miner ids are
-//! not unique), and books the pool's verdicts on the worker that found the share. It reports to the
+//! not unique), books the pool's verdicts on the worker that found the share and relays each
+//! verdict to the miner under the miner's own id (a share without a verdict after
+//! `submitTimeoutSeconds`, or when the session dies, is `lost` and answered with error 20). It
+//! reports to the
 //! router ([`crate::router`]) only: ready (subscribed, authorized, first job in hand — "connect
 //! first, then cut over"), failed or closed, each job (starvation clock), verdict counts (reject
 //! ratio), and a pool's `client.reconnect` (the router opens a replacement and moves the miners;
