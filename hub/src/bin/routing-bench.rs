@@ -13,6 +13,13 @@
 //!
 //! Targets (issue): re-route ≤ 100 ms to the first new-pool job at the miner; pool death → miners
 //! on the backup within 2 s. Prints a table, then one JSON line last.
+//!
+//! Moves alternate between the same two pools, which send a job every 5 s: without
+//! `--fresh-jobs` a miner often moves back to a pool job it already mined a moment ago, and a miner
+//! that restarts its extranonce2 per job then re-finds the same shares (duplicates at the pool).
+//! Run both ways: the difference is the cost of re-mined work on quick back-and-forth moves.
+//!
+//! `cargo run -p hashsched-hub --bin routing-bench -- [--fresh-jobs] [--miners 20]`
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -56,6 +63,11 @@ struct Args {
     /// Baseline rounds (fresh miner straight to the pool).
     #[arg(long, default_value_t = 6)]
     baseline_rounds: usize,
+    /// Have the target pool issue a new job 50 ms before each move, so miners never get a pool
+    /// job they already mined before an earlier move (isolates the switch path from re-mined
+    /// work; without it, a move back to a job already mined shows up as duplicates).
+    #[arg(long)]
+    fresh_jobs: bool,
 }
 
 fn pool_spec(name: &str, addr: SocketAddr) -> PoolSpec {
@@ -344,6 +356,10 @@ async fn main() -> Result<()> {
         } else {
             (&a, ["a", "b"])
         };
+        if args.fresh_jobs {
+            to.new_job(false);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         let (jobs, acc) = snapshot(&miners, to);
         generation += 1;
         let body = serde_yaml::to_string(&document(generation, &pools, args.miners, &order))?;
@@ -382,6 +398,10 @@ async fn main() -> Result<()> {
             when(DEADLINE, || a.worker(&up).accepted > before)
                 .await
                 .with_context(|| format!("{} not back on pool a", m.worker()))?;
+        }
+        if args.fresh_jobs {
+            b.new_job(false);
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let (jobs, acc) = snapshot(&miners, &b);
         let t0 = Instant::now();
@@ -468,6 +488,7 @@ async fn main() -> Result<()> {
         "{}",
         json!({
             "bench": "routing",
+            "fresh_jobs": args.fresh_jobs,
             "miners": args.miners,
             "shares_per_sec": args.shares_per_sec,
             "reroute_first_job": js(&rr_j.1),
