@@ -430,7 +430,9 @@ impl HubHandle {
         self.shared.shutdown.clone()
     }
     /// Graceful shutdown: stop accepting, tell miners to reconnect, wait (≤ 10 s) for the tasks.
-    pub async fn shutdown(self) {
+    /// Takes `&self` so a shared (`Arc`) handle can shut the hub down; dropping the handle also
+    /// starts a shutdown (without waiting).
+    pub async fn shutdown(&self) {
         info!("stratum hub shutting down");
         self.shared.shutdown.cancel();
         self.shared.tracker.close();
@@ -616,6 +618,12 @@ mod tests {
         .await;
         assert!(removed.is_some(), "{}", hub.metrics_text());
         hub.shutdown().await;
+    }
+
+    #[test]
+    fn handle_is_send_and_sync() {
+        fn check<T: Send + Sync + 'static>() {}
+        check::<HubHandle>();
     }
 
     pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> String {
