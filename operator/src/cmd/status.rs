@@ -122,13 +122,21 @@ async fn from_cluster(
         .map(str::to_owned)
         .unwrap_or_else(|| config.default_namespace.clone());
     let client = kube::Client::try_from(config).context("building the Kubernetes client")?;
-    let (workers, contracts): (Api<Worker>, Api<RentalContract>) = if all {
-        (Api::all(client.clone()), Api::all(client))
-    } else {
-        (
-            Api::namespaced(client.clone(), &ns),
-            Api::namespaced(client, &ns),
-        )
+    cluster_status(client, if all { None } else { Some(&ns) }).await
+}
+
+/// Lists Workers and RentalContracts (in `namespace`, or everywhere) and builds the rows from
+/// their status subresources.
+async fn cluster_status(
+    client: kube::Client,
+    namespace: Option<&str>,
+) -> anyhow::Result<StatusDocument> {
+    let (workers, contracts): (Api<Worker>, Api<RentalContract>) = match namespace {
+        None => (Api::all(client.clone()), Api::all(client)),
+        Some(ns) => (
+            Api::namespaced(client.clone(), ns),
+            Api::namespaced(client, ns),
+        ),
     };
     let lp = ListParams::default();
     let ws = workers
@@ -140,10 +148,9 @@ async fn from_cluster(
         .await
         .context("listing RentalContracts")?;
     let mut doc = StatusDocument {
-        source: if all {
-            "cluster, all namespaces".into()
-        } else {
-            format!("cluster, namespace {ns}")
+        source: match namespace {
+            None => "cluster, all namespaces".into(),
+            Some(ns) => format!("cluster, namespace {ns}"),
         },
         generated_at: Some(Timestamp::now()),
         workers: ws.items.iter().map(WorkerRow::from_object).collect(),
@@ -175,5 +182,82 @@ mod tests {
         );
         assert!(parse_url("https://h:1").is_err());
         assert!(parse_url("http://").is_err());
+    }
+
+    /// Against a mocked apiserver: the two list calls hit the CRDs' REST paths and the rows come
+    /// from the objects' status subresources.
+    #[tokio::test]
+    async fn cluster_status_lists_workers_and_contracts_from_the_apiserver() {
+        use http::{Request, Response};
+        use kube::client::Body;
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let workers = serde_json::json!({
+                "apiVersion": "hashsched.io/v1alpha1", "kind": "WorkerList",
+                "metadata": {"resourceVersion": "7"},
+                "items": [{
+                    "apiVersion": "hashsched.io/v1alpha1", "kind": "Worker",
+                    "metadata": {"name": "acme-s19-01", "namespace": "mining"},
+                    "spec": {"owner": "acme", "expectedHashrate": "104 TH/s"},
+                    "status": {
+                        "phase": "Dead",
+                        "currentPool": "acme-primary",
+                        "currentAssignment": {"contract": "acme-m2m", "customer": "acme",
+                            "role": "Spare", "since": "2026-07-01T00:00:00Z"}
+                    }
+                }]
+            });
+            let contracts = serde_json::json!({
+                "apiVersion": "hashsched.io/v1alpha1", "kind": "RentalContractList",
+                "metadata": {"resourceVersion": "7"},
+                "items": [{
+                    "apiVersion": "hashsched.io/v1alpha1", "kind": "RentalContract",
+                    "metadata": {"name": "acme-m2m", "namespace": "mining"},
+                    "spec": {"customer": "acme", "mode": "MinerToMiner", "workers": ["acme-s19-01"]},
+                    "status": {
+                        "phase": "Degraded",
+                        "contractedHashrate": "104 TH/s",
+                        "deliveredHashrate": "100 TH/s",
+                        "uptime": {"observedSlots": 100, "upSlots": 99, "ratio": "99%"},
+                        "failoverCount": 3,
+                        "assignedWorkers": [{"worker": "spare-s21-01", "role": "Substitute",
+                            "replaces": "acme-s19-01", "since": "2026-07-01T00:00:00Z"}]
+                    }
+                }]
+            });
+            for (path, body) in [
+                (
+                    "/apis/hashsched.io/v1alpha1/namespaces/mining/workers",
+                    workers,
+                ),
+                (
+                    "/apis/hashsched.io/v1alpha1/namespaces/mining/rentalcontracts",
+                    contracts,
+                ),
+            ] {
+                let (request, send) = handle.next_request().await.expect("a list call");
+                assert_eq!(request.method(), http::Method::GET);
+                assert_eq!(request.uri().path(), path);
+                send.send_response(
+                    Response::builder()
+                        .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                        .unwrap(),
+                );
+            }
+        });
+        let client = kube::Client::new(service, "mining");
+        let doc = cluster_status(client, Some("mining")).await.unwrap();
+        server.await.unwrap();
+        assert_eq!(doc.source, "cluster, namespace mining");
+        let w = doc.worker("acme-s19-01").unwrap();
+        assert_eq!((w.phase.as_str(), w.owner.as_str()), ("Dead", "acme"));
+        assert_eq!(w.role.as_deref(), Some("Spare"));
+        let c = doc.contract("acme-m2m").unwrap();
+        assert_eq!(c.failovers, 3);
+        assert_eq!((c.up_slots, c.observed_slots), (99, 100));
+        assert_eq!(c.workers, vec!["spare-s21-01→acme-s19-01".to_string()]);
+        let text = hashsched_operator::local::table::status_text(&doc, Timestamp::now());
+        assert!(text.contains("acme-m2m (Spare)"), "{text}");
+        assert!(text.contains("99.00% (99/100)"), "{text}");
     }
 }

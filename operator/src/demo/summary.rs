@@ -93,7 +93,10 @@ impl Summary {
         ));
         out.push_str("\nContracts:\n");
         out.push_str(&contracts_table(&self.contracts));
-        out.push_str("\nShares per pool (as the simulated pools counted them):\n");
+        out.push_str(
+            "\nShares per pool (as the simulated pools counted them; rejections by stratum code: \
+             21 stale job, 22 duplicate, 23 low difficulty):\n",
+        );
         let rows: Vec<Vec<String>> = self
             .pools
             .iter()

@@ -533,3 +533,86 @@ impl StatusDocument {
         self.contracts.iter().find(|c| c.name == name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scheduler::allocation::Placement;
+    use crate::scheduler::health::{HealthState, Verdict};
+
+    fn report(verdict: Verdict, placement: Placement, customer: Option<&str>) -> WorkerReport {
+        WorkerReport {
+            name: "spare-1".into(),
+            verdict,
+            reason: "test".into(),
+            thresholds: None,
+            health: HealthState {
+                verdict,
+                since: placement.since,
+                recovering_since: None,
+                disconnected_since: None,
+            },
+            placement,
+            customer: customer.map(Into::into),
+            measured_hashrate: Some(2e5),
+            connected: true,
+        }
+    }
+
+    #[test]
+    fn a_lend_closes_the_open_ledger_entry_and_opens_a_new_one() {
+        let t0: Timestamp = "2026-07-01T00:00:00Z".parse().unwrap();
+        let t1: Timestamp = "2026-07-01T00:10:00Z".parse().unwrap();
+        let idle = report(Verdict::Healthy, Placement::spare(t0), None);
+        let s0 = worker_status(None, &idle, None, &[], t0);
+        assert_eq!(s0.history.len(), 1);
+        assert_eq!(s0.history[0].role, AssignmentRole::Spare);
+        assert_eq!(s0.phase, Some(crate::crd::WorkerPhase::Healthy));
+        // Nothing moved: the ledger does not grow.
+        let s0b = worker_status(Some(&s0), &idle, None, &[], t1);
+        assert_eq!(s0b.history.len(), 1);
+
+        let lent = report(
+            Verdict::Healthy,
+            Placement {
+                contract: Some("acme-m2m".into()),
+                role: Role::Substitute,
+                covers: Some("acme-02".into()),
+                since: t1,
+            },
+            Some("acme"),
+        );
+        let s1 = worker_status(
+            Some(&s0),
+            &lent,
+            None,
+            &["covers acme-02 (Dead)".into()],
+            t1,
+        );
+        assert_eq!(s1.history.len(), 2);
+        assert_eq!(s1.history[0].end, Some(Time(t1)));
+        let open = &s1.history[1];
+        assert_eq!(open.contract.as_deref(), Some("acme-m2m"));
+        assert_eq!(open.replaces.as_deref(), Some("acme-02"));
+        assert_eq!(open.end, None);
+        assert_eq!(open.reason.as_deref(), Some("covers acme-02 (Dead)"));
+        let a = s1.current_assignment.as_ref().unwrap();
+        assert_eq!(a.role, AssignmentRole::Substitute);
+        assert_eq!(a.customer.as_deref(), Some("acme"));
+
+        // The row `hashsched status` prints for it (local or from a cluster).
+        let mut w: Worker = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hashsched.io/v1alpha1", "kind": "Worker",
+            "metadata": {"name": "spare-1"},
+            "spec": {"owner": "house", "expectedHashrate": "200 kH/s"}
+        }))
+        .unwrap();
+        w.status = Some(s1);
+        let row = WorkerRow::from_object(&w);
+        assert_eq!(row.contract.as_deref(), Some("acme-m2m"));
+        assert_eq!(row.role.as_deref(), Some("Substitute"));
+        assert_eq!(row.replaces.as_deref(), Some("acme-02"));
+        assert_eq!(row.owner, "house");
+        assert_eq!(row.expected, 2e5);
+    }
+}
