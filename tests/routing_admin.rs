@@ -224,3 +224,49 @@ async fn configmap_file_changes_reroute_live_and_bad_files_are_ignored() {
     assert_eq!(m.stats().connections, 1);
     assert_conservation(&hub, &[&m], &[&a, &b]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_workers_are_refused_or_quarantined_never_given_to_a_customer() {
+    use hashsched_hub::routing::UnknownWorkerPolicy;
+    init_tracing();
+    let customer = SimPool::start(PoolConfig {
+        name: "customer".into(),
+        ..test_pool(D)
+    })
+    .await
+    .expect("customer pool");
+    let quarantine = SimPool::start(PoolConfig {
+        name: "quarantine".into(),
+        ..test_pool(D)
+    })
+    .await
+    .expect("quarantine pool");
+    let pools = || {
+        vec![
+            pool_spec("customer", &customer),
+            pool_spec("quarantine", &quarantine),
+        ]
+    };
+    // defaultRoute is the customer's pool: unknown workers must still not land there.
+    let t = start_hub(document(1, pools(), &[("rig-1", &["customer"])])).await;
+    let stranger = SimMiner::spawn(t.hub.stratum_addr(), test_miner("stranger", D, 20.0));
+    let s = stranger
+        .wait_for(DEADLINE, |s| s.authorized.is_some())
+        .await
+        .expect("authorize answered");
+    assert_eq!(s.authorized, Some(false), "unknown worker refused: {s:?}");
+
+    let mut doc = document(2, pools(), &[("rig-1", &["customer"])]);
+    doc.unknown_workers = UnknownWorkerPolicy::Quarantine {
+        pools: vec!["quarantine".into()],
+    };
+    t.hub.apply_routing(doc).expect("applies");
+    let stranger2 = SimMiner::spawn(t.hub.stratum_addr(), test_miner("stranger-2", D, 20.0));
+    let known = SimMiner::spawn(t.hub.stratum_addr(), test_miner("rig-1", D, 20.0));
+    wait_accepted_at(&quarantine, "stranger-2", 0, 5).await;
+    wait_accepted_at(&customer, "rig-1", 0, 5).await;
+    assert_eq!(customer.worker(&upstream("stranger-2")).accepted, 0);
+    assert_eq!(customer.worker(&upstream("stranger")).accepted, 0);
+    assert_eq!(quarantine.worker(&upstream("rig-1")).accepted, 0);
+    assert_conservation(&t.hub, &[&stranger2, &known], &[&customer, &quarantine]).await;
+}
