@@ -407,10 +407,8 @@ fn pool_spec(p: &PoolEndpoint) -> Option<PoolSpec> {
 /// Run one decision cycle. Never fails: problems land in reports and conditions.
 pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
     let now = input.now;
-    let mut next = CycleMemory {
-        routing: memory.routing.clone(),
-        ..CycleMemory::default()
-    };
+    // Everything in the next memory is rebuilt below (a deleted hub's document goes with it).
+    let mut next = CycleMemory::default();
 
     // Workers by name (first object wins on duplicates).
     let mut workers: BTreeMap<&str, &Worker> = BTreeMap::new();
@@ -766,7 +764,6 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
             .and_then(|c| customer_of.get(c))
             .map(|c| c.to_string());
     }
-    next.placements = placements.clone();
 
     // 4. Render routing per hub (and objects when asked).
     let pools: Vec<PoolSpec> = input.pools.iter().filter_map(pool_spec).collect();
@@ -860,6 +857,7 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
         routing.insert(hub_name, doc);
     }
 
+    next.placements = placements;
     CycleOutput {
         workers: reports,
         contracts: contract_reports,

@@ -3,10 +3,22 @@
 //! Every decision here is a pure function of its inputs (time is an argument, nothing is random),
 //! so the Kubernetes operator, `hashsched local` and the demo share one implementation and the
 //! tests can drive it with hand-written worlds.
+//!
+//! - [`health`]: per-worker verdict (Healthy / Degraded / Dead / Unknown / Maintenance) from the
+//!   hub's share facts, with thresholds derived from a false-alarm budget (the math is in its
+//!   module doc) and hysteresis.
+//! - [`allocation`]: one deterministic pass over all contracts: who serves whom, every move with
+//!   its reason, and per-contract conditions such as `NoSpareCapacity`.
+//! - [`accounting`]: per-slot uptime, shortfall (TH/s·h) and credit in a small serializable ledger.
+//! - [`render`]: the hub routing document and a StratumHub's Kubernetes objects.
+//! - [`cycle`]: all of the above in order, from the custom resources and the hubs' facts — the
+//!   one entry point for the operator, local mode and the demo ([`cycle::run_cycle`]).
 
 pub mod accounting;
 pub mod allocation;
+pub mod cycle;
 pub mod health;
+pub mod render;
 
 /// Human-readable hashrate for reasons and Events (`123.4 TH/s`).
 pub fn fmt_hashrate(hashes_per_second: f64) -> String {
@@ -22,5 +34,3 @@ pub fn fmt_hashrate(hashes_per_second: f64) -> String {
     }
     format!("{v:.1} {}", UNITS[unit])
 }
-pub mod cycle;
-pub mod render;
