@@ -89,6 +89,21 @@ async fn routes_by_the_manifests_and_an_edit_reroutes_without_reconnect() {
         .find(|w| w["name"] == "w1")
         .unwrap();
     assert_eq!(w["pool"], "pool-b");
+    // `hashsched status --url` prints the same as tables.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hashsched"))
+        .args(["status", "--url", &format!("http://{addr}")])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("w1 "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.contains("c1 (Primary)") && line.contains("pool-b"),
+        "{text}"
+    );
     let metrics = hashsched_hub::admin::client::request(addr, "GET", "/metrics", None, b"")
         .await
         .unwrap();
