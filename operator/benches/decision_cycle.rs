@@ -205,6 +205,33 @@ fn facts(farm: &Farm, t: i64, failures: bool) -> BTreeMap<String, WorkerFacts> {
         .collect()
 }
 
+/// Size of the routing ConfigMap for this farm (bytes) and the routing document's generation.
+fn config_map_bytes(
+    farm: &Farm,
+    facts: &BTreeMap<String, WorkerFacts>,
+    memory: &CycleMemory,
+    now: Timestamp,
+) -> usize {
+    let input = CycleInput {
+        now,
+        workers: &farm.workers,
+        contracts: &farm.contracts,
+        customers: &farm.customers,
+        pools: &farm.pools,
+        hubs: &farm.hubs,
+        facts,
+        facts_as_of: Some(now),
+        render_objects: true,
+        pod_monitor: true,
+    };
+    let out = run_cycle(&input, memory);
+    out.hub_objects
+        .values()
+        .filter_map(|o| o.as_ref().ok())
+        .map(|o| o.config_map_bytes())
+        .sum()
+}
+
 fn time_cycles(
     farm: &Farm,
     facts: &BTreeMap<String, WorkerFacts>,
@@ -265,6 +292,7 @@ fn main() {
     let failing = facts(&farm, 10, true);
     let (base, base_changes) = time_cycles(&farm, &healthy, &memory, at(10));
     let (full, full_changes) = time_cycles(&farm, &failing, &memory, at(10));
+    let cm_bytes = config_map_bytes(&farm, &failing, &memory, at(10));
     let (bm, b99) = (pct(&base, 0.5), pct(&base, 0.99));
     let (fm, f99) = (pct(&full, 0.5), pct(&full, 0.99));
     println!(
@@ -285,6 +313,7 @@ fn main() {
         "{:<34} {:>10.2} {:>10.2} {:>9}",
         "full: 2% Dead + 1% Degraded", fm, f99, full_changes
     );
+    println!("routing ConfigMap: {cm_bytes} bytes (apiserver limit ~1 MiB)");
     println!(
         "ratio full/baseline (median): {:.2}; target <= 100 ms: {}",
         fm / bm,
@@ -304,6 +333,7 @@ fn main() {
             "ratio_median": fm / bm,
             "changes": full_changes,
             "target_ms": 100,
+            "routing_config_map_bytes": cm_bytes,
         })
     );
 }

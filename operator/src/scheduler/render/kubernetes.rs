@@ -54,6 +54,8 @@ pub const ADMIN_TOKEN_DIR: &str = "/etc/hashsched/admin";
 pub const ADMIN_TOKEN_KEY: &str = "token";
 /// Pod template annotation with the hash of `hub.yaml`.
 pub const CONFIG_HASH_ANNOTATION: &str = "hashsched.io/config-hash";
+/// Largest ConfigMap the apiserver stores (1 MiB, less room for metadata).
+pub const MAX_CONFIG_MAP_BYTES: usize = 1_000_000;
 /// Unprivileged user the hub runs as (distroless "nonroot").
 pub const HUB_UID: i64 = 65532;
 
@@ -88,6 +90,25 @@ pub struct HubObjects {
     pub pod_monitor: Option<serde_json::Value>,
     /// Name of the Secret (key [`ADMIN_TOKEN_KEY`]) the Deployment expects.
     pub admin_token_secret: String,
+}
+
+impl HubObjects {
+    /// Bytes of data in the routing ConfigMap.
+    pub fn config_map_bytes(&self) -> usize {
+        self.routing_config_map
+            .data
+            .iter()
+            .flatten()
+            .map(|(k, v)| k.len() + v.len())
+            .sum()
+    }
+
+    /// Whether the ConfigMap fits the apiserver's limit. A hub with ~6,000 or more workers does
+    /// not: the routing then has to reach it over the admin API (the ConfigMap is only the
+    /// bootstrap copy), and the caller should say so in the StratumHub's conditions.
+    pub fn config_map_fits(&self) -> bool {
+        self.config_map_bytes() <= MAX_CONFIG_MAP_BYTES
+    }
 }
 
 /// Standard labels of every object of hub `name`.
@@ -540,6 +561,7 @@ mod tests {
         assert_eq!(back, routing());
         assert_eq!(o.admin_token_secret, "site-a-admin-token");
         assert!(o.pod_monitor.is_none());
+        assert!(o.config_map_fits() && o.config_map_bytes() > 100);
         let pdb = o.pod_disruption_budget.spec.as_ref().unwrap();
         assert_eq!(pdb.max_unavailable, Some(IntOrString::Int(1)));
     }
