@@ -12,8 +12,8 @@ use hashsched_hub::admin::client::{push_routing, request};
 use hashsched_hub::routing::{PasswordRef, RoutingDocument};
 use hashsched_hub::server::Hub;
 use hashsched_hub::sim::miner::SimMiner;
-use hashsched_hub::sim::pool::{PoolConfig, SimPool};
-use hashsched_tests::{DEADLINE, init_tracing, test_miner, test_pool, wait_until};
+use hashsched_hub::sim::pool::SimPool;
+use hashsched_tests::{DEADLINE, init_tracing, test_miner, wait_until};
 use routing_common::*;
 
 fn yaml(doc: &RoutingDocument) -> String {
@@ -23,18 +23,8 @@ fn yaml(doc: &RoutingDocument) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_documents_are_refused_and_the_hub_keeps_mining() {
     init_tracing();
-    let a = SimPool::start(PoolConfig {
-        name: "a".into(),
-        ..test_pool(D)
-    })
-    .await
-    .expect("pool a");
-    let b = SimPool::start(PoolConfig {
-        name: "b".into(),
-        ..test_pool(D)
-    })
-    .await
-    .expect("pool b");
+    let a = SimPool::start(live_pool("a")).await.expect("pool a");
+    let b = SimPool::start(live_pool("b")).await.expect("pool b");
     let pools = || vec![pool_spec("pool-a", &a), pool_spec("pool-b", &b)];
     let t = start_hub(document(1, pools(), &[("rig-1", &["pool-a"])])).await;
     let admin = t.hub.admin_addr().expect("admin API enabled");
@@ -167,18 +157,8 @@ fn kubelet_write(dir: &Path, n: u32, content: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn configmap_file_changes_reroute_live_and_bad_files_are_ignored() {
     init_tracing();
-    let a = SimPool::start(PoolConfig {
-        name: "a".into(),
-        ..test_pool(D)
-    })
-    .await
-    .expect("pool a");
-    let b = SimPool::start(PoolConfig {
-        name: "b".into(),
-        ..test_pool(D)
-    })
-    .await
-    .expect("pool b");
+    let a = SimPool::start(live_pool("a")).await.expect("pool a");
+    let b = SimPool::start(live_pool("b")).await.expect("pool b");
     let pools = || vec![pool_spec("pool-a", &a), pool_spec("pool-b", &b)];
     let dir = tempfile::tempdir().expect("tempdir");
     let cm = dir.path().join("routing");
@@ -229,18 +209,12 @@ async fn configmap_file_changes_reroute_live_and_bad_files_are_ignored() {
 async fn unknown_workers_are_refused_or_quarantined_never_given_to_a_customer() {
     use hashsched_hub::routing::UnknownWorkerPolicy;
     init_tracing();
-    let customer = SimPool::start(PoolConfig {
-        name: "customer".into(),
-        ..test_pool(D)
-    })
-    .await
-    .expect("customer pool");
-    let quarantine = SimPool::start(PoolConfig {
-        name: "quarantine".into(),
-        ..test_pool(D)
-    })
-    .await
-    .expect("quarantine pool");
+    let customer = SimPool::start(live_pool("customer"))
+        .await
+        .expect("customer pool");
+    let quarantine = SimPool::start(live_pool("quarantine"))
+        .await
+        .expect("quarantine pool");
     let pools = || {
         vec![
             pool_spec("customer", &customer),

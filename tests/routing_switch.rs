@@ -13,18 +13,8 @@ use routing_common::*;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routing_change_moves_named_workers_without_reconnect() {
     init_tracing();
-    let a = SimPool::start(PoolConfig {
-        name: "a".into(),
-        ..test_pool(D)
-    })
-    .await
-    .expect("pool a");
-    let b = SimPool::start(PoolConfig {
-        name: "b".into(),
-        ..test_pool(D)
-    })
-    .await
-    .expect("pool b");
+    let a = SimPool::start(live_pool("a")).await.expect("pool a");
+    let b = SimPool::start(live_pool("b")).await.expect("pool b");
     let pools = || vec![pool_spec("pool-a", &a), pool_spec("pool-b", &b)];
     let gen1 = document(
         1,
@@ -113,17 +103,11 @@ async fn routing_change_moves_named_workers_without_reconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn small_extranonce2_budget_falls_back_to_set_extranonce_or_reconnect() {
     init_tracing();
-    let a = SimPool::start(PoolConfig {
-        name: "a".into(),
-        ..test_pool(D)
-    })
-    .await
-    .expect("pool a");
+    let a = SimPool::start(live_pool("a")).await.expect("pool a");
     // 4 bytes of extranonce2 cannot carry the hub's 2-byte tail plus the miners' 4 bytes.
     let small = SimPool::start(PoolConfig {
-        name: "small".into(),
         extranonce2_size: 4,
-        ..test_pool(D)
+        ..live_pool("small")
     })
     .await
     .expect("pool small");
@@ -201,24 +185,17 @@ async fn small_extranonce2_budget_falls_back_to_set_extranonce_or_reconnect() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switch_to_narrower_version_mask_tells_the_miner() {
     init_tracing();
-    let wide = SimPool::start(PoolConfig {
-        name: "wide".into(),
-        ..test_pool(D)
-    })
-    .await
-    .expect("pool wide");
+    let wide = SimPool::start(live_pool("wide")).await.expect("pool wide");
     // Narrower than BIP 320's 0x1fffe000, then no version rolling at all.
     let narrow = SimPool::start(PoolConfig {
-        name: "narrow".into(),
         configure: ConfigureSupport::VersionRolling(0x0000_e000),
-        ..test_pool(D)
+        ..live_pool("narrow")
     })
     .await
     .expect("pool narrow");
     let none = SimPool::start(PoolConfig {
-        name: "none".into(),
         configure: ConfigureSupport::NoVersionRolling,
-        ..test_pool(D)
+        ..live_pool("none")
     })
     .await
     .expect("pool none");
@@ -278,6 +255,8 @@ async fn switch_messages_arrive_in_protocol_order() {
     use std::time::Duration;
 
     init_tracing();
+    // No periodic jobs: the only notify after the push is the switch's own (and a long
+    // starvation time so the quiet pools are not failed).
     let a = SimPool::start(PoolConfig {
         name: "a".into(),
         ..test_pool(D)
@@ -285,18 +264,22 @@ async fn switch_messages_arrive_in_protocol_order() {
     .await
     .expect("pool a");
     let small = SimPool::start(PoolConfig {
-        name: "small".into(),
         extranonce2_size: 4,
         configure: ConfigureSupport::VersionRolling(0x0000_e000),
+        name: "small".into(),
         ..test_pool(D)
     })
     .await
     .expect("pool small");
-    let t = start_hub(document(
+    let quiet = |mut d: hashsched_hub::routing::RoutingDocument| {
+        d.failover.starvation = hashsched_hub::routing::DurationSpec::from_secs(600);
+        d
+    };
+    let t = start_hub(quiet(document(
         1,
         vec![pool_spec("pool-a", &a)],
         &[("rig-raw", &["pool-a"])],
-    ))
+    )))
     .await;
     let mut c = RawClient::connect(t.hub.stratum_addr())
         .await
@@ -334,11 +317,11 @@ async fn switch_messages_arrive_in_protocol_order() {
     }
 
     t.hub
-        .apply_routing(document(
+        .apply_routing(quiet(document(
             2,
             vec![pool_spec("pool-a", &a), pool_spec("pool-small", &small)],
             &[("rig-raw", &["pool-small"])],
-        ))
+        )))
         .expect("applies");
     let mut seen = Vec::new();
     loop {
@@ -402,16 +385,21 @@ async fn moving_back_to_the_same_pool_job_does_not_remine_old_work() {
     .await
     .expect("pool b");
     let pools = || vec![pool_spec("pool-a", &a), pool_spec("pool-b", &b)];
-    let t = start_hub(document(1, pools(), &[("rig-1", &["pool-a"])])).await;
+    let document = |g, w: &[(&str, &[&str])]| {
+        let mut d = document(g, pools(), w);
+        d.failover.starvation = hashsched_hub::routing::DurationSpec::from_secs(600);
+        d
+    };
+    let t = start_hub(document(1, &[("rig-1", &["pool-a"])])).await;
     let m = SimMiner::spawn(t.hub.stratum_addr(), test_miner("rig-1", D, 20.0));
     wait_accepted_at(&a, "rig-1", 0, 10).await;
     t.hub
-        .apply_routing(document(2, pools(), &[("rig-1", &["pool-b"])]))
+        .apply_routing(document(2, &[("rig-1", &["pool-b"])]))
         .expect("applies");
     wait_accepted_at(&b, "rig-1", 0, 5).await;
     let before = a.worker(&upstream("rig-1")).accepted;
     t.hub
-        .apply_routing(document(3, pools(), &[("rig-1", &["pool-a"])]))
+        .apply_routing(document(3, &[("rig-1", &["pool-a"])]))
         .expect("applies");
     wait_accepted_at(&a, "rig-1", before, 10).await;
     let at_a = a.worker(&upstream("rig-1"));

@@ -28,6 +28,16 @@ pub fn upstream(worker: &str) -> String {
     format!("{ACCOUNT}.{worker}")
 }
 
+/// A simulated pool for these tests: difficulty `D` and a job every 500 ms, like a live pool (a
+/// pool that sends no job for `starvation` is failed, see [`fast_failover`]).
+pub fn live_pool(name: &str) -> hashsched_hub::sim::pool::PoolConfig {
+    hashsched_hub::sim::pool::PoolConfig {
+        name: name.into(),
+        job_interval: Some(std::time::Duration::from_millis(500)),
+        ..hashsched_tests::test_pool(D)
+    }
+}
+
 /// A pool entry pointing at a simulated pool.
 pub fn pool_spec(name: &str, pool: &SimPool) -> PoolSpec {
     PoolSpec {
