@@ -1128,7 +1128,8 @@ pub struct ValidRouting {
     doc: RoutingDocument,
     pools: BTreeMap<String, ResolvedPool>,
     by_login: HashMap<String, usize>,
-    digest: [u8; 32],
+    doc_digest: [u8; 32],
+    secrets_digest: [u8; 32],
 }
 
 impl ValidRouting {
@@ -1137,8 +1138,9 @@ impl ValidRouting {
         doc.validate()?;
         let mut errs = Vec::new();
         let mut pools = BTreeMap::new();
+        let doc_digest: [u8; 32] =
+            Sha256::digest(serde_json::to_vec(&doc).unwrap_or_default()).into();
         let mut hasher = Sha256::new();
-        hasher.update(serde_json::to_vec(&doc).unwrap_or_default());
         for (i, p) in doc.pools.iter().enumerate() {
             let path = format!("pools[{i}].password");
             let password = match p.password.as_ref().map(|r| secrets.resolve(r)) {
@@ -1192,7 +1194,8 @@ impl ValidRouting {
             doc,
             pools,
             by_login,
-            digest: hasher.finalize().into(),
+            doc_digest,
+            secrets_digest: hasher.finalize().into(),
         })
     }
 
@@ -1210,7 +1213,18 @@ impl ValidRouting {
     }
     /// Content digest (document + resolved passwords): equal digests mean nothing changed.
     pub fn digest(&self) -> [u8; 32] {
-        self.digest
+        let mut h = Sha256::new();
+        h.update(self.doc_digest);
+        h.update(self.secrets_digest);
+        h.finalize().into()
+    }
+    /// Digest of the document alone (what the operator wrote, without resolved secrets).
+    pub fn document_digest(&self) -> [u8; 32] {
+        self.doc_digest
+    }
+    /// Digest of the resolved pool passwords (changes when a Secret is rotated).
+    pub fn secrets_digest(&self) -> [u8; 32] {
+        self.secrets_digest
     }
     pub fn pool(&self, name: &str) -> Option<&ResolvedPool> {
         self.pools.get(name)

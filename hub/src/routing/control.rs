@@ -43,9 +43,17 @@ impl RoutingSource {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admission {
     Apply,
+    /// Same generation and document, but a referenced Secret changed (password rotation): apply
+    /// so that new upstream sessions use the new password.
+    SecretsRefresh,
     Unchanged,
-    Stale { applied: u64, offered: u64 },
-    Conflict { generation: u64 },
+    Stale {
+        applied: u64,
+        offered: u64,
+    },
+    Conflict {
+        generation: u64,
+    },
 }
 
 /// Decides what to do with `offered` given the applied document (pure).
@@ -61,8 +69,12 @@ pub fn admit(applied: Option<&ValidRouting>, offered: &ValidRouting) -> Admissio
             applied: a,
             offered: o,
         }
-    } else if cur.digest() == offered.digest() {
-        Admission::Unchanged
+    } else if cur.document_digest() == offered.document_digest() {
+        if cur.secrets_digest() == offered.secrets_digest() {
+            Admission::Unchanged
+        } else {
+            Admission::SecretsRefresh
+        }
     } else {
         Admission::Conflict { generation: o }
     }
@@ -174,14 +186,22 @@ impl RoutingControl {
         let generation = routing.generation();
         let verdict = admit(st.current.as_deref(), &routing);
         let result = match verdict {
-            Admission::Apply => {
+            Admission::Apply | Admission::SecretsRefresh => {
                 let routing = Arc::new(routing);
                 st.current = Some(routing.clone());
                 st.stats.applied += 1;
                 st.last_error = None;
                 // Under the lock so two sources cannot apply out of order.
                 self.sink.apply_routing(routing);
-                tracing::info!(generation, source = source.as_str(), "routing applied");
+                if verdict == Admission::SecretsRefresh {
+                    tracing::info!(
+                        generation,
+                        source = source.as_str(),
+                        "pool password changed; routing re-applied"
+                    );
+                } else {
+                    tracing::info!(generation, source = source.as_str(), "routing applied");
+                }
                 if let Some(m) = &self.metrics {
                     m.record(source, "applied");
                 }
@@ -227,6 +247,11 @@ impl RoutingControl {
         if let Some(m) = &self.metrics {
             m.record(source, err.as_str());
         }
+    }
+
+    /// Where pool passwords are resolved from.
+    pub fn secrets(&self) -> &SecretStore {
+        &self.secrets
     }
 
     /// The applied document, if any.

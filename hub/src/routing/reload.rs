@@ -13,10 +13,13 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::control::{RoutingControl, RoutingSource, SubmitError};
+use super::control::{Admission, RoutingControl, RoutingSource, SubmitError, admit};
 
 /// Default poll interval of the routing file.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
+/// Every this many polls the file is re-submitted even when its bytes did not change, so that a
+/// rotated Secret (the referenced password file changed) reaches new upstream sessions.
+pub const RESUBMIT_EVERY_POLLS: u32 = 30;
 /// Largest routing file read (a 10 k-worker document is about 2 MiB).
 pub const MAX_ROUTING_FILE_BYTES: u64 = 32 * 1024 * 1024;
 
@@ -41,6 +44,7 @@ pub struct FileReloader {
     control: Arc<RoutingControl>,
     last_seen: Option<[u8; 32]>,
     last_unreadable: Option<String>,
+    polls_since_submit: u32,
 }
 
 impl FileReloader {
@@ -50,6 +54,7 @@ impl FileReloader {
             control,
             last_seen: None,
             last_unreadable: None,
+            polls_since_submit: 0,
         }
     }
 
@@ -74,9 +79,26 @@ impl FileReloader {
         self.last_unreadable = None;
         let hash: [u8; 32] = Sha256::digest(&bytes).into();
         if self.last_seen == Some(hash) {
-            return ReloadOutcome::NoChange;
+            self.polls_since_submit = self.polls_since_submit.saturating_add(1);
+            if self.polls_since_submit < RESUBMIT_EVERY_POLLS {
+                return ReloadOutcome::NoChange;
+            }
+            // Same bytes: only a secret rotation can make this worth applying; stay quiet
+            // otherwise (an invalid file was already reported).
+            self.polls_since_submit = 0;
+            let Ok(valid) = super::ValidRouting::from_bytes(&bytes, self.control.secrets()) else {
+                return ReloadOutcome::NoChange;
+            };
+            if admit(self.control.current().as_deref(), &valid) != Admission::SecretsRefresh {
+                return ReloadOutcome::NoChange;
+            }
+            return match self.control.submit(valid, RoutingSource::File) {
+                Ok(a) if a.changed => ReloadOutcome::Applied(a.generation),
+                _ => ReloadOutcome::NoChange,
+            };
         }
         self.last_seen = Some(hash);
+        self.polls_since_submit = 0;
         match self.control.submit_bytes(&bytes, RoutingSource::File) {
             Ok(a) if a.changed => ReloadOutcome::Applied(a.generation),
             Ok(a) => ReloadOutcome::Unchanged(a.generation),
@@ -208,6 +230,51 @@ mod tests {
         cm.swap(&test_doc(5, 5555));
         assert_eq!(r.poll_once(), ReloadOutcome::Applied(5));
         assert_eq!(sink.generations(), vec![1, 2, 4, 5]);
+    }
+
+    #[test]
+    fn rotated_secret_is_picked_up_without_a_new_generation() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let secrets = dir.path().join("secrets");
+        std::fs::create_dir_all(secrets.join("acme-pool")).expect("mkdir");
+        std::fs::write(secrets.join("acme-pool/password"), "old\n").expect("write");
+        let doc = test_doc(1, 3333).replace(
+            "password: { public: x }",
+            "password: { secretRef: { name: acme-pool, key: password } }",
+        );
+        let path = dir.path().join("routing.yaml");
+        std::fs::write(&path, &doc).expect("write");
+        let sink = Arc::new(RecordingSink::default());
+        let control = Arc::new(RoutingControl::new(
+            SecretStore::new(&secrets),
+            sink.clone(),
+        ));
+        let mut r = FileReloader::new(&path, control.clone());
+        assert_eq!(r.poll_once(), ReloadOutcome::Applied(1));
+        let password = |c: &RoutingControl| {
+            c.current()
+                .and_then(|v| v.pool("main").map(|p| p.password.expose().to_string()))
+        };
+        assert_eq!(password(&control).as_deref(), Some("old"));
+        // Unchanged secret: the periodic re-check applies nothing.
+        for _ in 0..RESUBMIT_EVERY_POLLS {
+            assert_eq!(r.poll_once(), ReloadOutcome::NoChange);
+        }
+        std::fs::write(secrets.join("acme-pool/password"), "new\n").expect("rotate");
+        let mut applied = None;
+        for _ in 0..=RESUBMIT_EVERY_POLLS {
+            if let ReloadOutcome::Applied(g) = r.poll_once() {
+                applied = Some(g);
+            }
+        }
+        assert_eq!(
+            applied,
+            Some(1),
+            "same generation re-applied with the new password"
+        );
+        assert_eq!(password(&control).as_deref(), Some("new"));
+        assert_eq!(sink.generations(), vec![1, 1]);
+        assert_eq!(control.stats().stale + control.stats().conflict, 0);
     }
 
     #[test]
