@@ -410,3 +410,142 @@ async fn moving_back_to_the_same_pool_job_does_not_remine_old_work() {
     );
     assert_conservation(&t.hub, &[&m], &[&a, &b]).await;
 }
+
+/// Late shares across a switch: a share for the old pool's job submitted right after the switch
+/// goes to the old pool (its session still lives) and is credited there; once the old session is
+/// gone, a share for its job is answered "job not found" (21) and counted stale, not invalid.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_shares_go_to_the_old_pool_while_its_session_lives() {
+    use hashsched_hub::share::{JobTemplate, Target};
+    use hashsched_tests::RawClient;
+    use serde_json::{Value, json};
+    use std::time::Duration;
+
+    init_tracing();
+    let a = SimPool::start(PoolConfig {
+        name: "a".into(),
+        ..test_pool(D)
+    })
+    .await
+    .expect("pool a");
+    let b = SimPool::start(PoolConfig {
+        name: "b".into(),
+        ..test_pool(D)
+    })
+    .await
+    .expect("pool b");
+    let quiet = |g, list: &[&str]| {
+        let mut d = document(
+            g,
+            vec![pool_spec("pool-a", &a), pool_spec("pool-b", &b)],
+            &[("rig-late", list)],
+        );
+        d.failover.starvation = hashsched_hub::routing::DurationSpec::from_secs(600);
+        d
+    };
+    let t = start_hub(quiet(1, &["pool-a"])).await;
+    let mut c = RawClient::connect(t.hub.stratum_addr())
+        .await
+        .expect("connect");
+    let wait = Duration::from_secs(20);
+    c.send_line(&json!({"id":1,"method":"mining.subscribe","params":["raw/1.0"]}).to_string())
+        .await
+        .expect("send");
+    let sub = c
+        .read_answer(&json!(1), wait)
+        .await
+        .expect("subscribe answer");
+    let en1 =
+        hashsched_hub::share::decode_hex("extranonce1", sub["result"][1].as_str().expect("en1"))
+            .expect("hex");
+    let en2_size = usize::try_from(sub["result"][2].as_u64().expect("en2 size")).expect("size");
+    c.send_line(&json!({"id":2,"method":"mining.authorize","params":["rig-late","x"]}).to_string())
+        .await
+        .expect("send");
+    assert_eq!(
+        c.read_answer(&json!(2), wait).await.expect("authorize")["result"],
+        true
+    );
+    async fn next_notify(c: &mut RawClient, wait: Duration) -> Option<Value> {
+        loop {
+            let line = c.read_line(wait).await?;
+            let v: Value = serde_json::from_str(&line).ok()?;
+            if v["method"] == "mining.notify" {
+                return Some(v["params"].clone());
+            }
+        }
+    }
+    let old_job = next_notify(&mut c, wait).await.expect("job from pool a");
+    let s = |i: usize| old_job[i].as_str().expect("notify string").to_string();
+    let branch: Vec<String> = old_job[4]
+        .as_array()
+        .expect("branch")
+        .iter()
+        .filter_map(|b| b.as_str().map(str::to_owned))
+        .collect();
+    let tpl = JobTemplate::from_notify(&s(1), &s(2), &s(3), &branch, &s(5), &s(6), &s(7))
+        .expect("template");
+    let target = Target::from_difficulty(D).expect("target");
+    // Two real shares for the old job (different extranonce2).
+    let share = |en2_counter: u32| {
+        let mut en2 = vec![0u8; en2_size];
+        let bytes = en2_counter.to_be_bytes();
+        let n = en2_size.min(4);
+        en2[en2_size - n..].copy_from_slice(&bytes[4 - n..]);
+        let nonce = (0..u32::MAX)
+            .find(|n| target.is_met_by(&tpl.share_hash(&en1, &en2, tpl.ntime(), *n, tpl.version())))
+            .expect("a share exists");
+        let en2_hex: String = en2.iter().map(|b| format!("{b:02x}")).collect();
+        (en2_hex, format!("{nonce:08x}"))
+    };
+    let (en2_1, nonce_1) = share(1);
+    let (en2_2, nonce_2) = share(2);
+
+    t.hub.apply_routing(quiet(2, &["pool-b"])).expect("applies");
+    next_notify(&mut c, wait).await.expect("job from pool b");
+
+    // Late share while pool a's session lives: forwarded there and accepted.
+    c.send_line(
+        &json!({"id":10,"method":"mining.submit","params":["rig-late", s(0), en2_1, s(7), nonce_1]})
+            .to_string(),
+    )
+    .await
+    .expect("send");
+    let r = c.read_answer(&json!(10), wait).await.expect("answer");
+    assert_eq!(r["result"], true, "late share accepted: {r}");
+    assert_eq!(
+        a.worker(&upstream("rig-late")).accepted,
+        1,
+        "credited at the old pool"
+    );
+    assert_eq!(b.worker(&upstream("rig-late")).accepted, 0);
+
+    // Old pool gone: the next late share is stale (21), not a worker fault.
+    a.shutdown();
+    hashsched_tests::wait_until(hashsched_tests::DEADLINE, || {
+        t.hub
+            .pool_facts()
+            .iter()
+            .find(|p| p.pool == "pool-a")
+            .is_some_and(|p| !p.up)
+            .then_some(())
+    })
+    .await
+    .expect("hub sees pool a down");
+    c.send_line(
+        &json!({"id":11,"method":"mining.submit","params":["rig-late", s(0), en2_2, s(7), nonce_2]})
+            .to_string(),
+    )
+    .await
+    .expect("send");
+    let r = c.read_answer(&json!(11), wait).await.expect("answer");
+    assert_eq!(r["error"][0], 21, "stale after the old session died: {r}");
+    let f = facts_of(&t.hub, "rig-late").expect("facts");
+    assert_eq!(f.shares.accepted, 1, "{f:?}");
+    assert_eq!(f.shares.stale, 1, "{f:?}");
+    assert_eq!(
+        f.shares.invalid + f.shares.rejected,
+        0,
+        "not a worker fault: {f:?}"
+    );
+}
