@@ -435,3 +435,33 @@ mod prop {
         }
     }
 }
+
+/// The example in the module documentation is a valid document (the doc cannot rot).
+#[test]
+fn module_doc_example_is_valid() {
+    let source = include_str!("../routing.rs");
+    let yaml: String = source
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .skip_while(|l| !l.starts_with("```yaml"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("```"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(yaml.contains("apiVersion"), "example found: {yaml}");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("acme-pool")).expect("mkdir");
+    std::fs::write(dir.path().join("acme-pool/password"), "pw").expect("write");
+    let v = ValidRouting::from_bytes(yaml.as_bytes(), &SecretStore::new(dir.path()))
+        .expect("the documented example is valid");
+    assert_eq!(v.generation(), 42);
+    let WorkerDecision::Route(r) = v.decide("rig-002") else {
+        panic!("rig-002 routes")
+    };
+    assert_eq!(
+        (r.pools, r.source),
+        (vec!["house".to_string()], RouteSource::Default)
+    );
+    assert_eq!(v.decide("nobody"), WorkerDecision::Reject);
+}
