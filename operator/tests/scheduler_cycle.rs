@@ -359,3 +359,84 @@ fn an_unreachable_hub_holds_verdicts_instead_of_failing_the_farm_over() {
         memory = out.memory;
     }
 }
+
+#[test]
+fn a_threshold_contract_borrows_the_fewest_spares_and_returns_them() {
+    let o = load_examples();
+    let expected: BTreeMap<String, f64> = o
+        .workers
+        .iter()
+        .map(|w| {
+            (
+                w.metadata.name.clone().unwrap(),
+                w.spec.expected_hashrate.as_f64(),
+            )
+        })
+        .collect();
+    // borealis-1ph: 1 PH/s from five 200 TH/s machines, tolerance 5 % (950 TH/s floor).
+    let (victim, dies_at, back_at) = ("s21-03", 100, 400);
+    let script = |t: i64| -> BTreeMap<String, WorkerFacts> {
+        expected
+            .iter()
+            .map(|(n, &h)| {
+                let f = if n == victim && (dies_at..back_at).contains(&t) {
+                    let mut f = facts(n, h, t - dies_at, -3600, dies_at);
+                    f.connected = false;
+                    f.last_change_unix = Some(unix(dies_at));
+                    f
+                } else {
+                    facts(n, h, 0, -3600, t - 1)
+                };
+                (n.clone(), f)
+            })
+            .collect()
+    };
+    let borealis = |out: &CycleOutput| {
+        out.contracts
+            .iter()
+            .find(|c| c.name == "borealis-1ph")
+            .unwrap()
+            .clone()
+    };
+    let mut memory = cycle(&o, &script(0), 0, &CycleMemory::default()).memory;
+    let mut lent_at = None;
+    let mut returned_at = None;
+    for t in (5..1200).step_by(5) {
+        let out = cycle(&o, &script(t), t, &memory);
+        memory = out.memory.clone();
+        let b = borealis(&out);
+        for ch in &out.changes {
+            if ch.to_contract.as_deref() == Some("borealis-1ph") && ch.to_role == Role::Substitute {
+                assert!(lent_at.is_none(), "only one lend: {ch}");
+                lent_at = Some(t);
+                // Disconnected beyond the 15 s grace → Dead → 800 of 950 TH/s: one 200 TH/s
+                // house spare (selector: role=spare, fleet in [house]) covers it.
+                assert!(
+                    t - dies_at > 15 && t - dies_at <= 25,
+                    "lent {}s after the disconnect",
+                    t - dies_at
+                );
+                assert_eq!(out.changes.len(), 1, "{:?}", out.changes);
+                assert!(b.planned_hashrate >= b.required_hashrate, "{b:?}");
+            }
+            if ch.from_contract.as_deref() == Some("borealis-1ph")
+                && ch.from_role == Role::Substitute
+            {
+                returned_at = Some(t);
+            }
+        }
+        if returned_at.is_some() {
+            break;
+        }
+    }
+    let (lent_at, returned_at) = (
+        lent_at.expect("a spare was lent"),
+        returned_at.expect("and returned"),
+    );
+    // Returned once the original has been healthy for minDwell (5 min default) and the
+    // substitute has served its own dwell.
+    assert!(
+        returned_at - back_at >= 300 && returned_at - lent_at >= 300,
+        "lent {lent_at}, back {back_at}, returned {returned_at}"
+    );
+}
