@@ -771,7 +771,9 @@ async fn run(
                 let mut last_tick = Instant::now();
                 let mut carry = 0.0f64;
                 loop {
-                    let mining = conn.can_mine(stalled);
+                    // A zero rate is an idle miner: no timer at all (benchmarks hold 10,000).
+                    let idle = hashrate.is_some_and(|h| h.is_nan() || h <= 0.0);
+                    let mining = !idle && conn.can_mine(stalled);
                     let wait = async {
                         match hashrate {
                             Some(_) => tokio::time::sleep(config.tick).await,
