@@ -841,8 +841,9 @@ impl RoutingDocument {
             if let Some(first) = logins.get(login) {
                 // Only reported when the names differ; equal names were reported above.
                 if self.workers.get(*first).is_some_and(|f| f.name != w.name) {
+                    let field = if w.user.is_some() { "user" } else { "name" };
                     errs.push(RoutingError::DuplicateWorker {
-                        path: format!("{path}.user"),
+                        path: format!("{path}.{field}"),
                         name: login.to_string(),
                         first: format!("workers[{first}]"),
                     });

@@ -134,6 +134,23 @@ fn duplicate_worker_by_name_and_by_login() {
 }
 
 #[test]
+fn a_name_equal_to_another_workers_login_is_a_duplicate() {
+    let mut doc = good();
+    // rig-002 logs in as farm.rig2; a worker *named* farm.rig2 would take its miners.
+    doc.workers.push(WorkerRoute {
+        name: "farm.rig2".into(),
+        user: None,
+        pools: None,
+        assignment: None,
+        expected_hashrate: None,
+    });
+    assert_eq!(
+        errors_of(&doc),
+        vec![r#"workers[2].name: duplicate worker "farm.rig2" (first listed at workers[1])"#]
+    );
+}
+
+#[test]
 fn malformed_urls_are_rejected_with_reason() {
     for (url, reason) in [
         ("http://pool:3333", "scheme must be"),
