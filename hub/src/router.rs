@@ -351,15 +351,27 @@ impl Router {
                 self.reassign(sh, members, now);
             }
             SessionEvent::Closed { reason } => {
-                let members = self.remove_session(pool, sid);
-                if let Some(rt) = self.pools.get_mut(pool) {
-                    rt.counters.disconnects.fetch_add(1, Ordering::Relaxed);
-                }
+                let (members, draining) = self.remove_session_full(pool, sid);
                 if sh.shutdown.is_cancelled() {
                     return;
                 }
-                warn!(pool, %reason, miners = members.len(), "upstream session closed");
-                self.health_event(pool, PoolEvent::Disconnected, now);
+                // A close the hub wanted (idle spare, replaced after client.reconnect) while the pool
+                // has other sessions is not a pool failure; anything else feeds the health machine
+                // (which also tracks whether the pool is connected at all).
+                let others = self
+                    .pools
+                    .get(pool)
+                    .is_some_and(|rt| rt.sessions.iter().any(|s| s.handle.is_alive()));
+                let failed = self.health.state(pool).is_failed();
+                if draining && others && !failed {
+                    tracing::debug!(pool, %reason, "drained upstream session closed");
+                } else {
+                    if let Some(rt) = self.pools.get_mut(pool) {
+                        rt.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    warn!(pool, %reason, miners = members.len(), "upstream session closed");
+                    self.health_event(pool, PoolEvent::Disconnected, now);
+                }
                 self.reassign(sh, members, now);
             }
             SessionEvent::Job => {
@@ -403,20 +415,27 @@ impl Router {
 
     /// Remove a session; returns its members (now unattached).
     fn remove_session(&mut self, pool: &str, sid: u64) -> Vec<u64> {
+        self.remove_session_full(pool, sid).0
+    }
+
+    /// Remove a session; returns its members and whether the hub was draining it (a close the
+    /// hub wanted, or one the pool announced with `client.reconnect`: not a pool failure).
+    fn remove_session_full(&mut self, pool: &str, sid: u64) -> (Vec<u64>, bool) {
         let Some(rt) = self.pools.get_mut(pool) else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         let Some(pos) = rt.sessions.iter().position(|s| s.handle.id == sid) else {
-            return Vec::new();
+            return (Vec::new(), false);
         };
         let s = rt.sessions.remove(pos);
+        let draining = s.draining;
         let members: Vec<u64> = s.members.into_iter().collect();
         for id in &members {
             if let Some(reg) = self.miners.get_mut(id) {
                 reg.at = None;
             }
         }
-        members
+        (members, draining)
     }
 
     fn reassign(&mut self, sh: &Arc<Shared>, members: Vec<u64>, now: Instant) {
@@ -576,13 +595,15 @@ impl Router {
         for (pool, t) in &transitions {
             log_transition(pool, t);
         }
-        // A starving pool: close its sessions so miners move and a fresh connection is tried.
+        // A starving pool: close its sessions so miners move and a fresh connection is tried
+        // when the backoff says so.
         for (pool, t) in &transitions {
             if t.to.is_failed()
                 && let Some(rt) = self.pools.get_mut(pool)
             {
                 for s in &mut rt.sessions {
                     s.draining = true;
+                    s.handle.close();
                 }
             }
         }
