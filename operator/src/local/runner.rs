@@ -2,8 +2,9 @@
 //! manifests that may be edited while it runs.
 //!
 //! Every tick (1 s by default): re-read the folder (cheap: a few small files; compared by
-//! content, so editors that rewrite files in place or by rename both work), admit it or keep the
-//! last good manifests and say precisely why; read the hub's per-worker facts in process; run
+//! content, so editors that rewrite files in place or by rename both work; a change is admitted
+//! once two reads a tick apart agree), admit it or keep the last good manifests and say precisely
+//! why; read the hub's per-worker facts in process; run
 //! the same [`run_cycle`] the Kubernetes operator runs; push the routing document to the hub
 //! when it changed (miners move without reconnecting); write statuses; persist the state file.
 
@@ -157,6 +158,8 @@ struct Loop {
     store: Store,
     memory: CycleMemory,
     last_sources: Vec<Source>,
+    /// A changed folder seen once, waiting for a second identical read.
+    settling: Option<Vec<Source>>,
     last_read_error: Option<String>,
     manifests_error: Option<String>,
     last_applied: Option<RoutingDocument>,
@@ -235,6 +238,7 @@ impl Runner {
             store,
             memory,
             last_sources: sources,
+            settling: None,
             last_read_error: None,
             manifests_error: None,
             last_applied: Some(initial),
@@ -488,8 +492,16 @@ impl Loop {
         };
         self.last_read_error = None;
         if sources == self.last_sources {
+            self.settling = None;
             return;
         }
+        // Editors that truncate and rewrite in place can be caught mid-write: admit a change only
+        // once two reads a tick apart agree, so a half-written file is never reported as bad.
+        if self.settling.as_ref() != Some(&sources) {
+            self.settling = Some(sources);
+            return;
+        }
+        self.settling = None;
         self.last_sources = sources;
         match manifests::load(&self.last_sources) {
             Ok(m) => match m.hub(Some(&self.hub_name)) {
