@@ -335,7 +335,18 @@ impl Miner {
                 let d = self.vardiff.difficulty();
                 self.write_notification(&ServerRequest::SetDifficulty(d));
                 self.set_announced(d);
-                if let Some(v) = job {
+                if let Some(mut v) = job {
+                    // Back on a pool job this miner already mined (moved away and back): send it
+                    // as new work, or the miner would redo the same extranonce2 range.
+                    if self.jobs.has_pool_job(&v.job)
+                        && let Some(r) = v.resalted(
+                            self.sh.next_job_id(),
+                            self.sh.config.extranonce.tail_bytes,
+                            self.sh.next_salt(),
+                        )
+                    {
+                        v = Arc::new(r);
+                    }
                     let line = v.line_as(&v.proxy_id, true);
                     self.out.extend_from_slice(&line);
                     let mask = self.effective_mask();
@@ -404,7 +415,16 @@ impl Miner {
             .filter(|j| Some(j.variant.job.session_id) == current && !j.superseded)
             .map(|j| j.variant.clone());
         if let Some(v) = latest {
+            // The same pool job as new work (fresh salt): the miner restarts its extranonce2.
             let alias = self.sh.next_job_id();
+            let v = match v.resalted(
+                alias.clone(),
+                self.sh.config.extranonce.tail_bytes,
+                self.sh.next_salt(),
+            ) {
+                Some(r) => Arc::new(r),
+                None => v,
+            };
             let line = v.line_as(&alias, false);
             self.out.extend_from_slice(&line);
             let mask = self.effective_mask();
@@ -801,7 +821,7 @@ impl Miner {
                 worker: entry.clone(),
                 upstream_user,
                 pool_job_id: variant.job.pool_job_id.clone(),
-                extranonce2: pool_extranonce2(variant.padding, tail.bytes(), &sub.extranonce2),
+                extranonce2: pool_extranonce2(&variant.pad, tail.bytes(), &sub.extranonce2),
                 ntime: sub.ntime,
                 nonce: sub.nonce,
                 version_bits: (variant.job.pool_version_mask != 0).then_some(bits),

@@ -145,19 +145,35 @@ pub fn fit(n2: usize, k: usize, m: usize) -> Fit {
     }
 }
 
-/// `coinb1 ‖ E1 ‖ 0^padding`: the coinb1 sent to miners.
-pub fn folded_coinb1(coinb1: &[u8], pool_e1: &[u8], padding: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(coinb1.len() + pool_e1.len() + padding);
-    v.extend_from_slice(coinb1);
-    v.extend_from_slice(pool_e1);
-    v.resize(v.len() + padding, 0);
+/// The `p` padding bytes of one job variant: zeros, with the low bytes of `salt` at the end.
+///
+/// A miner restarts its extranonce2 on every job it is sent, so the same pool job sent again
+/// (a vardiff change, a keepalive, moving back to a session) must be different work: a fresh
+/// salt gives a different coinbase. With `p = 0` there is nothing to vary and the hub's
+/// duplicate check (per pool job, across ids) catches re-mined shares instead.
+pub fn salted_padding(p: usize, salt: u64) -> Vec<u8> {
+    let mut v = vec![0u8; p];
+    let be = salt.to_be_bytes();
+    let n = p.min(8);
+    if let (Some(dst), Some(src)) = (v.get_mut(p - n..), be.get(8 - n..)) {
+        dst.copy_from_slice(src);
+    }
     v
 }
 
-/// `0^padding ‖ tail ‖ en2`: the extranonce2 sent to the pool.
-pub fn pool_extranonce2(padding: usize, tail: &[u8], miner_en2: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(padding + tail.len() + miner_en2.len());
-    v.resize(padding, 0);
+/// `coinb1 ‖ E1 ‖ pad`: the coinb1 sent to miners.
+pub fn folded_coinb1(coinb1: &[u8], pool_e1: &[u8], pad: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(coinb1.len() + pool_e1.len() + pad.len());
+    v.extend_from_slice(coinb1);
+    v.extend_from_slice(pool_e1);
+    v.extend_from_slice(pad);
+    v
+}
+
+/// `pad ‖ tail ‖ en2`: the extranonce2 sent to the pool.
+pub fn pool_extranonce2(pad: &[u8], tail: &[u8], miner_en2: &[u8]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(pad.len() + tail.len() + miner_en2.len());
+    v.extend_from_slice(pad);
     v.extend_from_slice(tail);
     v.extend_from_slice(miner_en2);
     v
@@ -200,18 +216,27 @@ mod tests {
             let Fit::Fits { padding } = fit(n2, 2, 2) else {
                 panic!("n2 {n2} must fit k=2,m=2")
             };
+            let pad = salted_padding(padding, 0x0102_0304);
             let miner: Vec<u8> = [
-                &folded_coinb1(&coinb1, &e1, padding)[..],
+                &folded_coinb1(&coinb1, &e1, &pad)[..],
                 tail.bytes(),
                 &en2,
                 &coinb2,
             ]
             .concat();
-            let pool_en2 = pool_extranonce2(padding, tail.bytes(), &en2);
+            let pool_en2 = pool_extranonce2(&pad, tail.bytes(), &en2);
             assert_eq!(pool_en2.len(), n2);
             let pool: Vec<u8> = [&coinb1[..], &e1, &pool_en2, &coinb2].concat();
             assert_eq!(miner, pool);
         }
+    }
+
+    #[test]
+    fn salted_padding_varies_within_p_bytes() {
+        assert_eq!(salted_padding(0, 7), Vec::<u8>::new());
+        assert_eq!(salted_padding(2, 0x0102_0304), vec![3, 4]);
+        assert_eq!(salted_padding(10, 1), vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+        assert_ne!(salted_padding(2, 1), salted_padding(2, 2));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use crate::extranonce::folded_coinb1;
+use crate::extranonce::{folded_coinb1, salted_padding};
 use crate::protocol::Notify;
 use crate::share::{JobTemplate, Target, swap32};
 
@@ -48,8 +48,9 @@ pub struct JobVariant {
     pub proxy_id: String,
     /// Miner extranonce2 size this variant is for.
     pub miner_en2: usize,
-    /// Zero bytes between the pool E1 and the miner tail (see [`crate::extranonce`]).
-    pub padding: usize,
+    /// Padding between the pool E1 and the miner tail (see [`crate::extranonce`]); salted so
+    /// that a re-send of the same pool job is different work.
+    pub pad: Vec<u8>,
     pub template: JobTemplate,
     /// The miner-facing notify (folded coinb1, proxy id, the pool's clean flag).
     pub notify: Notify,
@@ -65,9 +66,11 @@ impl JobVariant {
         proxy_id: String,
         tail_bytes: usize,
         miner_en2: usize,
+        salt: u64,
     ) -> Option<Self> {
         let padding = job.pool_n2.checked_sub(tail_bytes + miner_en2)?;
-        let coinb1 = folded_coinb1(&job.notify.coinb1, &job.pool_e1, padding);
+        let pad = salted_padding(padding, salt);
+        let coinb1 = folded_coinb1(&job.notify.coinb1, &job.pool_e1, &pad);
         let template = JobTemplate::new(
             swap32(job.notify.prevhash),
             coinb1.clone(),
@@ -87,11 +90,17 @@ impl JobVariant {
             job,
             proxy_id,
             miner_en2,
-            padding,
+            pad,
             template,
             notify,
             line,
         })
+    }
+
+    /// The same pool job as new work for one miner: another id and salt, not clean (a vardiff
+    /// change or a move back to a job the miner already mined).
+    pub fn resalted(&self, proxy_id: String, tail_bytes: usize, salt: u64) -> Option<Self> {
+        Some(Self::build(self.job.clone(), proxy_id, tail_bytes, self.miner_en2, salt)?.not_clean())
     }
 
     /// The same variant without `clean_jobs` (work re-sent as a keepalive must not make the
@@ -186,6 +195,11 @@ impl MinerJobs {
         });
     }
 
+    /// Whether the miner was already sent work from this pool job.
+    pub fn has_pool_job(&self, job: &Arc<PoolJob>) -> bool {
+        self.jobs.iter().any(|j| Arc::ptr_eq(&j.variant.job, job))
+    }
+
     pub fn latest(&self) -> Option<&MinerJob> {
         self.jobs.back()
     }
@@ -220,10 +234,32 @@ impl MinerJobs {
         version_bits.hash(&mut h);
         let key = h.finish();
         let max = self.max_seen_per_job;
+        // The same work (same pool job, same padding) may have been sent under several ids
+        // (p = 0 leaves nothing to salt): a share seen under any of them is a duplicate.
+        let Some(work) = self
+            .jobs
+            .iter()
+            .rev()
+            .find(|j| j.id == id)
+            .map(|j| j.variant.clone())
+        else {
+            return true;
+        };
+        let same_work =
+            |j: &MinerJob| Arc::ptr_eq(&j.variant.job, &work.job) && j.variant.pad == work.pad;
+        if self
+            .jobs
+            .iter()
+            .any(|j| same_work(j) && j.seen.contains(&key))
+        {
+            return false;
+        }
         match self.jobs.iter_mut().rev().find(|j| j.id == id) {
-            Some(j) if j.seen.len() < max => j.seen.insert(key),
-            Some(j) => !j.seen.contains(&key),
-            None => true,
+            Some(j) if j.seen.len() < max => {
+                j.seen.insert(key);
+                true
+            }
+            _ => true,
         }
     }
 
@@ -268,20 +304,47 @@ mod tests {
 
     #[test]
     fn variant_folds_e1_and_padding_and_shares_one_line() {
-        let v = JobVariant::build(pool_job(1, 8), "a1".into(), 2, 4).unwrap();
-        assert_eq!(v.padding, 2);
+        let v = JobVariant::build(pool_job(1, 8), "a1".into(), 2, 4, 0).unwrap();
+        assert_eq!(v.pad, vec![0, 0]);
         assert_eq!(v.notify.coinb1, vec![1, 2, 3, 0xaa, 0xaa, 0xaa, 0xaa, 0, 0]);
         assert!(std::str::from_utf8(&v.line).unwrap().contains("\"a1\""));
-        assert!(JobVariant::build(pool_job(1, 5), "x".into(), 2, 4).is_none());
+        assert!(JobVariant::build(pool_job(1, 5), "x".into(), 2, 4, 0).is_none());
         let alias = v.line_as("b2", true);
         assert!(std::str::from_utf8(&alias).unwrap().ends_with("true]}\n"));
     }
 
     #[test]
+    fn resends_are_new_work_or_caught_as_duplicates() {
+        let job = pool_job(1, 8);
+        let v = Arc::new(JobVariant::build(job.clone(), "a".into(), 2, 4, 1).unwrap());
+        let r = v.resalted("b".into(), 2, 2).unwrap();
+        assert_ne!(
+            v.notify.coinb1, r.notify.coinb1,
+            "salt changes the coinbase"
+        );
+        assert!(!r.notify.clean_jobs);
+        // p = 0: nothing to salt; the same share under the new id is a duplicate
+        let tight = pool_job(1, 6);
+        let v0 = Arc::new(JobVariant::build(tight.clone(), "c".into(), 2, 4, 1).unwrap());
+        let r0 = Arc::new(v0.resalted("d".into(), 2, 2).unwrap());
+        assert_eq!(v0.notify.coinb1, r0.notify.coinb1);
+        let mut t = MinerJobs::new(8);
+        t.push("c".into(), v0, 1.0, 0, false);
+        t.push("d".into(), r0, 1.0, 0, false);
+        assert!(t.first_sighting("c", &[0; 4], 1, 2, 0));
+        assert!(!t.first_sighting("d", &[0; 4], 1, 2, 0));
+        // salted re-send: the same en2/nonce is new work
+        t.push("a".into(), v, 1.0, 0, false);
+        t.push("b".into(), Arc::new(r), 1.0, 0, false);
+        assert!(t.first_sighting("a", &[0; 4], 1, 2, 0));
+        assert!(t.first_sighting("b", &[0; 4], 1, 2, 0));
+    }
+
+    #[test]
     fn stale_and_duplicate_detection() {
         let mut t = MinerJobs::new(4);
-        let v1 = Arc::new(JobVariant::build(pool_job(1, 8), "1".into(), 2, 4).unwrap());
-        let v2 = Arc::new(JobVariant::build(pool_job(2, 8), "2".into(), 2, 4).unwrap());
+        let v1 = Arc::new(JobVariant::build(pool_job(1, 8), "1".into(), 2, 4, 0).unwrap());
+        let v2 = Arc::new(JobVariant::build(pool_job(2, 8), "2".into(), 2, 4, 0).unwrap());
         t.push("1".into(), v1.clone(), 8.0, 0, false);
         t.push("2".into(), v2, 8.0, 0, true); // clean on another session: job 1 stays valid
         assert!(t.get("1").is_ok());
@@ -292,7 +355,7 @@ mod tests {
         assert!(!t.first_sighting("2", &[1, 2], 5, 6, 0));
         assert!(t.first_sighting("2", &[1, 2], 5, 7, 0));
         for i in 0..10 {
-            let v = Arc::new(JobVariant::build(pool_job(3, 8), format!("x{i}"), 2, 4).unwrap());
+            let v = Arc::new(JobVariant::build(pool_job(3, 8), format!("x{i}"), 2, 4, 0).unwrap());
             t.push(format!("x{i}"), v, 1.0, 0, false);
         }
         assert_eq!(t.len(), 4, "bounded");

@@ -89,6 +89,7 @@ pub(crate) struct Shared {
     pub metrics: HubMetrics,
     tails: Mutex<TailAllocator>,
     job_ids: AtomicU64,
+    salts: AtomicU64,
     miner_ids: AtomicU64,
     session_ids: AtomicU64,
     pub shutdown: CancellationToken,
@@ -105,6 +106,11 @@ impl Shared {
     /// A hub-unique job id (hex).
     pub fn next_job_id(&self) -> String {
         format!("{:x}", self.job_ids.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+
+    /// A fresh padding salt (see [`crate::extranonce::salted_padding`]).
+    pub fn next_salt(&self) -> u64 {
+        self.salts.fetch_add(1, Ordering::Relaxed)
     }
 
     pub fn session_event(self: &Arc<Self>, pool: &str, sid: u64, ev: SessionEvent) {
@@ -206,6 +212,7 @@ impl Hub {
             metrics,
             tails: Mutex::new(tails),
             job_ids: AtomicU64::new(0),
+            salts: AtomicU64::new(0),
             miner_ids: AtomicU64::new(0),
             session_ids: AtomicU64::new(0),
             shutdown: CancellationToken::new(),

@@ -644,7 +644,8 @@ impl Session {
             return Some(v.clone());
         }
         let k = self.shared.config.extranonce.tail_bytes;
-        let mut v = JobVariant::build(job.clone(), self.shared.next_job_id(), k, m)?;
+        let salt = self.shared.next_salt();
+        let mut v = JobVariant::build(job.clone(), self.shared.next_job_id(), k, m, salt)?;
         if self.resending {
             v = v.not_clean();
         }
