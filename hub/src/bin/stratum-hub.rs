@@ -160,13 +160,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let cfg = build_config(&args)?;
     if args.check {
         // Validate the routing the same way the hub would, without binding anything.
+        let secrets = cfg
+            .secrets_dir
+            .clone()
+            .map(hashsched_hub::routing::SecretStore::new)
+            .unwrap_or_else(hashsched_hub::routing::SecretStore::none);
         if let Some(doc) = &cfg.routing {
-            let secrets = cfg
-                .secrets_dir
-                .clone()
-                .map(hashsched_hub::routing::SecretStore::new)
-                .unwrap_or_else(hashsched_hub::routing::SecretStore::none);
             hashsched_hub::routing::ValidRouting::new(doc.clone(), &secrets)?;
+        }
+        if let Some(path) = &cfg.routing_file {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("reading routing file {}", path.display()))?;
+            hashsched_hub::routing::ValidRouting::from_bytes(&bytes, &secrets)?;
         }
         println!("configuration OK");
         return Ok(());
