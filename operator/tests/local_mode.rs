@@ -245,3 +245,67 @@ async fn the_state_file_carries_status_and_ledger_across_a_restart() {
     .await;
     local.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_passwords_come_from_secrets_and_a_secret_edit_reaches_the_pool() {
+    use hashsched_hub::sim::pool::{PoolConfig, SimPool};
+    let farm = Farm::new().await;
+    let secure = SimPool::start(PoolConfig {
+        name: "pool-s".into(),
+        difficulty: 5e-5,
+        password: Some("s3cret".into()),
+        record_shares: false,
+        ..PoolConfig::default()
+    })
+    .await
+    .unwrap();
+    let secret = |password: &str| {
+        format!(
+            "apiVersion: v1
+kind: Secret
+metadata: {{ name: creds }}
+stringData: {{ password: \"{password}\" }}
+---
+apiVersion: hashsched.io/v1alpha1
+kind: PoolEndpoint
+metadata: {{ name: pool-s }}
+spec:
+  url: \"{}\"
+  user: acme
+  passwordSecretRef: {{ name: creds, key: password }}
+",
+            secure.url()
+        )
+    };
+    farm.write("25-secure.yaml", &secret("s3cret"));
+    farm.write(
+        "40-contract.yaml",
+        &contract_yaml(&["w1"], Some(&["pool-s"])),
+    );
+    let local = farm.start().await;
+    let w1 = miner(local.stratum_addr(), "w1");
+    wait_for(
+        "pool-s accepts w1's shares under the Secret's password",
+        || secure.stats().accepted_total() > 0,
+    )
+    .await;
+    assert_eq!(secure.stats().authorizes_failed, 0);
+
+    // Rotate the password in the Secret only: the hub must log in again with the new one (this
+    // pool refuses it, which is how the test sees that it arrived).
+    farm.write("25-secure.yaml", &secret("rotated"));
+    wait_for("the hub re-authorizes with the rotated password", || {
+        secure.stats().authorizes_failed > 0
+    })
+    .await;
+    // And back: shares flow again, and the miner never reconnected.
+    farm.write("25-secure.yaml", &secret("s3cret"));
+    let accepted = secure.stats().accepted_total();
+    wait_for(
+        "pool-s accepts again after the password is restored",
+        || secure.stats().accepted_total() > accepted + 2,
+    )
+    .await;
+    assert_eq!(w1.stats().connections, 1);
+    local.shutdown().await;
+}

@@ -160,6 +160,8 @@ struct Loop {
     last_sources: Vec<Source>,
     /// A changed folder seen once, waiting for a second identical read.
     settling: Option<Vec<Source>>,
+    /// A Secret changed: the hub must re-read pool passwords even if the routing did not change.
+    secrets_changed: bool,
     last_read_error: Option<String>,
     manifests_error: Option<String>,
     last_applied: Option<RoutingDocument>,
@@ -239,6 +241,7 @@ impl Runner {
             memory,
             last_sources: sources,
             settling: None,
+            secrets_changed: false,
             last_read_error: None,
             manifests_error: None,
             last_applied: Some(initial),
@@ -514,8 +517,13 @@ impl Loop {
                         warn!(hub = %self.hub_name,
                             "StratumHub port, share interval or connection limit changed: restart local mode to apply them");
                     }
-                    if let Err(e) = write_secrets(&self.secrets_dir, &m) {
-                        error!(error = %e, "cannot write pool passwords for the hub");
+                    if m.secrets != self.store.manifests.secrets {
+                        match write_secrets(&self.secrets_dir, &m) {
+                            Ok(()) => self.secrets_changed = true,
+                            Err(e) => {
+                                error!(error = %e, "cannot write pool passwords for the hub")
+                            }
+                        }
                     }
                     info!(
                         workers = m.workers.len(),
@@ -546,7 +554,7 @@ impl Loop {
     fn tick(&mut self, now: Timestamp) {
         self.poll_manifests();
         let facts = facts_by_worker(&self.hub);
-        let out = cycle_of(
+        let mut out = cycle_of(
             &self.store,
             &self.memory,
             &self.hub_spec,
@@ -554,6 +562,17 @@ impl Loop {
             &facts,
             Some(now),
         );
+        if std::mem::take(&mut self.secrets_changed)
+            && let Some(doc) = out.routing.get_mut(&self.hub_name)
+        {
+            // Same document, new generation: the hub resolves the passwords again and replaces
+            // the sessions of pools whose password changed.
+            doc.generation = doc.generation.saturating_add(1);
+            out.memory
+                .routing
+                .insert(self.hub_name.clone(), doc.clone());
+            info!(hub = %self.hub_name, "a Secret changed: re-applying routing so the hub reads the new pool passwords");
+        }
         for c in &out.changes {
             info!(worker = %c.worker, contract = c.contract().unwrap_or("-"), "{c}");
         }
