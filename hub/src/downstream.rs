@@ -783,13 +783,6 @@ impl Miner {
             entry.lock().record(ShareResult::Invalid, job_diff, now);
             return self.reply_error(&id, error_code::OTHER, "ntime out of range");
         }
-        if !self
-            .jobs
-            .first_sighting(&sub.job_id, &sub.extranonce2, sub.ntime, sub.nonce, bits)
-        {
-            entry.lock().record(ShareResult::Duplicate, job_diff, now);
-            return self.reply_error(&id, error_code::DUPLICATE, "duplicate share");
-        }
         let hash = variant.template.share_hash(
             tail.bytes(),
             &sub.extranonce2,
@@ -809,6 +802,14 @@ impl Miner {
             entry.lock().record(ShareResult::Invalid, job_diff, now);
             return self.reply_error(&id, error_code::LOW_DIFFICULTY, "low difficulty share");
         };
+        // Only shares that prove work enter the duplicate set (junk cannot grow it).
+        if !self
+            .jobs
+            .first_sighting(&sub.job_id, &sub.extranonce2, sub.ntime, sub.nonce, bits)
+        {
+            entry.lock().record(ShareResult::Duplicate, d, now);
+            return self.reply_error(&id, error_code::DUPLICATE, "duplicate share");
+        }
         if variant
             .job
             .network_target
