@@ -422,7 +422,11 @@ fn cycle_of(
     facts: &BTreeMap<String, WorkerFacts>,
     as_of: Option<Timestamp>,
 ) -> CycleOutput {
-    let workers = store.workers();
+    let hub_name = hub.metadata.name.as_deref().unwrap_or_default();
+    // Workers of other StratumHubs in the folder are not this hub's to judge: without facts they
+    // would look dead and make contracts lend spares for nothing.
+    let mut workers = store.workers();
+    workers.retain(|w| w.spec.hub.as_deref().is_none_or(|h| h == hub_name));
     let contracts = store.contracts();
     let m = &store.manifests;
     let input = CycleInput {
