@@ -1,6 +1,6 @@
 //! hashsched operator library.
-pub mod scheduler;
 pub mod crd;
-pub mod quantity;
-pub mod local;
 pub mod demo;
+pub mod local;
+pub mod quantity;
+pub mod scheduler;
