@@ -1,4 +1,11 @@
-//! hashsched operator library.
+//! hashsched operator library: everything above the hub.
+//!
+//! - [`crd`] and [`quantity`]: the five custom resources (`hashsched.io/v1alpha1`) and their
+//!   hashrate / duration / percentage quantities — the product's API.
+//! - [`scheduler`]: the pure decision core (health from shares, allocation, SLA accounting,
+//!   rendering of routing documents and Kubernetes objects), shared by every front end.
+//! - [`local`]: local mode — a folder of manifests as the "API server", the scheduler loop and an
+//!   embedded hub. [`demo`]: simulated pools and miners driving local mode through a scripted story.
 pub mod crd;
 pub mod demo;
 pub mod local;
