@@ -542,7 +542,8 @@ async fn late_shares_go_to_the_old_pool_while_its_session_lives() {
     assert_eq!(r["error"][0], 21, "stale after the old session died: {r}");
     let f = facts_of(&t.hub, "rig-late").expect("facts");
     assert_eq!(f.shares.accepted, 1, "{f:?}");
-    assert_eq!(f.shares.stale, 1, "{f:?}");
+    assert_eq!(f.shares.switch_stale, 1, "switch-stale, not stale: {f:?}");
+    assert_eq!(f.shares.stale, 0, "{f:?}");
     assert_eq!(
         f.shares.invalid + f.shares.rejected,
         0,

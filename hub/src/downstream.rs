@@ -27,7 +27,7 @@ use crate::extranonce::{Tail, fit_miner_en2, pool_extranonce2};
 use crate::facts::ShareResult;
 use crate::jobs::{JobLookup, JobVariant, MinerJobs};
 use crate::lines::{LineRead, line, read_line};
-use crate::metrics::side;
+use crate::metrics::{reconnect, side};
 use crate::protocol::{
     self, BIP320_VERSION_MASK, Configure, ConfigureResult, Message, MinerRequest, ServerRequest,
     SetExtranonce, Submit, SubscribeResult, error_code, extension, method,
@@ -50,13 +50,20 @@ pub enum ToMiner {
         pool: Arc<ResolvedPool>,
         job: Option<Arc<JobVariant>>,
         pool_mask: u32,
+        /// When the router decided to move the miner here from another pool (`None`: first
+        /// assignment or another session of the same pool).
+        switch_started: Option<Instant>,
     },
     /// The pool changed its version mask.
     PoolMask { session_id: u64, mask: u32 },
     /// Fallback: the next pool needs a smaller extranonce2 (`mining.set_extranonce`).
     SetExtranonce { m: usize },
-    /// Fallback or shutdown: ask the miner to reconnect, then close.
-    Reconnect { reason: &'static str },
+    /// Fallback: ask the miner to reconnect, then close. `reason` is logged and labels the
+    /// close; `metric` is a [`crate::metrics::reconnect`] value.
+    Reconnect {
+        reason: &'static str,
+        metric: &'static str,
+    },
     /// Close the connection.
     Close { reason: &'static str },
     /// A ready answer line (the pool's verdict on a forwarded share).
@@ -113,6 +120,10 @@ struct Miner {
     pool_mask: u32,
     previous: Vec<Arc<SessionHandle>>,
     switched_at: Instant,
+    /// A move to another pool whose first job has not reached the miner yet (decision time).
+    switch_started: Option<Instant>,
+    /// That first job is in `out`: observe the switch duration once it is written.
+    switch_written: Option<Instant>,
     jobs: MinerJobs,
     vardiff: Vardiff,
     difficulty_set: bool,
@@ -162,6 +173,8 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         pool_mask: 0,
         previous: Vec::new(),
         switched_at: now,
+        switch_started: None,
+        switch_written: None,
         jobs: MinerJobs::new(16),
         vardiff: Vardiff::new(&cfg.vardiff, initial, unix_now()),
         difficulty_set: false,
@@ -188,6 +201,7 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                 let r: Result<(), Closed> = tokio::select! {
                     biased;
                     _ = sh.shutdown.cancelled() => {
+                        m.sh.metrics.miner_reconnect(reconnect::SHUTDOWN);
                         m.write_notification(&ServerRequest::Reconnect(Default::default()));
                         let _ = m.flush(&mut w).await;
                         break "hub shutting down";
@@ -213,6 +227,7 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                     debug!(error = %e, "write to miner failed");
                     break "write error";
                 }
+                m.written();
                 if let Err(reason) = r {
                     break reason;
                 }
@@ -250,6 +265,23 @@ impl Miner {
                 std::io::ErrorKind::TimedOut,
                 "write timed out",
             )),
+        }
+    }
+
+    /// Everything queued so far reached the socket.
+    fn written(&mut self) {
+        if let Some(t) = self.switch_written.take() {
+            self.sh
+                .metrics
+                .switch_duration
+                .observe(t.elapsed().as_secs_f64());
+        }
+    }
+
+    /// A job of the current session is in `out`: the pending move (if any) is complete.
+    fn job_queued(&mut self) {
+        if let Some(t) = self.switch_started.take() {
+            self.switch_written = Some(t);
         }
     }
 
@@ -308,13 +340,18 @@ impl Miner {
                 self.out.extend_from_slice(&v.line);
                 self.jobs
                     .push(v.proxy_id.clone(), v, self.announced, mask, clean);
+                self.job_queued();
             }
             ToMiner::Attached {
                 session,
                 pool,
                 job,
                 pool_mask,
+                switch_started,
             } => {
+                if switch_started.is_some() {
+                    self.switch_started = switch_started;
+                }
                 if let Some(old) = self.session.take() {
                     self.previous.retain(|s| s.is_alive());
                     self.previous.push(old);
@@ -351,6 +388,7 @@ impl Miner {
                     self.out.extend_from_slice(&line);
                     let mask = self.effective_mask();
                     self.jobs.push(v.proxy_id.clone(), v, d, mask, true);
+                    self.job_queued();
                 }
             }
             ToMiner::PoolMask { session_id, mask } => {
@@ -370,7 +408,8 @@ impl Miner {
                     self.link.m = m;
                 }
             }
-            ToMiner::Reconnect { reason } => {
+            ToMiner::Reconnect { reason, metric } => {
+                self.sh.metrics.miner_reconnect(metric);
                 self.write_notification(&ServerRequest::Reconnect(Default::default()));
                 return Err(reason);
             }
@@ -750,7 +789,8 @@ impl Miner {
             }
         };
         let Some(session) = session else {
-            entry.lock().record(ShareResult::Stale, job_diff, now);
+            // The hub moved the miner away from this job's session: not the worker's fault.
+            entry.lock().record(ShareResult::SwitchStale, job_diff, now);
             return self.reply_error(
                 &id,
                 error_code::JOB_NOT_FOUND,

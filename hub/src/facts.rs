@@ -6,6 +6,8 @@
 //! [`ShareResult`] bucket once its fate is known; until the pool answers a forwarded share it is
 //! `pending`, so at any instant `submitted == buckets.total() + pending` (conservation).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::result as label;
@@ -23,8 +25,12 @@ pub enum ShareResult {
     Rejected,
     /// Valid locally, forwarded, but the pool never answered (session lost or answer timed out).
     Lost,
-    /// Job unknown or expired (error 21) — includes late shares after a pool switch.
+    /// Job unknown or superseded by a new block (error 21).
     Stale,
+    /// A late share for a job of an upstream session the miner was moved away from (routing
+    /// change, failover, replaced session) that can no longer be forwarded (error 21): caused by
+    /// the hub's switch, not a worker fault.
+    SwitchStale,
     /// Same (job, extranonce2, ntime, nonce, version) seen before (error 22).
     Duplicate,
     /// Does not meet the miner-facing difficulty, bad version bits, malformed fields (errors 20/23).
@@ -32,12 +38,13 @@ pub enum ShareResult {
 }
 
 impl ShareResult {
-    pub const ALL: [ShareResult; 7] = [
+    pub const ALL: [ShareResult; 8] = [
         ShareResult::Accepted,
         ShareResult::BelowTarget,
         ShareResult::Rejected,
         ShareResult::Lost,
         ShareResult::Stale,
+        ShareResult::SwitchStale,
         ShareResult::Duplicate,
         ShareResult::Invalid,
     ];
@@ -50,6 +57,7 @@ impl ShareResult {
             ShareResult::Rejected => label::REJECTED,
             ShareResult::Lost => label::LOST,
             ShareResult::Stale => label::STALE,
+            ShareResult::SwitchStale => label::SWITCH_STALE,
             ShareResult::Duplicate => label::DUPLICATE,
             ShareResult::Invalid => label::INVALID,
         }
@@ -76,6 +84,7 @@ pub struct ShareBuckets<T> {
     pub rejected: T,
     pub lost: T,
     pub stale: T,
+    pub switch_stale: T,
     pub duplicate: T,
     pub invalid: T,
 }
@@ -88,6 +97,7 @@ impl<T: Copy + std::ops::Add<Output = T> + std::ops::AddAssign + Default> ShareB
             ShareResult::Rejected => self.rejected,
             ShareResult::Lost => self.lost,
             ShareResult::Stale => self.stale,
+            ShareResult::SwitchStale => self.switch_stale,
             ShareResult::Duplicate => self.duplicate,
             ShareResult::Invalid => self.invalid,
         }
@@ -100,6 +110,7 @@ impl<T: Copy + std::ops::Add<Output = T> + std::ops::AddAssign + Default> ShareB
             ShareResult::Rejected => &mut self.rejected,
             ShareResult::Lost => &mut self.lost,
             ShareResult::Stale => &mut self.stale,
+            ShareResult::SwitchStale => &mut self.switch_stale,
             ShareResult::Duplicate => &mut self.duplicate,
             ShareResult::Invalid => &mut self.invalid,
         };
@@ -202,8 +213,12 @@ pub struct PoolFacts {
     pub accepted: u64,
     pub rejected: u64,
     pub lost: u64,
-    /// Times workers were moved onto this pool (routing change or failover).
+    /// Times miners were moved onto this pool (routing change, failover or return).
     pub switches: u64,
+    /// The same moves by reason ([`crate::pool_health::SwitchReason::as_str`]); sums to
+    /// `switches`.
+    #[serde(default)]
+    pub switches_by_reason: BTreeMap<String, u64>,
     /// Upstream connection attempts that failed or sessions that dropped.
     pub disconnects: u64,
 }
@@ -218,7 +233,7 @@ mod tests {
         for (i, r) in ShareResult::ALL.iter().enumerate() {
             b.add(*r, i as u64 + 1);
         }
-        assert_eq!(b.total(), 28);
+        assert_eq!(b.total(), 36);
         assert_eq!(b.locally_valid(), 1 + 2 + 3 + 4);
         let labels: std::collections::HashSet<_> =
             ShareResult::ALL.iter().map(|r| r.label()).collect();

@@ -53,7 +53,8 @@ pub const POOL_WORKERS: &str = "hashsched_pool_workers";
 pub const POOL_DIFFICULTY: &str = "hashsched_pool_difficulty";
 /// Counter: forwarded shares by pool verdict. `{pool, result}`; `result` ∈ accepted/rejected/lost
 pub const POOL_SHARES_TOTAL: &str = "hashsched_pool_shares_total";
-/// Counter: workers moved onto this pool (routing change or failover). `{pool}`
+/// Counter: miners moved onto this pool, by why. `{pool, reason}`; `reason` is
+/// [`crate::pool_health::SwitchReason::as_str`] (`routing`, `failover_<why>`, `return`).
 pub const POOL_SWITCHES_TOTAL: &str = "hashsched_pool_switches_total";
 /// Counter: failed connection attempts and dropped sessions. `{pool}`
 pub const POOL_DISCONNECTS_TOTAL: &str = "hashsched_pool_disconnects_total";
@@ -75,6 +76,11 @@ pub const HUB_PROTOCOL_ERRORS_TOTAL: &str = "hashsched_hub_protocol_errors_total
 pub const HUB_UNATTRIBUTED_SUBMITS_TOTAL: &str = "hashsched_hub_unattributed_submits_total";
 /// Gauge: forwarded shares waiting for a pool verdict, all workers.
 pub const HUB_SHARES_PENDING: &str = "hashsched_hub_shares_pending";
+/// Counter: `client.reconnect` sent to miners by the hub. `{reason}`; `reason` ∈ [`reconnect`].
+pub const HUB_MINER_RECONNECTS_TOTAL: &str = "hashsched_hub_miner_reconnects_total";
+/// Histogram: per moved miner, seconds from the decision to move it to another pool (routing
+/// applied, failover or return decided) to writing the new pool's first job to the miner.
+pub const HUB_SWITCH_DURATION: &str = "hashsched_hub_switch_duration_seconds";
 
 /// Label names.
 pub mod label {
@@ -97,8 +103,17 @@ pub mod result {
     pub const REJECTED: &str = "rejected";
     pub const LOST: &str = "lost";
     pub const STALE: &str = "stale";
+    pub const SWITCH_STALE: &str = "switch_stale";
     pub const DUPLICATE: &str = "duplicate";
     pub const INVALID: &str = "invalid";
+}
+
+/// Values of the `reason` label of [`HUB_MINER_RECONNECTS_TOTAL`].
+pub mod reconnect {
+    /// The hub is shutting down (SIGTERM, rollout).
+    pub const SHUTDOWN: &str = "shutdown";
+    /// The miner's extranonce2 does not fit the new pool and it cannot take `set_extranonce`.
+    pub const EXTRANONCE2_TOO_SMALL: &str = "extranonce2_too_small";
 }
 
 /// Values of the `side` label.
@@ -145,7 +160,9 @@ pub struct HubMetrics {
     pub connections_closed: Family<[(&'static str, &'static str); 1], Counter>,
     pub protocol_errors: Family<[(&'static str, &'static str); 2], Counter>,
     pub unattributed_submits: Family<[(&'static str, &'static str); 1], Counter>,
+    pub miner_reconnects: Family<[(&'static str, &'static str); 1], Counter>,
     pub forward_latency: Histogram,
+    pub switch_duration: Histogram,
 }
 
 impl HubMetrics {
@@ -190,6 +207,21 @@ impl HubMetrics {
             "Time from reading a share from a miner to writing it to the pool",
             forward_latency.clone(),
         );
+        let miner_reconnects = Family::default();
+        registry.register(
+            family(HUB_MINER_RECONNECTS_TOTAL),
+            "client.reconnect sent to miners by the hub, by reason",
+            miner_reconnects.clone(),
+        );
+        // 1 ms .. ~131 s: a move waits for the new pool's session (connect first, then cut over).
+        let switch_duration = Histogram::new(
+            prometheus_client::metrics::histogram::exponential_buckets(1e-3, 2.0, 18),
+        );
+        registry.register(
+            HUB_SWITCH_DURATION,
+            "Per moved miner: decision to move it to another pool until the new pool's first job is written to it",
+            switch_duration.clone(),
+        );
         registry.register_collector(Box::new(StateCollector { source }));
         Self {
             registry,
@@ -197,7 +229,9 @@ impl HubMetrics {
             connections_closed,
             protocol_errors,
             unattributed_submits,
+            miner_reconnects,
             forward_latency,
+            switch_duration,
         }
     }
 
@@ -215,6 +249,13 @@ impl HubMetrics {
 
     pub fn unattributed_submit(&self, reason: &'static str) {
         self.unattributed_submits
+            .get_or_create(&[(label::REASON, reason)])
+            .inc();
+    }
+
+    /// The hub sent `client.reconnect` to a miner; `reason` from [`reconnect`].
+    pub fn miner_reconnect(&self, reason: &'static str) {
+        self.miner_reconnects
             .get_or_create(&[(label::REASON, reason)])
             .inc();
     }
@@ -290,7 +331,7 @@ impl Collector for StateCollector {
             "1 when the worker has an authorized miner connection",
             s.workers.iter().map(|f| (w(f), i64::from(f.connected))),
         )?;
-        // Only buckets that ever happened get a series (bounded: at most 7 per worker).
+        // Only buckets that ever happened get a series (bounded: one per `ShareResult`).
         counter(
             &mut enc,
             WORKER_SHARES_TOTAL,
@@ -448,8 +489,18 @@ impl Collector for StateCollector {
         counter(
             &mut enc,
             POOL_SWITCHES_TOTAL,
-            "Workers moved onto this pool",
-            s.pools.iter().map(|f| (p(f), f.switches)),
+            "Miners moved onto this pool, by reason",
+            s.pools.iter().flat_map(|f| {
+                f.switches_by_reason.iter().map(move |(reason, n)| {
+                    (
+                        vec![
+                            (label::POOL, f.pool.clone()),
+                            (label::REASON, reason.clone()),
+                        ],
+                        *n,
+                    )
+                })
+            }),
         )?;
         counter(
             &mut enc,
@@ -483,7 +534,7 @@ impl Collector for StateCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::facts::{AssignmentLabels, ShareBuckets, WindowHashrate};
+    use crate::facts::{AssignmentLabels, PoolFacts, ShareBuckets, WindowHashrate};
 
     #[derive(Debug)]
     struct Fixed(Snapshot);
@@ -536,6 +587,62 @@ mod tests {
         )));
         assert!(text.contains(&format!("{HUB_SHARE_FORWARD_LATENCY}_bucket")));
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn renders_switches_by_reason_reconnects_switch_duration_and_switch_stale() {
+        let mut shares = ShareBuckets::<u64>::default();
+        shares.add(ShareResult::SwitchStale, 2);
+        let w = WorkerFacts {
+            worker: "w".into(),
+            connected: true,
+            shares,
+            difficulty: ShareBuckets::default(),
+            pending: 0,
+            hashrate: Vec::new(),
+            last_share_unix: None,
+            last_change_unix: None,
+            miner_difficulty: None,
+            pool: None,
+            labels: AssignmentLabels::default(),
+        };
+        let p = PoolFacts {
+            pool: "p2".into(),
+            up: true,
+            sessions: 1,
+            workers: 1,
+            latency_seconds: None,
+            difficulty: None,
+            accepted: 0,
+            rejected: 0,
+            lost: 0,
+            switches: 3,
+            switches_by_reason: [
+                ("routing".to_owned(), 1),
+                ("failover_dropped".to_owned(), 2),
+            ]
+            .into_iter()
+            .collect(),
+            disconnects: 0,
+        };
+        let m = HubMetrics::new(Arc::new(Fixed(Snapshot {
+            workers: vec![w],
+            pools: vec![p],
+            ..Default::default()
+        })));
+        m.miner_reconnect(reconnect::SHUTDOWN);
+        m.switch_duration.observe(0.25);
+        let text = m.render();
+        for want in [
+            format!("{POOL_SWITCHES_TOTAL}{{pool=\"p2\",reason=\"routing\"}} 1"),
+            format!("{POOL_SWITCHES_TOTAL}{{pool=\"p2\",reason=\"failover_dropped\"}} 2"),
+            format!("{HUB_MINER_RECONNECTS_TOTAL}{{reason=\"shutdown\"}} 1"),
+            format!("{HUB_SWITCH_DURATION}_count 1"),
+            format!("{HUB_SWITCH_DURATION}_bucket{{le=\"0.256\"}} 1"),
+            format!("{WORKER_SHARES_TOTAL}{{worker=\"w\",result=\"switch_stale\"}} 2"),
+        ] {
+            assert!(text.contains(&want), "missing {want} in\n{text}");
+        }
     }
 
     #[test]

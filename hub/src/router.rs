@@ -23,7 +23,9 @@ use tracing::{error, info, warn};
 use crate::downstream::{MinerLink, ToMiner};
 use crate::extranonce::{Fit, fit};
 use crate::facts::PoolFacts;
-use crate::pool_health::{HealthPolicy, PoolEvent, PoolHealthBook, PoolState, choose_pool};
+use crate::pool_health::{
+    HealthPolicy, PoolEvent, PoolHealthBook, PoolState, SwitchReason, choose_pool,
+};
 use crate::routing::{ResolvedPool, Route, ValidRouting, WorkerDecision};
 use crate::server::Shared;
 use crate::stats::WorkerEntry;
@@ -51,7 +53,20 @@ struct MinerReg {
     entries: Vec<(String, Arc<WorkerEntry>)>,
     /// (pool, session id) the miner is attached to.
     at: Option<(String, u64)>,
+    /// The pool it was last attached to (kept while it waits unattached after a session died).
+    last_pool: Option<String>,
+    /// Its route's pool list changed since it was last placed (a move now is a `routing` switch).
+    route_changed: bool,
+    /// A decided move to another pool, not yet cut over.
+    moving: Option<Move>,
     leaving: bool,
+}
+
+/// A move of one miner to another pool, from the decision on.
+#[derive(Debug, Clone, Copy)]
+struct Move {
+    since: Instant,
+    reason: SwitchReason,
 }
 
 #[derive(Debug)]
@@ -182,6 +197,9 @@ impl Router {
                             e.lock().labels = labels_of(&own);
                         }
                     }
+                    if reg.route.pools != route.pools {
+                        reg.route_changed = true;
+                    }
                     reg.route = route;
                 }
                 WorkerDecision::Reject => {
@@ -209,6 +227,9 @@ impl Router {
                 route: j.route,
                 entries: j.entries,
                 at: None,
+                last_pool: None,
+                route_changed: false,
+                moving: None,
                 leaving: false,
             },
         );
@@ -472,16 +493,45 @@ impl Router {
         else {
             return; // every pool failed: keep the miner where it is
         };
-        if let Some((p, sid)) = &reg.at
-            && *p == want
-            && self
-                .pools
-                .get(p)
-                .and_then(|rt| rt.sessions.iter().find(|s| s.handle.id == *sid))
-                .is_some_and(|s| !s.draining)
-        {
+        let placed = reg.at.as_ref().is_some_and(|(p, sid)| {
+            *p == want
+                && self
+                    .pools
+                    .get(p)
+                    .and_then(|rt| rt.sessions.iter().find(|s| s.handle.id == *sid))
+                    .is_some_and(|s| !s.draining)
+        });
+        // The switch clock starts when the decision to leave the current pool is first made.
+        let from = reg
+            .at
+            .as_ref()
+            .map(|(p, _)| p.clone())
+            .or_else(|| reg.last_pool.clone());
+        let reason = match &from {
+            Some(f) if *f != want => Some(if reg.route_changed {
+                SwitchReason::Routing
+            } else {
+                health.switch_reason(&reg.route.pools, f, &want)
+            }),
+            _ => None,
+        };
+        if let Some(reg) = self.miners.get_mut(&id) {
+            match reason {
+                Some(reason) => {
+                    reg.moving.get_or_insert(Move { since: now, reason });
+                }
+                None => {
+                    reg.moving = None;
+                    reg.route_changed = false;
+                }
+            }
+        }
+        if placed {
             return;
         }
+        let Some(reg) = self.miners.get(&id) else {
+            return;
+        };
         let cap = sh.config.extranonce.max_miners_per_session;
         let k = sh.config.extranonce.tail_bytes;
         let m = reg.link.m;
@@ -517,6 +567,7 @@ impl Router {
                         reg.leaving = true;
                         reg.link.send(ToMiner::Reconnect {
                             reason: "reconnect for a smaller extranonce2",
+                            metric: crate::metrics::reconnect::EXTRANONCE2_TOO_SMALL,
                         });
                     }
                     return;
@@ -540,7 +591,11 @@ impl Router {
             reg.link.m = m2;
         }
         let old = reg.at.take();
-        let switched_pool = old.as_ref().is_some_and(|(p, _)| *p != want);
+        let switched_pool = reg.last_pool.as_ref().is_some_and(|p| *p != want);
+        let moved = if switched_pool { reg.moving } else { None };
+        reg.moving = None;
+        reg.route_changed = false;
+        reg.last_pool = Some(want.clone());
         reg.at = Some((want.clone(), handle.id));
         for (_, e) in &reg.entries {
             e.lock().pool = Some(want.clone());
@@ -557,14 +612,15 @@ impl Router {
         }
         if let Some(rt) = self.pools.get_mut(&want) {
             if switched_pool {
-                rt.counters.switches.fetch_add(1, Ordering::Relaxed);
-                info!(pool = %want, conn = id, "miner switched pool");
+                let reason = moved.map_or(SwitchReason::Routing, |m| m.reason);
+                rt.counters.count_switch(reason);
+                info!(pool = %want, conn = id, reason = reason.as_str(), "miner switched pool");
             }
             if let Some(s) = rt.sessions.get_mut(pos) {
                 s.members.insert(id);
             }
         }
-        handle.attach(link);
+        handle.attach(link, moved.map(|m| m.since));
     }
 
     /// Keep one session open to every pool of the routing (warm failover targets, and their
@@ -667,6 +723,7 @@ impl Router {
                     rejected: rt.counters.rejected.load(Ordering::Relaxed),
                     lost: rt.counters.lost.load(Ordering::Relaxed),
                     switches: rt.counters.switches.load(Ordering::Relaxed),
+                    switches_by_reason: rt.counters.switches_by_reason(),
                     disconnects: rt.counters.disconnects.load(Ordering::Relaxed),
                 }
             })

@@ -13,9 +13,9 @@
 //! ratio), and a pool's `client.reconnect` (the router opens a replacement and moves the miners;
 //! they are not disturbed).
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -29,6 +29,7 @@ use crate::facts::ShareResult;
 use crate::jobs::{JobVariant, PoolJob};
 use crate::lines::{LineRead, line, read_line};
 use crate::metrics::side;
+use crate::pool_health::SwitchReason;
 use crate::protocol::{
     self, Authorize, BIP320_VERSION_MASK, Configure, ConfigureResult, Message, MinerRequest,
     ServerRequest, Submit, Subscribe, SubscribeResult, extension,
@@ -54,6 +55,8 @@ pub struct PoolCounters {
     pub rejected: AtomicU64,
     pub lost: AtomicU64,
     pub switches: AtomicU64,
+    /// Switches per [`SwitchReason::as_str`] (a handful of keys).
+    switch_reasons: Mutex<BTreeMap<&'static str, u64>>,
     pub disconnects: AtomicU64,
     /// f64 bits of the smoothed submit RTT in seconds (0 = none yet).
     latency_bits: AtomicU64,
@@ -62,6 +65,25 @@ pub struct PoolCounters {
 }
 
 impl PoolCounters {
+    /// A miner was moved onto this pool.
+    pub fn count_switch(&self, reason: SwitchReason) {
+        self.switches.fetch_add(1, Ordering::Relaxed);
+        let mut m = self
+            .switch_reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(reason.as_str()).or_default();
+        *n = n.saturating_add(1);
+    }
+    /// Switches by reason (label value → count).
+    pub fn switches_by_reason(&self) -> BTreeMap<String, u64> {
+        self.switch_reasons
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), *v))
+            .collect()
+    }
     fn observe_latency(&self, secs: f64) {
         let old = f64::from_bits(self.latency_bits.load(Ordering::Relaxed));
         let new = if old > 0.0 {
@@ -120,7 +142,12 @@ impl Reply {
 #[derive(Debug)]
 pub enum SessionCmd {
     Submit(UpSubmit),
-    Attach(MinerLink),
+    /// A miner joins the session; `switch_started`: when the router decided to move it here from
+    /// another pool (for the switch-duration histogram).
+    Attach {
+        link: MinerLink,
+        switch_started: Option<Instant>,
+    },
     Detach(u64),
     Close,
 }
@@ -145,8 +172,15 @@ impl SessionHandle {
         self.alive.load(Ordering::Relaxed) && self.tx.try_send(SessionCmd::Submit(s)).is_ok()
     }
 
-    pub fn attach(&self, link: MinerLink) -> bool {
-        self.tx.try_send(SessionCmd::Attach(link)).is_ok()
+    /// Attach a miner; `switch_started`: when the router decided to move it here from another
+    /// pool (`None` for a first assignment or another session of the same pool).
+    pub fn attach(&self, link: MinerLink, switch_started: Option<Instant>) -> bool {
+        self.tx
+            .try_send(SessionCmd::Attach {
+                link,
+                switch_started,
+            })
+            .is_ok()
     }
 
     pub fn detach(&self, miner: u64) {
@@ -558,7 +592,10 @@ impl Session {
     fn on_cmd(&mut self, cmd: SessionCmd) -> bool {
         match cmd {
             SessionCmd::Submit(s) => self.submit(s),
-            SessionCmd::Attach(link) => self.attach(link),
+            SessionCmd::Attach {
+                link,
+                switch_started,
+            } => self.attach(link, switch_started),
             SessionCmd::Detach(id) => {
                 self.members.remove(&id);
             }
@@ -618,7 +655,7 @@ impl Session {
         id
     }
 
-    fn attach(&mut self, link: MinerLink) {
+    fn attach(&mut self, link: MinerLink, switch_started: Option<Instant>) {
         let job = match self.job.clone() {
             Some(job) => self.variant_for(&job, link.m),
             None => None,
@@ -628,6 +665,7 @@ impl Session {
             pool: self.params.pool.clone(),
             job,
             pool_mask: self.version_mask,
+            switch_started,
         };
         if link.send(msg) {
             self.members.insert(link.id, link);
