@@ -11,6 +11,12 @@
 //! (`retarget_shares`), when the window is long (`retarget_seconds`), or early when the miner is
 //! far too fast (ramp-up from the initial difficulty); changes within ±`tolerance` are ignored so
 //! that Poisson noise does not make the difficulty flap.
+//!
+//! A miner far too slow for its difficulty (a CPU miner at the default 1024 needs ~0.001) finds
+//! no share at all, so it gives no rate to estimate. Zero shares over `NO_SHARE_INTERVALS`
+//! expected share intervals has probability e^-5 < 1 % if the difficulty were right, so the
+//! difficulty is then cut by `NO_SHARE_STEP` at once and the check repeats every 5 intervals:
+//! 1024 → 0.001 in four steps, ~40 s at the default 2 s interval.
 
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +100,10 @@ impl VardiffConfig {
 /// Largest factor one retarget may change the difficulty by (up and down).
 const MAX_STEP_UP: f64 = 64.0;
 const MAX_STEP_DOWN: f64 = 1.0 / 16.0;
+/// Expected share intervals without any share before the no-share step down (P = e^-5 < 1 %).
+const NO_SHARE_INTERVALS: f64 = 5.0;
+/// Factor of the no-share step down.
+const NO_SHARE_STEP: f64 = 1.0 / 32.0;
 
 /// One miner's vardiff state.
 #[derive(Debug, Clone, PartialEq)]
@@ -152,10 +162,20 @@ impl Vardiff {
         None
     }
 
-    /// Periodic check (e.g. every second): lowers the difficulty of a miner that stopped finding
-    /// shares at the current one (a miner switched to a weaker model, or started too high).
+    /// Periodic check (e.g. every 1-2 s): lowers the difficulty of a miner that finds no shares
+    /// at the current one (started too high, or switched to a weaker model) — fast when it found
+    /// none at all (see the module docs), by the work-based estimate otherwise.
     pub fn on_tick(&mut self, cfg: &VardiffConfig, now: f64) -> Option<f64> {
         let elapsed = now - self.window_start;
+        if self.shares == 0 && elapsed >= NO_SHARE_INTERVALS * cfg.share_interval_seconds {
+            let next = cfg.clamp(self.difficulty * NO_SHARE_STEP);
+            self.restart(now);
+            if next >= self.difficulty {
+                return None; // already at the minimum
+            }
+            self.difficulty = next;
+            return Some(next);
+        }
         if elapsed >= cfg.retarget_seconds.max(8.0 * cfg.share_interval_seconds) {
             return self.retarget(cfg, now);
         }
@@ -230,21 +250,74 @@ mod tests {
     }
 
     #[test]
-    fn silent_miner_steps_down_gently_and_respects_min() {
+    fn silent_miner_steps_down_after_five_intervals_and_respects_min() {
         let cfg = VardiffConfig {
             min_difficulty: 16.0,
             ..Default::default()
         };
         let mut v = Vardiff::new(&cfg, 1024.0, 0.0);
-        assert_eq!(v.on_tick(&cfg, 10.0), None);
-        let d = v.on_tick(&cfg, 61.0).unwrap();
-        assert!((1024.0 / 16.0..1024.0).contains(&d), "{d}");
-        let mut t = 61.0;
-        for _ in 0..100 {
-            t += 61.0;
-            v.on_tick(&cfg, t);
-        }
+        // Not before 5 expected intervals (10 s): P(no share | right difficulty) must be < 1 %.
+        assert_eq!(v.on_tick(&cfg, 9.9), None);
+        assert_eq!(v.on_tick(&cfg, 10.0), Some(32.0));
+        assert_eq!(
+            v.on_tick(&cfg, 19.0),
+            None,
+            "repeats only every 5 intervals"
+        );
+        assert_eq!(v.on_tick(&cfg, 20.0), Some(16.0), "clamped to the minimum");
+        assert_eq!(v.on_tick(&cfg, 30.0), None);
         assert_eq!(v.difficulty(), 16.0);
+    }
+
+    /// A cpuminer thread (~3 MH/s ≈ 7·10^-4 difficulty units per second) behind a hub at the
+    /// default initial difficulty 1024, ticked every 2 s like a miner connection: its first
+    /// share comes well within a minute, then vardiff settles at the 2 s interval.
+    #[test]
+    fn slow_miner_from_the_default_difficulty_shares_within_a_minute() {
+        let cfg = VardiffConfig::default();
+        let rate = 3e6 / 4_294_967_296.0;
+        let mut v = Vardiff::new(&cfg, cfg.initial_difficulty, 0.0);
+        let mut t = 0.0;
+        // Deterministic arrivals: one share each `d / rate` seconds of work at the current d.
+        let mut next_share = v.difficulty() / rate;
+        let mut first_share = None;
+        while t < 600.0 {
+            let tick = (t / 2.0f64).floor() * 2.0 + 2.0;
+            if next_share <= tick {
+                t = next_share;
+                first_share.get_or_insert(t);
+                let d = v.difficulty();
+                v.on_share(&cfg, d, t);
+                next_share = t + v.difficulty() / rate;
+            } else {
+                t = tick;
+                if v.on_tick(&cfg, t).is_some() {
+                    next_share = t + v.difficulty() / rate;
+                }
+            }
+        }
+        let first = first_share.expect("a share within 10 minutes");
+        assert!(first <= 50.0, "first share after {first} s");
+        let interval = v.difficulty() / rate;
+        assert!(
+            (1.4..=2.7).contains(&interval),
+            "ended at d={}, interval {interval}",
+            v.difficulty()
+        );
+    }
+
+    /// A miner with shares keeps the work-based retarget (no no-share cliff).
+    #[test]
+    fn a_miner_with_shares_is_not_cut_by_the_no_share_rule() {
+        let cfg = VardiffConfig::default();
+        let mut v = Vardiff::new(&cfg, 1000.0, 0.0);
+        // One share in 30 s at d=1000 (interval 30 s: too slow but not silent).
+        assert_eq!(v.on_share(&cfg, 1000.0, 9.0), None);
+        assert_eq!(v.on_tick(&cfg, 30.0), None);
+        let d = v
+            .on_tick(&cfg, 60.0)
+            .expect("work-based retarget at retargetSeconds");
+        assert!((1000.0 / 16.0..1000.0).contains(&d), "{d}");
     }
 
     #[test]

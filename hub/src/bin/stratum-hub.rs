@@ -25,12 +25,17 @@ use tracing_subscriber::EnvFilter;
 ///
 /// Metrics (OpenMetrics on --metrics, path /metrics; per-worker facts as JSON on /facts):
 /// per worker `hashsched_worker_shares_total{worker,result}` (result = accepted, below_target,
-/// rejected, lost, stale, duplicate, invalid), `..._share_difficulty_total`,
+/// rejected, lost, stale, switch_stale, duplicate, invalid), `..._share_difficulty_total`,
 /// `hashsched_worker_hashrate_hashes_per_second{worker,window}`, `..._last_share_timestamp_seconds`,
 /// `hashsched_worker_connected`, `hashsched_worker_difficulty`, `hashsched_worker_info{pool,...}`;
-/// per pool `hashsched_pool_up`, `..._latency_seconds`, `..._shares_total`, `..._switches_total`;
-/// hub `hashsched_hub_connections`, `..._share_forward_latency_seconds`, `..._routing_generation`,
-/// `..._protocol_errors_total{side,kind}`.
+/// per pool `hashsched_pool_up`, `..._latency_seconds`, `..._shares_total`,
+/// `..._switches_total{pool,reason}`; hub `hashsched_hub_connections`,
+/// `..._share_forward_latency_seconds`, `..._switch_duration_seconds`, `..._routing_generation`,
+/// `..._miner_reconnects_total{reason}`, `..._protocol_errors_total{side,kind}`.
+///
+/// CPU miner trial: stratum-hub --listen 127.0.0.1:3333 --pool stratum+tcp://POOL --user ACCOUNT
+///   then: minerd -a sha256d -o stratum+tcp://127.0.0.1:3333 -u rig-01 -p x
+///   (first shares within a minute; add --initial-difficulty 0.001 to see them at once).
 ///
 /// Logging: RUST_LOG (default "info"), e.g. RUST_LOG=hashsched_hub=debug.
 #[derive(Debug, Parser)]
@@ -69,6 +74,13 @@ struct Args {
     /// Quick start: seconds between shares the hub asks of each miner (vardiff target).
     #[arg(long, value_name = "SECONDS")]
     share_interval: Option<f64>,
+
+    /// Miner-facing difficulty a new miner starts at [default: 1024]. Vardiff moves it toward
+    /// one share per --share-interval; a miner finding no share is stepped down 32x every 5
+    /// intervals (1024 -> 0.001 in ~40 s). For CPU miners (cpuminer: ~3 MH/s per thread) start
+    /// at e.g. 0.001 to see shares at once. Lowered to the vardiff minimum if below it.
+    #[arg(long, value_name = "D")]
+    initial_difficulty: Option<f64>,
 
     /// Quick start: admin API address (routing pushes); needs --admin-token-file.
     #[arg(long, value_name = "ADDR")]
@@ -122,6 +134,14 @@ fn build_config(a: &Args) -> anyhow::Result<HubConfig> {
     }
     if let Some(i) = a.share_interval {
         cfg.vardiff.share_interval_seconds = i;
+    }
+    if let Some(d) = a.initial_difficulty {
+        if !(d.is_finite() && d > 0.0) {
+            bail!("--initial-difficulty must be a positive number, got {d}");
+        }
+        cfg.vardiff.initial_difficulty = d;
+        cfg.vardiff.min_difficulty = cfg.vardiff.min_difficulty.min(d);
+        cfg.vardiff.max_difficulty = cfg.vardiff.max_difficulty.max(d);
     }
     if let Some(addr) = &a.admin {
         cfg.admin = Some(AdminConfig {
@@ -208,5 +228,43 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str]) -> anyhow::Result<HubConfig> {
+        build_config(&Args::try_parse_from(
+            [
+                "stratum-hub",
+                "--pool",
+                "stratum+tcp://127.0.0.1:3334",
+                "--user",
+                "farm",
+            ]
+            .iter()
+            .chain(args),
+        )?)
+    }
+
+    #[test]
+    fn initial_difficulty_flag_sets_the_start_and_widens_the_bounds() {
+        assert_eq!(config(&[]).unwrap().vardiff.initial_difficulty, 1024.0);
+        let cfg = config(&["--initial-difficulty", "0.0001"]).unwrap();
+        assert_eq!(cfg.vardiff.initial_difficulty, 0.0001);
+        assert!(cfg.vardiff.min_difficulty <= 0.0001);
+        assert_eq!(cfg.vardiff.clamp(0.0001), 0.0001);
+        assert!(config(&["--initial-difficulty", "0"]).is_err());
+        assert!(config(&["--initial-difficulty", "NaN"]).is_err());
+    }
+
+    #[test]
+    fn help_is_well_formed() {
+        use clap::CommandFactory;
+        Args::command().debug_assert();
+        let help = Args::command().render_long_help().to_string();
+        assert!(help.contains("--initial-difficulty"), "{help}");
     }
 }
