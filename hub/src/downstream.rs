@@ -443,8 +443,13 @@ impl Miner {
     }
 
     /// New vardiff difficulty: `set_difficulty`, then the current job again under a new id so
-    /// that the difficulty applies now (cpuminer applies it only with the next notify).
+    /// that the difficulty applies now (cpuminer applies it only with the next notify carrying a
+    /// new job id). A step DOWN is sent with `clean_jobs=true`: cpuminer's threads keep scanning
+    /// their current work for up to 60 s unless told to restart, and a miner too slow for its
+    /// difficulty must get the lower one at once. The hub itself does not treat the re-send as
+    /// clean: shares for the earlier ids are the same pool job and stay valid.
     fn announce_difficulty(&mut self, d: f64) {
+        let down = d < self.announced;
         self.write_notification(&ServerRequest::SetDifficulty(d));
         self.set_announced(d);
         let current = self.session.as_ref().map(|s| s.id);
@@ -464,7 +469,7 @@ impl Miner {
                 Some(r) => Arc::new(r),
                 None => v,
             };
-            let line = v.line_as(&alias, false);
+            let line = v.line_as(&alias, down);
             self.out.extend_from_slice(&line);
             let mask = self.effective_mask();
             self.jobs.push(alias, v, d, mask, false);

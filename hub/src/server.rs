@@ -627,6 +627,78 @@ mod tests {
         hub.shutdown().await;
     }
 
+    /// A silent miner (cpuminer far too slow for the initial difficulty) gets each vardiff step
+    /// down as `set_difficulty` followed by the current job under a NEW id with
+    /// `clean_jobs=true` (cpuminer applies a difficulty only with a new job id, and only
+    /// restarts its threads on a clean job).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn vardiff_step_down_reaches_the_miner_as_a_new_clean_job() {
+        use serde_json::{Value, json};
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+        let pool = SimPool::start(PoolConfig::default()).await.unwrap();
+        let mut cfg = quick(vec![pool.url()]);
+        cfg.vardiff.initial_difficulty = 1024.0;
+        cfg.vardiff.share_interval_seconds = 0.2;
+        let hub = Hub::start(cfg).await.unwrap();
+        let s = tokio::net::TcpStream::connect(hub.stratum_addr())
+            .await
+            .unwrap();
+        let (r, mut w) = s.into_split();
+        let mut lines = BufReader::new(r).lines();
+        for req in [
+            json!({"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5.1"]}),
+            json!({"id": 2, "method": "mining.authorize", "params": ["rig-slow", "x"]}),
+        ] {
+            w.write_all(format!("{req}\n").as_bytes()).await.unwrap();
+        }
+        // (method, params) of every notification, in order, until a lowered difficulty and
+        // the notify after it arrived.
+        let mut seen: Vec<(String, Value)> = Vec::new();
+        let got = tokio::time::timeout(T, async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                let v: Value = serde_json::from_str(&l).unwrap();
+                if let Some(m) = v["method"].as_str() {
+                    seen.push((m.to_owned(), v["params"].clone()));
+                }
+                let lowered = seen.iter().position(|(m, p)| {
+                    m == "mining.set_difficulty" && p[0].as_f64().is_some_and(|d| d < 1024.0)
+                });
+                if let Some(i) = lowered
+                    && seen[i..].iter().any(|(m, _)| m == "mining.notify")
+                {
+                    return Some(i);
+                }
+            }
+            None
+        })
+        .await;
+        let i = got
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no step down: {seen:?}"));
+        let first_job = seen
+            .iter()
+            .find(|(m, _)| m == "mining.notify")
+            .map(|(_, p)| p[0].clone())
+            .unwrap();
+        let (_, next) = seen[i..]
+            .iter()
+            .find(|(m, _)| m == "mining.notify")
+            .unwrap();
+        assert_ne!(
+            next[0], first_job,
+            "same job id: cpuminer would not apply it"
+        );
+        assert_eq!(
+            next[8],
+            json!(true),
+            "not clean: cpuminer keeps old work: {next}"
+        );
+        assert_eq!(seen[i].1[0].as_f64(), Some(32.0), "{seen:?}");
+        hub.shutdown().await;
+    }
+
     #[test]
     fn handle_is_send_and_sync() {
         fn check<T: Send + Sync + 'static>() {}
