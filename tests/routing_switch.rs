@@ -368,7 +368,6 @@ async fn switch_messages_arrive_in_protocol_order() {
 /// pool job sent again under a new id yields the same shares: duplicates at the pool, which also
 /// count against the pool's health).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "engine gap: a pool job re-sent to a miner that already mined it is forwarded as duplicates (10 of 32 here); fix in the hub (e.g. vary the folding padding or ntime on a re-send, or answer 22 locally), then remove this ignore"]
 async fn moving_back_to_the_same_pool_job_does_not_remine_old_work() {
     init_tracing();
     // One job per pool for the whole test.
