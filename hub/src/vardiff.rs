@@ -167,7 +167,11 @@ impl Vardiff {
     /// none at all (see the module docs), by the work-based estimate otherwise.
     pub fn on_tick(&mut self, cfg: &VardiffConfig, now: f64) -> Option<f64> {
         let elapsed = now - self.window_start;
-        if self.shares == 0 && elapsed >= NO_SHARE_INTERVALS * cfg.share_interval_seconds {
+        // 0.1 % slack: the window restarts on one tick and is checked on a later tick of the
+        // same periodic timer, so "exactly 5 intervals" would otherwise often miss by a hair
+        // and wait a whole tick more.
+        let due = NO_SHARE_INTERVALS * cfg.share_interval_seconds * 0.999;
+        if self.shares == 0 && elapsed >= due {
             let next = cfg.clamp(self.difficulty * NO_SHARE_STEP);
             self.restart(now);
             if next >= self.difficulty {
@@ -264,7 +268,11 @@ mod tests {
             None,
             "repeats only every 5 intervals"
         );
-        assert_eq!(v.on_tick(&cfg, 20.0), Some(16.0), "clamped to the minimum");
+        assert_eq!(
+            v.on_tick(&cfg, 19.999),
+            Some(16.0),
+            "clamped to the minimum; a tick a hair early counts"
+        );
         assert_eq!(v.on_tick(&cfg, 30.0), None);
         assert_eq!(v.difficulty(), 16.0);
     }
