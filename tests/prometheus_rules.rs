@@ -61,7 +61,7 @@ fn exported_names() -> BTreeSet<String> {
     }
     let histograms: Vec<String> = names
         .iter()
-        .filter(|n| n.ends_with("_seconds") && n.contains("latency"))
+        .filter(|n| n.ends_with("_seconds") && (n.contains("latency") || n.contains("duration")))
         .cloned()
         .collect();
     for h in histograms {
