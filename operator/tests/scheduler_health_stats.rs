@@ -82,6 +82,7 @@ impl Stream {
             last_valid_share_at: self.last_ms.map(at),
             difficulty: None,
             window_valid_shares: self.recent.len() as u64,
+            window_mean_difficulty: None,
             window_seconds: (self.window_ms as f64 / 1000.0).min(now_ms as f64 / 1000.0),
         }
     }

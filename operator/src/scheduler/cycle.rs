@@ -19,7 +19,7 @@ use crate::scheduler::allocation::{
     Selector, WorkerView, World, allocate,
 };
 use crate::scheduler::health::{
-    HealthPolicy, HealthState, Observation, Thresholds, Verdict, classify,
+    HASHES_PER_DIFFICULTY, HealthPolicy, HealthState, Observation, Thresholds, Verdict, classify,
 };
 use crate::scheduler::render::kubernetes::{HubObjects, HubRenderOptions, RenderError, render_hub};
 use crate::scheduler::render::routing::{
@@ -263,6 +263,12 @@ pub fn observation(facts: Option<&WorkerFacts>, as_of: Timestamp, window: Durati
         last_valid_share_at: ts_from_unix(f.last_share_unix),
         difficulty: f.miner_difficulty,
         window_valid_shares: w.map(|w| w.shares).unwrap_or(0),
+        // The hub's window hashrate is `Σ difficulty · 2^32 / window`: recover the mean share
+        // difficulty of the window from it.
+        window_mean_difficulty: w.filter(|w| w.shares > 0).map(|w| {
+            w.hashes_per_second * w.window_seconds as f64
+                / (HASHES_PER_DIFFICULTY * w.shares as f64)
+        }),
         window_seconds: w.map(|w| w.window_seconds as f64).unwrap_or(0.0),
     }
 }

@@ -37,6 +37,10 @@
 //! α_deg = B · (s / 86400) / (1 + z²),     z = √(2 · ln(86400 / (B · s)))
 //! ```
 //!
+//! The expected count uses the mean difficulty of the window's shares (`Σd / n`, which the hub's
+//! window hashrate gives), not today's difficulty: vardiff retargets inside the window would
+//! otherwise make a healthy worker look short by the size of the step.
+//!
 //! `B · s / 86400` spends the budget over the `86400 / s` disjoint windows of a day; the `1 + z²`
 //! factor pays for evaluating a sliding window many times per window length (the scan statistic
 //! of a moving Poisson count crosses a `z`-sigma boundary about `z²` times as often as a single
@@ -151,6 +155,10 @@ pub struct Observation {
     pub difficulty: Option<f64>,
     /// Valid shares over the last `window_seconds` (the hub's window closest to the policy's).
     pub window_valid_shares: u64,
+    /// Mean difficulty of those shares (`Σ difficulty / count`, from the hub's window hashrate).
+    /// Vardiff moves the difficulty within a window; the Degraded test weighs the count by the
+    /// difficulty the shares were really found at, not by today's. `None`: use `difficulty`.
+    pub window_mean_difficulty: Option<f64>,
     /// Span the count covers (clipped to the connection age by the classifier).
     pub window_seconds: f64,
 }
@@ -512,9 +520,18 @@ fn raw_verdict(
             blind: false,
         };
     }
+    let shares = obs.window_valid_shares;
+    // The count was accumulated at the difficulties the shares were found at: the expected count
+    // at full rate uses their mean, so a vardiff retarget inside the window (say −30 %) does not
+    // make a healthy worker look 30 % short.
+    let expected = match obs.window_mean_difficulty {
+        Some(d) if shares > 0 && d.is_finite() && d > 0.0 => {
+            share_rate(expected_hashrate, Some(d), policy.fallback_share_interval) * span
+        }
+        _ => expected,
+    };
     let mu0 = (1.0 - policy.tolerance.clamp(0.0, 1.0)) * expected;
     let alpha = degraded_alpha(span, budget);
-    let shares = obs.window_valid_shares;
     if (shares as f64) < mu0 {
         let ln_p = poisson_ln_cdf(shares, mu0);
         if ln_p < alpha.ln() {
@@ -748,8 +765,41 @@ mod tests {
             last_valid_share_at: Some(ts(last_share)),
             difficulty: None,
             window_valid_shares: shares,
+            window_mean_difficulty: None,
             window_seconds: 900.0,
         }
+    }
+
+    /// Vardiff tripled the share rate halfway through the window (difficulty ÷ 3). Judged at
+    /// today's difficulty the healthy worker looks a third short; judged at the difficulty its
+    /// shares were found at, it is healthy — and a worker at half speed is still caught.
+    #[test]
+    fn degraded_test_weighs_shares_by_the_difficulty_they_were_found_at() {
+        let p = HealthPolicy {
+            tolerance: 0.1,
+            ..policy()
+        };
+        let h = 1e14;
+        let d_old = h / (10.0 * HASHES_PER_DIFFICULTY); // 10 shares/s
+        let d_now = d_old / 3.0; // 30 shares/s
+        let window = |shares: u64, mean: Option<f64>| Observation {
+            difficulty: Some(d_now),
+            window_valid_shares: shares,
+            window_mean_difficulty: mean,
+            window_seconds: 60.0,
+            ..connected(1_000, 0, 999, shares)
+        };
+        let judge = |o: &Observation| classify(o, h, false, &p, None, ts(1_000)).verdict;
+        // Healthy: 30 s at 10/s + 30 s at 30/s = 1200 shares, work 300·d_old + 900·d_old/3.
+        let mean = (300.0 * d_old + 900.0 * d_now) / 1200.0;
+        assert_eq!(
+            judge(&window(1200, None)),
+            Verdict::Degraded,
+            "today's difficulty misjudges"
+        );
+        assert_eq!(judge(&window(1200, Some(mean))), Verdict::Healthy);
+        // Half speed over the same history: 600 shares at the same mean difficulty.
+        assert_eq!(judge(&window(600, Some(mean))), Verdict::Degraded);
     }
 
     #[test]
