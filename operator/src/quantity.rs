@@ -253,31 +253,39 @@ impl fmt::Display for Hashrate {
     }
 }
 
+/// The checks every quantity parser starts with: not empty, bounded length, not negative.
+/// Returns the trimmed text.
+fn checked_text<'a>(
+    input: &'a str,
+    what: &'static str,
+    example: &'static str,
+) -> Result<&'a str, QuantityError> {
+    let s = input.trim();
+    if s.is_empty() {
+        return Err(QuantityError::Empty { what, example });
+    }
+    if s.len() > MAX_QUANTITY_LEN {
+        return Err(QuantityError::TooLong {
+            what,
+            input: input.to_owned(),
+        });
+    }
+    if s.starts_with('-') {
+        return Err(QuantityError::Negative {
+            what,
+            input: input.to_owned(),
+        });
+    }
+    Ok(s)
+}
+
 impl FromStr for Hashrate {
     type Err = QuantityError;
 
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         const WHAT: &str = "hashrate";
         const EXAMPLE: &str = "\"104 TH/s\", \"1.5 PH/s\" or a plain number of H/s";
-        let s = input.trim();
-        if s.is_empty() {
-            return Err(QuantityError::Empty {
-                what: WHAT,
-                example: EXAMPLE,
-            });
-        }
-        if s.len() > MAX_QUANTITY_LEN {
-            return Err(QuantityError::TooLong {
-                what: WHAT,
-                input: input.to_owned(),
-            });
-        }
-        if s.starts_with('-') {
-            return Err(QuantityError::Negative {
-                what: WHAT,
-                input: input.to_owned(),
-            });
-        }
+        let s = checked_text(input, WHAT, EXAMPLE)?;
         let (number, unit) = split_decimal(s).ok_or_else(|| QuantityError::BadNumber {
             what: WHAT,
             input: input.to_owned(),
@@ -454,25 +462,7 @@ impl FromStr for Duration {
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         const WHAT: &str = "duration";
         const EXAMPLE: &str = "\"90s\", \"5m\" or \"1h30m\"";
-        let s = input.trim();
-        if s.is_empty() {
-            return Err(QuantityError::Empty {
-                what: WHAT,
-                example: EXAMPLE,
-            });
-        }
-        if s.len() > MAX_QUANTITY_LEN {
-            return Err(QuantityError::TooLong {
-                what: WHAT,
-                input: input.to_owned(),
-            });
-        }
-        if s.starts_with('-') {
-            return Err(QuantityError::Negative {
-                what: WHAT,
-                input: input.to_owned(),
-            });
-        }
+        let s = checked_text(input, WHAT, EXAMPLE)?;
         if s == "0" {
             return Ok(Duration::ZERO);
         }
@@ -657,25 +647,7 @@ impl FromStr for Percentage {
     fn from_str(input: &str) -> Result<Self, Self::Err> {
         const WHAT: &str = "percentage";
         const EXAMPLE: &str = "\"5%\", \"99.95%\" or a plain integer";
-        let s = input.trim();
-        if s.is_empty() {
-            return Err(QuantityError::Empty {
-                what: WHAT,
-                example: EXAMPLE,
-            });
-        }
-        if s.len() > MAX_QUANTITY_LEN {
-            return Err(QuantityError::TooLong {
-                what: WHAT,
-                input: input.to_owned(),
-            });
-        }
-        if s.starts_with('-') {
-            return Err(QuantityError::Negative {
-                what: WHAT,
-                input: input.to_owned(),
-            });
-        }
+        let s = checked_text(input, WHAT, EXAMPLE)?;
         let bad = || QuantityError::BadNumber {
             what: WHAT,
             input: input.to_owned(),
