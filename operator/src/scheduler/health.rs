@@ -429,10 +429,10 @@ fn raw_verdict(
         thresholds: None,
         blind: false,
     };
-    let Some(as_of) = obs.as_of else {
-        let for_secs = secs_between(now, disconnected_since);
+    // Away for longer than the grace: Dead; within it: Unknown (blind) for `within`.
+    let away = |for_secs: f64, within: Reason| {
         let grace = policy.disconnect_grace.as_secs_f64();
-        return if for_secs > grace {
+        if for_secs > grace {
             raw(
                 Verdict::Dead,
                 Reason::Disconnected {
@@ -443,9 +443,12 @@ fn raw_verdict(
         } else {
             Raw {
                 blind: true,
-                ..raw(Verdict::Unknown, Reason::NeverSeen)
+                ..raw(Verdict::Unknown, within)
             }
-        };
+        }
+    };
+    let Some(as_of) = obs.as_of else {
+        return away(secs_between(now, disconnected_since), Reason::NeverSeen);
     };
     let age = secs_between(now, as_of);
     if age > policy.stale_after.as_secs_f64() {
@@ -456,21 +459,7 @@ fn raw_verdict(
     }
     if !obs.connected {
         let for_secs = secs_between(as_of, disconnected_since);
-        let grace = policy.disconnect_grace.as_secs_f64();
-        return if for_secs > grace {
-            raw(
-                Verdict::Dead,
-                Reason::Disconnected {
-                    for_secs,
-                    grace_secs: grace,
-                },
-            )
-        } else {
-            Raw {
-                blind: true,
-                ..raw(Verdict::Unknown, Reason::Reconnecting { for_secs })
-            }
-        };
+        return away(for_secs, Reason::Reconnecting { for_secs });
     }
     if expected_hashrate.is_nan() || expected_hashrate <= 0.0 || expected_hashrate.is_infinite() {
         return raw(Verdict::Unknown, Reason::NoExpectedHashrate);
