@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hashsched_operator::demo::{self, DemoOptions, LiveView};
-use hashsched_operator::quantity;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Upper bound of the run (the story needs about 90 s; it ends on its own when done).
-    #[arg(long, default_value = "120", value_parser = parse_duration)]
+    #[arg(long, default_value = "120", value_parser = super::parse_duration)]
     pub duration: Duration,
     /// Also write the summary as JSON to this file (for scripts).
     #[arg(long)]
@@ -20,16 +19,6 @@ pub struct Args {
     /// Print plain lines even on a terminal.
     #[arg(long)]
     pub plain: bool,
-}
-
-/// Seconds (`120`) or a duration (`2m`, `90s`).
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(Duration::from_secs(secs));
-    }
-    s.parse::<quantity::Duration>()
-        .map(|d| d.as_std())
-        .map_err(|e| e.to_string())
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use hashsched_operator::local::runner::{LocalOptions, Runner};
-use hashsched_operator::quantity;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,18 +23,12 @@ pub struct Args {
     #[arg(long)]
     pub http: Option<String>,
     /// Time between decision cycles (e.g. 1s, 500ms).
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = super::parse_duration)]
     pub tick: Duration,
     /// Do not read or write the state file (DIR/.hashsched-state.json): start from the
     /// manifests alone and forget everything on exit.
     #[arg(long)]
     pub no_state: bool,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    s.parse::<quantity::Duration>()
-        .map(|d| d.as_std())
-        .map_err(|e| e.to_string())
 }
 
 pub async fn run(args: Args) -> anyhow::Result<()> {
