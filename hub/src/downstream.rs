@@ -146,7 +146,8 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let (r, mut w) = stream.into_split();
     let mut reader = BufReader::with_capacity(1024, r);
     let (tx, mut rx) = mpsc::channel(sh.config.limits.write_queue);
-    let kill = CancellationToken::new();
+    // A child of the hub's shutdown token: one future below wakes the task for either.
+    let kill = sh.shutdown.child_token();
     let cfg = &sh.config;
     let now = Instant::now();
     let initial = cfg.vardiff.initial_difficulty;
@@ -195,20 +196,43 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         async {
             let max = sh.config.limits.max_line_bytes;
             let mut buf = Vec::with_capacity(256);
-            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            // Housekeeping every 2 s, at a phase of its own: after a restart every miner
+            // reconnects within a second, and ticks that fire together stall job broadcasts.
+            let phase = Duration::from_millis((id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % 2000);
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + phase,
+                Duration::from_secs(2),
+            );
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Made once, not per turn of the loop: a job broadcast wakes every miner at once,
+            // and re-registering a cancellation waiter per wake-up is measurable at 10,000.
+            let stopped = kill.cancelled();
+            tokio::pin!(stopped);
             loop {
                 let r: Result<(), Closed> = tokio::select! {
                     biased;
-                    _ = sh.shutdown.cancelled() => {
+                    _ = &mut stopped => {
+                        if !sh.shutdown.is_cancelled() {
+                            break "write queue full (miner not reading)";
+                        }
                         m.sh.metrics.miner_reconnect(reconnect::SHUTDOWN);
                         m.write_notification(&ServerRequest::Reconnect(Default::default()));
                         let _ = m.flush(&mut w).await;
                         break "hub shutting down";
                     }
-                    _ = kill.cancelled() => break "write queue full (miner not reading)",
                     msg = rx.recv() => match msg {
-                        Some(msg) => m.on_message(msg),
+                        // Drain what else is queued (a broadcast and an answer, a switch and
+                        // its job) so that one write carries it all.
+                        Some(msg) => {
+                            let mut r = m.on_message(msg);
+                            while r.is_ok() {
+                                match rx.try_recv() {
+                                    Ok(msg) => r = m.on_message(msg),
+                                    Err(_) => break,
+                                }
+                            }
+                            r
+                        }
                         None => Err("internal queue closed"),
                     },
                     r = read_line(&mut reader, &mut buf, max) => match r {
@@ -254,7 +278,27 @@ impl Miner {
         if self.out.is_empty() {
             return Ok(());
         }
-        let res = tokio::time::timeout(Duration::from_secs(10), w.write_all(&self.out)).await;
+        // Fast path: the socket takes everything at once (the usual case), so no write timer is
+        // armed. A job broadcast flushes every miner at the same moment; a timer per miner per
+        // job would cost more than the write.
+        let mut done = 0;
+        while done < self.out.len() {
+            match w.try_write(&self.out[done..]) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    self.out.clear();
+                    return Err(e);
+                }
+            }
+        }
+        let res = match self.out.get(done..) {
+            Some(rest) if !rest.is_empty() => {
+                tokio::time::timeout(Duration::from_secs(10), w.write_all(rest)).await
+            }
+            _ => Ok(Ok(())),
+        };
         self.out.clear();
         if self.out.capacity() > 8 * 1024 {
             self.out.shrink_to(1024);

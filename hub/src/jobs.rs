@@ -45,7 +45,7 @@ pub struct PoolJob {
 pub struct JobVariant {
     pub job: Arc<PoolJob>,
     /// Hub-unique job id sent to miners.
-    pub proxy_id: String,
+    pub proxy_id: Arc<str>,
     /// Miner extranonce2 size this variant is for.
     pub miner_en2: usize,
     /// Padding between the pool E1 and the miner tail (see [`crate::extranonce`]); salted so
@@ -63,7 +63,7 @@ impl JobVariant {
     /// `None` if the pool's n2 cannot hold them (caller checked with [`crate::extranonce::fit`]).
     pub fn build(
         job: Arc<PoolJob>,
-        proxy_id: String,
+        proxy_id: Arc<str>,
         tail_bytes: usize,
         miner_en2: usize,
         salt: u64,
@@ -81,7 +81,7 @@ impl JobVariant {
             job.notify.ntime,
         );
         let notify = Notify {
-            job_id: proxy_id.clone(),
+            job_id: proxy_id.to_string(),
             coinb1,
             ..job.notify.clone()
         };
@@ -99,7 +99,7 @@ impl JobVariant {
 
     /// The same pool job as new work for one miner: another id and salt, not clean (a vardiff
     /// change or a move back to a job the miner already mined).
-    pub fn resalted(&self, proxy_id: String, tail_bytes: usize, salt: u64) -> Option<Self> {
+    pub fn resalted(&self, proxy_id: Arc<str>, tail_bytes: usize, salt: u64) -> Option<Self> {
         Some(Self::build(self.job.clone(), proxy_id, tail_bytes, self.miner_en2, salt)?.not_clean())
     }
 
@@ -136,7 +136,8 @@ pub enum JobLookup {
 /// A job as one miner received it.
 #[derive(Debug)]
 pub struct MinerJob {
-    pub id: String,
+    /// Shared with the variant's `proxy_id` unless the job was re-sent under an alias.
+    pub id: Arc<str>,
     pub variant: Arc<JobVariant>,
     /// Miner-facing difficulty announced before this job was sent.
     pub difficulty: f64,
@@ -168,7 +169,7 @@ impl MinerJobs {
     /// Record a job sent to the miner. A clean job supersedes earlier jobs of the same session.
     pub fn push(
         &mut self,
-        id: String,
+        id: Arc<str>,
         variant: Arc<JobVariant>,
         difficulty: f64,
         mask: u32,
@@ -209,7 +210,7 @@ impl MinerJobs {
             .jobs
             .iter()
             .rev()
-            .find(|j| j.id == id)
+            .find(|j| &*j.id == id)
             .ok_or(JobLookup::Unknown)?;
         if j.superseded {
             Err(JobLookup::Superseded)
@@ -240,7 +241,7 @@ impl MinerJobs {
             .jobs
             .iter()
             .rev()
-            .find(|j| j.id == id)
+            .find(|j| &*j.id == id)
             .map(|j| j.variant.clone())
         else {
             return true;
@@ -254,7 +255,7 @@ impl MinerJobs {
         {
             return false;
         }
-        match self.jobs.iter_mut().rev().find(|j| j.id == id) {
+        match self.jobs.iter_mut().rev().find(|j| &*j.id == id) {
             Some(j) if j.seen.len() < max => {
                 j.seen.insert(key);
                 true
@@ -355,8 +356,10 @@ mod tests {
         assert!(!t.first_sighting("2", &[1, 2], 5, 6, 0));
         assert!(t.first_sighting("2", &[1, 2], 5, 7, 0));
         for i in 0..10 {
-            let v = Arc::new(JobVariant::build(pool_job(3, 8), format!("x{i}"), 2, 4, 0).unwrap());
-            t.push(format!("x{i}"), v, 1.0, 0, false);
+            let v = Arc::new(
+                JobVariant::build(pool_job(3, 8), format!("x{i}").into(), 2, 4, 0).unwrap(),
+            );
+            t.push(format!("x{i}").into(), v, 1.0, 0, false);
         }
         assert_eq!(t.len(), 4, "bounded");
         assert_eq!(t.get("2").unwrap_err(), JobLookup::Unknown);

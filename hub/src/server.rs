@@ -104,8 +104,11 @@ impl Shared {
         self.miner_ids.fetch_add(1, Ordering::Relaxed) + 1
     }
     /// A hub-unique job id (hex).
-    pub fn next_job_id(&self) -> String {
-        format!("{:x}", self.job_ids.fetch_add(1, Ordering::Relaxed) + 1)
+    pub fn next_job_id(&self) -> Arc<str> {
+        Arc::from(format!(
+            "{:x}",
+            self.job_ids.fetch_add(1, Ordering::Relaxed) + 1
+        ))
     }
 
     /// A fresh padding salt (see [`crate::extranonce::salted_padding`]).

@@ -970,7 +970,13 @@ impl Session {
     /// Hand the job to every member: one variant per extranonce2 size, the same bytes for all.
     fn broadcast(&mut self, job: &Arc<PoolJob>) {
         self.last_broadcast = Instant::now();
-        let ms: HashSet<usize> = self.members.values().map(|m| m.m).collect();
+        // The distinct extranonce2 sizes among members: one or two in practice.
+        let mut ms: Vec<usize> = Vec::new();
+        for link in self.members.values() {
+            if !ms.contains(&link.m) {
+                ms.push(link.m);
+            }
+        }
         for m in ms {
             self.variant_for(job, m);
         }

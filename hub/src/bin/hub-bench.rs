@@ -26,13 +26,11 @@ use hashsched_hub::sim::pool::{PoolConfig, SimPool};
 use serde_json::json;
 use std::net::SocketAddr;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::net::TcpStream;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
-use tokio::task::JoinSet;
 
 /// Difficulty at which every hash is a share (the target saturates at 2^256 − 1).
 const EVERY_HASH: f64 = 1e-12;
@@ -54,6 +52,9 @@ struct Args {
     /// Measure only the hub, no direct baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Rounds of the broadcast phase (more rounds give a profiler more samples).
+    #[arg(long, default_value_t = 9)]
+    broadcast_rounds: usize,
     #[command(subcommand)]
     serve: Option<Serve>,
 }
@@ -65,6 +66,9 @@ enum Serve {
         #[arg(long)]
         difficulty: f64,
     },
+    /// (internal) run the floor sender: accepts connections, writes one notify-sized line to
+    /// every one of them on `job`; prints `READY <addr>`.
+    ServeFloor,
     /// (internal) run the hub in front of `pool`; prints `READY <addr>`.
     ServeHub {
         #[arg(long)]
@@ -83,6 +87,7 @@ fn main() -> Result<()> {
         .build()?;
     match args.serve {
         Some(Serve::ServePool { difficulty }) => rt.block_on(serve_pool(difficulty)),
+        Some(Serve::ServeFloor) => serve_floor(),
         Some(Serve::ServeHub {
             ref pool,
             difficulty,
@@ -127,6 +132,68 @@ async fn serve_pool(difficulty: f64) -> Result<()> {
         out.write_all(reply.as_bytes()).await?;
         out.write_all(b"\n").await?;
         out.flush().await?;
+    }
+    Ok(())
+}
+
+/// The floor of the broadcast figure: the least any program can do to put one job line on
+/// every connection. No protocol, no parsing, no per-connection task: blocking writes of one
+/// fixed ~600-byte `mining.notify` line from one thread per core. Whatever the pool and the hub
+/// add above this is theirs; this much is the machine's (on loopback the kernel also runs the
+/// receiving side of TCP inside the sender's `send`).
+fn serve_floor() -> Result<()> {
+    use std::io::{BufRead, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = listener.local_addr()?;
+    let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
+    let accepted = conns.clone();
+    std::thread::spawn(move || {
+        for s in listener.incoming().flatten() {
+            let _ = s.set_nodelay(true);
+            if let Ok(mut c) = accepted.lock() {
+                c.push(s);
+            }
+        }
+    });
+    let padding = "0".repeat(420);
+    let mut job = 0u64;
+    let line = |job: u64| {
+        format!(
+            "{{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"{job:x}\",\"{padding}\",[],\"20000000\",\"1d00ffff\",\"5f5e1000\",true]}}\n"
+        )
+    };
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "READY {addr}")?;
+    out.flush()?;
+    for cmd in std::io::stdin().lock().lines() {
+        let reply = match cmd?.trim() {
+            "job" => {
+                job += 1;
+                let l = line(job);
+                let mut conns = conns
+                    .lock()
+                    .map_err(|_| anyhow!("connection list poisoned"))?;
+                let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+                let per = conns.len().div_ceil(threads).max(1);
+                let failed = AtomicUsize::new(0);
+                std::thread::scope(|scope| {
+                    for chunk in conns.chunks_mut(per) {
+                        let (l, failed) = (&l, &failed);
+                        scope.spawn(move || {
+                            for c in chunk {
+                                if c.write_all(l.as_bytes()).is_err() {
+                                    failed.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                        });
+                    }
+                });
+                format!("OK {job} failed {}", failed.into_inner())
+            }
+            other => format!("ERR unknown command {other:?}"),
+        };
+        writeln!(out, "{reply}")?;
+        out.flush()?;
     }
     Ok(())
 }
@@ -223,6 +290,11 @@ impl ChildProc {
             .await
             .context("child did not answer")??
             .ok_or_else(|| anyhow!("child exited"))
+    }
+
+    /// Kills the child and waits for it to exit (its sockets are closed by then).
+    async fn stop(mut self) {
+        let _ = self.child.kill().await;
     }
 
     fn rss_kib(&self) -> Option<u64> {
@@ -584,10 +656,13 @@ async fn memory_and_broadcast(via: Via, n: usize) -> Result<Memory> {
 const NOTIFY_MARKER: &[u8] = b"\"mining.notify\"";
 
 /// Connections that only handshake and timestamp `mining.notify` lines: the cheapest possible
-/// miners, so that the time for a job to reach all of them is the sender's (pool or hub), not
-/// the receivers' (10,000 `SimMiner`s parsing a ~600-byte notify each dominate that figure).
-/// Each holds one socket in this process: `n` must fit under RLIMIT_NOFILE (a refusal shows as
-/// the first receiver error, "Too many open files").
+/// miners, so that the time for a job to reach all of them is the sender's (floor, pool or
+/// hub), not the receivers' (10,000 `SimMiner`s parsing a ~600-byte notify each dominate that
+/// figure). All of them are served by one thread with a bare `mio` poll loop: one wake-up per
+/// batch of ready sockets and one `read` per notify, instead of a task wake-up and two reads
+/// per receiver, which leaves the two cores to the sender being measured. Each receiver holds
+/// one socket in this process: `n` must fit under RLIMIT_NOFILE (a refusal shows as the first
+/// receiver error, "Too many open files").
 struct LightReceivers {
     /// Clock origin of `arrival_ns`.
     base: Instant,
@@ -598,42 +673,60 @@ struct LightReceivers {
     /// Receivers whose connection failed or closed, and the first reason.
     closed: Arc<AtomicUsize>,
     first_error: Arc<Mutex<Option<String>>>,
-    /// Dropping the set aborts every receiver (and closes its socket).
-    _tasks: JoinSet<()>,
+    /// Tells the poll thread to stop (it closes every socket on its way out).
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Shared by the poll thread and the measuring side.
+#[derive(Clone)]
+struct ReceiverSlots {
+    base: Instant,
+    arrival_ns: Arc<[AtomicU64]>,
+    notifies: Arc<[AtomicU64]>,
+    closed: Arc<AtomicUsize>,
+    first_error: Arc<Mutex<Option<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ReceiverSlots {
+    fn fail(&self, i: usize, why: impl std::fmt::Display) {
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert_with(|| format!("receiver light.{i}: {why}"));
+        }
+        self.closed.fetch_add(1, Ordering::Release);
+    }
 }
 
 impl LightReceivers {
-    /// Opens `n` receivers to `addr`, in batches so that the accept loop keeps up with the
-    /// listen backlog.
-    async fn connect(addr: SocketAddr, n: usize) -> LightReceivers {
-        let base = Instant::now();
-        let arrival_ns: Arc<[AtomicU64]> = (0..n).map(|_| AtomicU64::new(0)).collect();
-        let notifies: Arc<[AtomicU64]> = (0..n).map(|_| AtomicU64::new(0)).collect();
-        let closed = Arc::new(AtomicUsize::new(0));
-        let first_error = Arc::new(Mutex::new(None));
-        let mut tasks = JoinSet::new();
-        for i in 0..n {
-            let (arrival_ns, notifies) = (arrival_ns.clone(), notifies.clone());
-            let (closed, first_error) = (closed.clone(), first_error.clone());
-            tasks.spawn(async move {
-                let err = light_receiver(addr, i, base, &arrival_ns, &notifies).await;
-                if let Ok(mut first) = first_error.lock() {
-                    first.get_or_insert_with(|| format!("receiver light.{i}: {err:#}"));
-                }
-                closed.fetch_add(1, Ordering::Release);
-            });
-            if i % 500 == 499 {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-        }
-        LightReceivers {
-            base,
-            arrival_ns,
-            notifies,
-            closed,
-            first_error,
-            _tasks: tasks,
-        }
+    /// Opens `n` receivers to `addr` (in batches, so that the accept loop keeps up with the
+    /// listen backlog) and starts the poll thread; returns once all are connected.
+    async fn connect(addr: SocketAddr, n: usize) -> Result<LightReceivers> {
+        let slots = ReceiverSlots {
+            base: Instant::now(),
+            arrival_ns: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            notifies: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            closed: Arc::new(AtomicUsize::new(0)),
+            first_error: Arc::new(Mutex::new(None)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let for_thread = slots.clone();
+        let thread = std::thread::Builder::new()
+            .name("light-receivers".into())
+            .spawn(move || light_receivers_thread(addr, n, for_thread, ready_tx))?;
+        ready_rx
+            .await
+            .map_err(|_| anyhow!("light receivers thread ended before connecting"))??;
+        Ok(LightReceivers {
+            base: slots.base,
+            arrival_ns: slots.arrival_ns,
+            notifies: slots.notifies,
+            closed: slots.closed,
+            first_error: slots.first_error,
+            stop: slots.stop,
+            thread: Some(thread),
+        })
     }
 
     fn counts(&self) -> Vec<u64> {
@@ -706,60 +799,199 @@ impl LightReceivers {
     }
 }
 
-/// One light receiver: subscribe + authorize with raw lines, then timestamp every notify.
-/// Returns only on failure (the error says why).
-async fn light_receiver(
+impl Drop for LightReceivers {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The poll thread: opens every receiver with a non-blocking connect (500 per 20 ms, so that
+/// the accept loop keeps up; a SYN the listen queue dropped is retried by the kernel after a
+/// second, in parallel with the others), greets it once connected, and then serves them all
+/// from one `mio::Poll` until told to stop. `ready` fires once every receiver is greeted or
+/// failed. A failed receiver is counted in `closed`; the first reason is kept.
+fn light_receivers_thread(
     addr: SocketAddr,
-    i: usize,
-    base: Instant,
-    arrival_ns: &[AtomicU64],
-    notifies: &[AtomicU64],
-) -> anyhow::Error {
-    let (Some(arrival), Some(count)) = (arrival_ns.get(i), notifies.get(i)) else {
-        return anyhow!("no slot {i}");
-    };
-    let mut stream = None;
-    let mut last_err = None;
-    for _ in 0..5 {
-        match TcpStream::connect(addr).await {
-            Ok(s) => {
-                stream = Some(s);
-                break;
-            }
-            Err(e) => {
-                last_err = Some(e);
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
+    n: usize,
+    slots: ReceiverSlots,
+    ready: tokio::sync::oneshot::Sender<Result<()>>,
+) {
+    use mio::{Events, Interest, Poll, Token};
+    use std::io::{Read, Write};
+    const BATCH: usize = 500;
+    const PACE: Duration = Duration::from_millis(20);
+    let mut poll = match Poll::new() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = ready.send(Err(anyhow!("poll: {e}")));
+            return;
         }
-    }
-    let Some(mut stream) = stream else {
-        return anyhow!("connect to {addr}: {last_err:?}");
     };
-    let hello = format!(
-        "{{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"bench/1\"]}}\n\
-         {{\"id\":2,\"method\":\"mining.authorize\",\"params\":[\"light.{i}\",\"x\"]}}\n"
-    );
-    if let Err(e) = stream.write_all(hello.as_bytes()).await {
-        return anyhow!("handshake: {e}");
-    }
-    let mut reader = BufReader::with_capacity(4096, stream);
-    let mut line = Vec::with_capacity(2048);
-    loop {
-        line.clear();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) => return anyhow!("connection closed by {addr}"),
-            Ok(_) => {}
-            Err(e) => return anyhow!("read: {e}"),
-        }
-        let at = u64::try_from(base.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        if line
-            .windows(NOTIFY_MARKER.len())
-            .any(|w| w == NOTIFY_MARKER)
+    let mut ready = Some(ready);
+    let mut conns: Vec<Option<mio::net::TcpStream>> = Vec::with_capacity(n);
+    let mut greeted = vec![false; n];
+    // Receivers neither greeted nor failed yet.
+    let mut waiting = n;
+    let mut last_batch: Option<Instant> = None;
+    // Per receiver: the unfinished line carried over between reads (empty between lines).
+    let mut partial: Vec<Vec<u8>> = vec![Vec::new(); n];
+    let mut events = Events::with_capacity(1024);
+    let mut buf = vec![0u8; 16 * 1024];
+    let drop_conn = |conns: &mut Vec<Option<mio::net::TcpStream>>, i: usize, why: String| {
+        if let Some(slot) = conns.get_mut(i)
+            && slot.take().is_some()
         {
-            arrival.store(at, Ordering::Relaxed);
-            count.fetch_add(1, Ordering::Release);
+            slots.fail(i, why);
+        }
+    };
+    while !slots.stop.load(Ordering::Acquire) {
+        if conns.len() < n && last_batch.is_none_or(|t| t.elapsed() >= PACE) {
+            last_batch = Some(Instant::now());
+            for _ in 0..BATCH.min(n - conns.len()) {
+                let i = conns.len();
+                match mio::net::TcpStream::connect(addr) {
+                    Ok(mut s) => {
+                        match poll.registry().register(
+                            &mut s,
+                            Token(i),
+                            Interest::READABLE | Interest::WRITABLE,
+                        ) {
+                            Ok(()) => conns.push(Some(s)),
+                            Err(e) => {
+                                conns.push(None);
+                                slots.fail(i, format!("register: {e}"));
+                                waiting -= 1;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        conns.push(None);
+                        slots.fail(i, format!("connect to {addr}: {e}"));
+                        waiting -= 1;
+                    }
+                }
+            }
+        }
+        if waiting == 0
+            && let Some(r) = ready.take()
+        {
+            let _ = r.send(Ok(()));
+        }
+        if let Err(e) = poll.poll(&mut events, Some(PACE)) {
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            slots.fail(0, format!("poll: {e}"));
+            return;
+        }
+        for ev in events.iter() {
+            let i = ev.token().0;
+            let Some(Some(conn)) = conns.get_mut(i) else {
+                continue;
+            };
+            if !greeted.get(i).copied().unwrap_or(true) {
+                // Connected once the socket has no error and a peer (mio's documented check).
+                let outcome = match conn.take_error() {
+                    Ok(Some(e)) | Err(e) => Err(format!("connect to {addr}: {e}")),
+                    Ok(None) => match conn.peer_addr() {
+                        Ok(_) => Ok(true),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotConnected => Ok(false),
+                        Err(e) => Err(format!("connect to {addr}: {e}")),
+                    },
+                };
+                match outcome {
+                    Ok(false) => continue,
+                    Ok(true) => {
+                        let hello = format!(
+                            "{{\"id\":1,\"method\":\"mining.subscribe\",\"params\":[\"bench/1\"]}}\n\
+                             {{\"id\":2,\"method\":\"mining.authorize\",\"params\":[\"light.{i}\",\"x\"]}}\n"
+                        );
+                        // A fresh socket takes ~150 bytes at once; a short write is a failure.
+                        let greet = match conn.write(hello.as_bytes()) {
+                            Ok(k) if k == hello.len() => poll
+                                .registry()
+                                .reregister(conn, Token(i), Interest::READABLE)
+                                .map_err(|e| format!("reregister: {e}")),
+                            Ok(k) => Err(format!("handshake: short write ({k} bytes)")),
+                            Err(e) => Err(format!("handshake: {e}")),
+                        };
+                        waiting -= 1;
+                        if let Some(g) = greeted.get_mut(i) {
+                            *g = true;
+                        }
+                        if let Err(why) = greet {
+                            drop_conn(&mut conns, i, why);
+                        }
+                        continue;
+                    }
+                    Err(why) => {
+                        waiting -= 1;
+                        drop_conn(&mut conns, i, why);
+                        continue;
+                    }
+                }
+            }
+            // Edge-triggered: read until the socket is drained; a short read means it is.
+            loop {
+                match conn.read(&mut buf) {
+                    Ok(0) => {
+                        drop_conn(&mut conns, i, format!("connection closed by {addr}"));
+                        break;
+                    }
+                    Ok(got) => {
+                        let at = u64::try_from(slots.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                        let jobs = count_notify_lines(partial.get_mut(i), &buf[..got]);
+                        if jobs > 0
+                            && let (Some(arrival), Some(count)) =
+                                (slots.arrival_ns.get(i), slots.notifies.get(i))
+                        {
+                            arrival.store(at, Ordering::Relaxed);
+                            count.fetch_add(jobs, Ordering::Release);
+                        }
+                        if got < buf.len() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        drop_conn(&mut conns, i, format!("read: {e}"));
+                        break;
+                    }
+                }
+            }
         }
     }
+}
+
+/// Complete `mining.notify` lines in `carried` + `bytes`; leaves the unfinished tail in
+/// `carried`. A substring check, not a JSON parse, keeps receivers cheap.
+fn count_notify_lines(carried: Option<&mut Vec<u8>>, bytes: &[u8]) -> u64 {
+    let Some(carried) = carried else { return 0 };
+    let mut jobs = 0;
+    for piece in bytes.split_inclusive(|b| *b == b'\n') {
+        let complete = piece.last() == Some(&b'\n');
+        let is_job = if carried.is_empty() {
+            contains(piece, NOTIFY_MARKER)
+        } else {
+            carried.extend_from_slice(piece);
+            contains(carried, NOTIFY_MARKER)
+        };
+        if complete {
+            jobs += u64::from(is_job);
+            carried.clear();
+        } else if carried.is_empty() {
+            carried.extend_from_slice(piece);
+        }
+    }
+    jobs
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -770,29 +1002,74 @@ struct Broadcast {
     max_ms: f64,
 }
 
-/// `n` light receivers connected straight to the pool child or through the hub child; five
-/// rounds of "the pool sends a new job, time until every receiver has it".
-async fn broadcast_light(via: Via, n: usize) -> Result<Broadcast> {
-    let mut rig = Rig::start(via, 1.0, 1.0).await?;
-    let rx = LightReceivers::connect(rig.miner_addr(), n).await;
+/// Who sends the jobs in the broadcast phase.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Sender {
+    /// The floor: a raw sender with no protocol (`serve-floor`).
+    Floor,
+    /// The simulated pool, straight or through the hub.
+    Via(Via),
+}
+
+impl Sender {
+    fn name(self) -> &'static str {
+        match self {
+            Sender::Floor => "floor",
+            Sender::Via(v) => v.name(),
+        }
+    }
+}
+
+/// `n` light receivers connected to the sender; `rounds` rounds of "the sender is asked for a
+/// new job, time until every receiver has it".
+async fn broadcast_light(from: Sender, n: usize, rounds: usize) -> Result<Broadcast> {
+    // `jobs` is asked for new jobs (the floor or the pool); `hub` relays them when present.
+    let (mut jobs, hub) = match from {
+        Sender::Floor => (ChildProc::spawn(&["serve-floor".into()]).await?, None),
+        Sender::Via(via) => {
+            let rig = Rig::start(via, 1.0, 1.0).await?;
+            (rig.pool, rig.hub)
+        }
+    };
+    let addr = hub.as_ref().map_or(jobs.addr, |h| h.addr);
+    let rx = LightReceivers::connect(addr, n).await?;
     let none = vec![0; n];
+    if from == Sender::Floor {
+        // The floor has no job to hand out on subscribe: send jobs until everyone has one.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while rx.all_past(&none).is_none() {
+            rx.check_open()?;
+            if Instant::now() >= deadline {
+                bail!("floor: receivers got no first job within 180 s");
+            }
+            jobs.command("job").await?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     rx.wait_all_past(&none, Duration::from_secs(180))
         .await
         .context("waiting for the first job")?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut samples = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..rounds.max(1) {
         let before = rx.counts();
         let t0 = Instant::now();
-        rig.pool.command("job").await?;
+        jobs.command("job").await?;
         let latest = rx.wait_all_past(&before, Duration::from_secs(60)).await?;
         let ns = latest.saturating_sub(rx.ns_since_base(t0));
         samples.push(ns as f64 / 1e6);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     samples.sort_by(f64::total_cmp);
+    // Senders close first, so that TIME_WAIT lands on their side: 10,000 client-side TIME_WAIT
+    // sockets per phase would use up the ephemeral ports, and the next phase's connects crawl.
+    if let Some(hub) = hub {
+        hub.stop().await;
+    }
+    jobs.stop().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
     drop(rx);
-    drop(rig);
     Ok(Broadcast {
         receivers: n,
         median_ms: samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN),
@@ -994,21 +1271,30 @@ async fn bench(args: &Args) -> Result<()> {
         );
     }
     if want("broadcast") {
-        let mut r = [None, None];
-        for via in &vias {
+        let mut senders: Vec<Sender> = vias.iter().map(|v| Sender::Via(*v)).collect();
+        if !args.no_baseline {
+            senders.insert(0, Sender::Floor);
+        }
+        let mut r: [Option<Broadcast>; 3] = [None, None, None];
+        for from in &senders {
             eprintln!(
-                "[hub-bench] broadcast to {idle_miners} light receivers via {} ...",
-                via.name()
+                "[hub-bench] broadcast to {idle_miners} light receivers from {} ...",
+                from.name()
             );
-            match broadcast_light(*via, idle_miners).await {
+            match broadcast_light(*from, idle_miners, args.broadcast_rounds).await {
                 Ok(b) => {
-                    r[(*via == Via::Hub) as usize] = Some(b);
-                    let v = via.name();
+                    let slot = match from {
+                        Sender::Via(Via::Direct) => 0,
+                        Sender::Via(Via::Hub) => 1,
+                        Sender::Floor => 2,
+                    };
+                    r[slot] = Some(b);
+                    let v = from.name();
                     report.insert("broadcast_light_receivers".into(), json!(b.receivers));
                     report.insert(format!("broadcast_light_{v}_median_ms"), json!(b.median_ms));
                     report.insert(format!("broadcast_light_{v}_max_ms"), json!(b.max_ms));
                 }
-                Err(e) => eprintln!("[hub-bench] broadcast via {}: {e:#}", via.name()),
+                Err(e) => eprintln!("[hub-bench] broadcast from {}: {e:#}", from.name()),
             }
         }
         row(
@@ -1023,6 +1309,14 @@ async fn bench(args: &Args) -> Result<()> {
             fmt(r[1].map(|b| b.max_ms), 1),
             "",
         );
+        if let Some(f) = r[2] {
+            row(
+                "  floor: raw writes of one line to every socket, median ms",
+                fmt(Some(f.median_ms), 1),
+                "".into(),
+                "",
+            );
+        }
         if let (Some(d), Some(h)) = (r[0], r[1]) {
             let ratio = h.median_ms / d.median_ms;
             let added = h.median_ms - d.median_ms;
@@ -1038,6 +1332,16 @@ async fn bench(args: &Args) -> Result<()> {
                 "light receivers, added by the hub (median), ms",
                 "".into(),
                 fmt(Some(added), 1),
+                "",
+            );
+        }
+        if let (Some(f), Some(h)) = (r[2], r[1]) {
+            let ratio = h.median_ms / f.median_ms;
+            report.insert("broadcast_light_hub_over_floor".into(), json!(ratio));
+            row(
+                "light receivers, hub / floor (median)",
+                "".into(),
+                fmt(Some(ratio), 2),
                 "",
             );
         }
