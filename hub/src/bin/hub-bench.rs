@@ -62,15 +62,18 @@ struct Args {
 #[derive(Subcommand, Debug)]
 enum Serve {
     /// (internal) run the simulated pool; prints `READY <addr>`, obeys `job` / `stats`.
-    ServePool {
+    #[command(name = "serve-pool")]
+    Pool {
         #[arg(long)]
         difficulty: f64,
     },
     /// (internal) run the floor sender: accepts connections, writes one notify-sized line to
     /// every one of them on `job`; prints `READY <addr>`.
-    ServeFloor,
+    #[command(name = "serve-floor")]
+    Floor,
     /// (internal) run the hub in front of `pool`; prints `READY <addr>`.
-    ServeHub {
+    #[command(name = "serve-hub")]
+    Hub {
         #[arg(long)]
         pool: String,
         /// Fixed miner-facing difficulty (vardiff pinned).
@@ -86,9 +89,9 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     match args.serve {
-        Some(Serve::ServePool { difficulty }) => rt.block_on(serve_pool(difficulty)),
-        Some(Serve::ServeFloor) => serve_floor(),
-        Some(Serve::ServeHub {
+        Some(Serve::Pool { difficulty }) => rt.block_on(serve_pool(difficulty)),
+        Some(Serve::Floor) => serve_floor(),
+        Some(Serve::Hub {
             ref pool,
             difficulty,
         }) => rt.block_on(serve_hub(pool.clone(), difficulty)),
