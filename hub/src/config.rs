@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::routing::{PasswordRef, PoolSpec, RoutingDocument};
+use crate::routing::{PasswordRef, PoolSpec, PoolTlsSpec, RoutingDocument};
 use crate::vardiff::VardiffConfig;
 
 /// Why a configuration is unusable.
@@ -231,6 +231,8 @@ pub struct QuickStart {
     /// Pool account; workers authorize upstream as `{user}.{worker}`.
     pub user: String,
     pub password: String,
+    /// CA bundle (PEM) for the `stratum+ssl://` pools instead of the system trust store.
+    pub tls_ca_file: Option<PathBuf>,
 }
 
 impl HubConfig {
@@ -268,6 +270,16 @@ impl HubConfig {
                 user: q.user.clone(),
                 worker_name_template: crate::routing::DEFAULT_WORKER_NAME_TEMPLATE.into(),
                 password: Some(PasswordRef::public(q.password.clone())),
+                tls: q
+                    .tls_ca_file
+                    .as_ref()
+                    .filter(|_| {
+                        url.starts_with("stratum+ssl://") || url.starts_with("stratum+tls://")
+                    })
+                    .map(|f| PoolTlsSpec {
+                        ca_file: Some(f.clone()),
+                        ..PoolTlsSpec::default()
+                    }),
             })
             .collect();
         let cfg = HubConfig {
@@ -370,6 +382,7 @@ mod tests {
             ],
             user: "acct".into(),
             password: "x".into(),
+            tls_ca_file: None,
         })
         .unwrap();
         let doc = cfg.routing.unwrap();

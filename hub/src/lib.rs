@@ -21,6 +21,7 @@ pub mod server;
 pub mod share;
 pub mod sim;
 pub mod stats;
+pub mod tls;
 pub(crate) mod upstream;
 pub mod vardiff;
 

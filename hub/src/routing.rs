@@ -121,6 +121,27 @@ pub struct PoolSpec {
     /// Where the pool password comes from; required (see the module doc).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<PasswordRef>,
+    /// Certificate checks for a `stratum+ssl://` pool (absent: the system trust store and the
+    /// URL's host name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PoolTlsSpec>,
+}
+
+/// How the hub checks a TLS pool's certificate (see [`crate::tls`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PoolTlsSpec {
+    /// CA certificates (PEM) to trust instead of the system store, from a Secret key mounted at
+    /// `<secretsDir>/<name>/<key>` (a private CA, or the pool's self-signed certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+    /// The same from a file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
+    /// Name to verify the certificate against and send as SNI, when the URL's host is not that
+    /// name (e.g. the URL holds an IP address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
 }
 
 fn default_worker_name_template() -> String {
@@ -688,6 +709,54 @@ impl SecretStore {
     }
 }
 
+impl SecretStore {
+    /// Resolves a pool's TLS settings (`None` for a plain-TCP pool); reads and checks the CA.
+    pub fn resolve_tls(
+        &self,
+        url: &PoolUrl,
+        spec: Option<&PoolTlsSpec>,
+    ) -> Result<Option<crate::tls::PoolTls>, String> {
+        if url.scheme != PoolScheme::Ssl {
+            return Ok(None);
+        }
+        let spec = spec.cloned().unwrap_or_default();
+        let source = match (&spec.ca_secret_ref, &spec.ca_file) {
+            (Some(s), _) => {
+                let dir = self.dir.as_ref().ok_or_else(|| {
+                    format!(
+                        "secret {}/{}: this hub has no secrets directory configured",
+                        s.name, s.key
+                    )
+                })?;
+                Some((
+                    dir.join(&s.name).join(&s.key),
+                    format!("secret {}/{}", s.name, s.key),
+                ))
+            }
+            (None, Some(f)) => Some((f.clone(), f.display().to_string())),
+            (None, None) => None,
+        };
+        let ca = match source {
+            Some((path, what)) => {
+                let meta = std::fs::metadata(&path).map_err(|e| format!("{what}: {e}"))?;
+                if meta.len() > crate::tls::MAX_CA_BYTES as u64 {
+                    return Err(format!(
+                        "{what}: larger than {} bytes",
+                        crate::tls::MAX_CA_BYTES
+                    ));
+                }
+                let pem = std::fs::read(&path).map_err(|e| format!("{what}: {e}"))?;
+                Some(crate::tls::parse_ca(&pem, &what).map_err(|e| e.to_string())?)
+            }
+            None => None,
+        };
+        Ok(Some(crate::tls::PoolTls {
+            server_name: spec.server_name.unwrap_or_else(|| url.host.clone()),
+            ca,
+        }))
+    }
+}
+
 fn read_password_file(path: &Path) -> Result<Password, String> {
     const MAX: u64 = 4096;
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
@@ -782,6 +851,37 @@ impl RoutingDocument {
                 errs.push(invalid(format!("{path}.workerNameTemplate"), reason));
             }
             check_password_ref(&path, p.password.as_ref(), &mut errs);
+            if let Some(tls) = &p.tls {
+                let ssl = PoolUrl::parse(&p.url).is_ok_and(|u| u.scheme == PoolScheme::Ssl);
+                if !ssl {
+                    errs.push(invalid(
+                        format!("{path}.tls"),
+                        "only for stratum+ssl:// pools".into(),
+                    ));
+                }
+                if tls.ca_secret_ref.is_some() && tls.ca_file.is_some() {
+                    errs.push(invalid(
+                        format!("{path}.tls"),
+                        "give caSecretRef or caFile, not both".into(),
+                    ));
+                }
+                if let Some(r) = &tls.ca_secret_ref {
+                    check_secret_key_ref(&format!("{path}.tls.caSecretRef"), r, &mut errs);
+                }
+                if let Some(f) = &tls.ca_file
+                    && !f.is_absolute()
+                {
+                    errs.push(invalid(
+                        format!("{path}.tls.caFile"),
+                        format!("{} is not an absolute path", f.display()),
+                    ));
+                }
+                if let Some(name) = &tls.server_name
+                    && let Err(e) = crate::tls::check_server_name(name)
+                {
+                    errs.push(invalid(format!("{path}.tls.serverName"), e.to_string()));
+                }
+            }
         }
         if self.pools.is_empty() {
             errs.push(invalid("pools".into(), "no pools defined".into()));
@@ -965,6 +1065,24 @@ fn invalid(path: String, reason: String) -> RoutingError {
     RoutingError::Invalid { path, reason }
 }
 
+/// A Secret name and key become path components under the secrets directory: no `..`, no `/`.
+fn check_secret_key_ref(path: &str, s: &SecretKeyRef, errs: &mut Vec<RoutingError>) {
+    for (field, v) in [("name", &s.name), ("key", &s.key)] {
+        let ok = !v.is_empty()
+            && v.len() <= MAX_NAME_LEN
+            && v != "."
+            && v != ".."
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+        if !ok {
+            errs.push(invalid(
+                format!("{path}.{field}"),
+                format!("{v:?} is not a valid Secret {field}"),
+            ));
+        }
+    }
+}
+
 fn check_password_ref(path: &str, r: Option<&PasswordRef>, errs: &mut Vec<RoutingError>) {
     let Some(r) = r else {
         errs.push(RoutingError::MissingPasswordRef {
@@ -987,20 +1105,7 @@ fn check_password_ref(path: &str, r: Option<&PasswordRef>, errs: &mut Vec<Routin
         ));
     }
     if let Some(s) = &r.secret_ref {
-        for (field, v) in [("name", &s.name), ("key", &s.key)] {
-            let ok = !v.is_empty()
-                && v.len() <= MAX_NAME_LEN
-                && v != "."
-                && v != ".."
-                && v.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-            if !ok {
-                errs.push(invalid(
-                    format!("{path}.password.secretRef.{field}"),
-                    format!("{v:?} is not a valid Secret {field}"),
-                ));
-            }
-        }
+        check_secret_key_ref(&format!("{path}.password.secretRef"), s, errs);
     }
     if let Some(f) = &r.file
         && !f.is_absolute()
@@ -1069,6 +1174,8 @@ pub struct ResolvedPool {
     pub user: String,
     pub worker_name_template: WorkerNameTemplate,
     pub password: Password,
+    /// Certificate checks (`Some` exactly for `stratum+ssl://` pools).
+    pub tls: Option<crate::tls::PoolTls>,
 }
 
 impl ResolvedPool {
@@ -1163,11 +1270,28 @@ impl ValidRouting {
             });
             let tpl = WorkerNameTemplate::parse(&p.worker_name_template)
                 .map_err(|reason| invalid(format!("pools[{i}].workerNameTemplate"), reason));
-            match (url, tpl) {
-                (Ok(url), Ok(worker_name_template)) => {
+            let tls = match &url {
+                Ok(u) => secrets.resolve_tls(u, p.tls.as_ref()).map_err(|detail| {
+                    RoutingError::MissingSecret {
+                        path: format!("pools[{i}].tls"),
+                        detail,
+                    }
+                }),
+                Err(_) => Ok(None),
+            };
+            match (url, tpl, tls) {
+                (Ok(url), Ok(worker_name_template), Ok(tls)) => {
                     hasher.update(p.name.as_bytes());
                     hasher.update([0]);
                     hasher.update(Sha256::digest(password.expose().as_bytes()));
+                    // A rotated CA counts as a changed secret, like a rotated password.
+                    for c in tls
+                        .iter()
+                        .flat_map(|t| t.ca.iter())
+                        .flat_map(|ca| ca.iter())
+                    {
+                        hasher.update(Sha256::digest(c.as_ref()));
+                    }
                     pools.insert(
                         p.name.clone(),
                         ResolvedPool {
@@ -1176,10 +1300,11 @@ impl ValidRouting {
                             user: p.user.clone(),
                             worker_name_template,
                             password,
+                            tls,
                         },
                     );
                 }
-                (Err(e), _) | (_, Err(e)) => errs.push(e),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => errs.push(e),
             }
         }
         if !errs.is_empty() {

@@ -478,6 +478,7 @@ mod tests {
             pools,
             user: "acct".into(),
             password: "x".into(),
+            tls_ca_file: None,
         })
         .unwrap();
         cfg.vardiff.initial_difficulty = 1e-4;

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
@@ -34,7 +34,7 @@ use crate::protocol::{
     self, Authorize, BIP320_VERSION_MASK, Configure, ConfigureResult, Message, MinerRequest,
     ServerRequest, Submit, Subscribe, SubscribeResult, extension,
 };
-use crate::routing::{PoolScheme, ResolvedPool};
+use crate::routing::ResolvedPool;
 use crate::server::Shared;
 use crate::share::Target;
 use crate::stats::WorkerEntry;
@@ -317,24 +317,25 @@ async fn run(
             _ = shared.shutdown.cancelled() => return fail("hub shutting down".into(), false),
         }
     }
-    if params.pool.url.scheme == PoolScheme::Ssl {
-        return fail(
-            "stratum+ssl pools are not supported by this build; use stratum+tcp".into(),
-            false,
-        );
-    }
     let addr = params
         .dial_override
         .clone()
         .unwrap_or_else(|| params.pool.url.authority());
-    let stream = match tokio::time::timeout(params.connect_timeout, TcpStream::connect(&addr)).await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => return fail(format!("connect {addr}: {e}"), false),
+    let connected = tokio::time::timeout(params.connect_timeout, async {
+        let tcp = TcpStream::connect(&addr)
+            .await
+            .map_err(|e| format!("connect {addr}: {e}"))?;
+        let _ = tcp.set_nodelay(true);
+        open_transport(tcp, &params.pool)
+            .await
+            .map_err(|e| format!("{addr}: {e}"))
+    })
+    .await;
+    let (r, w) = match connected {
+        Ok(Ok(halves)) => halves,
+        Ok(Err(e)) => return fail(e, false),
         Err(_) => return fail(format!("connect {addr}: timed out"), false),
     };
-    let _ = stream.set_nodelay(true);
-    let (r, w) = stream.into_split();
     let mut reader = BufReader::with_capacity(16 * 1024, r);
     let mut writer = BufWriter::with_capacity(64 * 1024, w);
     let max_line = shared.config.limits.max_line_bytes.max(64 * 1024);
@@ -477,6 +478,28 @@ async fn run(
             },
         },
         other => other,
+    }
+}
+
+/// The two directions of a pool connection, plain TCP or TLS.
+type PoolReader = Box<dyn AsyncRead + Send + Unpin>;
+type PoolWriter = Box<dyn AsyncWrite + Send + Unpin>;
+
+/// Plain TCP for `stratum+tcp://`; a verified TLS session for `stratum+ssl://`.
+async fn open_transport(
+    tcp: TcpStream,
+    pool: &ResolvedPool,
+) -> Result<(PoolReader, PoolWriter), crate::tls::TlsError> {
+    match &pool.tls {
+        None => {
+            let (r, w) = tcp.into_split();
+            Ok((Box::new(r), Box::new(w)))
+        }
+        Some(tls) => {
+            let stream = crate::tls::connect(tcp, tls).await?;
+            let (r, w) = tokio::io::split(stream);
+            Ok((Box::new(r), Box::new(w)))
+        }
     }
 }
 

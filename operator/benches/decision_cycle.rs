@@ -116,6 +116,7 @@ fn farm() -> Farm {
                     user: format!("cust{c:03}"),
                     worker_name_template: None,
                     password_secret_ref: None,
+                    tls: None,
                     description: None,
                 },
             ));
@@ -137,6 +138,7 @@ fn farm() -> Farm {
             user: "farm".into(),
             worker_name_template: None,
             password_secret_ref: None,
+            tls: None,
             description: None,
         },
     ));

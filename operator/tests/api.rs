@@ -873,7 +873,19 @@ fn cel_rules_accept_the_examples_and_refuse_what_they_promise() {
         json!({"apiVersion": "hashsched.io/v1alpha1", "kind": "StratumHub",
             "metadata": {"name": "h", "namespace": "mining"}, "spec": spec})
     };
+    let pool = |url: &str, tls: Value| {
+        json!({"apiVersion": "hashsched.io/v1alpha1", "kind": "PoolEndpoint",
+            "metadata": {"name": "p", "namespace": "mining"},
+            "spec": {"url": url, "user": "acme", "tls": tls}})
+    };
     let cases = [
+        (
+            pool(
+                "stratum+tcp://pool.example:3333",
+                json!({"serverName": "pool.example"}),
+            ),
+            "tls is only for stratum+ssl:// pools",
+        ),
         (
             contract(json!({"customer": "acme", "mode": "Threshold"})),
             "mode Threshold needs spec.contractedHashrate",
@@ -929,6 +941,10 @@ fn cel_rules_accept_the_examples_and_refuse_what_they_promise() {
             "start": "2026-01-01T00:00:00Z", "end": "2026-01-01T00:00:01Z"}),
         ),
         hub(json!({"unknownWorkers": "Quarantine", "quarantinePool": "house-pool"})),
+        pool(
+            "stratum+ssl://pool.example:443",
+            json!({"caSecretRef": {"name": "pool-ca", "key": "ca.crt"}, "serverName": "pool.example"}),
+        ),
     ] {
         assert_eq!(cel_errors(&ok), Vec::<String>::new(), "{ok}");
     }

@@ -46,6 +46,7 @@ pub fn pool_spec(name: &str, pool: &SimPool) -> PoolSpec {
         user: ACCOUNT.into(),
         worker_name_template: "{user}.{worker}".into(),
         password: Some(PasswordRef::public("x")),
+        tls: None,
     }
 }
 

@@ -201,6 +201,7 @@ pub fn hub_config(pools: &[String], difficulty: f64) -> HubConfig {
         pools: pools.to_vec(),
         user: POOL_USER.into(),
         password: "x".into(),
+        tls_ca_file: None,
     })
     .expect("quick-start config");
     cfg.vardiff.initial_difficulty = difficulty;

@@ -236,6 +236,7 @@ mod hashsched_hub_bench_support {
             pools: vec![pool.to_owned()],
             user: "bench".into(),
             password: "x".into(),
+            tls_ca_file: None,
         })?;
         cfg.vardiff.initial_difficulty = difficulty;
         cfg.vardiff.min_difficulty = difficulty;

@@ -77,6 +77,7 @@ fn pool_spec(name: &str, addr: SocketAddr) -> PoolSpec {
         user: ACCOUNT.into(),
         worker_name_template: "{user}.{worker}".into(),
         password: Some(PasswordRef::public("x")),
+        tls: None,
     }
 }
 

@@ -54,7 +54,8 @@ struct Args {
     #[arg(long, env = "STRATUM_HUB_METRICS")]
     metrics: Option<String>,
 
-    /// Quick start: pool URL (stratum+tcp://host:port); repeat for a failover list, in order.
+    /// Quick start: pool URL (stratum+tcp://host:port, or stratum+ssl://host:port for TLS);
+    /// repeat for a failover list, in order.
     #[arg(long = "pool", value_name = "URL")]
     pools: Vec<String>,
 
@@ -70,6 +71,11 @@ struct Args {
         hide_env_values = true
     )]
     password: String,
+
+    /// Quick start: CA bundle (PEM) to verify the stratum+ssl pools against instead of the
+    /// system trust store (a private CA, or the pool's self-signed certificate).
+    #[arg(long, value_name = "FILE")]
+    tls_ca_file: Option<PathBuf>,
 
     /// Quick start: seconds between shares the hub asks of each miner (vardiff target).
     #[arg(long, value_name = "SECONDS")]
@@ -102,8 +108,10 @@ struct Args {
 fn build_config(a: &Args) -> anyhow::Result<HubConfig> {
     let mut cfg = match &a.config {
         Some(path) => {
-            if !a.pools.is_empty() || a.user.is_some() {
-                bail!("--pool/--user are for the quick start; put pools in the config's routing");
+            if !a.pools.is_empty() || a.user.is_some() || a.tls_ca_file.is_some() {
+                bail!(
+                    "--pool/--user/--tls-ca-file are for the quick start; put pools in the config's routing"
+                );
             }
             HubConfig::from_file(path)?
         }
@@ -123,6 +131,12 @@ fn build_config(a: &Args) -> anyhow::Result<HubConfig> {
                 pools: a.pools.clone(),
                 user,
                 password: a.password.clone(),
+                tls_ca_file: a
+                    .tls_ca_file
+                    .as_deref()
+                    .map(std::path::absolute)
+                    .transpose()
+                    .context("--tls-ca-file")?,
             })?
         }
     };

@@ -227,6 +227,97 @@ fn secret_ref_cannot_escape_the_directory() {
 }
 
 #[test]
+fn tls_settings_are_checked_and_the_ca_is_read_at_load() {
+    // pools[1] is stratum+ssl; pools[0] is plain TCP.
+    let mut doc = good();
+    doc.pools[0].tls = Some(PoolTlsSpec::default());
+    doc.pools[1].tls = Some(PoolTlsSpec {
+        ca_secret_ref: Some(SecretKeyRef {
+            name: "..".into(),
+            key: "ca.crt".into(),
+        }),
+        ca_file: Some("relative.pem".into()),
+        server_name: Some("not a name".into()),
+    });
+    let errs = errors_of(&doc);
+    assert_eq!(errs.len(), 5, "{errs:?}");
+    assert!(
+        errs[0].starts_with("pools[0].tls: only for stratum+ssl:// pools"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("pools[1].tls: give caSecretRef or caFile, not both"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[2].starts_with("pools[1].tls.caSecretRef.name:"),
+        "{errs:?}"
+    );
+    assert!(errs[3].starts_with("pools[1].tls.caFile:"), "{errs:?}");
+    assert!(errs[4].starts_with("pools[1].tls.serverName:"), "{errs:?}");
+
+    // An ssl pool without a tls section verifies against the system store and its host.
+    let v = ValidRouting::new(good(), &SecretStore::none()).expect("valid");
+    let tls = v
+        .pool("acme-backup")
+        .expect("pool")
+        .tls
+        .clone()
+        .expect("tls");
+    assert_eq!(tls.server_name, "::1");
+    assert!(tls.ca.is_none());
+    assert!(v.pool("acme-main").expect("pool").tls.is_none());
+
+    // A CA from a mounted Secret: read, parsed, counted in the secrets digest.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("pool-ca")).expect("mkdir");
+    let ca_path = dir.path().join("pool-ca/ca.crt");
+    let a =
+        rcgen::generate_simple_self_signed(vec!["pool.acme.example".to_string()]).expect("rcgen");
+    std::fs::write(&ca_path, a.cert.pem()).expect("write");
+    let mut doc = good();
+    doc.pools[1].tls = Some(PoolTlsSpec {
+        ca_secret_ref: Some(SecretKeyRef {
+            name: "pool-ca".into(),
+            key: "ca.crt".into(),
+        }),
+        server_name: Some("pool.acme.example".into()),
+        ..PoolTlsSpec::default()
+    });
+    let store = SecretStore::new(dir.path());
+    let v = ValidRouting::new(doc.clone(), &store).expect("valid");
+    let tls = v
+        .pool("acme-backup")
+        .expect("pool")
+        .tls
+        .clone()
+        .expect("tls");
+    assert_eq!(tls.server_name, "pool.acme.example");
+    assert_eq!(tls.ca.as_ref().map(|c| c.len()), Some(1));
+    let b =
+        rcgen::generate_simple_self_signed(vec!["pool.acme.example".to_string()]).expect("rcgen");
+    std::fs::write(&ca_path, b.cert.pem()).expect("write");
+    let rotated = ValidRouting::new(doc.clone(), &store).expect("valid");
+    assert_ne!(
+        v.digest(),
+        rotated.digest(),
+        "a rotated CA is a changed secret"
+    );
+
+    // A CA that is not one rejects the document, naming the pool and the Secret.
+    std::fs::write(&ca_path, "not a certificate\n").expect("write");
+    let err = ValidRouting::new(doc.clone(), &store).expect_err("bad CA");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("pools[1].tls: missing secret: secret pool-ca/ca.crt: no certificate"),
+        "{msg}"
+    );
+    std::fs::remove_file(&ca_path).expect("rm");
+    let err = ValidRouting::new(doc, &store).expect_err("missing CA");
+    assert!(err.to_string().contains("pools[1].tls"), "{err}");
+}
+
+#[test]
 fn password_rotation_changes_the_digest() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("s")).expect("mkdir");
@@ -401,6 +492,7 @@ fn quick_start_document_is_valid() {
             user: "me".into(),
             worker_name_template: DEFAULT_WORKER_NAME_TEMPLATE.into(),
             password: Some(PasswordRef::public("x")),
+            tls: None,
         },
         PoolSpec {
             name: "backup".into(),
@@ -408,6 +500,7 @@ fn quick_start_document_is_valid() {
             user: "me".into(),
             worker_name_template: "{worker}".into(),
             password: Some(PasswordRef::public("x")),
+            tls: None,
         },
     ];
     let v = ValidRouting::new(

@@ -32,7 +32,6 @@ pub mod pool;
 use std::future::Future;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
 /// Bound on bytes gathered into one socket write by [`spawn_line_writer`].
@@ -41,7 +40,10 @@ const WRITE_BATCH_BYTES: usize = 64 * 1024;
 /// Spawns a task that writes the lines it receives, batching whatever is queued into one write
 /// (so a burst of answers costs one syscall). The task ends when the sender is dropped or the
 /// socket fails; dropping the sender closes the write side.
-pub(crate) fn spawn_line_writer(mut w: OwnedWriteHalf) -> mpsc::UnboundedSender<String> {
+pub(crate) fn spawn_line_writer<W>(mut w: W) -> mpsc::UnboundedSender<String>
+where
+    W: tokio::io::AsyncWrite + Send + Unpin + 'static,
+{
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     tokio::spawn(async move {
         let mut buf: Vec<u8> = Vec::with_capacity(4096);

@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::broadcast;
 use tokio_util::codec::{FramedRead, LinesCodec};
 use tokio_util::sync::CancellationToken;
@@ -126,6 +126,8 @@ impl WorkerCounts {
 pub struct PoolStats {
     /// TCP connections accepted (including refused ones).
     pub connections_seen: u64,
+    /// TLS pools: sessions whose TLS handshake failed (e.g. the client refused the certificate).
+    pub tls_handshake_failures: u64,
     /// Connections closed immediately because the pool was refusing.
     pub connections_refused: u64,
     pub active_sessions: u64,
@@ -185,6 +187,8 @@ struct Shared {
     stats: Mutex<PoolStats>,
     shares: Mutex<Vec<AcceptedShare>>,
     cmds: broadcast::Sender<SessionCmd>,
+    /// `Some` for a TLS pool.
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Handle to a running simulated pool. Dropping it stops the pool and closes its sessions.
@@ -207,6 +211,24 @@ impl SimPool {
 
     /// Listens on `addr` (e.g. to come back on the same port after a restart).
     pub async fn start_on(addr: SocketAddr, config: PoolConfig) -> std::io::Result<SimPool> {
+        Self::start_with(addr, config, None).await
+    }
+
+    /// A `stratum+ssl://` pool on 127.0.0.1: every session starts with a TLS handshake under
+    /// `tls` (tests give it a certificate of their own making).
+    pub async fn start_tls(
+        config: PoolConfig,
+        tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    ) -> std::io::Result<SimPool> {
+        let addr = "127.0.0.1:0".parse().expect("literal address");
+        Self::start_with(addr, config, Some(tokio_rustls::TlsAcceptor::from(tls))).await
+    }
+
+    async fn start_with(
+        addr: SocketAddr,
+        config: PoolConfig,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> std::io::Result<SimPool> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (cmds, _) = broadcast::channel(4096);
@@ -224,6 +246,7 @@ impl SimPool {
             stats: Mutex::new(PoolStats::default()),
             shares: Mutex::new(Vec::new()),
             cmds,
+            tls,
         });
         new_job(&shared, true);
         let cancel = CancellationToken::new();
@@ -249,9 +272,14 @@ impl SimPool {
         self.shared.addr
     }
 
-    /// `stratum+tcp://127.0.0.1:<port>`
+    /// `stratum+tcp://127.0.0.1:<port>` (`stratum+ssl://` for a TLS pool).
     pub fn url(&self) -> String {
-        format!("stratum+tcp://{}", self.shared.addr)
+        let scheme = if self.shared.tls.is_some() {
+            "stratum+ssl"
+        } else {
+            "stratum+tcp"
+        };
+        format!("{scheme}://{}", self.shared.addr)
     }
 
     pub fn config(&self) -> &PoolConfig {
@@ -478,7 +506,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
             bump(&s, |st| st.active_sessions += 1);
             let id = s.session_seq.fetch_add(1, Ordering::SeqCst) + 1;
             debug!(pool = %s.config.name, session = id, %peer, "session opened");
-            serve_session(stream, &s, id, c).await;
+            match &s.tls {
+                None => serve_session(stream, &s, id, c).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => serve_session(tls, &s, id, c).await,
+                    Err(e) => {
+                        debug!(pool = %s.config.name, session = id, error = %e, "TLS handshake failed");
+                        bump(&s, |st| st.tls_handshake_failures += 1);
+                    }
+                },
+            }
             bump(&s, |st| {
                 st.active_sessions = st.active_sessions.saturating_sub(1)
             });
@@ -834,8 +871,11 @@ impl Session<'_> {
     }
 }
 
-async fn serve_session(stream: TcpStream, shared: &Shared, id: u64, cancel: CancellationToken) {
-    let (r, w) = stream.into_split();
+async fn serve_session<S>(stream: S, shared: &Shared, id: u64, cancel: CancellationToken)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (r, w) = tokio::io::split(stream);
     let mut lines = FramedRead::new(
         r,
         LinesCodec::new_with_max_length(shared.config.max_line_bytes),
@@ -932,6 +972,7 @@ mod tests {
             stats: Mutex::new(PoolStats::default()),
             shares: Mutex::new(Vec::new()),
             cmds,
+            tls: None,
         };
         let mut seen = HashSet::new();
         for s in 1..500u64 {

@@ -50,6 +50,14 @@ pub const DEFAULT_POOL_PASSWORD: &str = "x";
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {
+        "rule": "!has(self.tls) || self.url.startsWith('stratum+ssl://')",
+        "message": "tls is only for stratum+ssl:// pools",
+        "reason": "FieldValueInvalid",
+        "fieldPath": ".tls"
+    }
+]))]
 pub struct PoolEndpointSpec {
     /// Pool address: `stratum+tcp://host:port`, or `stratum+ssl://host:port` for TLS.
     #[schemars(length(min = 1, max = 512), pattern(POOL_URL_PATTERN))]
@@ -65,10 +73,29 @@ pub struct PoolEndpointSpec {
     /// Secret key holding the pool password. Unset: the password is `x`, which most pools expect.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret_ref: Option<SecretKeyRef>,
+    /// Certificate checks for a `stratum+ssl://` pool. Unset: the hub verifies the pool against
+    /// the system trust store and the URL's host name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<PoolEndpointTls>,
     /// Free-text note for people (e.g. which pool dashboard to check).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = MAX_TEXT_LEN))]
     pub description: Option<String>,
+}
+
+/// How the hub checks a TLS pool's certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PoolEndpointTls {
+    /// Secret key holding CA certificates (PEM) to trust instead of the system store: a private
+    /// CA, or the pool's own self-signed certificate. The hub mounts the Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_secret_ref: Option<SecretKeyRef>,
+    /// Name the certificate must carry (also sent as SNI) when the URL's host is not it, e.g.
+    /// when the URL holds an IP address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
+    pub server_name: Option<String>,
 }
 
 impl PoolEndpointSpec {
@@ -137,6 +164,7 @@ mod tests {
             user: "acme".into(),
             worker_name_template: template.map(str::to_owned),
             password_secret_ref: None,
+            tls: None,
             description: None,
         }
     }

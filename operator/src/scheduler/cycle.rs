@@ -27,8 +27,8 @@ use crate::scheduler::render::routing::{
 };
 use hashsched_hub::facts::WorkerFacts;
 use hashsched_hub::routing::{
-    FailoverPolicy as HubFailover, HealthWindows, PasswordRef, PoolSpec, RoutingDocument,
-    UnknownWorkerPolicy as HubUnknown,
+    FailoverPolicy as HubFailover, HealthWindows, PasswordRef, PoolSpec, PoolTlsSpec,
+    RoutingDocument, SecretKeyRef as HubSecretKeyRef, UnknownWorkerPolicy as HubUnknown,
 };
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
@@ -406,6 +406,14 @@ fn pool_spec(p: &PoolEndpoint) -> Option<PoolSpec> {
         password: Some(match &p.spec.password_secret_ref {
             Some(s) => PasswordRef::secret(s.name.clone(), s.key.clone()),
             None => PasswordRef::public(crate::crd::pool_endpoint::DEFAULT_POOL_PASSWORD),
+        }),
+        tls: p.spec.tls.as_ref().map(|t| PoolTlsSpec {
+            ca_secret_ref: t.ca_secret_ref.as_ref().map(|s| HubSecretKeyRef {
+                name: s.name.clone(),
+                key: s.key.clone(),
+            }),
+            ca_file: None,
+            server_name: t.server_name.clone(),
         }),
     })
 }
@@ -879,6 +887,41 @@ mod tests {
     use super::*;
     use hashsched_hub::facts::{AssignmentLabels, ShareBuckets, WindowHashrate};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
+
+    #[test]
+    fn pool_endpoints_become_routing_pools_with_their_tls_settings() {
+        use crate::crd::common::SecretKeyRef;
+        use crate::crd::pool_endpoint::{PoolEndpointSpec, PoolEndpointTls};
+        let mut p = PoolEndpoint::new(
+            "acme-ssl",
+            PoolEndpointSpec {
+                url: "stratum+ssl://10.0.0.9:443".into(),
+                user: "acme".into(),
+                worker_name_template: None,
+                password_secret_ref: Some(SecretKeyRef {
+                    name: "acme-pool".into(),
+                    key: "password".into(),
+                }),
+                tls: Some(PoolEndpointTls {
+                    ca_secret_ref: Some(SecretKeyRef {
+                        name: "acme-ca".into(),
+                        key: "ca.crt".into(),
+                    }),
+                    server_name: Some("pool.acme.example".into()),
+                }),
+                description: None,
+            },
+        );
+        let spec = pool_spec(&p).expect("named");
+        assert_eq!(spec.url, "stratum+ssl://10.0.0.9:443");
+        let tls = spec.tls.expect("tls carried over");
+        let ca = tls.ca_secret_ref.expect("ca secret");
+        assert_eq!((ca.name.as_str(), ca.key.as_str()), ("acme-ca", "ca.crt"));
+        assert_eq!(tls.server_name.as_deref(), Some("pool.acme.example"));
+        assert_eq!(tls.ca_file, None);
+        p.spec.tls = None;
+        assert_eq!(pool_spec(&p).expect("named").tls, None);
+    }
 
     #[test]
     fn label_selectors_convert_and_bad_operators_are_spec_errors() {

@@ -211,16 +211,15 @@ pub fn render_hub(
         ..ConfigMap::default()
     };
 
-    // Pool-password Secrets referenced by the document, each mounted as a directory.
+    // Secrets referenced by the document (pool passwords, pool CA bundles), each mounted as a
+    // directory.
     let secrets: BTreeSet<String> = routing
         .pools
         .iter()
-        .filter_map(|p| {
-            p.password
-                .as_ref()?
-                .secret_ref
-                .as_ref()
-                .map(|s| s.name.clone())
+        .flat_map(|p| {
+            let password = p.password.as_ref().and_then(|r| r.secret_ref.as_ref());
+            let ca = p.tls.as_ref().and_then(|t| t.ca_secret_ref.as_ref());
+            password.into_iter().chain(ca).map(|s| s.name.clone())
         })
         .collect();
     let mut volumes = vec![
@@ -495,10 +494,57 @@ mod tests {
                 user: "farm".into(),
                 worker_name_template: "{user}.{worker}".into(),
                 password: Some(PasswordRef::secret("house-pool", "password")),
+                tls: None,
             }];
             d
         })
         .unwrap()
+    }
+
+    #[test]
+    fn mounts_the_ca_secret_of_a_tls_pool_once() {
+        // A TLS pool's CA Secret is mounted next to the password Secrets (once, even when
+        // several pools share it).
+        let mut r = routing();
+        let mut tls_pool = r.pools[0].clone();
+        tls_pool.name = "house-ssl".into();
+        tls_pool.url = "stratum+ssl://house.example:443".into();
+        tls_pool.tls = Some(hashsched_hub::routing::PoolTlsSpec {
+            ca_secret_ref: Some(hashsched_hub::routing::SecretKeyRef {
+                name: "house-ca".into(),
+                key: "ca.crt".into(),
+            }),
+            ..Default::default()
+        });
+        r.pools.push(tls_pool.clone());
+        tls_pool.name = "house-ssl-2".into();
+        r.pools.push(tls_pool);
+        let o = render_hub(&hub(), &r, &HubRenderOptions::default()).unwrap();
+        let pod = o
+            .deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .spec
+            .as_ref()
+            .unwrap();
+        let mounts: Vec<&str> = pod.containers[0]
+            .volume_mounts
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|m| m.mount_path.as_str())
+            .collect();
+        let ca_mounts = mounts
+            .iter()
+            .filter(|m| **m == "/etc/hashsched/secrets/house-ca")
+            .count();
+        assert_eq!(ca_mounts, 1, "{mounts:?}");
+        assert!(
+            mounts.contains(&"/etc/hashsched/secrets/house-pool"),
+            "{mounts:?}"
+        );
     }
 
     #[test]

@@ -166,6 +166,7 @@ mod tests {
             user: name.into(),
             worker_name_template: "{user}.{worker}".into(),
             password: Some(PasswordRef::secret(format!("{name}-pool"), "password")),
+            tls: None,
         }
     }
 

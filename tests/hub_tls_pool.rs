@@ -1,0 +1,183 @@
+//! `stratum+ssl://` pools: the hub speaks TLS upstream, verifies the pool's certificate, and
+//! refuses a pool whose certificate it cannot verify. Real TLS (rustls on both ends) over
+//! 127.0.0.1, certificates made by rcgen for each test, shares checked with sha256d at the pool.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hashsched_hub::config::HubConfig;
+use hashsched_hub::routing::{PasswordRef, PoolSpec, PoolTlsSpec, RoutingDocument};
+use hashsched_hub::sim::miner::SimMiner;
+use hashsched_hub::sim::pool::SimPool;
+use hashsched_hub::sim::wait_until;
+use hashsched_tests::{
+    DEADLINE, POOL_USER, facts_of, hub_config, init_tracing, pool_counts_for, start_hub,
+    test_miner, test_pool,
+};
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+const D: f64 = 1e-7;
+
+fn ring_provider() -> Arc<tokio_rustls::rustls::crypto::CryptoProvider> {
+    Arc::new(tokio_rustls::rustls::crypto::ring::default_provider())
+}
+
+/// A self-signed certificate for `names`, as the pool's server config and as a PEM file the
+/// hub can be told to trust.
+struct PoolCert {
+    server: Arc<ServerConfig>,
+    pem_file: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn pool_cert(names: &[&str]) -> PoolCert {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let ck = rcgen::generate_simple_self_signed(names).expect("rcgen");
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    let server = ServerConfig::builder_with_provider(ring_provider())
+        .with_safe_default_protocol_versions()
+        .expect("protocol versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .expect("server config");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pem_file = dir.path().join("pool-ca.pem");
+    std::fs::write(&pem_file, ck.cert.pem()).expect("write pem");
+    PoolCert {
+        server: Arc::new(server),
+        pem_file,
+        _dir: dir,
+    }
+}
+
+/// A hub with one TLS pool, trusting `ca` and checking `server_name` (if given).
+fn tls_hub_config(pool: &SimPool, ca: &Path, server_name: Option<&str>) -> HubConfig {
+    let mut cfg = hub_config(&[pool.url()], D);
+    cfg.routing = Some(RoutingDocument::failover_list(
+        1,
+        vec![PoolSpec {
+            name: "tls-pool".into(),
+            url: pool.url(),
+            user: POOL_USER.into(),
+            worker_name_template: "{user}.{worker}".into(),
+            password: Some(PasswordRef::public("x")),
+            tls: Some(PoolTlsSpec {
+                ca_file: Some(ca.to_path_buf()),
+                server_name: server_name.map(str::to_owned),
+                ..PoolTlsSpec::default()
+            }),
+        }],
+    ));
+    cfg
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn miners_mine_through_the_hub_on_a_tls_pool() {
+    init_tracing();
+    // The URL holds 127.0.0.1: the certificate's IP SAN is what gets checked.
+    let cert = pool_cert(&["127.0.0.1", "localhost"]);
+    let pool = SimPool::start_tls(test_pool(D), cert.server.clone())
+        .await
+        .unwrap();
+    assert!(pool.url().starts_with("stratum+ssl://"), "{}", pool.url());
+    let hub = start_hub(tls_hub_config(&pool, &cert.pem_file, None)).await;
+    let miners: Vec<SimMiner> = (0..3)
+        .map(|i| {
+            SimMiner::spawn(
+                hub.stratum_addr(),
+                test_miner(&format!("tls.rig{i}"), D, 20.0),
+            )
+        })
+        .collect();
+    for (i, m) in miners.iter().enumerate() {
+        m.wait_for(DEADLINE, |s| s.accepted >= 10)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("tls.rig{i} gets shares accepted through the TLS pool: {e:?}")
+            });
+    }
+    for m in &miners {
+        m.stall();
+    }
+    for (i, m) in miners.iter().enumerate() {
+        let worker = format!("tls.rig{i}");
+        let s = m.wait_for(DEADLINE, |s| s.in_flight == 0).await.unwrap();
+        // Every share the miner saw accepted was checked (sha256d) and credited by the pool.
+        let at_pool = pool_counts_for(&pool, &worker);
+        assert_eq!(at_pool.accepted, s.accepted, "{worker}");
+        assert_eq!(at_pool.rejected.values().sum::<u64>(), 0, "{worker}");
+        let f = facts_of(&hub, &worker).expect("facts");
+        assert_eq!(f.pool.as_deref(), Some("tls-pool"));
+    }
+    let p = hub
+        .pool_facts()
+        .into_iter()
+        .find(|p| p.pool == "tls-pool")
+        .expect("pool facts");
+    assert!(p.up, "{p:?}");
+    assert_eq!(pool.stats().tls_handshake_failures, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_whose_certificate_is_not_trusted_is_never_used() {
+    init_tracing();
+    let real = pool_cert(&["127.0.0.1"]);
+    let other = pool_cert(&["127.0.0.1"]);
+    let pool = SimPool::start_tls(test_pool(D), real.server.clone())
+        .await
+        .unwrap();
+    // The hub trusts a different certificate: every handshake must fail, nothing is mined.
+    let hub = start_hub(tls_hub_config(&pool, &other.pem_file, None)).await;
+    let miner = SimMiner::spawn(hub.stratum_addr(), test_miner("tls.untrusted", D, 20.0));
+    let failures = wait_until(DEADLINE, || {
+        let n = pool.stats().tls_handshake_failures;
+        (n >= 2).then_some(n)
+    })
+    .await;
+    assert!(
+        failures.is_some(),
+        "the hub retried and was refused each time"
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let p = hub
+        .pool_facts()
+        .into_iter()
+        .find(|p| p.pool == "tls-pool")
+        .expect("pool facts");
+    assert!(!p.up, "{p:?}");
+    assert!(p.disconnects >= 2, "{p:?}");
+    assert_eq!(pool.stats().accepted_total(), 0);
+    assert!(pool.stats().workers.is_empty(), "no worker ever authorized");
+    let s = miner.stats();
+    assert_eq!(s.accepted, 0, "{s:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_name_checks_a_certificate_issued_for_another_name() {
+    init_tracing();
+    // The certificate names pool.example only; the URL dials 127.0.0.1.
+    let cert = pool_cert(&["pool.example"]);
+    let pool = SimPool::start_tls(test_pool(D), cert.server.clone())
+        .await
+        .unwrap();
+
+    // Without serverName the name check fails (the certificate does not name 127.0.0.1).
+    let hub = start_hub(tls_hub_config(&pool, &cert.pem_file, None)).await;
+    let refused = wait_until(DEADLINE, || {
+        (pool.stats().tls_handshake_failures >= 1).then_some(())
+    })
+    .await;
+    assert!(refused.is_some(), "name mismatch refused");
+    assert!(pool.stats().workers.is_empty());
+    hub.shutdown().await;
+
+    // With serverName: pool.example the same certificate verifies and miners mine.
+    let hub = start_hub(tls_hub_config(&pool, &cert.pem_file, Some("pool.example"))).await;
+    let miner = SimMiner::spawn(hub.stratum_addr(), test_miner("tls.named", D, 20.0));
+    miner
+        .wait_for(DEADLINE, |s| s.accepted >= 5)
+        .await
+        .expect("shares accepted once serverName matches the certificate");
+}
