@@ -202,6 +202,12 @@ fn serve_floor() -> Result<()> {
 }
 
 async fn serve_hub(pool: String, difficulty: f64) -> Result<()> {
+    // Logging on as in production (`stratum-hub` defaults to `info`): per-miner spans are
+    // entered on every poll, and that cost belongs in the figures. Lines go nowhere.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .init();
     let hub = hashsched_hub_bench_support::start_hub(&pool, difficulty).await?;
     let mut out = tokio::io::stdout();
     out.write_all(format!("READY {}\n", hub.0).as_bytes())
