@@ -674,6 +674,13 @@ const NOTIFY_MARKER: &[u8] = b"\"mining.notify\"";
 /// one socket in this process: `n` must fit under RLIMIT_NOFILE (a refusal shows as the first
 /// receiver error, "Too many open files").
 struct LightReceivers {
+    slots: ReceiverSlots,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Shared by the poll thread and the measuring side.
+#[derive(Clone)]
+struct ReceiverSlots {
     /// Clock origin of `arrival_ns`.
     base: Instant,
     /// Per receiver: arrival of its last notify, ns since `base` (valid once `notifies` > 0).
@@ -684,18 +691,6 @@ struct LightReceivers {
     closed: Arc<AtomicUsize>,
     first_error: Arc<Mutex<Option<String>>>,
     /// Tells the poll thread to stop (it closes every socket on its way out).
-    stop: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-/// Shared by the poll thread and the measuring side.
-#[derive(Clone)]
-struct ReceiverSlots {
-    base: Instant,
-    arrival_ns: Arc<[AtomicU64]>,
-    notifies: Arc<[AtomicU64]>,
-    closed: Arc<AtomicUsize>,
-    first_error: Arc<Mutex<Option<String>>>,
     stop: Arc<AtomicBool>,
 }
 
@@ -729,18 +724,14 @@ impl LightReceivers {
             .await
             .map_err(|_| anyhow!("light receivers thread ended before connecting"))??;
         Ok(LightReceivers {
-            base: slots.base,
-            arrival_ns: slots.arrival_ns,
-            notifies: slots.notifies,
-            closed: slots.closed,
-            first_error: slots.first_error,
-            stop: slots.stop,
+            slots,
             thread: Some(thread),
         })
     }
 
     fn counts(&self) -> Vec<u64> {
-        self.notifies
+        self.slots
+            .notifies
             .iter()
             .map(|c| c.load(Ordering::Acquire))
             .collect()
@@ -748,11 +739,12 @@ impl LightReceivers {
 
     /// Fails if any receiver lost its connection (a broadcast to "all" would then be moot).
     fn check_open(&self) -> Result<()> {
-        let closed = self.closed.load(Ordering::Acquire);
+        let closed = self.slots.closed.load(Ordering::Acquire);
         if closed == 0 {
             return Ok(());
         }
         let why = self
+            .slots
             .first_error
             .lock()
             .ok()
@@ -760,7 +752,7 @@ impl LightReceivers {
             .unwrap_or_default();
         bail!(
             "{closed} of {} light receivers lost their connection (first: {why})",
-            self.notifies.len()
+            self.slots.notifies.len()
         )
     }
 
@@ -768,7 +760,13 @@ impl LightReceivers {
     /// `before`; `None` while some receiver has not.
     fn all_past(&self, before: &[u64]) -> Option<u64> {
         let mut latest = 0;
-        for ((count, arrival), b) in self.notifies.iter().zip(self.arrival_ns.iter()).zip(before) {
+        for ((count, arrival), b) in self
+            .slots
+            .notifies
+            .iter()
+            .zip(self.slots.arrival_ns.iter())
+            .zip(before)
+        {
             if count.load(Ordering::Acquire) <= *b {
                 return None;
             }
@@ -778,7 +776,7 @@ impl LightReceivers {
     }
 
     fn ns_since_base(&self, t: Instant) -> u64 {
-        u64::try_from(t.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX)
+        u64::try_from(t.saturating_duration_since(self.slots.base).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Waits until every receiver has more notifies than in `before`; returns the latest
@@ -811,7 +809,7 @@ impl LightReceivers {
 
 impl Drop for LightReceivers {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
+        self.slots.stop.store(true, Ordering::Release);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }

@@ -501,6 +501,14 @@ mod tests {
         .unwrap()
     }
 
+    fn mount_paths(c: &k8s_openapi::api::core::v1::Container) -> Vec<&str> {
+        c.volume_mounts
+            .iter()
+            .flatten()
+            .map(|m| m.mount_path.as_str())
+            .collect()
+    }
+
     #[test]
     fn mounts_the_ca_secret_of_a_tls_pool_once() {
         // A TLS pool's CA Secret is mounted next to the password Secrets (once, even when
@@ -520,22 +528,8 @@ mod tests {
         tls_pool.name = "house-ssl-2".into();
         r.pools.push(tls_pool);
         let o = render_hub(&hub(), &r, &HubRenderOptions::default()).unwrap();
-        let pod = o
-            .deployment
-            .spec
-            .as_ref()
-            .unwrap()
-            .template
-            .spec
-            .as_ref()
-            .unwrap();
-        let mounts: Vec<&str> = pod.containers[0]
-            .volume_mounts
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|m| m.mount_path.as_str())
-            .collect();
+        let pod = o.deployment.spec.as_ref().unwrap().template.spec.as_ref();
+        let mounts = mount_paths(&pod.unwrap().containers[0]);
         let ca_mounts = mounts
             .iter()
             .filter(|m| **m == "/etc/hashsched/secrets/house-ca")
@@ -571,13 +565,7 @@ mod tests {
             Some(vec!["ALL".to_string()])
         );
         assert!(c.readiness_probe.is_some() && c.liveness_probe.is_some());
-        let mounts: Vec<&str> = c
-            .volume_mounts
-            .as_ref()
-            .unwrap()
-            .iter()
-            .map(|m| m.mount_path.as_str())
-            .collect();
+        let mounts = mount_paths(c);
         assert!(
             mounts.contains(&"/etc/hashsched/secrets/house-pool"),
             "{mounts:?}"
