@@ -148,6 +148,12 @@ async fn a_pool_whose_certificate_is_not_trusted_is_never_used() {
         .expect("pool facts");
     assert!(!p.up, "{p:?}");
     assert!(p.disconnects >= 2, "{p:?}");
+    // The reason is in the facts (and so in `hashsched status`), in words one can act on.
+    let why = p.last_failure.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("TLS handshake") && why.contains("invalid peer certificate"),
+        "{why:?}"
+    );
     assert_eq!(pool.stats().accepted_total(), 0);
     assert!(pool.stats().workers.is_empty(), "no worker ever authorized");
     let s = miner.stats();

@@ -221,6 +221,12 @@ pub struct PoolFacts {
     pub switches_by_reason: BTreeMap<String, u64>,
     /// Upstream connection attempts that failed or sessions that dropped.
     pub disconnects: u64,
+    /// Why the last of those happened (`connect ...: Connection refused`, `TLS handshake:
+    /// invalid peer certificate: UnknownIssuer`, `pool closed the connection`), and when.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure_unix: Option<f64>,
 }
 
 #[cfg(test)]

@@ -624,6 +624,8 @@ mod tests {
             .into_iter()
             .collect(),
             disconnects: 0,
+            last_failure: None,
+            last_failure_unix: None,
         };
         let m = HubMetrics::new(Arc::new(Fixed(Snapshot {
             workers: vec![w],

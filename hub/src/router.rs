@@ -88,6 +88,8 @@ struct PoolRt {
     retired: bool,
     last_n2: Option<usize>,
     impossible_logged: bool,
+    /// The last session failure or unwanted close: reason and unix time (for the facts).
+    last_failure: Option<(String, f64)>,
 }
 
 /// See the module docs.
@@ -160,6 +162,7 @@ impl Router {
                             retired: false,
                             last_n2: None,
                             impossible_logged: false,
+                            last_failure: None,
                         },
                     );
                 }
@@ -354,6 +357,7 @@ impl Router {
                 let members = self.remove_session(pool, sid);
                 if let Some(rt) = self.pools.get_mut(pool) {
                     rt.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                    rt.last_failure = Some((reason.clone(), crate::stats::unix_now()));
                     if configure_suspect && !rt.no_configure {
                         info!(
                             pool,
@@ -389,6 +393,7 @@ impl Router {
                 } else {
                     if let Some(rt) = self.pools.get_mut(pool) {
                         rt.counters.disconnects.fetch_add(1, Ordering::Relaxed);
+                        rt.last_failure = Some((reason.clone(), crate::stats::unix_now()));
                     }
                     warn!(pool, %reason, miners = members.len(), "upstream session closed");
                     self.health_event(pool, PoolEvent::Disconnected, now);
@@ -725,6 +730,8 @@ impl Router {
                     switches: rt.counters.switches.load(Ordering::Relaxed),
                     switches_by_reason: rt.counters.switches_by_reason(),
                     disconnects: rt.counters.disconnects.load(Ordering::Relaxed),
+                    last_failure: rt.last_failure.as_ref().map(|(r, _)| r.clone()),
+                    last_failure_unix: rt.last_failure.as_ref().map(|(_, t)| *t),
                 }
             })
             .collect()

@@ -467,6 +467,9 @@ pub struct PoolRow {
     pub rejected: u64,
     pub switches: u64,
     pub disconnects: u64,
+    /// Why the pool last failed or dropped a session (the hub's words).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failure: Option<String>,
 }
 
 impl PoolRow {
@@ -479,6 +482,7 @@ impl PoolRow {
             rejected: p.rejected,
             switches: p.switches,
             disconnects: p.disconnects,
+            last_failure: p.last_failure.clone(),
         }
     }
 }

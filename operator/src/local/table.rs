@@ -222,6 +222,13 @@ pub fn status_text(doc: &StatusDocument, now: Timestamp) -> String {
     if !doc.pools.is_empty() {
         out.push('\n');
         out.push_str(&pools_table(&doc.pools));
+        // Why a pool is down, in the hub's words: what to fix (a certificate, a firewall, a
+        // password) is usually right there.
+        for p in doc.pools.iter().filter(|p| !p.up) {
+            if let Some(why) = &p.last_failure {
+                out.push_str(&format!("pool {} is down: {why}\n", p.name));
+            }
+        }
     }
     out
 }
@@ -295,6 +302,39 @@ mod tests {
         assert!(t.contains("12.5 MH/s·h"), "{t}");
         assert!(t.contains("spare-1→acme-02"), "{t}");
         assert!(t.lines().nth(1).unwrap().contains("   2   "), "{t}");
+    }
+
+    #[test]
+    fn a_down_pool_shows_why() {
+        let doc = StatusDocument {
+            source: "local m".into(),
+            pools: vec![
+                PoolRow {
+                    name: "acme-ssl".into(),
+                    up: false,
+                    disconnects: 4,
+                    last_failure: Some(
+                        "127.0.0.1:4443: TLS handshake: invalid peer certificate: UnknownIssuer"
+                            .into(),
+                    ),
+                    ..PoolRow::default()
+                },
+                PoolRow {
+                    name: "house".into(),
+                    up: true,
+                    last_failure: Some("pool closed the connection".into()),
+                    ..PoolRow::default()
+                },
+            ],
+            ..StatusDocument::default()
+        };
+        let t = status_text(&doc, Timestamp::now());
+        assert!(
+            t.contains("pool acme-ssl is down: 127.0.0.1:4443: TLS handshake: invalid peer certificate: UnknownIssuer"),
+            "{t}"
+        );
+        // A pool that is up again does not dwell on its past.
+        assert!(!t.contains("pool house is down"), "{t}");
     }
 
     #[test]
