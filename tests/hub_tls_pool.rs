@@ -35,16 +35,52 @@ struct PoolCert {
 fn pool_cert(names: &[&str]) -> PoolCert {
     let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
     let ck = rcgen::generate_simple_self_signed(names).expect("rcgen");
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(ck.signing_key.serialize_der()));
+    serve_and_trust(&ck.cert, &ck.signing_key, &ck.cert)
+}
+
+/// A self-signed certificate marked as a CA, as `openssl req -x509` makes them (the usual way a
+/// pool operator makes one): WebPKI refuses it as a server's own certificate; the hub pins it.
+fn openssl_style_pool_cert(names: &[&str]) -> PoolCert {
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let mut params = rcgen::CertificateParams::new(names).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = params.self_signed(&key).expect("self-signed");
+    serve_and_trust(&cert, &key, &cert)
+}
+
+/// A private CA and a pool certificate it signed; the hub is given the CA only.
+fn private_ca_pool_cert(names: &[&str]) -> PoolCert {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::new()).expect("ca params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca =
+        rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().expect("key"))
+            .expect("ca");
+    let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    let key = rcgen::KeyPair::generate().expect("key");
+    let leaf = rcgen::CertificateParams::new(names)
+        .expect("params")
+        .signed_by(&key, &ca)
+        .expect("signed");
+    serve_and_trust(&leaf, &key, ca.as_ref())
+}
+
+/// The pool serves `cert` (key `key`); the hub is told to trust `trust`.
+fn serve_and_trust(
+    cert: &rcgen::Certificate,
+    key: &rcgen::KeyPair,
+    trust: &rcgen::Certificate,
+) -> PoolCert {
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
     let server = ServerConfig::builder_with_provider(ring_provider())
         .with_safe_default_protocol_versions()
         .expect("protocol versions")
         .with_no_client_auth()
-        .with_single_cert(vec![ck.cert.der().clone()], key)
+        .with_single_cert(vec![cert.der().clone()], key)
         .expect("server config");
     let dir = tempfile::tempdir().expect("tempdir");
     let pem_file = dir.path().join("pool-ca.pem");
-    std::fs::write(&pem_file, ck.cert.pem()).expect("write pem");
+    std::fs::write(&pem_file, trust.pem()).expect("write pem");
     PoolCert {
         server: Arc::new(server),
         pem_file,
@@ -186,4 +222,47 @@ async fn server_name_checks_a_certificate_issued_for_another_name() {
         .wait_for(DEADLINE, |s| s.accepted >= 5)
         .await
         .expect("shares accepted once serverName matches the certificate");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_signed_ca_flagged_pins_and_private_ca_chains_are_accepted() {
+    init_tracing();
+    for (what, cert) in [
+        (
+            "openssl-style self-signed (pinned)",
+            openssl_style_pool_cert(&["127.0.0.1"]),
+        ),
+        (
+            "signed by a private CA",
+            private_ca_pool_cert(&["127.0.0.1"]),
+        ),
+    ] {
+        let pool = SimPool::start_tls(test_pool(D), cert.server.clone())
+            .await
+            .unwrap();
+        let hub = start_hub(tls_hub_config(&pool, &cert.pem_file, None)).await;
+        let miner = SimMiner::spawn(hub.stratum_addr(), test_miner("tls.pinned", D, 20.0));
+        miner
+            .wait_for(DEADLINE, |s| s.accepted >= 5)
+            .await
+            .unwrap_or_else(|e| panic!("{what}: shares accepted: {e:?}"));
+        assert_eq!(pool.stats().tls_handshake_failures, 0, "{what}");
+        drop(miner);
+        hub.shutdown().await;
+    }
+    // A pinned certificate must still carry the name the hub dials (or tls.serverName).
+    let cert = openssl_style_pool_cert(&["pool.example"]);
+    let pool = SimPool::start_tls(test_pool(D), cert.server.clone())
+        .await
+        .unwrap();
+    let _hub = start_hub(tls_hub_config(&pool, &cert.pem_file, None)).await;
+    let refused = wait_until(DEADLINE, || {
+        (pool.stats().tls_handshake_failures >= 1).then_some(())
+    })
+    .await;
+    assert!(
+        refused.is_some(),
+        "a pinned certificate for another name is refused"
+    );
+    assert!(pool.stats().workers.is_empty());
 }

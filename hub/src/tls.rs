@@ -7,6 +7,12 @@
 //! pool's own self-signed certificate). There is no "skip verification" switch: a pool whose
 //! certificate cannot be checked is a pool whose jobs cannot be trusted.
 //!
+//! A certificate given for the pool that the pool itself presents is **pinned**: accepted by exact
+//! match, its name and the handshake signature made with its key, without CA checks. This is
+//! what makes self-signed pool certificates work: `openssl req -x509` marks its certificates as
+//! CAs, and WebPKI refuses a CA certificate as a server's own (`CaUsedAsEndEntity`); found with a
+//! real OpenSSL-made certificate in front of a pool.
+//!
 //! rustls on `ring`, the provider kube's client already builds. The system roots are read once
 //! per process; a per-pool CA is parsed when the routing document is loaded, so a bad PEM is a
 //! rejected document, not a failing connection.
@@ -16,9 +22,16 @@ use std::sync::{Arc, OnceLock};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
+use tokio_rustls::rustls::client::WebPkiServerVerifier;
+use tokio_rustls::rustls::client::danger::{
+    HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
+};
+use tokio_rustls::rustls::crypto::{self, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
-use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
-use tokio_rustls::rustls::{self, ClientConfig, RootCertStore};
+use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_rustls::rustls::{
+    self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 /// Largest CA bundle accepted (the Mozilla bundle is ~220 KiB).
 pub const MAX_CA_BYTES: usize = 1024 * 1024;
@@ -56,6 +69,8 @@ pub enum TlsError {
     NoSystemRoots(String),
     #[error("TLS setup: {0}")]
     Config(#[from] rustls::Error),
+    #[error("TLS setup: {0}")]
+    Verifier(#[from] rustls::client::VerifierBuilderError),
     #[error("TLS handshake: {0}")]
     Handshake(std::io::Error),
 }
@@ -114,22 +129,102 @@ fn system_roots() -> Result<Arc<RootCertStore>, TlsError> {
 
 /// The rustls client configuration for one pool.
 pub fn client_config(tls: &PoolTls) -> Result<Arc<ClientConfig>, TlsError> {
-    let roots = match &tls.ca {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let config = match &tls.ca {
+        None => builder
+            .with_root_certificates(system_roots()?)
+            .with_no_client_auth(),
         Some(ca) => {
             let mut store = RootCertStore::empty();
             for c in ca.iter() {
                 store.add(c.clone())?;
             }
-            Arc::new(store)
+            let webpki =
+                WebPkiServerVerifier::builder_with_provider(Arc::new(store), provider.clone())
+                    .build()?;
+            let verifier = PinnedOrWebPki {
+                pinned: ca.clone(),
+                webpki,
+                provider,
+            };
+            // Not "dangerous": every certificate is still verified, against the pin or the CA.
+            builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(verifier))
+                .with_no_client_auth()
         }
-        None => system_roots()?,
     };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
     Ok(Arc::new(config))
+}
+
+/// Accepts the pool's certificate if it is one of the given certificates byte for byte (a pin);
+/// otherwise verifies it as WebPKI does, with the given certificates as trust anchors.
+#[derive(Debug)]
+struct PinnedOrWebPki {
+    pinned: Arc<[CertificateDer<'static>]>,
+    webpki: Arc<WebPkiServerVerifier>,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedOrWebPki {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self
+            .pinned
+            .iter()
+            .any(|p| p.as_ref() == end_entity.as_ref())
+        {
+            // The name still has to match (or `tls.serverName` say which name it carries).
+            let parsed = rustls::server::ParsedCertificate::try_from(end_entity)?;
+            rustls::client::verify_server_name(&parsed, server_name)?;
+            return Ok(ServerCertVerified::assertion());
+        }
+        self.webpki
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    // The handshake signature proves the pool holds the pinned certificate's key.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// TLS handshake over a connected socket; the caller bounds it with its connect timeout.
