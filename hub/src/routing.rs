@@ -707,9 +707,7 @@ impl SecretStore {
         }
         Err("no password source".into())
     }
-}
 
-impl SecretStore {
     /// Resolves a pool's TLS settings (`None` for a plain-TCP pool); reads and checks the CA.
     pub fn resolve_tls(
         &self,
