@@ -13,7 +13,8 @@
 //! - broadcast: a new job reaching every miner (≤ 50 ms at 10,000 miners). Measured with light
 //!   receivers (raw sockets that only timestamp `mining.notify` lines) so that the figure is the
 //!   pool's and the hub's, not the cost of 10,000 simulated miners parsing jobs; the same figure
-//!   with full simulated miners is kept alongside.
+//!   with full simulated miners is kept alongside. A third sender, the floor (`serve-floor`: one
+//!   fixed line written to every socket, nothing else), shows what the machine itself allows.
 //!
 //! The figures print as a table and, last, as one JSON line. `--quick` keeps the run under a
 //! minute.
