@@ -53,9 +53,10 @@ struct Args {
     /// Measure only the hub, no direct baseline.
     #[arg(long)]
     no_baseline: bool,
-    /// Rounds of the broadcast phase (more rounds give a profiler more samples).
-    #[arg(long, default_value_t = 9)]
-    broadcast_rounds: usize,
+    /// Rounds of the broadcast phase per sender [default: 5 with --quick, else 9]; more rounds
+    /// give a profiler more samples.
+    #[arg(long)]
+    broadcast_rounds: Option<usize>,
     #[command(subcommand)]
     serve: Option<Serve>,
 }
@@ -1290,7 +1291,10 @@ async fn bench(args: &Args) -> Result<()> {
                 "[hub-bench] broadcast to {idle_miners} light receivers from {} ...",
                 from.name()
             );
-            match broadcast_light(*from, idle_miners, args.broadcast_rounds).await {
+            let rounds = args
+                .broadcast_rounds
+                .unwrap_or(if args.quick { 5 } else { 9 });
+            match broadcast_light(*from, idle_miners, rounds).await {
                 Ok(b) => {
                     let slot = match from {
                         Sender::Via(Via::Direct) => 0,
