@@ -5,20 +5,32 @@
 //! sha256d, book the result on the worker, forward it to the job's session if it meets the pool
 //! target. A share below the pool target (or refused locally) is answered at once; a forwarded
 //! share is answered with the pool's own verdict under the miner's request id (so the miner's
-//! accepted/rejected counts match the pool's, even when miners reuse ids like cpuminer's `4`). Jobs, switches and fallbacks arrive on the connection's queue
-//! ([`ToMiner`]) from upstream sessions and the router.
+//! accepted/rejected counts match the pool's, even when miners reuse ids like cpuminer's `4`).
+//! Switches, answers and fallbacks arrive on the connection's queue ([`ToMiner`]) from upstream
+//! sessions and the router.
+//!
+//! Jobs take a shorter road: the miner's state sits behind a small lock ([`MinerCell`]) that
+//! its session's fan-out takes to record the job and write it straight to the socket, without
+//! waking the miner's task (at 10,000 miners per job, the wake-ups cost more than the writes).
+//! Order is kept by one rule: a job goes straight to the socket only when nothing sent to the
+//! miner earlier is still waiting in its queue; otherwise it joins the queue behind it. Every
+//! byte for the miner, from the task or the fan-out, goes through the same buffer under the
+//! same lock, so the difficulty and mask recorded with a job are the ones the miner was told
+//! just before it.
 //!
 //! Hygiene: bounded lines, a token bucket against floods, handshake and idle timeouts, a bounded
 //! outgoing queue (a miner that stops reading is closed), every bad input answered with a Stratum
 //! error and counted; a connection never takes another down.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::BufReader;
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
@@ -68,6 +80,9 @@ pub enum ToMiner {
     Close { reason: &'static str },
     /// A ready answer line (the pool's verdict on a forwarded share).
     Answer(String),
+    /// A job fan-out left bytes the socket did not take: the task finishes the write, waiting
+    /// for the socket (and closes a miner that stops reading).
+    Flush,
 }
 
 /// How the router and sessions reach a miner.
@@ -78,18 +93,84 @@ pub struct MinerLink {
     pub m: usize,
     tx: mpsc::Sender<ToMiner>,
     kill: CancellationToken,
+    /// Messages queued and not yet applied by the task (decremented under the cell's lock).
+    unapplied: Arc<AtomicUsize>,
+    cell: Weak<MinerCell>,
 }
 
 impl MinerLink {
     /// Queue a message; a full queue means the miner stopped reading: it is closed.
     pub fn send(&self, msg: ToMiner) -> bool {
+        self.unapplied.fetch_add(1, Ordering::AcqRel);
         match self.tx.try_send(msg) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
+                self.unapplied.fetch_sub(1, Ordering::AcqRel);
                 self.kill.cancel();
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                self.unapplied.fetch_sub(1, Ordering::AcqRel);
+                false
+            }
+        }
+    }
+
+    /// Hand a job of the miner's session to the miner: recorded and written to its socket
+    /// here and now when nothing queued for the miner is still unapplied, else queued behind
+    /// it. False when the miner is gone.
+    pub fn send_job(&self, v: &Arc<JobVariant>) -> bool {
+        let Some(cell) = self.cell.upgrade() else {
+            return false;
+        };
+        {
+            let mut m = cell.lock();
+            // Read under the lock: the task applies a message and decrements under it too.
+            if self.unapplied.load(Ordering::Acquire) == 0 {
+                return m.job_direct(v, &cell.writer);
+            }
+        }
+        self.send(ToMiner::Job(v.clone()))
+    }
+}
+
+/// A miner's state and the write side of its socket, shared by the miner's task and the job
+/// fan-out of its session. The lock is held for microseconds and never across an await.
+pub struct MinerCell {
+    miner: Mutex<Miner>,
+    writer: OwnedWriteHalf,
+}
+
+impl MinerCell {
+    /// A poisoned lock (a panic elsewhere) still yields the state.
+    fn lock(&self) -> MutexGuard<'_, Miner> {
+        self.miner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Write everything pending, waiting for the socket up to a bound. A miner whose queue
+    /// overflows meanwhile (`kill`) is not waited for.
+    async fn flush(&self, kill: &CancellationToken) -> Result<(), Closed> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match self.lock().try_flush(&self.writer) {
+                Ok(true) => return Ok(()),
+                Ok(false) => {}
+                Err(e) => {
+                    debug!(error = %e, "write to miner failed");
+                    return Err("write error");
+                }
+            }
+            tokio::select! {
+                r = tokio::time::timeout_at(deadline, self.writer.writable()) => match r {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => {
+                        debug!(error = %e, "write to miner failed");
+                        return Err("write error");
+                    }
+                    Err(_) => return Err("write timed out (miner not reading)"),
+                },
+                _ = kill.cancelled() => return Err(QUEUE_FULL),
+            }
         }
     }
 }
@@ -139,11 +220,13 @@ struct Miner {
 /// Why a connection ended (metric label + log).
 type Closed = &'static str;
 
+const QUEUE_FULL: Closed = "write queue full (miner not reading)";
+
 /// Serve one accepted miner connection until it closes.
 pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let id = sh.next_miner_id();
     let _ = stream.set_nodelay(true);
-    let (r, mut w) = stream.into_split();
+    let (r, writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(1024, r);
     let (tx, mut rx) = mpsc::channel(sh.config.limits.write_queue);
     // A child of the hub's shutdown token: one future below wakes the task for either.
@@ -151,46 +234,51 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let cfg = &sh.config;
     let now = Instant::now();
     let initial = cfg.vardiff.initial_difficulty;
-    let mut m = Miner {
-        id,
-        _peer: peer,
-        out: Vec::with_capacity(512),
-        link: MinerLink {
+    let cell = Arc::new_cyclic(|cell: &Weak<MinerCell>| MinerCell {
+        writer,
+        miner: Mutex::new(Miner {
             id,
+            _peer: peer,
+            out: Vec::with_capacity(512),
+            link: MinerLink {
+                id,
+                m: cfg.extranonce.miner_extranonce2_size,
+                tx,
+                kill: kill.clone(),
+                unapplied: Arc::default(),
+                cell: cell.clone(),
+            },
+            miner_mask: None,
+            announced_mask: None,
+            extranonce_subscribed: false,
+            tail: None,
             m: cfg.extranonce.miner_extranonce2_size,
-            tx,
-            kill: kill.clone(),
-        },
-        miner_mask: None,
-        announced_mask: None,
-        extranonce_subscribed: false,
-        tail: None,
-        m: cfg.extranonce.miner_extranonce2_size,
-        workers: Vec::new(),
-        registered: false,
-        pending_route: None,
-        session: None,
-        pool: None,
-        pool_mask: 0,
-        previous: Vec::new(),
-        switched_at: now,
-        switch_started: None,
-        switch_written: None,
-        jobs: MinerJobs::new(16),
-        vardiff: Vardiff::new(&cfg.vardiff, initial, unix_now()),
-        difficulty_set: false,
-        announced: 0.0,
-        target_cache: (
-            1.0,
-            Target::from_difficulty(1.0).unwrap_or(Target(crate::share::DIFF1_TARGET)),
-        ),
-        tokens: cfg.limits.message_burst,
-        refill_at: now,
-        errors: 0,
-        last_line: now,
-        connected_at: now,
-        sh: sh.clone(),
-    };
+            workers: Vec::new(),
+            registered: false,
+            pending_route: None,
+            session: None,
+            pool: None,
+            pool_mask: 0,
+            previous: Vec::new(),
+            switched_at: now,
+            switch_started: None,
+            switch_written: None,
+            jobs: MinerJobs::new(16),
+            vardiff: Vardiff::new(&cfg.vardiff, initial, unix_now()),
+            difficulty_set: false,
+            announced: 0.0,
+            target_cache: (
+                1.0,
+                Target::from_difficulty(1.0).unwrap_or(Target(crate::share::DIFF1_TARGET)),
+            ),
+            tokens: cfg.limits.message_burst,
+            refill_at: now,
+            errors: 0,
+            last_line: now,
+            connected_at: now,
+            sh: sh.clone(),
+        }),
+    });
     let span = tracing::info_span!("miner", conn = id, peer = %peer);
     let reason: Closed = tracing::Instrument::instrument(
         async {
@@ -209,25 +297,32 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             let stopped = kill.cancelled();
             tokio::pin!(stopped);
             loop {
+                // Each branch takes the lock for its synchronous work only.
                 let r: Result<(), Closed> = tokio::select! {
                     biased;
                     _ = &mut stopped => {
                         if !sh.shutdown.is_cancelled() {
-                            break "write queue full (miner not reading)";
+                            break QUEUE_FULL;
                         }
-                        m.sh.metrics.miner_reconnect(reconnect::SHUTDOWN);
-                        m.write_notification(&ServerRequest::Reconnect(Default::default()));
-                        let _ = m.flush(&mut w).await;
+                        {
+                            let mut m = cell.lock();
+                            m.sh.metrics.miner_reconnect(reconnect::SHUTDOWN);
+                            m.write_notification(&ServerRequest::Reconnect(Default::default()));
+                        }
+                        // Best effort, and not for long: the hub is stopping.
+                        let never = CancellationToken::new();
+                        let _ = tokio::time::timeout(Duration::from_secs(2), cell.flush(&never)).await;
                         break "hub shutting down";
                     }
                     msg = rx.recv() => match msg {
                         // Drain what else is queued (a broadcast and an answer, a switch and
                         // its job) so that one write carries it all.
                         Some(msg) => {
-                            let mut r = m.on_message(msg);
+                            let mut m = cell.lock();
+                            let mut r = m.apply(msg);
                             while r.is_ok() {
                                 match rx.try_recv() {
-                                    Ok(msg) => r = m.on_message(msg),
+                                    Ok(msg) => r = m.apply(msg),
                                     Err(_) => break,
                                 }
                             }
@@ -235,23 +330,24 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                         }
                         None => Err("internal queue closed"),
                     },
-                    r = read_line(&mut reader, &mut buf, max) => match r {
-                        Ok(LineRead::Line) => m.on_line(line(&buf)),
-                        Ok(LineRead::Eof) => Err("miner closed the connection"),
-                        Ok(LineRead::TooLong) => {
-                            m.sh.metrics.protocol_error(side::MINER, "line_too_long");
-                            m.write(protocol::error_line(&Value::Null, error_code::OTHER, "line too long"));
-                            Err("line too long")
+                    r = read_line(&mut reader, &mut buf, max) => {
+                        let mut m = cell.lock();
+                        match r {
+                            Ok(LineRead::Line) => m.on_line(line(&buf)),
+                            Ok(LineRead::Eof) => Err("miner closed the connection"),
+                            Ok(LineRead::TooLong) => {
+                                m.sh.metrics.protocol_error(side::MINER, "line_too_long");
+                                m.write(protocol::error_line(&Value::Null, error_code::OTHER, "line too long"));
+                                Err("line too long")
+                            }
+                            Err(_) => Err("read error"),
                         }
-                        Err(_) => Err("read error"),
-                    },
-                    _ = tick.tick() => m.on_tick(),
+                    }
+                    _ = tick.tick() => cell.lock().on_tick(),
                 };
-                if let Err(e) = m.flush(&mut w).await {
-                    debug!(error = %e, "write to miner failed");
-                    break "write error";
+                if let Err(why) = cell.flush(&kill).await {
+                    break if sh.shutdown.is_cancelled() { "hub shutting down" } else { why };
                 }
-                m.written();
                 if let Err(reason) = r {
                     break reason;
                 }
@@ -260,8 +356,8 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         span.clone(),
     )
     .await;
-    let _ = tokio::time::timeout(Duration::from_secs(2), w.shutdown()).await;
-    span.in_scope(|| m.cleanup(reason));
+    // Dropping the cell (the last strong reference is this task's) shuts the write side down.
+    span.in_scope(|| cell.lock().cleanup(reason));
 }
 
 impl Miner {
@@ -274,17 +370,17 @@ impl Miner {
         self.write(l);
     }
 
-    async fn flush(&mut self, w: &mut tokio::net::tcp::OwnedWriteHalf) -> std::io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        // Fast path: the socket takes everything at once (the usual case), so no write timer is
-        // armed. A job broadcast flushes every miner at the same moment; a timer per miner per
-        // job would cost more than the write.
+    /// Write what `out` holds as far as the socket takes it now, without waiting (no timer is
+    /// armed: a job reaches every miner at the same moment, and a timer per miner per job
+    /// would cost more than the write). `Ok(true)`: all of it is on the socket.
+    fn try_flush(&mut self, w: &OwnedWriteHalf) -> std::io::Result<bool> {
         let mut done = 0;
         while done < self.out.len() {
             match w.try_write(&self.out[done..]) {
-                Ok(0) => break,
+                Ok(0) => {
+                    self.out.clear();
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
                 Ok(n) => done += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                 Err(e) => {
@@ -293,22 +389,38 @@ impl Miner {
                 }
             }
         }
-        let res = match self.out.get(done..) {
-            Some(rest) if !rest.is_empty() => {
-                tokio::time::timeout(Duration::from_secs(10), w.write_all(rest)).await
-            }
-            _ => Ok(Ok(())),
-        };
-        self.out.clear();
+        self.out.drain(..done);
+        if !self.out.is_empty() {
+            return Ok(false);
+        }
         if self.out.capacity() > 8 * 1024 {
             self.out.shrink_to(1024);
         }
-        match res {
-            Ok(r) => r,
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "write timed out",
-            )),
+        self.written();
+        Ok(true)
+    }
+
+    /// Apply one message from the queue (counted off the unapplied ones under the lock).
+    fn apply(&mut self, msg: ToMiner) -> Result<(), Closed> {
+        let r = self.on_message(msg);
+        self.link.unapplied.fetch_sub(1, Ordering::AcqRel);
+        r
+    }
+
+    /// The fan-out's road for a job (under the lock, nothing queued ahead of it): record it,
+    /// write it; what the socket does not take now, the task writes. False: the miner is gone.
+    fn job_direct(&mut self, v: &Arc<JobVariant>, w: &OwnedWriteHalf) -> bool {
+        self.on_job(v.clone());
+        match self.try_flush(w) {
+            Ok(true) => true,
+            Ok(false) => self.link.send(ToMiner::Flush),
+            Err(e) => {
+                debug!(conn = self.id, error = %e, "job write to miner failed");
+                self.link.send(ToMiner::Close {
+                    reason: "write error",
+                });
+                false
+            }
         }
     }
 
@@ -372,20 +484,28 @@ impl Miner {
         Ok(())
     }
 
+    /// A job of a session: recorded and put in `out` if it is for the miner's current session
+    /// and extranonce2 size, and not the job it was just given (a switch carries the current
+    /// job, and a broadcast of the same job may come behind it).
+    fn on_job(&mut self, v: Arc<JobVariant>) {
+        let current = self.session.as_ref().map(|s| s.id);
+        if current != Some(v.job.session_id) || v.miner_en2 != self.m {
+            return;
+        }
+        if self.jobs.latest().is_some_and(|j| j.id == v.proxy_id) {
+            return;
+        }
+        let mask = self.effective_mask();
+        let clean = v.notify.clean_jobs;
+        self.out.extend_from_slice(&v.line);
+        self.jobs
+            .push(v.proxy_id.clone(), v, self.announced, mask, clean);
+        self.job_queued();
+    }
+
     fn on_message(&mut self, msg: ToMiner) -> Result<(), Closed> {
         match msg {
-            ToMiner::Job(v) => {
-                let current = self.session.as_ref().map(|s| s.id);
-                if current != Some(v.job.session_id) || v.miner_en2 != self.m {
-                    return Ok(());
-                }
-                let mask = self.effective_mask();
-                let clean = v.notify.clean_jobs;
-                self.out.extend_from_slice(&v.line);
-                self.jobs
-                    .push(v.proxy_id.clone(), v, self.announced, mask, clean);
-                self.job_queued();
-            }
+            ToMiner::Job(v) => self.on_job(v),
             ToMiner::Attached {
                 session,
                 pool,
@@ -459,6 +579,8 @@ impl Miner {
             }
             ToMiner::Close { reason } => return Err(reason),
             ToMiner::Answer(line) => self.write(line),
+            // The flush after every batch of messages writes what is pending.
+            ToMiner::Flush => {}
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ pub mod config;
 pub(crate) mod downstream;
 pub mod extranonce;
 pub mod facts;
+pub(crate) mod fanout;
 pub mod http;
 pub mod jobs;
 pub(crate) mod lines;

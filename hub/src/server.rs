@@ -22,6 +22,7 @@ use crate::admin::{AdminState, TokenSource};
 use crate::config::{ConfigError, HubConfig};
 use crate::extranonce::{Tail, TailAllocator};
 use crate::facts::{PoolFacts, WorkerFacts};
+use crate::fanout::FanOut;
 use crate::metrics::{HubMetrics, Snapshot, SnapshotSource};
 use crate::router::{MinerJoin, Router};
 use crate::routing::control::{
@@ -94,6 +95,7 @@ pub(crate) struct Shared {
     session_ids: AtomicU64,
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
+    pub fanout: FanOut,
 }
 
 impl Shared {
@@ -220,6 +222,7 @@ impl Hub {
             session_ids: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            fanout: FanOut::for_this_machine(),
         });
         let mut control = RoutingControl::new(
             secrets.clone(),

@@ -287,7 +287,7 @@ struct Session {
     next_difficulty: f64,
     job: Option<Arc<PoolJob>>,
     variants: Vec<Arc<JobVariant>>,
-    members: HashMap<u64, MinerLink>,
+    members: HashMap<u64, Arc<MinerLink>>,
     users: HashSet<Arc<str>>,
     pending: HashMap<u64, Pending>,
     next_id: u64,
@@ -691,7 +691,7 @@ impl Session {
             switch_started,
         };
         if link.send(msg) {
-            self.members.insert(link.id, link);
+            self.members.insert(link.id, Arc::new(link));
         }
     }
 
@@ -990,7 +990,8 @@ impl Session {
         }
     }
 
-    /// Hand the job to every member: one variant per extranonce2 size, the same bytes for all.
+    /// Hand the job to every member: one variant per extranonce2 size, the same bytes for all,
+    /// written by the fan-out's shards. A member that is gone leaves by its own `Detach`.
     fn broadcast(&mut self, job: &Arc<PoolJob>) {
         self.last_broadcast = Instant::now();
         // The distinct extranonce2 sizes among members: one or two in practice.
@@ -1003,17 +1004,16 @@ impl Session {
         for m in ms {
             self.variant_for(job, m);
         }
-        let mut dead = Vec::new();
+        let fanout = &self.shared.fanout;
+        let mut batches = fanout.batches(&self.variants);
         for (id, link) in &self.members {
-            let Some(v) = self.variants.iter().find(|v| v.miner_en2 == link.m) else {
+            let Some(v) = self.variants.iter().position(|v| v.miner_en2 == link.m) else {
                 continue;
             };
-            if !link.send(ToMiner::Job(v.clone())) {
-                dead.push(*id);
+            if let Some(b) = batches.get_mut(fanout.shard_of(*id)) {
+                b.push(link.clone(), v);
             }
         }
-        for id in dead {
-            self.members.remove(&id);
-        }
+        fanout.dispatch(batches);
     }
 }

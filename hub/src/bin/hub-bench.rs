@@ -153,8 +153,11 @@ fn serve_floor() -> Result<()> {
     let conns: Arc<Mutex<Vec<std::net::TcpStream>>> = Arc::default();
     let accepted = conns.clone();
     std::thread::spawn(move || {
-        for s in listener.incoming().flatten() {
+        for mut s in listener.incoming().flatten() {
             let _ = s.set_nodelay(true);
+            // A first line, as a server answers a subscribe: the receivers pace their connects
+            // by answers. Not a job, so not counted.
+            let _ = s.write_all(b"{\"id\":1,\"result\":true,\"error\":null}\n");
             if let Ok(mut c) = accepted.lock() {
                 c.push(s);
             }
@@ -207,8 +210,16 @@ async fn serve_hub(pool: String, difficulty: f64) -> Result<()> {
     // Logging on as in production (`stratum-hub` defaults to `info`): per-miner spans are
     // entered on every poll, and that cost belongs in the figures. Lines go nowhere.
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
-        .with_writer(std::io::sink)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(
+            std::env::var("HUB_BENCH_HUB_LOG").unwrap_or_else(|_| "info".into()),
+        ))
+        .with_writer(|| -> Box<dyn std::io::Write> {
+            if std::env::var_os("HUB_BENCH_HUB_LOG").is_some() {
+                Box::new(std::io::stderr())
+            } else {
+                Box::new(std::io::sink())
+            }
+        })
         .init();
     let hub = hashsched_hub_bench_support::start_hub(&pool, difficulty).await?;
     let mut out = tokio::io::stdout();
@@ -818,10 +829,11 @@ impl Drop for LightReceivers {
     }
 }
 
-/// The poll thread: opens every receiver with a non-blocking connect (500 per 20 ms, so that
-/// the accept loop keeps up; a SYN the listen queue dropped is retried by the kernel after a
-/// second, in parallel with the others), greets it once connected, and then serves them all
-/// from one `mio::Poll` until told to stop. `ready` fires once every receiver is greeted or
+/// The poll thread: opens every receiver with a non-blocking connect, greets it once
+/// connected, and then serves them all from one `mio::Poll` until told to stop. At most
+/// `WINDOW` receivers wait for their first bytes from the server at any time: a connection
+/// storm beyond the server's accept rate overflows its listen queue, the kernel falls back to
+/// SYN cookies, and on loopback (TIME_WAIT reuse, timestamps) a few of those end in a reset. `ready` fires once every receiver is greeted or
 /// failed. A failed receiver is counted in `closed`; the first reason is kept.
 fn light_receivers_thread(
     addr: SocketAddr,
@@ -831,7 +843,7 @@ fn light_receivers_thread(
 ) {
     use mio::{Events, Interest, Poll, Token};
     use std::io::{Read, Write};
-    const BATCH: usize = 500;
+    const WINDOW: usize = 256;
     const PACE: Duration = Duration::from_millis(20);
     const EVENTS: usize = 1024;
     const TICK: Duration = Duration::from_micros(200);
@@ -848,23 +860,38 @@ fn light_receivers_thread(
     let mut greeted = vec![false; n];
     // Receivers neither greeted nor failed yet.
     let mut waiting = n;
-    let mut last_batch: Option<Instant> = None;
+    // Receivers opened that have not yet heard from the server (nor failed).
+    let mut unanswered = 0usize;
+    let mut answered = vec![false; n];
     // Per receiver: the unfinished line carried over between reads (empty between lines).
     let mut partial: Vec<Vec<u8>> = vec![Vec::new(); n];
     let mut events = Events::with_capacity(EVENTS);
     let mut busy_until: Option<Instant> = None;
     let mut buf = vec![0u8; 16 * 1024];
-    let drop_conn = |conns: &mut Vec<Option<mio::net::TcpStream>>, i: usize, why: String| {
+    // A receiver heard from its server (first bytes) or failed: it leaves the window.
+    let settle = |answered: &mut Vec<bool>, unanswered: &mut usize, i: usize| {
+        if let Some(a) = answered.get_mut(i)
+            && !*a
+        {
+            *a = true;
+            *unanswered -= 1;
+        }
+    };
+    let drop_conn = |conns: &mut Vec<Option<mio::net::TcpStream>>,
+                     answered: &mut Vec<bool>,
+                     unanswered: &mut usize,
+                     i: usize,
+                     why: String| {
         if let Some(slot) = conns.get_mut(i)
             && slot.take().is_some()
         {
+            settle(answered, unanswered, i);
             slots.fail(i, why);
         }
     };
     while !slots.stop.load(Ordering::Acquire) {
-        if conns.len() < n && last_batch.is_none_or(|t| t.elapsed() >= PACE) {
-            last_batch = Some(Instant::now());
-            for _ in 0..BATCH.min(n - conns.len()) {
+        if conns.len() < n && unanswered < WINDOW {
+            for _ in 0..(WINDOW - unanswered).min(n - conns.len()) {
                 let i = conns.len();
                 match mio::net::TcpStream::connect(addr) {
                     Ok(mut s) => {
@@ -873,7 +900,10 @@ fn light_receivers_thread(
                             Token(i),
                             Interest::READABLE | Interest::WRITABLE,
                         ) {
-                            Ok(()) => conns.push(Some(s)),
+                            Ok(()) => {
+                                conns.push(Some(s));
+                                unanswered += 1;
+                            }
                             Err(e) => {
                                 conns.push(None);
                                 slots.fail(i, format!("register: {e}"));
@@ -901,7 +931,10 @@ fn light_receivers_thread(
         // that. Ticking costs each arrival at most one tick of delay.
         let now = Instant::now();
         let ticking = busy_until.is_some_and(|t| now < t);
-        if let Err(e) = poll.poll(&mut events, Some(if ticking { Duration::ZERO } else { PACE })) {
+        if let Err(e) = poll.poll(
+            &mut events,
+            Some(if ticking { Duration::ZERO } else { PACE }),
+        ) {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
@@ -950,13 +983,13 @@ fn light_receivers_thread(
                             *g = true;
                         }
                         if let Err(why) = greet {
-                            drop_conn(&mut conns, i, why);
+                            drop_conn(&mut conns, &mut answered, &mut unanswered, i, why);
                         }
                         continue;
                     }
                     Err(why) => {
                         waiting -= 1;
-                        drop_conn(&mut conns, i, why);
+                        drop_conn(&mut conns, &mut answered, &mut unanswered, i, why);
                         continue;
                     }
                 }
@@ -965,10 +998,17 @@ fn light_receivers_thread(
             loop {
                 match conn.read(&mut buf) {
                     Ok(0) => {
-                        drop_conn(&mut conns, i, format!("connection closed by {addr}"));
+                        drop_conn(
+                            &mut conns,
+                            &mut answered,
+                            &mut unanswered,
+                            i,
+                            format!("connection closed by {addr}"),
+                        );
                         break;
                     }
                     Ok(got) => {
+                        settle(&mut answered, &mut unanswered, i);
                         let at = u64::try_from(slots.base.elapsed().as_nanos()).unwrap_or(u64::MAX);
                         let jobs = count_notify_lines(partial.get_mut(i), &buf[..got]);
                         if jobs > 0
@@ -985,7 +1025,13 @@ fn light_receivers_thread(
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        drop_conn(&mut conns, i, format!("read: {e}"));
+                        drop_conn(
+                            &mut conns,
+                            &mut answered,
+                            &mut unanswered,
+                            i,
+                            format!("read: {e}"),
+                        );
                         break;
                     }
                 }
