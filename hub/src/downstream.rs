@@ -410,9 +410,33 @@ impl Miner {
     /// The fan-out's road for a job (under the lock, nothing queued ahead of it): record it,
     /// write it; what the socket does not take now, the task writes. False: the miner is gone.
     fn job_direct(&mut self, v: &Arc<JobVariant>, w: &OwnedWriteHalf) -> bool {
-        self.on_job(v.clone());
-        match self.try_flush(w) {
-            Ok(true) => true,
+        if !self.record_job(v) {
+            return true;
+        }
+        let written = if self.out.is_empty() {
+            // Nothing pending (the usual case): the socket gets the variant's own line, which
+            // is hot in cache for the whole batch; only what it does not take is copied.
+            match w.try_write(&v.line) {
+                Ok(n) => {
+                    self.out
+                        .extend_from_slice(v.line.get(n..).unwrap_or_default());
+                    Ok(self.out.is_empty())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    self.out.extend_from_slice(&v.line);
+                    Ok(false)
+                }
+                Err(e) => Err(e),
+            }
+        } else {
+            self.out.extend_from_slice(&v.line);
+            self.try_flush(w)
+        };
+        match written {
+            Ok(true) => {
+                self.written();
+                true
+            }
             Ok(false) => self.link.send(ToMiner::Flush),
             Err(e) => {
                 debug!(conn = self.id, error = %e, "job write to miner failed");
@@ -488,19 +512,26 @@ impl Miner {
     /// and extranonce2 size, and not the job it was just given (a switch carries the current
     /// job, and a broadcast of the same job may come behind it).
     fn on_job(&mut self, v: Arc<JobVariant>) {
+        if self.record_job(&v) {
+            self.out.extend_from_slice(&v.line);
+        }
+    }
+
+    /// [`Self::on_job`] without the write: true when the job is recorded and must be sent.
+    fn record_job(&mut self, v: &Arc<JobVariant>) -> bool {
         let current = self.session.as_ref().map(|s| s.id);
         if current != Some(v.job.session_id) || v.miner_en2 != self.m {
-            return;
+            return false;
         }
         if self.jobs.latest().is_some_and(|j| j.id == v.proxy_id) {
-            return;
+            return false;
         }
         let mask = self.effective_mask();
         let clean = v.notify.clean_jobs;
-        self.out.extend_from_slice(&v.line);
         self.jobs
-            .push(v.proxy_id.clone(), v, self.announced, mask, clean);
+            .push(v.proxy_id.clone(), v.clone(), self.announced, mask, clean);
         self.job_queued();
+        true
     }
 
     fn on_message(&mut self, msg: ToMiner) -> Result<(), Closed> {
@@ -622,7 +653,7 @@ impl Miner {
         let latest = self
             .jobs
             .latest()
-            .filter(|j| Some(j.variant.job.session_id) == current && !j.superseded)
+            .filter(|j| Some(j.session_id) == current && !self.jobs.is_superseded(j))
             .map(|j| j.variant.clone());
         if let Some(v) = latest {
             // The same pool job as new work (fresh salt): the miner restarts its extranonce2.

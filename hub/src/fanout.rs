@@ -97,12 +97,13 @@ impl FanOut {
         Self { shards }
     }
 
-    /// Empty batches, one per shard, for a job in these variants.
+    /// Empty batches, one per shard, for a job in these variants (each shard with copies of
+    /// its own, see [`JobVariant::own_copy`]).
     pub fn batches(&self, variants: &[Arc<JobVariant>]) -> Vec<Batch> {
         self.shards
             .iter()
             .map(|_| Batch {
-                variants: variants.to_vec(),
+                variants: variants.iter().map(|v| Arc::new(v.own_copy())).collect(),
                 miners: Vec::new(),
             })
             .collect()

@@ -8,8 +8,9 @@
 //! back to `(session, pool job id, pool difficulty, folded coinb1, mask)` through the variant, so a
 //! late share is still forwarded to the session that issued its job.
 
+use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -103,6 +104,21 @@ impl JobVariant {
         Some(Self::build(self.job.clone(), proxy_id, tail_bytes, self.miner_en2, salt)?.not_clean())
     }
 
+    /// An equal variant with reference counts of its own (id, line): each fan-out thread gets
+    /// one, so that 10,000 miners taking the job do not all count references on one shared
+    /// counter from several cores (the cache line would bounce between them).
+    pub fn own_copy(&self) -> Self {
+        Self {
+            job: self.job.clone(),
+            proxy_id: Arc::from(&*self.proxy_id),
+            miner_en2: self.miner_en2,
+            pad: self.pad.clone(),
+            template: self.template.clone(),
+            notify: self.notify.clone(),
+            line: Bytes::copy_from_slice(&self.line),
+        }
+    }
+
     /// The same variant without `clean_jobs` (work re-sent as a keepalive must not make the
     /// miner's earlier ids for this job stale).
     pub fn not_clean(mut self) -> Self {
@@ -139,12 +155,16 @@ pub struct MinerJob {
     /// Shared with the variant's `proxy_id` unless the job was re-sent under an alias.
     pub id: Arc<str>,
     pub variant: Arc<JobVariant>,
+    /// The session that issued the job (kept here: a broadcast looks at it for every miner).
+    pub session_id: u64,
+    /// Position in the miner's job sequence.
+    seq: u64,
     /// Miner-facing difficulty announced before this job was sent.
     pub difficulty: f64,
     /// Version mask in force for this miner and this job's session (miner ∩ pool).
     pub mask: u32,
-    pub superseded: bool,
-    seen: HashSet<u64>,
+    /// Share keys, already hashed with the miner's random keys (so a fixed-key hasher here).
+    seen: HashSet<u64, BuildHasherDefault<DefaultHasher>>,
 }
 
 /// The jobs one miner holds (bounded), newest last.
@@ -154,6 +174,11 @@ pub struct MinerJobs {
     cap: usize,
     hasher: std::collections::hash_map::RandomState,
     max_seen_per_job: usize,
+    next_seq: u64,
+    /// Per session: the sequence number of its latest clean job; its jobs before it are
+    /// superseded. Kept as marks, not flags on every job, so that a new block costs each
+    /// miner one entry, not a walk over all its jobs (10,000 miners take it at once).
+    clean_marks: Vec<(u64, u64)>,
 }
 
 impl MinerJobs {
@@ -163,6 +188,8 @@ impl MinerJobs {
             cap: cap.max(2),
             hasher: std::collections::hash_map::RandomState::new(),
             max_seen_per_job: 1 << 16,
+            next_seq: 0,
+            clean_marks: Vec::new(),
         }
     }
 
@@ -175,11 +202,18 @@ impl MinerJobs {
         mask: u32,
         clean: bool,
     ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let session_id = variant.job.session_id;
         if clean {
-            let sid = variant.job.session_id;
-            for j in &mut self.jobs {
-                if j.variant.job.session_id == sid {
-                    j.superseded = true;
+            match self.clean_marks.iter_mut().find(|(s, _)| *s == session_id) {
+                Some(m) => m.1 = seq,
+                None => {
+                    // A miner is in one session at a time; a few marks cover its recent moves.
+                    if self.clean_marks.len() >= 8 {
+                        self.clean_marks.remove(0);
+                    }
+                    self.clean_marks.push((session_id, seq));
                 }
             }
         }
@@ -189,11 +223,19 @@ impl MinerJobs {
         self.jobs.push_back(MinerJob {
             id,
             variant,
+            session_id,
+            seq,
             difficulty,
             mask,
-            superseded: false,
-            seen: HashSet::new(),
+            seen: HashSet::default(),
         });
+    }
+
+    /// Whether a clean job of the same session came after `j` (a new block: `j` is stale).
+    pub fn is_superseded(&self, j: &MinerJob) -> bool {
+        self.clean_marks
+            .iter()
+            .any(|&(s, q)| s == j.session_id && j.seq < q)
     }
 
     /// Whether the miner was already sent work from this pool job.
@@ -212,7 +254,7 @@ impl MinerJobs {
             .rev()
             .find(|j| &*j.id == id)
             .ok_or(JobLookup::Unknown)?;
-        if j.superseded {
+        if self.is_superseded(j) {
             Err(JobLookup::Superseded)
         } else {
             Ok(j)
@@ -363,5 +405,40 @@ mod tests {
         }
         assert_eq!(t.len(), 4, "bounded");
         assert_eq!(t.get("2").unwrap_err(), JobLookup::Unknown);
+    }
+
+    #[test]
+    fn a_clean_job_supersedes_only_what_came_before_it_in_its_session() {
+        let mut t = MinerJobs::new(8);
+        let a = |id: &str| Arc::new(JobVariant::build(pool_job(1, 8), id.into(), 2, 4, 0).unwrap());
+        t.push("a1".into(), a("a1"), 1.0, 0, false);
+        t.push("a2".into(), a("a2"), 1.0, 0, true);
+        t.push("a3".into(), a("a3"), 1.0, 0, false);
+        assert_eq!(t.get("a1").unwrap_err(), JobLookup::Superseded);
+        assert!(t.get("a2").is_ok(), "the clean job itself");
+        assert!(t.get("a3").is_ok(), "work after the clean job");
+        t.push("a4".into(), a("a4"), 1.0, 0, true);
+        for id in ["a1", "a2", "a3"] {
+            assert_eq!(t.get(id).unwrap_err(), JobLookup::Superseded, "{id}");
+        }
+        assert!(t.get("a4").is_ok());
+        assert!(!t.is_superseded(t.latest().unwrap()));
+    }
+
+    #[test]
+    fn an_own_copy_is_the_same_work_with_counters_of_its_own() {
+        let v = Arc::new(JobVariant::build(pool_job(1, 8), "7".into(), 2, 4, 9).unwrap());
+        let c = v.own_copy();
+        assert_eq!(c.line, v.line);
+        assert_eq!(c.pad, v.pad);
+        assert_eq!(&*c.proxy_id, &*v.proxy_id);
+        assert!(!Arc::ptr_eq(&c.proxy_id, &v.proxy_id));
+        assert!(Arc::ptr_eq(&c.job, &v.job), "the same pool job");
+        // Shares on the copy are duplicates of shares on the original (same work).
+        let mut t = MinerJobs::new(4);
+        t.push("7".into(), v.clone(), 1.0, 0, false);
+        t.push("8".into(), Arc::new(c), 1.0, 0, false);
+        assert!(t.first_sighting("7", &[1; 4], 1, 2, 0));
+        assert!(!t.first_sighting("8", &[1; 4], 1, 2, 0));
     }
 }

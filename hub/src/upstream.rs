@@ -982,9 +982,10 @@ impl Session {
         });
         self.variants.clear();
         self.job = Some(job.clone());
+        // Miners first: the event takes the router's lock, which a routing pass may hold.
+        self.broadcast(&job);
         self.shared
             .session_event(&self.handle.pool, self.handle.id, SessionEvent::Job);
-        self.broadcast(&job);
         if !self.ready {
             self.maybe_ready();
         }

@@ -326,6 +326,17 @@ impl ChildProc {
     }
 }
 
+/// CPU time (user + system) a process has used so far, ms; its exited threads included.
+/// Assumes USER_HZ = 100, as on every mainstream Linux.
+fn cpu_ms_of(pid: u32) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = s.get(s.rfind(')')? + 1..)?.split_whitespace();
+    // After the command: field 3 (state) first; utime and stime are fields 14 and 15.
+    let utime: f64 = f.nth(11)?.parse().ok()?;
+    let stime: f64 = f.next()?.parse().ok()?;
+    Some((utime + stime) * 10.0)
+}
+
 fn rss_kib_of(path: &str) -> Option<u64> {
     let s = std::fs::read_to_string(path).ok()?;
     s.lines()
@@ -788,6 +799,16 @@ impl LightReceivers {
         Some(latest)
     }
 
+    /// The earliest arrival (ns since `base`) among receivers past `before`.
+    fn first_arrival(&self) -> u64 {
+        self.slots
+            .arrival_ns
+            .iter()
+            .map(|a| a.load(Ordering::Relaxed))
+            .min()
+            .unwrap_or(0)
+    }
+
     fn ns_since_base(&self, t: Instant) -> u64 {
         u64::try_from(t.saturating_duration_since(self.slots.base).as_nanos()).unwrap_or(u64::MAX)
     }
@@ -1073,6 +1094,9 @@ struct Broadcast {
     /// New job asked of the pool → the last light receiver has it, ms.
     median_ms: f64,
     max_ms: f64,
+    /// The sender's CPU time per job, ms (all its cores; its idle use subtracted). Steadier
+    /// than the wall-clock figures, which swing with whatever else the VM's cores run.
+    cpu_per_job_ms: Option<f64>,
 }
 
 /// Who sends the jobs in the broadcast phase.
@@ -1123,17 +1147,46 @@ async fn broadcast_light(from: Sender, n: usize, rounds: usize) -> Result<Broadc
     rx.wait_all_past(&none, Duration::from_secs(180))
         .await
         .context("waiting for the first job")?;
+    // The sender's CPU per job: its CPU over the rounds, less what it uses idle (timers,
+    // housekeeping) over the same time, measured on a quiet second first.
+    let sender_pid = hub.as_ref().unwrap_or(&jobs).child.id();
+    let sender_cpu = || sender_pid.and_then(cpu_ms_of);
+    let idle_from = (Instant::now(), sender_cpu());
     tokio::time::sleep(Duration::from_secs(1)).await;
+    let idle_rate = match (idle_from.1, sender_cpu()) {
+        (Some(a), Some(b)) => Some((b - a) / idle_from.0.elapsed().as_secs_f64()),
+        _ => None,
+    };
+    let busy_from = (Instant::now(), sender_cpu());
     let mut samples = Vec::new();
+    let mut firsts = Vec::new();
     for _ in 0..rounds.max(1) {
         let before = rx.counts();
         let t0 = Instant::now();
         jobs.command("job").await?;
         let latest = rx.wait_all_past(&before, Duration::from_secs(60)).await?;
         let ns = latest.saturating_sub(rx.ns_since_base(t0));
+        let first = rx.first_arrival().saturating_sub(rx.ns_since_base(t0));
+        firsts.push(format!("{:.1}", first as f64 / 1e6));
         samples.push(ns as f64 / 1e6);
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+    eprintln!(
+        "[hub-bench] broadcast from {}: rounds, ms: {}",
+        from.name(),
+        samples
+            .iter()
+            .map(|s| format!("{s:.1}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    eprintln!("[hub-bench]   first arrival, ms: {}", firsts.join(" "));
+    let cpu_per_job_ms = match (busy_from.1, sender_cpu(), idle_rate) {
+        (Some(a), Some(b), Some(idle)) => {
+            Some(((b - a) - idle * busy_from.0.elapsed().as_secs_f64()) / samples.len() as f64)
+        }
+        _ => None,
+    };
     samples.sort_by(f64::total_cmp);
     // Senders close first, so that TIME_WAIT lands on their side: 10,000 client-side TIME_WAIT
     // sockets per phase would use up the ephemeral ports, and the next phase's connects crawl.
@@ -1147,6 +1200,7 @@ async fn broadcast_light(from: Sender, n: usize, rounds: usize) -> Result<Broadc
         receivers: n,
         median_ms: samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN),
         max_ms: samples.last().copied().unwrap_or(f64::NAN),
+        cpu_per_job_ms,
     })
 }
 
@@ -1369,6 +1423,9 @@ async fn bench(args: &Args) -> Result<()> {
                     report.insert("broadcast_light_receivers".into(), json!(b.receivers));
                     report.insert(format!("broadcast_light_{v}_median_ms"), json!(b.median_ms));
                     report.insert(format!("broadcast_light_{v}_max_ms"), json!(b.max_ms));
+                    if let Some(c) = b.cpu_per_job_ms {
+                        report.insert(format!("broadcast_light_{v}_cpu_ms_per_job"), json!(c));
+                    }
                 }
                 Err(e) => eprintln!("[hub-bench] broadcast from {}: {e:#}", from.name()),
             }
@@ -1389,6 +1446,20 @@ async fn bench(args: &Args) -> Result<()> {
             row(
                 "  floor: raw writes of one line to every socket, median ms",
                 fmt(Some(f.median_ms), 1),
+                "".into(),
+                "",
+            );
+        }
+        row(
+            "sender CPU per job (all cores), ms",
+            fmt(r[0].and_then(|b| b.cpu_per_job_ms), 1),
+            fmt(r[1].and_then(|b| b.cpu_per_job_ms), 1),
+            "",
+        );
+        if let Some(f) = r[2] {
+            row(
+                "  floor: sender CPU per job, ms",
+                fmt(f.cpu_per_job_ms, 1),
                 "".into(),
                 "",
             );
@@ -1420,6 +1491,15 @@ async fn bench(args: &Args) -> Result<()> {
                 fmt(Some(ratio), 2),
                 "",
             );
+            if let (Some(fc), Some(hc)) = (f.cpu_per_job_ms, h.cpu_per_job_ms) {
+                report.insert("broadcast_light_hub_cpu_over_floor".into(), json!(hc / fc));
+                row(
+                    "sender CPU per job, hub / floor",
+                    "".into(),
+                    fmt(Some(hc / fc), 2),
+                    "",
+                );
+            }
         }
     }
     report.insert(
