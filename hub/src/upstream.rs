@@ -1015,6 +1015,6 @@ impl Session {
                 b.push(link.clone(), v);
             }
         }
-        fanout.dispatch(batches);
+        fanout.dispatch(self.handle.id, batches);
     }
 }
