@@ -93,24 +93,26 @@ pub struct MinerLink {
     pub m: usize,
     tx: mpsc::Sender<ToMiner>,
     kill: CancellationToken,
-    /// Messages queued and not yet applied by the task (decremented under the cell's lock).
-    unapplied: Arc<AtomicUsize>,
     cell: Weak<MinerCell>,
 }
 
 impl MinerLink {
     /// Queue a message; a full queue means the miner stopped reading: it is closed.
     pub fn send(&self, msg: ToMiner) -> bool {
-        self.unapplied.fetch_add(1, Ordering::AcqRel);
+        // No cell: the miner's task has ended.
+        let Some(cell) = self.cell.upgrade() else {
+            return false;
+        };
+        cell.unapplied.fetch_add(1, Ordering::AcqRel);
         match self.tx.try_send(msg) {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
-                self.unapplied.fetch_sub(1, Ordering::AcqRel);
+                cell.unapplied.fetch_sub(1, Ordering::AcqRel);
                 self.kill.cancel();
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => {
-                self.unapplied.fetch_sub(1, Ordering::AcqRel);
+                cell.unapplied.fetch_sub(1, Ordering::AcqRel);
                 false
             }
         }
@@ -126,7 +128,7 @@ impl MinerLink {
         {
             let mut m = cell.lock();
             // Read under the lock: the task applies a message and decrements under it too.
-            if self.unapplied.load(Ordering::Acquire) == 0 {
+            if cell.unapplied.load(Ordering::Acquire) == 0 {
                 return m.job_direct(v, &cell.writer);
             }
         }
@@ -137,6 +139,9 @@ impl MinerLink {
 /// A miner's state and the write side of its socket, shared by the miner's task and the job
 /// fan-out of its session. The lock is held for microseconds and never across an await.
 pub struct MinerCell {
+    /// Messages queued and not yet applied by the task (decremented under the lock). Next to
+    /// the lock, so that a job's write touches one cache line of the cell, not two.
+    unapplied: AtomicUsize,
     miner: Mutex<Miner>,
     writer: OwnedWriteHalf,
 }
@@ -145,6 +150,13 @@ impl MinerCell {
     /// A poisoned lock (a panic elsewhere) still yields the state.
     fn lock(&self) -> MutexGuard<'_, Miner> {
         self.miner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Apply one message from the queue (counted off the unapplied ones under the lock).
+    fn apply(&self, m: &mut Miner, msg: ToMiner) -> Result<(), Closed> {
+        let r = m.on_message(msg);
+        self.unapplied.fetch_sub(1, Ordering::AcqRel);
+        r
     }
 
     /// Write everything pending, waiting for the socket up to a bound. A miner whose queue
@@ -235,6 +247,7 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let now = Instant::now();
     let initial = cfg.vardiff.initial_difficulty;
     let cell = Arc::new_cyclic(|cell: &Weak<MinerCell>| MinerCell {
+        unapplied: AtomicUsize::new(0),
         writer,
         miner: Mutex::new(Miner {
             id,
@@ -245,7 +258,6 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                 m: cfg.extranonce.miner_extranonce2_size,
                 tx,
                 kill: kill.clone(),
-                unapplied: Arc::default(),
                 cell: cell.clone(),
             },
             miner_mask: None,
@@ -319,10 +331,10 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                         // its job) so that one write carries it all.
                         Some(msg) => {
                             let mut m = cell.lock();
-                            let mut r = m.apply(msg);
+                            let mut r = cell.apply(&mut m, msg);
                             while r.is_ok() {
                                 match rx.try_recv() {
-                                    Ok(msg) => r = m.apply(msg),
+                                    Ok(msg) => r = cell.apply(&mut m, msg),
                                     Err(_) => break,
                                 }
                             }
@@ -398,13 +410,6 @@ impl Miner {
         }
         self.written();
         Ok(true)
-    }
-
-    /// Apply one message from the queue (counted off the unapplied ones under the lock).
-    fn apply(&mut self, msg: ToMiner) -> Result<(), Closed> {
-        let r = self.on_message(msg);
-        self.link.unapplied.fetch_sub(1, Ordering::AcqRel);
-        r
     }
 
     /// The fan-out's road for a job (under the lock, nothing queued ahead of it): record it,

@@ -154,7 +154,7 @@ impl FanOut {
     }
 
     /// The chunk of a miner: fixed for its connection's life.
-    pub fn shard_of(&self, miner: u64) -> usize {
+    pub fn chunk_of(&self, miner: u64) -> usize {
         usize::try_from(miner % self.chunks as u64).unwrap_or(0)
     }
 

@@ -992,7 +992,7 @@ impl Session {
     }
 
     /// Hand the job to every member: one variant per extranonce2 size, the same bytes for all,
-    /// written by the fan-out's shards. A member that is gone leaves by its own `Detach`.
+    /// written by the fan-out threads in chunks. A member that is gone leaves by its own `Detach`.
     fn broadcast(&mut self, job: &Arc<PoolJob>) {
         self.last_broadcast = Instant::now();
         // The distinct extranonce2 sizes among members: one or two in practice.
@@ -1011,7 +1011,7 @@ impl Session {
             let Some(v) = self.variants.iter().position(|v| v.miner_en2 == link.m) else {
                 continue;
             };
-            if let Some(b) = batches.get_mut(fanout.shard_of(*id)) {
+            if let Some(b) = batches.get_mut(fanout.chunk_of(*id)) {
                 b.push(link.clone(), v);
             }
         }

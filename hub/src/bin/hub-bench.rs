@@ -799,7 +799,8 @@ impl LightReceivers {
         Some(latest)
     }
 
-    /// The earliest arrival (ns since `base`) among receivers past `before`.
+    /// The earliest of the receivers' latest arrivals (ns since `base`): right after a round,
+    /// when its first line arrived.
     fn first_arrival(&self) -> u64 {
         self.slots
             .arrival_ns
