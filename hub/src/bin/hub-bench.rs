@@ -208,18 +208,23 @@ fn serve_floor() -> Result<()> {
 
 async fn serve_hub(pool: String, difficulty: f64) -> Result<()> {
     // Logging on as in production (`stratum-hub` defaults to `info`): per-miner spans are
-    // entered on every poll, and that cost belongs in the figures. Lines go nowhere.
+    // entered on every poll, and that cost belongs in the figures. Lines go nowhere, unless
+    // HUB_BENCH_HUB_LOG (a filter) asks for them on stderr.
+    let wanted = std::env::var("HUB_BENCH_HUB_LOG").ok();
+    let to_stderr = wanted.is_some();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(
-            std::env::var("HUB_BENCH_HUB_LOG").unwrap_or_else(|_| "info".into()),
+            wanted.unwrap_or_else(|| "info".into()),
         ))
-        .with_writer(|| -> Box<dyn std::io::Write> {
-            if std::env::var_os("HUB_BENCH_HUB_LOG").is_some() {
-                Box::new(std::io::stderr())
-            } else {
-                Box::new(std::io::sink())
-            }
-        })
+        .with_writer(tracing_subscriber::fmt::writer::BoxMakeWriter::new(
+            move || -> Box<dyn std::io::Write> {
+                if to_stderr {
+                    Box::new(std::io::stderr())
+                } else {
+                    Box::new(std::io::sink())
+                }
+            },
+        ))
         .init();
     let hub = hashsched_hub_bench_support::start_hub(&pool, difficulty).await?;
     let mut out = tokio::io::stdout();
