@@ -6,8 +6,10 @@
 //!   rendering of routing documents and Kubernetes objects), shared by every front end.
 //! - [`local`]: local mode — a folder of manifests as the "API server", the scheduler loop and an
 //!   embedded hub. [`demo`]: simulated pools and miners driving local mode through a scripted story.
+//! - [`metrics`]: the scheduler side's metric names (per contract, per worker, operator internals).
 pub mod crd;
 pub mod demo;
 pub mod local;
+pub mod metrics;
 pub mod quantity;
 pub mod scheduler;
