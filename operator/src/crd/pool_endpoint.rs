@@ -11,11 +11,15 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use hashsched_hub::routing::{PoolUrl, WorkerNameTemplate};
+
 use super::common::{MAX_TEXT_LEN, SecretKeyRef};
 use crate::quantity::Percentage;
 
-/// Pool URL: `stratum+tcp://host:port` or `stratum+ssl://host:port` (RE2 syntax).
-pub const POOL_URL_PATTERN: &str = r"^stratum\+(tcp|ssl)://([a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?|\[[0-9a-fA-F:.]+\]):[0-9]{1,5}$";
+/// Pool URL: `stratum+tcp://host:port` or `stratum+ssl://host:port`, port 1-65535 (RE2 syntax).
+/// Admission's first line of defence; [`PoolEndpointSpec::validate`] then runs the hub's own URL
+/// parser, so nothing the schema admits can be refused by the hub later.
+pub const POOL_URL_PATTERN: &str = r"^stratum\+(tcp|ssl)://([a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?|\[[0-9a-fA-F:.]+\]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
 /// Default worker-name template: the pool account, a dot, and the worker's stratum name.
 pub const DEFAULT_WORKER_NAME_TEMPLATE: &str = "{user}.{worker}";
 /// Password sent when the pool needs none (`passwordSecretRef` unset): what pools expect.
@@ -113,10 +117,14 @@ impl PoolEndpointSpec {
             .replace("{worker}", worker)
     }
 
-    /// Problems admission cannot see: a template that mentions neither placeholder would give
-    /// every worker the same name at the pool.
+    /// Problems admission cannot see, checked with the hub's own parsers (the URL and the
+    /// worker-name template mean exactly what the hub will make of them), plus one rule of ours:
+    /// a template that mentions neither placeholder would give every worker the same name at the
+    /// pool.
     pub fn validate(&self) -> Result<(), String> {
+        PoolUrl::parse(&self.url).map_err(|e| format!("url {:?}: {e}", self.url))?;
         let t = self.worker_name_template();
+        WorkerNameTemplate::parse(t).map_err(|e| format!("workerNameTemplate: {e}"))?;
         if !t.contains("{user}") && !t.contains("{worker}") {
             return Err(format!(
                 "workerNameTemplate {t:?} contains neither {{user}} nor {{worker}}: every worker would reach the pool under the same name"
@@ -176,6 +184,52 @@ mod tests {
         assert!(spec(None).validate().is_ok());
         let err = spec(Some("fixed")).validate().unwrap_err();
         assert!(err.contains("same name"), "{err}");
+    }
+
+    /// One table of pool URLs, judged by the three places that judge them: the CRD schema's
+    /// pattern (admission), `PoolEndpointSpec::validate` (the operator) and the hub's own parser
+    /// (routing validation). They must agree, or one typo could pass admission and then have the
+    /// hub refuse the routing document it ends up in.
+    #[test]
+    fn schema_operator_and_hub_agree_on_pool_urls() {
+        let re = regex::Regex::new(POOL_URL_PATTERN).unwrap();
+        let table = [
+            ("stratum+tcp://pool.example:3333", true),
+            ("stratum+ssl://pool.example:443", true),
+            ("stratum+tcp://127.0.0.1:1", true),
+            ("stratum+tcp://127.0.0.1:65535", true),
+            ("stratum+tcp://[::1]:3333", true),
+            ("stratum+tcp://pool.example:0", false),
+            ("stratum+tcp://pool.example:65536", false),
+            ("stratum+tcp://pool.example:99999", false),
+            ("stratum+tcp://:3333", false),
+            ("stratum+tcp://pool.example", false),
+            ("http://pool.example:3333", false),
+            ("stratum2+tcp://pool.example:3333", false),
+        ];
+        for (url, ok) in table {
+            let mut s = spec(None);
+            s.url = url.to_string();
+            assert_eq!(re.is_match(url), ok, "schema pattern on {url}");
+            assert_eq!(s.validate().is_ok(), ok, "operator validate on {url}");
+            assert_eq!(
+                hashsched_hub::routing::PoolUrl::parse(url).is_ok(),
+                ok,
+                "hub parser on {url}"
+            );
+        }
+        for (template, ok) in [
+            ("{user}.{worker}", true),
+            ("{worker}", true),
+            ("{user}_{worker}", true),
+            ("{user}.{rig}", false),
+            ("{user}.{worker", false),
+            ("fixed", false),
+            ("", false),
+        ] {
+            let s = spec(Some(template));
+            assert_eq!(s.validate().is_ok(), ok, "operator validate on {template:?}");
+        }
     }
 
     #[test]
