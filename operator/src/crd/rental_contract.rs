@@ -462,6 +462,16 @@ pub struct AccountingState {
     pub last_sample_time: Option<Time>,
 }
 
+impl AccountingState {
+    /// The part that changes only when a slot closes (what is worth a status write).
+    pub fn closed_part(&self) -> AccountingState {
+        AccountingState {
+            slot_start: self.slot_start.clone(),
+            ..AccountingState::default()
+        }
+    }
+}
+
 /// The contract's ledger.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]

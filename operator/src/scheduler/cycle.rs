@@ -92,6 +92,8 @@ pub struct WorkerReport {
     /// Hashes per second over [`MEASURED_WINDOW_SECS`].
     pub measured_hashrate: Option<f64>,
     pub connected: bool,
+    /// `metadata.generation` of the Worker this report describes.
+    pub generation: Option<i64>,
 }
 
 impl WorkerReport {
@@ -130,6 +132,10 @@ pub type AssignedWorker = (String, Role, Option<String>);
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContractReport {
     pub name: String,
+    /// `spec.customer`.
+    pub customer: String,
+    /// `metadata.generation` of the RentalContract this report describes.
+    pub generation: Option<i64>,
     pub phase: ContractPhase,
     /// `Some` when the spec is invalid (nothing is scheduled for it).
     pub spec_error: Option<String>,
@@ -140,6 +146,8 @@ pub struct ContractReport {
     pub planned_hashrate: f64,
     /// Delivered hashrate sampled this cycle (accepted at the pools, last minute).
     pub delivered_hashrate: f64,
+    /// `spec.sla.uptimeTarget` as a fraction.
+    pub uptime_target: f64,
     pub ledger: Ledger,
     pub closed_slots: Vec<ClosedSlot>,
     pub conditions: Vec<ContractCondition>,
@@ -159,6 +167,42 @@ impl ContractReport {
             slot_delivered_hashes: self.ledger.open.map(|o| o.delivered_hashes).unwrap_or(0.0),
             slot_observed_seconds: self.ledger.open.map(|o| o.observed_seconds).unwrap_or(0.0),
             last_sample_time: self.ledger.last_sample_at.map(Time),
+        }
+    }
+
+    /// Writes the ledger's fields into a RentalContract status.
+    pub fn write_ledger(&self, s: &mut crate::crd::RentalContractStatus) {
+        s.uptime = Some(crate::crd::Uptime {
+            observed_slots: self.ledger.observed_slots,
+            up_slots: self.ledger.up_slots,
+            ratio: crate::quantity::Percentage::from_ratio(
+                self.ledger.up_slots,
+                self.ledger.observed_slots,
+            ),
+        });
+        s.shortfall_hashrate_hours = Some(self.ledger.shortfall_hashrate_hours);
+        s.credit = Some(self.ledger.credit);
+        s.accounting = Some(self.accounting_state());
+    }
+
+    /// (up, observed) slots of the ledger.
+    pub fn up_and_observed_slots(&self) -> (u64, u64) {
+        (self.ledger.up_slots, self.ledger.observed_slots)
+    }
+
+    /// The `SlaBreached` condition: (breached, reason, message).
+    pub fn sla_verdict(&self) -> (bool, &'static str, String) {
+        let breached = self.phase == ContractPhase::Breached;
+        let msg = format!(
+            "uptime {}/{} slots, target {:.3}%",
+            self.ledger.up_slots,
+            self.ledger.observed_slots,
+            self.uptime_target * 100.0
+        );
+        if breached {
+            (true, "BelowTarget", msg)
+        } else {
+            (false, "WithinTarget", msg)
         }
     }
 }
@@ -418,13 +462,68 @@ fn pool_spec(p: &PoolEndpoint) -> Option<PoolSpec> {
     })
 }
 
+/// The objects of one cycle, read and checked (phase 1).
+struct Objects<'a> {
+    /// Workers by name (first object wins on duplicates).
+    workers: BTreeMap<&'a str, &'a Worker>,
+    customers: BTreeMap<&'a str, &'a Customer>,
+    /// The first hub's share interval: the fallback share rate of workers without difficulty.
+    default_interval: Duration,
+    /// Contracts after spec checks, by name.
+    plans: Vec<ContractPlan<'a>>,
+}
+
+/// The verdicts of one cycle (phase 2).
+struct Classified {
+    reports: Vec<WorkerReport>,
+    views: Vec<WorkerView>,
+}
+
+/// The allocation of one cycle with the per-contract history it was decided from (phase 3).
+struct Allocated<'a> {
+    world: World,
+    allocation: Allocation,
+    ledgers: BTreeMap<&'a str, Ledger>,
+    recent: BTreeMap<&'a str, Vec<Timestamp>>,
+}
+
 /// Run one decision cycle. Never fails: problems land in reports and conditions.
+///
+/// Phases, in order: [`read_objects`] (specs checked, contracts planned) → [`classify_workers`]
+/// (health verdicts) → [`allocate_workers`] (who serves whom) → [`account_contracts`] (SLA
+/// ledgers, phases) → [`render_hubs`] (routing documents and, when asked, Kubernetes objects).
 pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
-    let now = input.now;
     // Everything in the next memory is rebuilt below (a deleted hub's document goes with it).
     let mut next = CycleMemory::default();
+    let objects = read_objects(input);
+    let Classified { mut reports, views } = classify_workers(input, memory, &objects, &mut next);
+    let allocated = allocate_workers(input, memory, &objects, views);
+    let contract_reports = account_contracts(input, memory, &objects, &allocated, &mut next);
+    let Allocated {
+        allocation:
+            Allocation {
+                placements,
+                changes,
+                ..
+            },
+        ..
+    } = allocated;
+    place_reports(&mut reports, &placements, &objects);
+    let (routing, hub_objects) = render_hubs(input, memory, &objects, &placements, &mut next);
+    next.placements = placements;
+    CycleOutput {
+        workers: reports,
+        contracts: contract_reports,
+        changes,
+        routing,
+        hub_objects,
+        memory: next,
+    }
+}
 
-    // Workers by name (first object wins on duplicates).
+/// Phase 1: index the objects, check every contract's spec, resolve its primaries and policies.
+fn read_objects<'a>(input: &CycleInput<'a>) -> Objects<'a> {
+    let now = input.now;
     let mut workers: BTreeMap<&str, &Worker> = BTreeMap::new();
     for w in input.workers {
         if let Some(n) = worker_name(w) {
@@ -442,7 +541,6 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
         .map(|h| h.spec.share_interval().as_std())
         .unwrap_or(Duration::from_secs(2));
 
-    // Contracts: spec checks, primaries, policies.
     let mut plans: Vec<ContractPlan> = Vec::new();
     let mut seen = BTreeSet::new();
     for c in input.contracts {
@@ -496,24 +594,38 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
         });
     }
     plans.sort_by(|a, b| a.name.cmp(&b.name));
+    Objects {
+        workers,
+        customers,
+        default_interval,
+        plans,
+    }
+}
 
-    // Health policy per worker: that of the first active contract (by name) it is a primary of.
+/// Phase 2: a health verdict for every worker (with the policy of the first active contract,
+/// by name, it is a primary of).
+fn classify_workers(
+    input: &CycleInput<'_>,
+    memory: &CycleMemory,
+    objects: &Objects<'_>,
+    next: &mut CycleMemory,
+) -> Classified {
+    let now = input.now;
     let mut policy_of: BTreeMap<&str, &HealthPolicy> = BTreeMap::new();
-    for p in plans.iter().filter(|p| p.active) {
+    for p in objects.plans.iter().filter(|p| p.active) {
         for w in &p.primaries {
             policy_of.entry(w.as_str()).or_insert(&p.health);
         }
     }
     let default_policy = HealthPolicy {
-        fallback_share_interval: default_interval,
+        fallback_share_interval: objects.default_interval,
         ..HealthPolicy::default()
     };
     let as_of = input.facts_as_of.unwrap_or(Timestamp::UNIX_EPOCH); // none at all: stale
 
-    // 1. Classify.
-    let mut reports: Vec<WorkerReport> = Vec::with_capacity(workers.len());
-    let mut views: Vec<WorkerView> = Vec::with_capacity(workers.len());
-    for (&name, w) in &workers {
+    let mut reports: Vec<WorkerReport> = Vec::with_capacity(objects.workers.len());
+    let mut views: Vec<WorkerView> = Vec::with_capacity(objects.workers.len());
+    for (&name, w) in &objects.workers {
         let policy = policy_of.get(name).copied().unwrap_or(&default_policy);
         let facts = input.facts.get(name);
         let obs = observation(facts, as_of, policy.window);
@@ -567,10 +679,21 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
             customer: None,
             measured_hashrate: measured,
             connected: facts.is_some_and(|f| f.connected),
+            generation: w.metadata.generation,
         });
     }
+    Classified { reports, views }
+}
 
-    // 2. Allocate.
+/// Phase 3: one deterministic allocation pass over every contract.
+fn allocate_workers<'a>(
+    input: &CycleInput<'_>,
+    memory: &CycleMemory,
+    objects: &'a Objects<'a>,
+    views: Vec<WorkerView>,
+) -> Allocated<'a> {
+    let now = input.now;
+    let plans = &objects.plans;
     let ledgers: BTreeMap<&str, Ledger> = plans
         .iter()
         .map(|p| {
@@ -637,13 +760,36 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
         workers: views,
         contracts: contract_views,
     };
-    let Allocation {
-        placements,
-        changes,
-        contracts: outcomes,
-    } = allocate(&world);
+    let allocation = allocate(&world);
+    Allocated {
+        world,
+        allocation,
+        ledgers,
+        recent,
+    }
+}
 
-    // 3. Account (delivered by the workers that served each contract until now).
+/// Phase 4: account every contract (delivered by the workers that served it until now), count
+/// failovers, decide its phase.
+fn account_contracts(
+    input: &CycleInput<'_>,
+    memory: &CycleMemory,
+    objects: &Objects<'_>,
+    allocated: &Allocated<'_>,
+    next: &mut CycleMemory,
+) -> Vec<ContractReport> {
+    let now = input.now;
+    let Allocated {
+        world,
+        allocation:
+            Allocation {
+                placements,
+                changes,
+                contracts: outcomes,
+            },
+        ledgers,
+        recent,
+    } = allocated;
     let mut delivered: BTreeMap<&str, f64> = BTreeMap::new();
     for v in &world.workers {
         if let (Some(c), true) = (v.placement.contract.as_deref(), v.placement.role.serves()) {
@@ -656,7 +802,7 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
         }
     }
     let mut assigned_by_contract: BTreeMap<&str, Vec<AssignedWorker>> = BTreeMap::new();
-    for (n, pl) in &placements {
+    for (n, pl) in placements {
         if let (Some(c), true) = (pl.contract.as_deref(), pl.role.serves()) {
             assigned_by_contract.entry(c).or_default().push((
                 n.clone(),
@@ -665,8 +811,8 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
             ));
         }
     }
-    let mut contract_reports = Vec::with_capacity(plans.len());
-    for p in &plans {
+    let mut contract_reports = Vec::with_capacity(objects.plans.len());
+    for p in &objects.plans {
         let spec = &p.object.spec;
         let sla = spec.sla();
         let slot = Duration::from_secs(u64::from(sla.slot_seconds().max(1)));
@@ -746,12 +892,15 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
         }
         contract_reports.push(ContractReport {
             name: p.name.clone(),
+            customer: spec.customer.clone(),
+            generation: p.object.metadata.generation,
             phase,
             spec_error: p.spec_error.clone(),
             contracted_hashrate: p.contracted,
             required_hashrate: required,
             planned_hashrate: planned,
             delivered_hashrate: d,
+            uptime_target: target,
             ledger,
             closed_slots: rec.closed,
             conditions,
@@ -761,13 +910,21 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
             assigned,
         });
     }
+    contract_reports
+}
 
-    // Final placements into the reports and memory.
-    let customer_of: BTreeMap<&str, &str> = plans
+/// The final placements (and the customer they serve) into the worker reports.
+fn place_reports(
+    reports: &mut [WorkerReport],
+    placements: &BTreeMap<String, Placement>,
+    objects: &Objects<'_>,
+) {
+    let customer_of: BTreeMap<&str, &str> = objects
+        .plans
         .iter()
         .map(|p| (p.name.as_str(), p.object.spec.customer.as_str()))
         .collect();
-    for r in &mut reports {
+    for r in reports {
         if let Some(pl) = placements.get(&r.name) {
             r.placement = pl.clone();
         }
@@ -778,14 +935,29 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
             .and_then(|c| customer_of.get(c))
             .map(|c| c.to_string());
     }
+}
 
-    // 4. Render routing per hub (and objects when asked).
+/// Phase 5: the routing document of every hub (generation bumped only on change) and, when
+/// asked, its Kubernetes objects.
+#[allow(clippy::type_complexity)]
+fn render_hubs(
+    input: &CycleInput<'_>,
+    memory: &CycleMemory,
+    objects: &Objects<'_>,
+    placements: &BTreeMap<String, Placement>,
+    next: &mut CycleMemory,
+) -> (
+    BTreeMap<String, RoutingDocument>,
+    BTreeMap<String, Result<HubObjects, RenderError>>,
+) {
     let pools: Vec<PoolSpec> = input.pools.iter().filter_map(pool_spec).collect();
-    let customer_pools: BTreeMap<String, Vec<String>> = customers
+    let customer_pools: BTreeMap<String, Vec<String>> = objects
+        .customers
         .iter()
         .map(|(n, c)| (n.to_string(), c.spec.pools.clone()))
         .collect();
-    let contract_routes: BTreeMap<String, ContractRoute> = plans
+    let contract_routes: BTreeMap<String, ContractRoute> = objects
+        .plans
         .iter()
         .map(|p| {
             let spec = &p.object.spec;
@@ -812,7 +984,8 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
         let Some(hub_name) = hub.metadata.name.clone() else {
             continue;
         };
-        let routed: Vec<RoutedWorker> = workers
+        let routed: Vec<RoutedWorker> = objects
+            .workers
             .iter()
             .filter(|(_, w)| w.spec.hub.as_deref().is_none_or(|h| h == hub_name))
             .map(|(n, w)| RoutedWorker {
@@ -844,7 +1017,7 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
             health: HealthWindows::default(),
             failover: HubFailover::default(),
         };
-        let mut doc = render_routing(&inputs, &routed, &placements);
+        let mut doc = render_routing(&inputs, &routed, placements);
         let previous = memory.routing.get(&hub_name);
         if previous.is_none() {
             // After a restart: continue above what the hub has seen.
@@ -870,16 +1043,7 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
         next.routing.insert(hub_name.clone(), doc.clone());
         routing.insert(hub_name, doc);
     }
-
-    next.placements = placements;
-    CycleOutput {
-        workers: reports,
-        contracts: contract_reports,
-        changes,
-        routing,
-        hub_objects,
-        memory: next,
-    }
+    (routing, hub_objects)
 }
 
 #[cfg(test)]

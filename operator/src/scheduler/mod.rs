@@ -11,6 +11,8 @@
 //!   its reason, and per-contract conditions such as `NoSpareCapacity`.
 //! - [`accounting`]: per-slot uptime, shortfall (TH/s·h) and credit in a small serializable ledger.
 //! - [`render`]: the hub routing document and a StratumHub's Kubernetes objects.
+//! - [`status`]: the status subresource of every kind from a cycle's outcome, and whether a new
+//!   status is worth writing.
 //! - [`cycle`]: all of the above in order, from the custom resources and the hubs' facts — the
 //!   one entry point for the operator, local mode and the demo ([`cycle::run_cycle`]).
 
@@ -19,6 +21,7 @@ pub mod allocation;
 pub mod cycle;
 pub mod health;
 pub mod render;
+pub mod status;
 
 /// Human-readable hashrate for reasons and Events (`123.4 TH/s`).
 pub fn fmt_hashrate(hashes_per_second: f64) -> String {
