@@ -37,9 +37,9 @@ use tracing::{debug, info, warn};
 
 use crate::extranonce::{Tail, fit_miner_en2, pool_extranonce2};
 use crate::facts::ShareResult;
-use crate::jobs::{JobLookup, JobVariant, MinerJobs};
+use crate::jobs::{JobVariant, MinerJobs, Sighting};
 use crate::lines::{LineRead, line, read_line};
-use crate::metrics::{reconnect, side};
+use crate::metrics::{protocol_error, reconnect, side, unattributed};
 use crate::protocol::{
     self, BIP320_VERSION_MASK, Configure, ConfigureResult, Message, MinerRequest, ServerRequest,
     SetExtranonce, Submit, SubscribeResult, error_code, extension, method,
@@ -276,7 +276,7 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             switch_started: None,
             switch_written: None,
             jobs: MinerJobs::new(16),
-            vardiff: Vardiff::new(&cfg.vardiff, initial, unix_now()),
+            vardiff: Vardiff::for_new_miner(&cfg.vardiff, initial, unix_now()),
             difficulty_set: false,
             announced: 0.0,
             target_cache: (
@@ -348,7 +348,7 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                             Ok(LineRead::Line) => m.on_line(line(&buf)),
                             Ok(LineRead::Eof) => Err("miner closed the connection"),
                             Ok(LineRead::TooLong) => {
-                                m.sh.metrics.protocol_error(side::MINER, "line_too_long");
+                                m.sh.metrics.protocol_error(side::MINER, protocol_error::LINE_TOO_LONG);
                                 m.write(protocol::error_line(&Value::Null, error_code::OTHER, "line too long"));
                                 Err("line too long")
                             }
@@ -505,7 +505,9 @@ impl Miner {
         {
             return Err("no subscribe/authorize within the handshake timeout");
         }
+        // Only a miner with work can be judged by its shares.
         if self.registered
+            && !self.jobs.is_empty()
             && let Some(d) = self.vardiff.on_tick(&cfg.vardiff, unix_now())
         {
             self.announce_difficulty(d);
@@ -533,6 +535,9 @@ impl Miner {
         }
         let mask = self.effective_mask();
         let clean = v.notify.clean_jobs;
+        if self.jobs.is_empty() {
+            self.vardiff.start_window(unix_now());
+        }
         self.jobs
             .push(v.proxy_id.clone(), v.clone(), self.announced, mask, clean);
         self.job_queued();
@@ -562,6 +567,9 @@ impl Miner {
                 info!(pool = %pool.name, session = session.id, "miner attached to pool session");
                 for w in &mut self.workers {
                     w.upstream = Arc::from(pool.upstream_worker_name(&w.entry.name).as_str());
+                    // Now, not at the first share: the pool's answer (its current work, again)
+                    // then arrives before the miner has shares on it.
+                    session.authorize(w.upstream.clone());
                 }
                 self.session = Some(session);
                 self.pool = Some(pool);
@@ -576,16 +584,21 @@ impl Miner {
                     // Back on a pool job this miner already mined (moved away and back): send it
                     // as new work, or the miner would redo the same extranonce2 range.
                     if self.jobs.has_pool_job(&v.job)
-                        && let Some(r) = v.resalted(
+                        && let Some(r) = self.latest_sent_of(&v).resent(
                             self.sh.next_job_id(),
                             self.sh.config.extranonce.tail_bytes,
                             self.sh.next_salt(),
+                            unix_now() as u32,
                         )
                     {
                         v = Arc::new(r);
                     }
                     let line = v.line_as(&v.proxy_id, true);
                     self.out.extend_from_slice(&line);
+                    if self.jobs.is_empty() {
+                        // The miner's first work: its speed is measured from now.
+                        self.vardiff.start_window(unix_now());
+                    }
                     let mask = self.effective_mask();
                     self.jobs.push(v.proxy_id.clone(), v, d, mask, true);
                     self.job_queued();
@@ -621,6 +634,14 @@ impl Miner {
         Ok(())
     }
 
+    /// The variant of `v`'s pool job the miner got last (an earlier copy may carry a later
+    /// ntime than `v`): a re-send builds on it so that it is new work for this miner.
+    fn latest_sent_of(&self, v: &Arc<JobVariant>) -> Arc<JobVariant> {
+        self.jobs
+            .latest_of(&v.job, v.miner_en2)
+            .unwrap_or_else(|| v.clone())
+    }
+
     fn effective_mask(&self) -> u32 {
         self.miner_mask.unwrap_or(0) & self.pool_mask
     }
@@ -644,9 +665,9 @@ impl Miner {
         }
     }
 
-    /// New vardiff difficulty: `set_difficulty`, then the current job again under a new id so
-    /// that the difficulty applies now (cpuminer applies it only with the next notify carrying a
-    /// new job id). A step DOWN is sent with `clean_jobs=true`: cpuminer's threads keep scanning
+    /// New vardiff difficulty: `set_difficulty`, then the current job again, as different work
+    /// under a new id, so that the difficulty applies now (miners apply a difficulty with the
+    /// next job, and cpuminer only with work that differs from what it has). A step DOWN is sent with `clean_jobs=true`: cpuminer's threads keep scanning
     /// their current work for up to 60 s unless told to restart, and a miner too slow for its
     /// difficulty must get the lower one at once. The hub itself does not treat the re-send as
     /// clean: shares for the earlier ids are the same pool job and stay valid.
@@ -661,12 +682,16 @@ impl Miner {
             .filter(|j| Some(j.session_id) == current && !self.jobs.is_superseded(j))
             .map(|j| j.variant.clone());
         if let Some(v) = latest {
-            // The same pool job as new work (fresh salt): the miner restarts its extranonce2.
+            // The same pool job as different work (fresh salt, or a later ntime when there is
+            // no padding to salt): the miner takes it at the new difficulty at once. Identical
+            // work under a new id would not do: cpuminer keeps the old id and difficulty, other
+            // firmware mines the same shares again.
             let alias = self.sh.next_job_id();
-            let v = match v.resalted(
+            let v = match v.resent(
                 alias.clone(),
                 self.sh.config.extranonce.tail_bytes,
                 self.sh.next_salt(),
+                unix_now() as u32,
             ) {
                 Some(r) => Arc::new(r),
                 None => v,
@@ -688,17 +713,21 @@ impl Miner {
         self.refill_at = now;
         self.tokens -= 1.0;
         if self.tokens < 0.0 {
-            self.sh.metrics.protocol_error(side::MINER, "flood");
+            self.sh
+                .metrics
+                .protocol_error(side::MINER, protocol_error::FLOOD);
             return Err("message flood");
         }
         let text = match std::str::from_utf8(raw) {
             Ok(t) if t.trim().is_empty() => return Ok(()),
             Ok(t) => t,
-            Err(_) => return self.bad_input(Value::Null, "not_utf8", "line is not UTF-8"),
+            Err(_) => {
+                return self.bad_input(Value::Null, protocol_error::NOT_UTF8, "line is not UTF-8");
+            }
         };
         let msg = match protocol::parse_line(text) {
             Ok(m) => m,
-            Err(e) => return self.bad_input(Value::Null, "json", &e.to_string()),
+            Err(e) => return self.bad_input(Value::Null, protocol_error::JSON, &e.to_string()),
         };
         let req = match msg {
             Message::Request(r) => r,
@@ -710,7 +739,7 @@ impl Miner {
             Ok(None) => {
                 self.sh
                     .metrics
-                    .protocol_error(side::MINER, "unknown_method");
+                    .protocol_error(side::MINER, protocol_error::UNKNOWN_METHOD);
                 if !req.id.is_null() {
                     self.write(protocol::error_line(
                         &req.id,
@@ -726,14 +755,16 @@ impl Miner {
                 }
                 if req.method == method::CONFIGURE {
                     // Never an error to configure (the SRI miner crashes on one).
-                    self.sh.metrics.protocol_error(side::MINER, "params");
+                    self.sh
+                        .metrics
+                        .protocol_error(side::MINER, protocol_error::PARAMS);
                     self.write(protocol::result_line(
                         &req.id,
                         &ConfigureResult::default().to_value(),
                     ));
                     return Ok(());
                 }
-                return self.bad_input(req.id, "params", &e.to_string());
+                return self.bad_input(req.id, protocol_error::PARAMS, &e.to_string());
             }
         };
         self.errors = 0;
@@ -782,7 +813,7 @@ impl Miner {
                 .entry
                 .lock()
                 .record(ShareResult::Invalid, self.announced, unix_now()),
-            None => self.sh.metrics.unattributed_submit("malformed"),
+            None => self.sh.metrics.unattributed_submit(unattributed::MALFORMED),
         }
     }
 
@@ -869,7 +900,7 @@ impl Miner {
                 warn!(login = %truncate(&login, 128), "unknown worker refused (unknownWorkers: reject)");
                 self.sh
                     .metrics
-                    .unattributed_submit("unknown_worker_authorize");
+                    .unattributed_submit(unattributed::UNKNOWN_WORKER_AUTHORIZE);
                 self.write(protocol::error_line(
                     &id,
                     error_code::UNAUTHORIZED,
@@ -907,11 +938,14 @@ impl Miner {
                 s.pool = Some(p.name.clone());
             }
         }
-        let upstream = match &self.pool {
+        let upstream: Arc<str> = match &self.pool {
             Some(p) => Arc::from(p.upstream_worker_name(&route.worker).as_str()),
             None => Arc::from(route.worker.as_str()),
         };
         info!(worker = %route.worker, source = route.source.as_str(), "worker authorized");
+        if let Some(s) = &self.session {
+            s.authorize(upstream.clone());
+        }
         self.workers.push(AuthWorker {
             login: login.clone(),
             entry: entry.clone(),
@@ -958,54 +992,35 @@ impl Miner {
     fn on_submit(&mut self, id: Value, sub: Submit) {
         let received = Instant::now();
         let Some(tail) = self.tail.clone() else {
-            self.sh.metrics.unattributed_submit("not_subscribed");
+            self.sh
+                .metrics
+                .unattributed_submit(unattributed::NOT_SUBSCRIBED);
             return self.reply_error(&id, error_code::NOT_SUBSCRIBED, "not subscribed");
         };
         let Some(wi) = self.workers.iter().position(|w| w.login == sub.worker) else {
-            self.sh.metrics.unattributed_submit("unauthorized");
+            self.sh
+                .metrics
+                .unattributed_submit(unattributed::UNAUTHORIZED);
             return self.reply_error(&id, error_code::UNAUTHORIZED, "unauthorized worker");
         };
         let entry = self.workers[wi].entry.clone();
         let upstream_user = self.workers[wi].upstream.clone();
         let now = unix_now();
-        let (variant, job_diff, mask) = match self.jobs.get(&sub.job_id) {
-            Ok(j) => (j.variant.clone(), j.difficulty, j.mask),
-            Err(why) => {
+        let (variant, job_diff, mask, superseded) = match self.jobs.lookup(&sub.job_id) {
+            Some((j, superseded)) => (j.variant.clone(), j.difficulty, j.mask, superseded),
+            None => {
                 entry.lock().record(ShareResult::Stale, self.announced, now);
-                let msg = match why {
-                    JobLookup::Unknown => "job not found",
-                    JobLookup::Superseded => "stale job (new block)",
-                };
-                return self.reply_error(&id, error_code::JOB_NOT_FOUND, msg);
+                return self.reply_error(&id, error_code::JOB_NOT_FOUND, "job not found");
             }
         };
-        // The session that issued the job: the current one, or a previous one within the grace.
-        let sid = variant.job.session_id;
-        let session = match &self.session {
-            Some(s) if s.id == sid => Some(s.clone()),
-            _ => {
-                let grace = Duration::from_secs(self.sh.config.upstream.late_share_grace_seconds);
-                if self.switched_at.elapsed() <= grace {
-                    self.previous
-                        .iter()
-                        .find(|s| s.id == sid && s.is_alive())
-                        .cloned()
-                } else {
-                    None
-                }
-            }
-        };
-        let Some(session) = session else {
-            // The hub moved the miner away from this job's session: not the worker's fault.
-            entry.lock().record(ShareResult::SwitchStale, job_diff, now);
-            return self.reply_error(
-                &id,
-                error_code::JOB_NOT_FOUND,
-                "job of a previous pool session",
-            );
+        // What a late share is booked as when it proves no work: the job was stale anyway.
+        let unproven = if superseded {
+            ShareResult::Stale
+        } else {
+            ShareResult::Invalid
         };
         if sub.extranonce2.len() != variant.miner_en2 {
-            entry.lock().record(ShareResult::Invalid, job_diff, now);
+            entry.lock().record(unproven, job_diff, now);
             let msg = format!("extranonce2 must be {} bytes", variant.miner_en2);
             return self.reply_error(&id, error_code::OTHER, &msg);
         }
@@ -1016,7 +1031,7 @@ impl Miner {
             // Some firmware sends the whole version: accept when only masked bits differ.
             Some(b) if b & !mask == job_version & !mask => b & mask,
             Some(_) => {
-                entry.lock().record(ShareResult::Invalid, job_diff, now);
+                entry.lock().record(unproven, job_diff, now);
                 return self.reply_error(
                     &id,
                     error_code::OTHER,
@@ -1027,7 +1042,7 @@ impl Miner {
         let version = (job_version & !mask) | (bits & mask);
         let job_ntime = variant.job.notify.ntime;
         if sub.ntime.wrapping_sub(job_ntime) > 7200 && job_ntime.wrapping_sub(sub.ntime) > 600 {
-            entry.lock().record(ShareResult::Invalid, job_diff, now);
+            entry.lock().record(unproven, job_diff, now);
             return self.reply_error(&id, error_code::OTHER, "ntime out of range");
         }
         let hash = variant.template.share_hash(
@@ -1046,17 +1061,65 @@ impl Miner {
             None
         };
         let Some(d) = credit else {
+            if superseded {
+                entry.lock().record(ShareResult::Stale, job_diff, now);
+                return self.reply_error(&id, error_code::JOB_NOT_FOUND, "stale job (new block)");
+            }
             entry.lock().record(ShareResult::Invalid, job_diff, now);
             return self.reply_error(&id, error_code::LOW_DIFFICULTY, "low difficulty share");
         };
-        // Only shares that prove work enter the duplicate set (junk cannot grow it).
-        if !self
-            .jobs
-            .first_sighting(&sub.job_id, &sub.extranonce2, sub.ntime, sub.nonce, bits)
-        {
-            entry.lock().record(ShareResult::Duplicate, d, now);
-            return self.reply_error(&id, error_code::DUPLICATE, "duplicate share");
+        if superseded {
+            // Real work, too late only because the pool replaced the job: the pool would call
+            // it stale, the worker's health counts it.
+            entry.lock().record(ShareResult::JobChangeStale, d, now);
+            return self.reply_error(&id, error_code::JOB_NOT_FOUND, "stale job (new block)");
         }
+        // Only shares that prove work enter the duplicate set (junk cannot grow it).
+        match self
+            .jobs
+            .sighting(&sub.job_id, &sub.extranonce2, sub.ntime, sub.nonce, bits)
+        {
+            Sighting::First => {}
+            Sighting::SameId => {
+                entry.lock().record(ShareResult::Duplicate, d, now);
+                return self.reply_error(&id, error_code::DUPLICATE, "duplicate share");
+            }
+            Sighting::OtherId => {
+                // The hub gave the miner this work again under another id and the miner mined
+                // it again: the share was already counted (and forwarded) under the first id.
+                // Not forwarded twice; not an error either (the miner did what it was told, and
+                // some firmware quits on an error reply).
+                entry.lock().record(ShareResult::Duplicate, d, now);
+                debug!(worker = %entry.name, job = %sub.job_id, "share already seen under another id of the same work; not forwarded again");
+                self.write(protocol::true_line(&id));
+                return;
+            }
+        }
+        // The session that issued the job: the current one, or a previous one within the grace.
+        let sid = variant.job.session_id;
+        let session = match &self.session {
+            Some(s) if s.id == sid => Some(s.clone()),
+            _ => {
+                let grace = Duration::from_secs(self.sh.config.upstream.late_share_grace_seconds);
+                if self.switched_at.elapsed() <= grace {
+                    self.previous
+                        .iter()
+                        .find(|s| s.id == sid && s.is_alive())
+                        .cloned()
+                } else {
+                    None
+                }
+            }
+        };
+        let Some(session) = session else {
+            // The hub moved the miner away from this job's session: not the worker's fault.
+            entry.lock().record(ShareResult::SwitchStale, d, now);
+            return self.reply_error(
+                &id,
+                error_code::JOB_NOT_FOUND,
+                "job of a previous pool session",
+            );
+        };
         if variant
             .job
             .network_target
@@ -1064,11 +1127,12 @@ impl Miner {
         {
             info!(worker = %entry.name, pool = %variant.job.pool, hash = %crate::share::hash_to_display(&hash), "block candidate found");
         }
-        if variant.job.pool_target.is_met_by(&hash) {
+        let upstream_job = variant.job.upstream();
+        if upstream_job.target.is_met_by(&hash) {
             let up = UpSubmit {
                 worker: entry.clone(),
                 upstream_user,
-                pool_job_id: variant.job.pool_job_id.clone(),
+                pool_job_id: upstream_job.pool_job_id,
                 extranonce2: pool_extranonce2(&variant.pad, tail.bytes(), &sub.extranonce2),
                 ntime: sub.ntime,
                 nonce: sub.nonce,

@@ -25,12 +25,16 @@ pub enum ShareResult {
     Rejected,
     /// Valid locally, forwarded, but the pool never answered (session lost or answer timed out).
     Lost,
-    /// Job unknown or superseded by a new block (error 21).
+    /// Job unknown, or superseded and the share proves no work (error 21).
     Stale,
-    /// A late share for a job of an upstream session the miner was moved away from (routing
+    /// Valid work, late for a job of an upstream session the miner was moved away from (routing
     /// change, failover, replaced session) that can no longer be forwarded (error 21): caused by
-    /// the hub's switch, not a worker fault.
+    /// the hub's switch, not a worker fault; counts as the worker's work.
     SwitchStale,
+    /// Valid work on a job a later clean job of its pool session replaced (a new block, or the
+    /// pool restarting work) by the time the share arrived (error 21): caused by the pool's job
+    /// change, not a worker fault; counts as the worker's work.
+    JobChangeStale,
     /// Same (job, extranonce2, ntime, nonce, version) seen before (error 22).
     Duplicate,
     /// Does not meet the miner-facing difficulty, bad version bits, malformed fields (errors 20/23).
@@ -38,13 +42,14 @@ pub enum ShareResult {
 }
 
 impl ShareResult {
-    pub const ALL: [ShareResult; 8] = [
+    pub const ALL: [ShareResult; 9] = [
         ShareResult::Accepted,
         ShareResult::BelowTarget,
         ShareResult::Rejected,
         ShareResult::Lost,
         ShareResult::Stale,
         ShareResult::SwitchStale,
+        ShareResult::JobChangeStale,
         ShareResult::Duplicate,
         ShareResult::Invalid,
     ];
@@ -58,6 +63,7 @@ impl ShareResult {
             ShareResult::Lost => label::LOST,
             ShareResult::Stale => label::STALE,
             ShareResult::SwitchStale => label::SWITCH_STALE,
+            ShareResult::JobChangeStale => label::JOB_CHANGE_STALE,
             ShareResult::Duplicate => label::DUPLICATE,
             ShareResult::Invalid => label::INVALID,
         }
@@ -73,6 +79,14 @@ impl ShareResult {
                 | ShareResult::Lost
         )
     }
+
+    /// Whether the share is work the miner really did at its difficulty: the locally valid
+    /// buckets plus valid shares that came too late only because the hub or the pool changed
+    /// jobs. Health and hashrate count these; the pool-accepted figure stays separate.
+    pub fn is_valid_work(self) -> bool {
+        self.is_locally_valid()
+            || matches!(self, ShareResult::SwitchStale | ShareResult::JobChangeStale)
+    }
 }
 
 /// One value per [`ShareResult`] bucket (counts or difficulty sums).
@@ -85,6 +99,7 @@ pub struct ShareBuckets<T> {
     pub lost: T,
     pub stale: T,
     pub switch_stale: T,
+    pub job_change_stale: T,
     pub duplicate: T,
     pub invalid: T,
 }
@@ -98,6 +113,7 @@ impl<T: Copy + std::ops::Add<Output = T> + std::ops::AddAssign + Default> ShareB
             ShareResult::Lost => self.lost,
             ShareResult::Stale => self.stale,
             ShareResult::SwitchStale => self.switch_stale,
+            ShareResult::JobChangeStale => self.job_change_stale,
             ShareResult::Duplicate => self.duplicate,
             ShareResult::Invalid => self.invalid,
         }
@@ -111,6 +127,7 @@ impl<T: Copy + std::ops::Add<Output = T> + std::ops::AddAssign + Default> ShareB
             ShareResult::Lost => &mut self.lost,
             ShareResult::Stale => &mut self.stale,
             ShareResult::SwitchStale => &mut self.switch_stale,
+            ShareResult::JobChangeStale => &mut self.job_change_stale,
             ShareResult::Duplicate => &mut self.duplicate,
             ShareResult::Invalid => &mut self.invalid,
         };
@@ -131,6 +148,14 @@ impl<T: Copy + std::ops::Add<Output = T> + std::ops::AddAssign + Default> ShareB
             .filter(|r| r.is_locally_valid())
             .fold(T::default(), |acc, r| acc + self.get(*r))
     }
+
+    /// Sum over the buckets of valid work ([`ShareResult::is_valid_work`]).
+    pub fn valid_work(&self) -> T {
+        ShareResult::ALL
+            .iter()
+            .filter(|r| r.is_valid_work())
+            .fold(T::default(), |acc, r| acc + self.get(*r))
+    }
 }
 
 /// Assignment labels from the routing document (who this worker serves right now).
@@ -148,9 +173,10 @@ pub struct AssignmentLabels {
 #[serde(rename_all = "camelCase")]
 pub struct WindowHashrate {
     pub window_seconds: u64,
-    /// Hashes per second from locally valid shares in the window: `Σ difficulty · 2^32 / window`.
+    /// Hashes per second from valid work in the window ([`ShareResult::is_valid_work`]):
+    /// `Σ difficulty · 2^32 / window`.
     pub hashes_per_second: f64,
-    /// Locally valid shares in the window (for the health code's Poisson tests).
+    /// Shares of valid work in the window (for the health code's Poisson tests).
     pub shares: u64,
 }
 
@@ -170,7 +196,7 @@ pub struct WorkerFacts {
     pub pending: u64,
     /// Hashrate per configured window (default 60 s, 300 s, 900 s).
     pub hashrate: Vec<WindowHashrate>,
-    /// Unix time (seconds) of the last locally valid share.
+    /// Unix time (seconds) of the last share of valid work.
     pub last_share_unix: Option<f64>,
     /// Unix time (seconds) when the worker last connected or disconnected.
     pub last_change_unix: Option<f64>,
@@ -239,8 +265,9 @@ mod tests {
         for (i, r) in ShareResult::ALL.iter().enumerate() {
             b.add(*r, i as u64 + 1);
         }
-        assert_eq!(b.total(), 36);
+        assert_eq!(b.total(), 45);
         assert_eq!(b.locally_valid(), 1 + 2 + 3 + 4);
+        assert_eq!(b.valid_work(), 1 + 2 + 3 + 4 + 6 + 7);
         let labels: std::collections::HashSet<_> =
             ShareResult::ALL.iter().map(|r| r.label()).collect();
         assert_eq!(labels.len(), ShareResult::ALL.len());

@@ -4,14 +4,25 @@
 //! Per-job work is done once per job, not per share or per miner: a [`JobVariant`] (one per miner
 //! extranonce2 size in the session, normally exactly one) holds the folded coinb1 with its SHA-256
 //! midstate ([`crate::share::JobTemplate`]) and the serialized `mining.notify` line, shared as
-//! `Bytes` by every miner of the session. Job ids are hub-unique (pool id spaces collide) and map
-//! back to `(session, pool job id, pool difficulty, folded coinb1, mask)` through the variant, so a
-//! late share is still forwarded to the session that issued its job.
+//! `Bytes` by every miner of the session. Job ids are hub-unique decimal numbers (pool id spaces
+//! collide, and some firmware parses ids as decimal integers) and map back to `(session, pool job
+//! id, pool difficulty, folded coinb1, mask)` through the variant, so a late share is still
+//! forwarded to the session that issued its job.
+//!
+//! Job identity. Work is what the miner hashes, not the id it came under: a miner that gets
+//! byte-identical work under a new id may keep mining (and submitting) under the old id (cpuminer),
+//! or redo the same work and find the same shares again (the SRI miner). So the hub never presents
+//! identical work as new: a pool's re-send of its current work (after an authorize, as a
+//! keepalive) updates the pool id and difficulty shares are forwarded with ([`PoolJob::resent`])
+//! and reaches no miner; when the hub itself must send the current job again (a difficulty that
+//! must apply now, a keepalive), the copy is different work ([`JobVariant::resent`]: another
+//! padding salt, or a later ntime when there is no padding to salt). Shares on every id of the
+//! same work stay valid until the pool's next clean job, and the duplicate check spans them all.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -20,25 +31,96 @@ use crate::extranonce::{folded_coinb1, salted_padding};
 use crate::protocol::Notify;
 use crate::share::{JobTemplate, Target, swap32};
 
+/// Where shares of one pool job go: the pool's id for the work and the difficulty it counts
+/// them at. A pool may send the same work again under another id or difficulty (the newest wins).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UpstreamJob {
+    pub pool_job_id: Arc<str>,
+    pub difficulty: f64,
+    pub target: Target,
+}
+
 /// One job as a pool sent it on one upstream session.
 #[derive(Debug)]
 pub struct PoolJob {
     pub session_id: u64,
     pub pool: Arc<str>,
-    pub pool_job_id: String,
     /// The pool's notify (coinb1 NOT folded).
     pub notify: Notify,
     /// The pool's extranonce1 at the time of the job.
     pub pool_e1: Vec<u8>,
     pub pool_n2: usize,
-    /// Pool difficulty in force for this job and its target.
-    pub pool_difficulty: f64,
-    pub pool_target: Target,
+    /// Pool id and difficulty in force for this work (updated by [`PoolJob::resent`]).
+    upstream: Mutex<UpstreamJob>,
     /// Network target (a share at or below it is a block).
     pub network_target: Option<Target>,
     /// Version bits the pool allows (0: no version rolling upstream).
     pub pool_version_mask: u32,
     pub received: Instant,
+}
+
+impl PoolJob {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        session_id: u64,
+        pool: Arc<str>,
+        notify: Notify,
+        pool_e1: Vec<u8>,
+        pool_n2: usize,
+        pool_difficulty: f64,
+        pool_target: Target,
+        pool_version_mask: u32,
+    ) -> Self {
+        Self {
+            session_id,
+            pool,
+            upstream: Mutex::new(UpstreamJob {
+                pool_job_id: Arc::from(notify.job_id.as_str()),
+                difficulty: pool_difficulty,
+                target: pool_target,
+            }),
+            network_target: Target::from_nbits(notify.nbits).ok(),
+            notify,
+            pool_e1,
+            pool_n2,
+            pool_version_mask,
+            received: Instant::now(),
+        }
+    }
+
+    /// The pool id and difficulty a share of this work is forwarded with now.
+    pub fn upstream(&self) -> UpstreamJob {
+        self.upstream
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Whether `n` carries exactly this work (everything a header is built from; the id and the
+    /// clean flag aside) for the same extranonce1 and size.
+    pub fn same_work(&self, n: &Notify, pool_e1: &[u8], pool_n2: usize) -> bool {
+        let j = &self.notify;
+        j.prevhash == n.prevhash
+            && j.coinb1 == n.coinb1
+            && j.coinb2 == n.coinb2
+            && j.merkle_branch == n.merkle_branch
+            && j.version == n.version
+            && j.nbits == n.nbits
+            && j.ntime == n.ntime
+            && self.pool_e1 == pool_e1
+            && self.pool_n2 == pool_n2
+    }
+
+    /// The pool sent this work again, possibly under another id or difficulty: later shares go
+    /// out under the new id at the new difficulty; miners keep the ids they have.
+    pub fn resent(&self, pool_job_id: &str, difficulty: f64, target: Target) {
+        let mut u = self.upstream.lock().unwrap_or_else(|p| p.into_inner());
+        *u = UpstreamJob {
+            pool_job_id: Arc::from(pool_job_id),
+            difficulty,
+            target,
+        };
+    }
 }
 
 /// A pool job for miners with one extranonce2 size: folded coinb1, midstate, notify line.
@@ -98,10 +180,41 @@ impl JobVariant {
         })
     }
 
-    /// The same pool job as new work for one miner: another id and salt, not clean (a vardiff
-    /// change or a move back to a job the miner already mined).
-    pub fn resalted(&self, proxy_id: Arc<str>, tail_bytes: usize, salt: u64) -> Option<Self> {
-        Some(Self::build(self.job.clone(), proxy_id, tail_bytes, self.miner_en2, salt)?.not_clean())
+    /// The same pool job as new work for one miner (a difficulty that must apply now, a
+    /// keepalive, a move back to a job the miner already mined): another id, not clean, and
+    /// different work — another padding salt, or, with no padding to salt, an ntime one second
+    /// past the one this variant carries (or `now_unix` if later), which every pool accepts as
+    /// rolled time. A miner given identical work under a new id keeps the old id or mines the
+    /// same shares twice; different work it simply takes.
+    pub fn resent(
+        &self,
+        proxy_id: Arc<str>,
+        tail_bytes: usize,
+        salt: u64,
+        now_unix: u32,
+    ) -> Option<Self> {
+        if !self.pad.is_empty() {
+            return Some(
+                Self::build(self.job.clone(), proxy_id, tail_bytes, self.miner_en2, salt)?
+                    .not_clean(),
+            );
+        }
+        let notify = Notify {
+            job_id: proxy_id.to_string(),
+            ntime: self.notify.ntime.wrapping_add(1).max(now_unix),
+            clean_jobs: false,
+            ..self.notify.clone()
+        };
+        let line = Bytes::from(notify.to_line());
+        Some(Self {
+            job: self.job.clone(),
+            proxy_id,
+            miner_en2: self.miner_en2,
+            pad: self.pad.clone(),
+            template: self.template.clone(),
+            notify,
+            line,
+        })
     }
 
     /// An equal variant with reference counts of its own (id, line): each fan-out thread gets
@@ -147,6 +260,17 @@ pub enum JobLookup {
     Unknown,
     /// Superseded by a clean job of the same session.
     Superseded,
+}
+
+/// Whether a share was seen before ([`MinerJobs::sighting`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sighting {
+    First,
+    /// Submitted before under the same job id: the miner sent it twice.
+    SameId,
+    /// Submitted before under another id of the same work: the miner mined work it was given
+    /// again (some firmware restarts identical work when it gets it under a new id).
+    OtherId,
 }
 
 /// A job as one miner received it.
@@ -243,22 +367,32 @@ impl MinerJobs {
         self.jobs.iter().any(|j| Arc::ptr_eq(&j.variant.job, job))
     }
 
+    /// The newest variant of `job` for `miner_en2` this miner was sent.
+    pub fn latest_of(&self, job: &Arc<PoolJob>, miner_en2: usize) -> Option<Arc<JobVariant>> {
+        self.jobs
+            .iter()
+            .rev()
+            .find(|j| Arc::ptr_eq(&j.variant.job, job) && j.variant.miner_en2 == miner_en2)
+            .map(|j| j.variant.clone())
+    }
+
     pub fn latest(&self) -> Option<&MinerJob> {
         self.jobs.back()
     }
 
     pub fn get(&self, id: &str) -> Result<&MinerJob, JobLookup> {
-        let j = self
-            .jobs
-            .iter()
-            .rev()
-            .find(|j| &*j.id == id)
-            .ok_or(JobLookup::Unknown)?;
-        if self.is_superseded(j) {
-            Err(JobLookup::Superseded)
-        } else {
-            Ok(j)
+        match self.lookup(id) {
+            Some((j, false)) => Ok(j),
+            Some((_, true)) => Err(JobLookup::Superseded),
+            None => Err(JobLookup::Unknown),
         }
+    }
+
+    /// The job sent under `id`, and whether a later clean job of its session superseded it
+    /// (a superseded job still tells what work the share was, for the stale verdict).
+    pub fn lookup(&self, id: &str) -> Option<(&MinerJob, bool)> {
+        let j = self.jobs.iter().rev().find(|j| &*j.id == id)?;
+        Some((j, self.is_superseded(j)))
     }
 
     /// Mark a share as seen for job `id`; `false` if it was seen before (a duplicate).
@@ -270,6 +404,20 @@ impl MinerJobs {
         nonce: u32,
         version_bits: u32,
     ) -> bool {
+        self.sighting(id, extranonce2, ntime, nonce, version_bits) == Sighting::First
+    }
+
+    /// Mark a share as seen for job `id` and say whether (and under which id) it was seen
+    /// before. Every id of the same work (same pool job, same padding) counts: the same header
+    /// is the same share whichever id it is submitted under.
+    pub fn sighting(
+        &mut self,
+        id: &str,
+        extranonce2: &[u8],
+        ntime: u32,
+        nonce: u32,
+        version_bits: u32,
+    ) -> Sighting {
         let mut h = self.hasher.build_hasher();
         extranonce2.hash(&mut h);
         ntime.hash(&mut h);
@@ -286,24 +434,27 @@ impl MinerJobs {
             .find(|j| &*j.id == id)
             .map(|j| j.variant.clone())
         else {
-            return true;
+            return Sighting::First;
         };
         let same_work =
             |j: &MinerJob| Arc::ptr_eq(&j.variant.job, &work.job) && j.variant.pad == work.pad;
-        if self
+        if let Some(seen) = self
             .jobs
             .iter()
-            .any(|j| same_work(j) && j.seen.contains(&key))
+            .find(|j| same_work(j) && j.seen.contains(&key))
         {
-            return false;
+            return if &*seen.id == id {
+                Sighting::SameId
+            } else {
+                Sighting::OtherId
+            };
         }
-        match self.jobs.iter_mut().rev().find(|j| &*j.id == id) {
-            Some(j) if j.seen.len() < max => {
-                j.seen.insert(key);
-                true
-            }
-            _ => true,
+        if let Some(j) = self.jobs.iter_mut().rev().find(|j| &*j.id == id)
+            && j.seen.len() < max
+        {
+            j.seen.insert(key);
         }
+        Sighting::First
     }
 
     pub fn len(&self) -> usize {
@@ -320,11 +471,10 @@ mod tests {
     use super::*;
 
     pub(crate) fn pool_job(session_id: u64, n2: usize) -> Arc<PoolJob> {
-        Arc::new(PoolJob {
+        Arc::new(PoolJob::new(
             session_id,
-            pool: Arc::from("p"),
-            pool_job_id: "pj".into(),
-            notify: Notify {
+            Arc::from("p"),
+            Notify {
                 job_id: "pj".into(),
                 prevhash: [1; 32],
                 coinb1: vec![1, 2, 3],
@@ -335,14 +485,12 @@ mod tests {
                 ntime: 1,
                 clean_jobs: false,
             },
-            pool_e1: vec![0xaa; 4],
-            pool_n2: n2,
-            pool_difficulty: 1.0,
-            pool_target: Target::from_difficulty(1.0).unwrap(),
-            network_target: None,
-            pool_version_mask: 0,
-            received: Instant::now(),
-        })
+            vec![0xaa; 4],
+            n2,
+            1.0,
+            Target::from_difficulty(1.0).unwrap(),
+            0,
+        ))
     }
 
     #[test]
@@ -360,7 +508,7 @@ mod tests {
     fn resends_are_new_work_or_caught_as_duplicates() {
         let job = pool_job(1, 8);
         let v = Arc::new(JobVariant::build(job.clone(), "a".into(), 2, 4, 1).unwrap());
-        let r = v.resalted("b".into(), 2, 2).unwrap();
+        let r = v.resent("b".into(), 2, 2, 0).unwrap();
         assert_ne!(
             v.notify.coinb1, r.notify.coinb1,
             "salt changes the coinbase"
@@ -369,7 +517,7 @@ mod tests {
         // p = 0: nothing to salt; the same share under the new id is a duplicate
         let tight = pool_job(1, 6);
         let v0 = Arc::new(JobVariant::build(tight.clone(), "c".into(), 2, 4, 1).unwrap());
-        let r0 = Arc::new(v0.resalted("d".into(), 2, 2).unwrap());
+        let r0 = Arc::new(v0.resent("d".into(), 2, 2, 0).unwrap());
         assert_eq!(v0.notify.coinb1, r0.notify.coinb1);
         let mut t = MinerJobs::new(8);
         t.push("c".into(), v0, 1.0, 0, false);
@@ -381,6 +529,72 @@ mod tests {
         t.push("b".into(), Arc::new(r), 1.0, 0, false);
         assert!(t.first_sighting("a", &[0; 4], 1, 2, 0));
         assert!(t.first_sighting("b", &[0; 4], 1, 2, 0));
+    }
+
+    #[test]
+    fn a_pool_resend_of_the_same_work_is_recognised_and_updates_where_shares_go() {
+        let job = pool_job(1, 4);
+        let mut again = job.notify.clone();
+        again.job_id = "pj2".into();
+        again.clean_jobs = true;
+        assert!(
+            job.same_work(&again, &job.pool_e1, 4),
+            "id and clean flag aside"
+        );
+        assert!(!job.same_work(&again, &[0xbb; 4], 4), "another extranonce1");
+        let mut other = again.clone();
+        other.ntime += 1;
+        assert!(
+            !job.same_work(&other, &job.pool_e1, 4),
+            "another ntime is other work"
+        );
+        let t2 = Target::from_difficulty(2.0).unwrap();
+        job.resent("pj2", 2.0, t2);
+        let u = job.upstream();
+        assert_eq!(&*u.pool_job_id, "pj2");
+        assert_eq!(u.difficulty, 2.0);
+        assert_eq!(u.target, t2);
+    }
+
+    #[test]
+    fn with_no_padding_a_resend_is_new_work_by_a_later_ntime() {
+        // n2 = 6, k = 2, m = 4: p = 0, nothing to salt.
+        let v = Arc::new(JobVariant::build(pool_job(1, 6), "1".into(), 2, 4, 0).unwrap());
+        assert!(v.pad.is_empty());
+        let r = v.resent("2".into(), 2, 7, 0).unwrap();
+        assert_eq!(r.notify.ntime, v.notify.ntime + 1, "one second later");
+        assert_ne!(r.line, v.line);
+        assert!(!r.notify.clean_jobs);
+        let r2 = r.resent("3".into(), 2, 8, 1_000).unwrap();
+        assert_eq!(r2.notify.ntime, 1_000, "or now, if later");
+        // Shares: the same header under another id of the same work is a duplicate, and
+        // told apart from a miner sending one share twice under one id.
+        let mut t = MinerJobs::new(8);
+        t.push("1".into(), v.clone(), 1.0, 0, false);
+        t.push("2".into(), Arc::new(r), 1.0, 0, false);
+        assert_eq!(t.sighting("1", &[0; 4], 5, 9, 0), Sighting::First);
+        assert_eq!(t.sighting("1", &[0; 4], 5, 9, 0), Sighting::SameId);
+        assert_eq!(t.sighting("2", &[0; 4], 5, 9, 0), Sighting::OtherId);
+        assert_eq!(
+            t.sighting("2", &[0; 4], 6, 9, 0),
+            Sighting::First,
+            "other ntime"
+        );
+        let latest = t.latest_of(&v.job, 4).unwrap();
+        assert_eq!(&*latest.proxy_id, "2");
+    }
+
+    #[test]
+    fn a_superseded_job_is_still_found_for_its_verdict() {
+        let mut t = MinerJobs::new(8);
+        let a = |id: &str| Arc::new(JobVariant::build(pool_job(1, 8), id.into(), 2, 4, 0).unwrap());
+        t.push("1".into(), a("1"), 1.0, 0, false);
+        t.push("2".into(), a("2"), 1.0, 0, true);
+        let (j, superseded) = t.lookup("1").unwrap();
+        assert!(superseded);
+        assert_eq!(&*j.id, "1");
+        assert!(!t.lookup("2").unwrap().1);
+        assert!(t.lookup("9").is_none());
     }
 
     #[test]

@@ -30,9 +30,9 @@ pub const WORKER_SHARES_TOTAL: &str = "hashsched_worker_shares_total";
 pub const WORKER_SHARE_DIFFICULTY_TOTAL: &str = "hashsched_worker_share_difficulty_total";
 /// Gauge: forwarded shares waiting for the pool's verdict. `{worker}`
 pub const WORKER_SHARES_PENDING: &str = "hashsched_worker_shares_pending";
-/// Gauge: hashes per second from locally valid shares over a window. `{worker, window}`
+/// Gauge: hashes per second from valid work (every share that proves work, stale by a job change included) over a window. `{worker, window}`
 pub const WORKER_HASHRATE: &str = "hashsched_worker_hashrate_hashes_per_second";
-/// Gauge: unix time of the last locally valid share. `{worker}` (absent before the first share)
+/// Gauge: unix time of the last share of valid work. `{worker}` (absent before the first share)
 pub const WORKER_LAST_SHARE: &str = "hashsched_worker_last_share_timestamp_seconds";
 /// Gauge: miner-facing difficulty. `{worker}`
 pub const WORKER_DIFFICULTY: &str = "hashsched_worker_difficulty";
@@ -104,6 +104,7 @@ pub mod result {
     pub const LOST: &str = "lost";
     pub const STALE: &str = "stale";
     pub const SWITCH_STALE: &str = "switch_stale";
+    pub const JOB_CHANGE_STALE: &str = "job_change_stale";
     pub const DUPLICATE: &str = "duplicate";
     pub const INVALID: &str = "invalid";
 }
@@ -114,6 +115,7 @@ pub mod reconnect {
     pub const SHUTDOWN: &str = "shutdown";
     /// The miner's extranonce2 does not fit the new pool and it cannot take `set_extranonce`.
     pub const EXTRANONCE2_TOO_SMALL: &str = "extranonce2_too_small";
+    pub const ALL: [&str; 2] = [SHUTDOWN, EXTRANONCE2_TOO_SMALL];
 }
 
 /// Values of the `side` label.
@@ -121,6 +123,54 @@ pub mod side {
     pub const MINER: &str = "miner";
     pub const POOL: &str = "pool";
 }
+
+/// Values of the `kind` label of [`HUB_PROTOCOL_ERRORS_TOTAL`].
+pub mod protocol_error {
+    pub const LINE_TOO_LONG: &str = "line_too_long";
+    pub const FLOOD: &str = "flood";
+    pub const UNKNOWN_METHOD: &str = "unknown_method";
+    pub const PARAMS: &str = "params";
+    pub const NOT_UTF8: &str = "not_utf8";
+    pub const JSON: &str = "json";
+    pub const UNKNOWN_ID: &str = "unknown_id";
+    pub const SUBSCRIBE_RESULT: &str = "subscribe_result";
+    /// What miners can do wrong.
+    pub const MINER: [&str; 6] = [LINE_TOO_LONG, FLOOD, UNKNOWN_METHOD, PARAMS, NOT_UTF8, JSON];
+    /// What pools can do wrong.
+    pub const POOL: [&str; 7] = [
+        LINE_TOO_LONG,
+        NOT_UTF8,
+        JSON,
+        UNKNOWN_ID,
+        SUBSCRIBE_RESULT,
+        UNKNOWN_METHOD,
+        PARAMS,
+    ];
+}
+
+/// Values of the `reason` label of [`HUB_UNATTRIBUTED_SUBMITS_TOTAL`].
+pub mod unattributed {
+    pub const MALFORMED: &str = "malformed";
+    pub const UNKNOWN_WORKER_AUTHORIZE: &str = "unknown_worker_authorize";
+    pub const NOT_SUBSCRIBED: &str = "not_subscribed";
+    pub const UNAUTHORIZED: &str = "unauthorized";
+    pub const ALL: [&str; 4] = [
+        MALFORMED,
+        UNKNOWN_WORKER_AUTHORIZE,
+        NOT_SUBSCRIBED,
+        UNAUTHORIZED,
+    ];
+}
+
+/// Reasons of [`HUB_CONNECTIONS_CLOSED_TOTAL`] present (at 0) from startup: the hub's limit, and
+/// the ends every fleet sees. Other reasons appear when they first happen.
+pub const COMMON_CLOSE_REASONS: [&str; 5] = [
+    "max_connections",
+    "miner closed the connection",
+    "idle timeout",
+    "message flood",
+    "hub shutting down",
+];
 
 /// The `window` label value for a window length: `60` → `1m`, `300` → `5m`, `3600` → `1h`.
 pub fn window_label(seconds: u64) -> String {
@@ -222,6 +272,27 @@ impl HubMetrics {
             "Per moved miner: decision to move it to another pool until the new pool's first job is written to it",
             switch_duration.clone(),
         );
+        // Every counter with a known label set exists from startup (at 0): a missing series
+        // must never have to mean zero.
+        for s in [side::MINER, side::POOL] {
+            let kinds: &[&str] = if s == side::MINER {
+                &protocol_error::MINER
+            } else {
+                &protocol_error::POOL
+            };
+            for k in kinds {
+                let _ = protocol_errors.get_or_create(&[(label::SIDE, s), (label::KIND, *k)]);
+            }
+        }
+        for r in unattributed::ALL {
+            let _ = unattributed_submits.get_or_create(&[(label::REASON, r)]);
+        }
+        for r in reconnect::ALL {
+            let _ = miner_reconnects.get_or_create(&[(label::REASON, r)]);
+        }
+        for r in COMMON_CLOSE_REASONS {
+            let _ = connections_closed.get_or_create(&[(label::REASON, r)]);
+        }
         registry.register_collector(Box::new(StateCollector { source }));
         Self {
             registry,
@@ -379,7 +450,7 @@ impl Collector for StateCollector {
         gauge(
             &mut enc,
             WORKER_HASHRATE,
-            "Hashrate from locally valid shares over a window",
+            "Hashrate from valid work (shares that prove work, stale by a job change included) over a window",
             s.workers.iter().flat_map(|f| {
                 f.hashrate.iter().map(move |h| {
                     (
@@ -395,7 +466,7 @@ impl Collector for StateCollector {
         gauge(
             &mut enc,
             WORKER_LAST_SHARE,
-            "Unix time of the last locally valid share",
+            "Unix time of the last share of valid work",
             s.workers
                 .iter()
                 .filter_map(|f| f.last_share_unix.map(|t| (w(f), t))),

@@ -431,6 +431,17 @@ pub enum SwitchReason {
 }
 
 impl SwitchReason {
+    /// Every reason, so that each pool's switch counters exist (at 0) from startup.
+    pub const ALL: [SwitchReason; 7] = [
+        SwitchReason::Routing,
+        SwitchReason::Failover(FailReason::Refused),
+        SwitchReason::Failover(FailReason::Dropped),
+        SwitchReason::Failover(FailReason::AuthRejected),
+        SwitchReason::Failover(FailReason::Starved),
+        SwitchReason::Failover(FailReason::Rejecting),
+        SwitchReason::Return,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             SwitchReason::Routing => "routing",

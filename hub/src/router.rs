@@ -388,7 +388,8 @@ impl Router {
                     .get(pool)
                     .is_some_and(|rt| rt.sessions.iter().any(|s| s.handle.is_alive()));
                 let failed = self.health.state(pool).is_failed();
-                if draining && others && !failed {
+                // A drained session of a failed pool closing was counted when the pool failed.
+                if draining && (others || failed) {
                     tracing::debug!(pool, %reason, "drained upstream session closed");
                 } else {
                     if let Some(rt) = self.pools.get_mut(pool) {
@@ -401,7 +402,16 @@ impl Router {
                 self.reassign(sh, members, now);
             }
             SessionEvent::Job => {
-                self.health_event(pool, PoolEvent::JobReceived, now);
+                // A session left draining after its pool failed says nothing new about the
+                // pool: it is kept only for late shares (a fresh session proves recovery).
+                let draining = self
+                    .pools
+                    .get(pool)
+                    .and_then(|rt| rt.sessions.iter().find(|s| s.handle.id == sid))
+                    .is_some_and(|s| s.draining);
+                if !draining {
+                    self.health_event(pool, PoolEvent::JobReceived, now);
+                }
             }
             SessionEvent::Verdicts { accepted, rejected } => {
                 let cap = 256;
@@ -656,17 +666,24 @@ impl Router {
         for (pool, t) in &transitions {
             log_transition(pool, t);
         }
-        // A starving pool: close its sessions so miners move and a fresh connection is tried
-        // when the backoff says so.
+        // A failed pool (starving, rejecting): its sessions take no new miners and close once
+        // their miners have moved and the late-share grace has passed (below), not now: shares
+        // in flight still get the pool's verdict and late shares of its jobs still reach it,
+        // instead of being lost. A fresh connection is tried when the backoff says so.
+        let mut drained = Vec::new();
         for (pool, t) in &transitions {
             if t.to.is_failed()
                 && let Some(rt) = self.pools.get_mut(pool)
             {
                 for s in &mut rt.sessions {
                     s.draining = true;
-                    s.handle.close();
                 }
+                drained.push(pool.clone());
             }
+        }
+        // For dialing, a failed pool whose sessions only drain counts as disconnected.
+        for pool in drained {
+            self.health_event(&pool, PoolEvent::Disconnected, now);
         }
         if !transitions.is_empty() || self.health_changed {
             self.reconcile_all(sh, now);

@@ -106,11 +106,12 @@ impl Shared {
         self.miner_ids.fetch_add(1, Ordering::Relaxed) + 1
     }
     /// A hub-unique job id (hex).
+    /// A hub-unique job id for miners: a decimal number below 2^32 (some firmware, e.g. the
+    /// Stratum V2 reference SV1 miner, parses job ids as decimal `u32` and quits on anything else).
+    /// It repeats only after 4 billion jobs, long after any late share of the earlier one.
     pub fn next_job_id(&self) -> Arc<str> {
-        Arc::from(format!(
-            "{:x}",
-            self.job_ids.fetch_add(1, Ordering::Relaxed) + 1
-        ))
+        let n = self.job_ids.fetch_add(1, Ordering::Relaxed) % u64::from(u32::MAX);
+        Arc::from((n + 1).to_string())
     }
 
     /// A fresh padding salt (see [`crate::extranonce::salted_padding`]).
@@ -647,6 +648,8 @@ mod tests {
         let mut cfg = quick(vec![pool.url()]);
         cfg.vardiff.initial_difficulty = 1024.0;
         cfg.vardiff.share_interval_seconds = 0.2;
+        // The steady-state rule (÷32 after five silent intervals), not the first-minute one.
+        cfg.vardiff.fast_first_share = false;
         let hub = Hub::start(cfg).await.unwrap();
         let s = tokio::net::TcpStream::connect(hub.stratum_addr())
             .await

@@ -73,7 +73,7 @@ impl WorkerStats {
         }
     }
 
-    /// A locally valid share at `difficulty` (feeds the hashrate windows and last share time).
+    /// A share of valid work at `difficulty` (feeds the hashrate windows and last share time).
     fn note_valid(&mut self, difficulty: f64, now: f64) {
         self.last_share = Some(now);
         let idx = self.bucket_index(now);
@@ -95,7 +95,7 @@ impl WorkerStats {
 
     /// A share whose fate is final now (not forwarded, or refused locally).
     pub fn record(&mut self, result: ShareResult, difficulty: f64, now: f64) {
-        if result.is_locally_valid() {
+        if result.is_valid_work() {
             self.note_valid(difficulty, now);
         }
         self.shares.add(result, 1);

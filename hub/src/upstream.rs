@@ -3,7 +3,8 @@
 //! The session does the handshake (`mining.configure` for version rolling unless the pool is known
 //! to choke on it, `mining.subscribe`, `mining.authorize` of the pool account), turns each pool job
 //! into [`JobVariant`]s once and hands the same bytes to every member miner, authorizes each
-//! worker's upstream name on first use, forwards shares with its own request ids (miner ids are
+//! worker's upstream name as soon as its miner joins (pools answer an authorize by sending their
+//! current work again: recognised as the same work, see [`crate::jobs`]), forwards shares with its own request ids (miner ids are
 //! not unique), books the pool's verdicts on the worker that found the share and relays each
 //! verdict to the miner under the miner's own id (a share without a verdict after
 //! `submitTimeoutSeconds`, or when the session dies, is `lost` and answered with error 20). It
@@ -28,7 +29,7 @@ use crate::downstream::{MinerLink, ToMiner};
 use crate::facts::ShareResult;
 use crate::jobs::{JobVariant, PoolJob};
 use crate::lines::{LineRead, line, read_line};
-use crate::metrics::side;
+use crate::metrics::{protocol_error, side};
 use crate::pool_health::SwitchReason;
 use crate::protocol::{
     self, Authorize, BIP320_VERSION_MASK, Configure, ConfigureResult, Message, MinerRequest,
@@ -75,13 +76,18 @@ impl PoolCounters {
         let n = m.entry(reason.as_str()).or_default();
         *n = n.saturating_add(1);
     }
-    /// Switches by reason (label value → count).
+    /// Switches by reason (label value → count), every reason present (0 when none).
     pub fn switches_by_reason(&self) -> BTreeMap<String, u64> {
-        self.switch_reasons
+        let seen = self
+            .switch_reasons
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
+            .unwrap_or_else(|p| p.into_inner());
+        SwitchReason::ALL
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), *v))
+            .map(|r| {
+                let k = r.as_str();
+                (k.to_owned(), seen.get(k).copied().unwrap_or(0))
+            })
             .collect()
     }
     fn observe_latency(&self, secs: f64) {
@@ -112,7 +118,7 @@ pub struct UpSubmit {
     pub worker: Arc<WorkerEntry>,
     /// The name the worker uses on this pool (`{user}.{worker}`).
     pub upstream_user: Arc<str>,
-    pub pool_job_id: String,
+    pub pool_job_id: Arc<str>,
     /// Pool-form extranonce2 (`0^p ‖ tail ‖ en2`).
     pub extranonce2: Vec<u8>,
     pub ntime: u32,
@@ -149,6 +155,8 @@ pub enum SessionCmd {
         switch_started: Option<Instant>,
     },
     Detach(u64),
+    /// Authorize a worker's upstream name now (a miner joined or added a worker).
+    Authorize(Arc<str>),
     Close,
 }
 
@@ -181,6 +189,11 @@ impl SessionHandle {
                 switch_started,
             })
             .is_ok()
+    }
+
+    /// Authorize a worker's upstream name on this session (once; later calls do nothing).
+    pub fn authorize(&self, user: Arc<str>) {
+        let _ = self.tx.try_send(SessionCmd::Authorize(user));
     }
 
     pub fn detach(&self, miner: u64) {
@@ -408,7 +421,7 @@ async fn run(
                     }
                     Ok(LineRead::Eof) => break s.closed("pool closed the connection"),
                     Ok(LineRead::TooLong) => {
-                        s.shared.metrics.protocol_error(side::POOL, "line_too_long");
+                        s.shared.metrics.protocol_error(side::POOL, protocol_error::LINE_TOO_LONG);
                         break s.closed("pool sent an oversized line");
                     }
                     Err(e) => break s.closed(&format!("read: {e}")),
@@ -622,24 +635,33 @@ impl Session {
             SessionCmd::Detach(id) => {
                 self.members.remove(&id);
             }
+            SessionCmd::Authorize(user) => self.authorize_user(&user),
             SessionCmd::Close => return true,
         }
         false
     }
 
-    fn submit(&mut self, s: UpSubmit) {
-        if !self.users.contains(&s.upstream_user) {
-            let id = self.alloc_id();
-            self.users.insert(s.upstream_user.clone());
-            self.pending
-                .insert(id, Pending::Authorize(s.upstream_user.clone()));
-            let line = MinerRequest::Authorize(Authorize {
-                user: s.upstream_user.to_string(),
-                password: Some(self.params.pool.password.expose().to_owned()),
-            })
-            .to_line(&Value::from(id));
-            self.out.extend_from_slice(line.as_bytes());
+    /// Authorize a worker's upstream name on this session once. Done when a miner joins (or
+    /// authorizes another worker), before its first share: pools answer an authorize by sending
+    /// their current work again, which must not come between a miner and its first shares.
+    fn authorize_user(&mut self, user: &Arc<str>) {
+        if self.users.contains(user) {
+            return;
         }
+        let id = self.alloc_id();
+        self.users.insert(user.clone());
+        self.pending.insert(id, Pending::Authorize(user.clone()));
+        let line = MinerRequest::Authorize(Authorize {
+            user: user.to_string(),
+            password: Some(self.params.pool.password.expose().to_owned()),
+        })
+        .to_line(&Value::from(id));
+        self.out.extend_from_slice(line.as_bytes());
+    }
+
+    fn submit(&mut self, s: UpSubmit) {
+        // Normally authorized when the miner joined; a worker added since is caught here.
+        self.authorize_user(&s.upstream_user);
         let id = self.alloc_id();
         let version_bits = if self.version_mask != 0 {
             Some(s.version_bits.unwrap_or(0) & self.version_mask)
@@ -648,7 +670,7 @@ impl Session {
         };
         let line = MinerRequest::Submit(Submit {
             worker: s.upstream_user.to_string(),
-            job_id: s.pool_job_id,
+            job_id: s.pool_job_id.to_string(),
             extranonce2: s.extranonce2,
             ntime: s.ntime,
             nonce: s.nonce,
@@ -708,7 +730,14 @@ impl Session {
         let salt = self.shared.next_salt();
         let mut v = JobVariant::build(job.clone(), self.shared.next_job_id(), k, m, salt)?;
         if self.resending {
-            v = v.not_clean();
+            // A keepalive copy is different work under a new id, not clean (see
+            // `JobVariant::resent`): miners take it without dropping shares of the old id.
+            v = v.resent(
+                v.proxy_id.clone(),
+                k,
+                self.shared.next_salt(),
+                crate::stats::unix_now() as u32,
+            )?;
         }
         let v = Arc::new(v);
         self.variants.push(v.clone());
@@ -718,7 +747,9 @@ impl Session {
     /// Handle one line from the pool; `Some(event)` ends the session.
     fn on_line(&mut self, raw: &[u8]) -> Option<SessionEvent> {
         let Ok(text) = std::str::from_utf8(raw) else {
-            self.shared.metrics.protocol_error(side::POOL, "not_utf8");
+            self.shared
+                .metrics
+                .protocol_error(side::POOL, protocol_error::NOT_UTF8);
             return None;
         };
         if text.trim().is_empty() {
@@ -727,7 +758,9 @@ impl Session {
         let msg = match protocol::parse_line(text) {
             Ok(m) => m,
             Err(e) => {
-                self.shared.metrics.protocol_error(side::POOL, "json");
+                self.shared
+                    .metrics
+                    .protocol_error(side::POOL, protocol_error::JSON);
                 warn!(error = %e, "unparseable line from pool; ignored");
                 return None;
             }
@@ -740,7 +773,9 @@ impl Session {
 
     fn on_response(&mut self, r: protocol::Response) -> Option<SessionEvent> {
         let Some(id) = r.id.as_u64() else {
-            self.shared.metrics.protocol_error(side::POOL, "unknown_id");
+            self.shared
+                .metrics
+                .protocol_error(side::POOL, protocol_error::UNKNOWN_ID);
             return None;
         };
         match id {
@@ -776,7 +811,7 @@ impl Session {
                     Err(e) => {
                         self.shared
                             .metrics
-                            .protocol_error(side::POOL, "subscribe_result");
+                            .protocol_error(side::POOL, protocol_error::SUBSCRIBE_RESULT);
                         Some(SessionEvent::Failed {
                             auth_rejected: false,
                             configure_suspect: false,
@@ -844,7 +879,9 @@ impl Session {
                         }
                     }
                     None => {
-                        self.shared.metrics.protocol_error(side::POOL, "unknown_id");
+                        self.shared
+                            .metrics
+                            .protocol_error(side::POOL, protocol_error::UNKNOWN_ID);
                     }
                 }
                 None
@@ -875,7 +912,7 @@ impl Session {
             Ok(None) => {
                 self.shared
                     .metrics
-                    .protocol_error(side::POOL, "unknown_method");
+                    .protocol_error(side::POOL, protocol_error::UNKNOWN_METHOD);
                 if !req.id.is_null() {
                     let l = protocol::error_line(
                         &req.id,
@@ -887,7 +924,9 @@ impl Session {
                 return None;
             }
             Err(e) => {
-                self.shared.metrics.protocol_error(side::POOL, "params");
+                self.shared
+                    .metrics
+                    .protocol_error(side::POOL, protocol_error::PARAMS);
                 warn!(method = %req.method, error = %e, "bad parameters from pool; ignored");
                 return None;
             }
@@ -967,19 +1006,30 @@ impl Session {
         let Ok(pool_target) = Target::from_difficulty(self.next_difficulty) else {
             return;
         };
-        let job = Arc::new(PoolJob {
-            session_id: self.handle.id,
-            pool: self.handle.pool.clone(),
-            pool_job_id: n.job_id.clone(),
-            network_target: Target::from_nbits(n.nbits).ok(),
-            notify: n,
-            pool_e1: info.e1.clone(),
-            pool_n2: info.n2,
-            pool_difficulty: self.next_difficulty,
+        // The pool sending its current work again (after an authorize, as a keepalive, often with
+        // clean_jobs): not new work. Miners keep their ids (a miner given identical work under a
+        // new id keeps the old one, or mines the same shares twice); shares go out under the
+        // pool's newest id and difficulty.
+        if let Some(cur) = &self.job
+            && cur.pool_version_mask == self.version_mask
+            && cur.same_work(&n, &info.e1, info.n2)
+        {
+            debug!(pool_job = %n.job_id, clean = n.clean_jobs, "pool re-sent its current work; miners keep their jobs");
+            cur.resent(&n.job_id, self.next_difficulty, pool_target);
+            self.shared
+                .session_event(&self.handle.pool, self.handle.id, SessionEvent::Job);
+            return;
+        }
+        let job = Arc::new(PoolJob::new(
+            self.handle.id,
+            self.handle.pool.clone(),
+            n,
+            info.e1.clone(),
+            info.n2,
+            self.next_difficulty,
             pool_target,
-            pool_version_mask: self.version_mask,
-            received: Instant::now(),
-        });
+            self.version_mask,
+        ));
         self.variants.clear();
         self.job = Some(job.clone());
         // Miners first: the event takes the router's lock, which a routing pass may hold.

@@ -17,6 +17,16 @@
 //! expected share intervals has probability e^-5 < 1 % if the difficulty were right, so the
 //! difficulty is then cut by `NO_SHARE_STEP` at once and the check repeats every 5 intervals:
 //! 1024 → 0.001 in four steps, ~40 s at the default 2 s interval.
+//!
+//! The first minute ([`Vardiff::for_new_miner`]): a miner that has not found its first share yet
+//! and told the hub nothing about its speed (no `mining.suggest_difficulty`, no expected
+//! hashrate) is stepped down faster, by `FIRST_SHARE_STEP` after each single expected interval
+//! without a share: 1024 → 4 → 1/64 → 1/16384 (clamped to `minDifficulty`), so a one-thread CPU
+//! miner (~7 MH/s) finds its first share within about 10 s instead of a minute. This cannot
+//! flood a fast miner: a miner fast enough to matter finds shares at 1024 within the first
+//! interval and never takes the step; one that is just slow enough to miss it lands at most 256×
+//! too low and is lifted by the "far too fast" retarget after its 4th share, a fraction of a
+//! second later. After the first share the normal rules apply.
 
 use serde::{Deserialize, Serialize};
 
@@ -36,6 +46,8 @@ pub struct VardiffConfig {
     pub retarget_seconds: f64,
     /// Relative deviation below which the difficulty is left alone.
     pub tolerance: f64,
+    /// Faster steps down before a new miner's first share (module docs, "the first minute").
+    pub fast_first_share: bool,
 }
 
 impl Default for VardiffConfig {
@@ -48,6 +60,7 @@ impl Default for VardiffConfig {
             retarget_shares: 30,
             retarget_seconds: 60.0,
             tolerance: 0.25,
+            fast_first_share: true,
         }
     }
 }
@@ -104,6 +117,8 @@ const MAX_STEP_DOWN: f64 = 1.0 / 16.0;
 const NO_SHARE_INTERVALS: f64 = 5.0;
 /// Factor of the no-share step down.
 const NO_SHARE_STEP: f64 = 1.0 / 32.0;
+/// Factor of the step down before a new miner's first share (after one silent interval).
+const FIRST_SHARE_STEP: f64 = 1.0 / 256.0;
 
 /// One miner's vardiff state.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +127,8 @@ pub struct Vardiff {
     window_start: f64,
     shares: u32,
     work: f64,
+    /// Before the first share of a miner nobody told us the speed of: faster steps down.
+    first_share_pending: bool,
 }
 
 impl Vardiff {
@@ -121,7 +138,28 @@ impl Vardiff {
             window_start: now,
             shares: 0,
             work: 0.0,
+            first_share_pending: false,
         }
+    }
+
+    /// A new miner connection at `initial`, with the faster steps down before its first share
+    /// (module docs, "the first minute") until a share comes or [`Self::set`] picks a difficulty.
+    pub fn for_new_miner(cfg: &VardiffConfig, initial: f64, now: f64) -> Self {
+        Self {
+            first_share_pending: cfg.fast_first_share,
+            ..Self::new(cfg, initial, now)
+        }
+    }
+
+    /// Whether the first-minute steps are still armed.
+    pub fn first_share_pending(&self) -> bool {
+        self.first_share_pending
+    }
+
+    /// Restart the measuring window (e.g. when the miner got its first job: the time before it
+    /// had work says nothing about its speed).
+    pub fn start_window(&mut self, now: f64) {
+        self.restart(now);
     }
 
     pub fn difficulty(&self) -> f64 {
@@ -130,6 +168,8 @@ impl Vardiff {
 
     /// Force a difficulty (e.g. `mining.suggest_difficulty`); restarts the window.
     pub fn set(&mut self, cfg: &VardiffConfig, d: f64, now: f64) -> f64 {
+        // A difficulty chosen on evidence (the miner's suggestion, an expected hashrate).
+        self.first_share_pending = false;
         self.difficulty = cfg.clamp(d);
         self.restart(now);
         self.difficulty
@@ -150,6 +190,7 @@ impl Vardiff {
         now: f64,
     ) -> Option<f64> {
         self.shares = self.shares.saturating_add(1);
+        self.first_share_pending = false;
         if share_difficulty.is_finite() && share_difficulty > 0.0 {
             self.work += share_difficulty;
         }
@@ -170,9 +211,14 @@ impl Vardiff {
         // 0.1 % slack: the window restarts on one tick and is checked on a later tick of the
         // same periodic timer, so "exactly 5 intervals" would otherwise often miss by a hair
         // and wait a whole tick more.
-        let due = NO_SHARE_INTERVALS * cfg.share_interval_seconds * 0.999;
+        let (intervals, step) = if self.first_share_pending {
+            (1.0, FIRST_SHARE_STEP)
+        } else {
+            (NO_SHARE_INTERVALS, NO_SHARE_STEP)
+        };
+        let due = intervals * cfg.share_interval_seconds * 0.999;
         if self.shares == 0 && elapsed >= due {
-            let next = cfg.clamp(self.difficulty * NO_SHARE_STEP);
+            let next = cfg.clamp(self.difficulty * step);
             self.restart(now);
             if next >= self.difficulty {
                 return None; // already at the minimum
@@ -312,6 +358,60 @@ mod tests {
             "ended at d={}, interval {interval}",
             v.difficulty()
         );
+    }
+
+    /// The first minute: a one-thread cpuminer (~7 MH/s) at the default 1024 finds its first
+    /// share within about 10 s; a suggested difficulty turns the fast steps off; an ASIC that
+    /// misses the first step is lifted again within its first few shares.
+    #[test]
+    fn a_new_slow_miner_shares_within_ten_seconds_and_a_fast_one_is_not_flooded() {
+        let cfg = VardiffConfig::default();
+        let rate = 7e6 / 4_294_967_296.0;
+        let mut v = Vardiff::for_new_miner(&cfg, cfg.initial_difficulty, 0.0);
+        let mut t = 0.0;
+        let mut worked = 0.0; // difficulty units of work done at the current difficulty
+        let first = loop {
+            t += 0.1;
+            worked += rate * 0.1;
+            if worked >= v.difficulty() {
+                break t;
+            }
+            // 2 s ticks
+            if ((t * 10.0f64).round() as u64).is_multiple_of(20) && v.on_tick(&cfg, t).is_some() {
+                worked = 0.0;
+            }
+            assert!(
+                t < 60.0,
+                "no share within a minute (d = {})",
+                v.difficulty()
+            );
+        };
+        assert!(first <= 12.0, "first share after {first} s");
+        assert!(v.on_share(&cfg, v.difficulty(), first).is_none() || !v.first_share_pending());
+        assert!(!v.first_share_pending());
+
+        // Suggested difficulty: no fast steps.
+        let mut s = Vardiff::for_new_miner(&cfg, 1024.0, 0.0);
+        s.set(&cfg, 500.0, 0.0);
+        assert_eq!(s.on_tick(&cfg, 2.0), None);
+
+        // 4.4 TH/s (1024 difficulty units/s) that happened to miss the first 2 s at 1024:
+        // cut once to 4, then its first shares come 256 a second and lift it right back up.
+        let fast = 1024.0;
+        let mut a = Vardiff::for_new_miner(&cfg, 1024.0, 0.0);
+        assert_eq!(a.on_tick(&cfg, 2.0), Some(4.0));
+        let mut t = 2.0;
+        let mut shares_at_low = 0;
+        while a.difficulty() < 64.0 {
+            t += a.difficulty() / fast;
+            shares_at_low += 1;
+            a.on_share(&cfg, a.difficulty(), t);
+            assert!(
+                shares_at_low <= 8,
+                "still at {} after {shares_at_low} shares",
+                a.difficulty()
+            );
+        }
     }
 
     /// A miner with shares keeps the work-based retarget (no no-share cliff).

@@ -25,7 +25,7 @@ use tracing_subscriber::EnvFilter;
 ///
 /// Metrics (OpenMetrics on --metrics, path /metrics; per-worker facts as JSON on /facts):
 /// per worker `hashsched_worker_shares_total{worker,result}` (result = accepted, below_target,
-/// rejected, lost, stale, switch_stale, duplicate, invalid), `..._share_difficulty_total`,
+/// rejected, lost, stale, switch_stale, job_change_stale, duplicate, invalid), `..._share_difficulty_total`,
 /// `hashsched_worker_hashrate_hashes_per_second{worker,window}`, `..._last_share_timestamp_seconds`,
 /// `hashsched_worker_connected`, `hashsched_worker_difficulty`, `hashsched_worker_info{pool,...}`;
 /// per pool `hashsched_pool_up`, `..._latency_seconds`, `..._shares_total`,

@@ -15,7 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use hashsched_hub::sim::miner::{MinerConfig, SimMiner};
-use hashsched_hub::sim::pool::{ConfigureSupport, PoolConfig, SimPool};
+use hashsched_hub::sim::pool::{ConfigureSupport, JobIds, PoolConfig, SimPool};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,15 +42,24 @@ enum Command {
         /// extranonce1 bytes per session.
         #[arg(long, default_value_t = 4)]
         extranonce1_size: usize,
-        /// extranonce2 bytes the miner (or proxy) must submit.
-        #[arg(long, default_value_t = 8)]
+        /// extranonce2 bytes the miner (or proxy) must submit (4 is what many real pools give).
+        #[arg(long, default_value_t = 4)]
         extranonce2_size: usize,
         /// BIP 310 version-rolling mask in hex; `none` answers version-rolling: false.
         #[arg(long, default_value = "1fffe000")]
         version_mask: String,
-        /// Seconds between new (non-clean) jobs.
+        /// Seconds between new jobs (not clean unless --clean-jobs).
         #[arg(long, default_value_t = 30)]
         job_interval: u64,
+        /// Timed jobs carry clean_jobs=true with an unchanged prevhash (earlier jobs are forgotten).
+        #[arg(long)]
+        clean_jobs: bool,
+        /// Job ids in decimal instead of hex.
+        #[arg(long)]
+        decimal_job_ids: bool,
+        /// Do not send the current job again after a successful mining.authorize.
+        #[arg(long)]
+        no_resend_on_authorize: bool,
         /// Seconds between status lines.
         #[arg(long, default_value_t = 10)]
         report_every: u64,
@@ -72,6 +81,9 @@ enum Command {
         /// Send mining.extranonce.subscribe.
         #[arg(long)]
         extranonce_subscribe: bool,
+        /// Which real client to behave like: firmware, cpuminer or sri.
+        #[arg(long, default_value = "firmware")]
+        mode: String,
         /// Seconds between status lines.
         #[arg(long, default_value_t = 10)]
         report_every: u64,
@@ -94,6 +106,9 @@ async fn main() -> anyhow::Result<()> {
             extranonce2_size,
             version_mask,
             job_interval,
+            clean_jobs,
+            decimal_job_ids,
+            no_resend_on_authorize,
             report_every,
         } => {
             let configure = if version_mask.eq_ignore_ascii_case("none") {
@@ -114,6 +129,13 @@ async fn main() -> anyhow::Result<()> {
                 difficulty,
                 configure,
                 job_interval: Some(Duration::from_secs(job_interval.max(1))),
+                timed_jobs_clean: clean_jobs,
+                job_ids: if decimal_job_ids {
+                    JobIds::Decimal
+                } else {
+                    JobIds::Hex
+                },
+                resend_job_on_authorize: !no_resend_on_authorize,
                 record_shares: false,
                 ..PoolConfig::default()
             };
@@ -150,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
             hashrate,
             no_version_rolling,
             extranonce_subscribe,
+            mode,
             report_every,
         } => {
             let hostport = url.trim_start_matches("stratum+tcp://");
@@ -158,9 +181,17 @@ async fn main() -> anyhow::Result<()> {
                 .with_context(|| format!("--url {url:?}: cannot resolve"))?
                 .next()
                 .with_context(|| format!("--url {url:?}: no address"))?;
-            let mut config = MinerConfig::new(worker);
+            let mut config = match mode.as_str() {
+                "firmware" => {
+                    let mut c = MinerConfig::new(worker);
+                    c.version_rolling = !no_version_rolling;
+                    c
+                }
+                "cpuminer" => MinerConfig::cpuminer(worker),
+                "sri" => MinerConfig::sri(worker),
+                other => anyhow::bail!("--mode {other:?}: expected firmware, cpuminer or sri"),
+            };
             config.hashrate = Some(hashrate);
-            config.version_rolling = !no_version_rolling;
             config.extranonce_subscribe = extranonce_subscribe;
             config.record_shares = false;
             let miner = SimMiner::spawn(addr, config);
@@ -174,6 +205,10 @@ async fn main() -> anyhow::Result<()> {
                             "connections={} difficulty={} jobs={} submitted={} accepted={} rejected={:?} lost={}",
                             s.connections, s.difficulty, s.jobs_received, s.submitted, s.accepted, s.rejected, s.lost
                         );
+                        if let Some(why) = &s.exited {
+                            println!("miner quit: {why}");
+                            break;
+                        }
                     }
                 }
             }

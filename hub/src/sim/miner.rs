@@ -8,6 +8,13 @@
 //! arrive as a Poisson process with rate `H / (d · 2^32)`; tests use tiny difficulties. With no
 //! rate it mines at full speed (benchmarks).
 //!
+//! Three behaviours ([`MinerMode`]) copy real clients where they differ in ways that lose shares
+//! behind a careless proxy: generic firmware (restarts on every job), pooler's cpuminer (keeps
+//! mining its current work, under the old job id and at the old difficulty, when a job carries
+//! byte-identical work) and the Stratum V2 reference implementation's SV1 miner (accepts only
+//! decimal job ids, rolls ntime a minute ahead, redoes identical work and so finds the same share
+//! again, and quits on any error reply to a share).
+//!
 //! [`SimMiner`] is its handle: stall / resume / die / change speed, and a [`MinerStats`]
 //! snapshot of everything it sent and got back, so tests can check conservation of shares and
 //! that the miner never had to reconnect.
@@ -39,10 +46,27 @@ const FULL_SPEED_STEP: u64 = 512;
 /// difficulties.
 const MAX_STEP_HASHES: u64 = 1 << 16;
 
+/// Which real client the simulated miner behaves like (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MinerMode {
+    /// ASIC-like firmware: version rolling, every job restarts the work.
+    #[default]
+    Firmware,
+    /// pooler cpuminer 2.5.1: no `mining.configure`; a job whose work is byte-identical to the
+    /// current one is not taken (the old job id and difficulty stay); a difficulty applies with
+    /// the next job that is taken; every submit has id 4.
+    Cpuminer,
+    /// The SRI SV1 miner (v1.5.0): an empty `mining.configure`; a job id that is not a decimal
+    /// `u32` ends it; every job restarts the same extranonce2/nonce sequence (identical work
+    /// gives identical shares); ntime = now + 60; any error reply to a submit ends it.
+    Sri,
+}
+
 /// Miner settings; `MinerConfig::new(worker)` gives firmware-like defaults.
 #[derive(Debug, Clone)]
 pub struct MinerConfig {
     pub worker: String,
+    pub mode: MinerMode,
     pub password: String,
     pub user_agent: String,
     /// Hashes per second; `None` mines at full speed.
@@ -74,6 +98,7 @@ impl MinerConfig {
     pub fn new(worker: impl Into<String>) -> Self {
         MinerConfig {
             worker: worker.into(),
+            mode: MinerMode::Firmware,
             password: "x".into(),
             user_agent: "hashsched-simminer/1.0".into(),
             hashrate: Some(1e6),
@@ -88,6 +113,35 @@ impl MinerConfig {
             tick: Duration::from_millis(50),
             ntime_ahead: None,
             max_line_bytes: protocol::DEFAULT_MAX_LINE_BYTES,
+        }
+    }
+}
+
+impl MinerConfig {
+    /// Behaves like pooler's cpuminer 2.5.1 (see [`MinerMode::Cpuminer`]).
+    pub fn cpuminer(worker: impl Into<String>) -> Self {
+        MinerConfig {
+            mode: MinerMode::Cpuminer,
+            user_agent: "cpuminer/2.5.1".into(),
+            version_rolling: false,
+            extranonce_subscribe: false,
+            fixed_submit_id: Some(4),
+            ..MinerConfig::new(worker)
+        }
+    }
+
+    /// Behaves like the Stratum V2 reference implementation's SV1 miner (see [`MinerMode::Sri`]).
+    pub fn sri(worker: impl Into<String>) -> Self {
+        MinerConfig {
+            mode: MinerMode::Sri,
+            user_agent: "sri-sv1-miner/1.5.0".into(),
+            version_rolling: false,
+            extranonce_subscribe: false,
+            fixed_submit_id: Some(0),
+            ntime_ahead: Some(60),
+            // It exits instead of reconnecting.
+            reconnect_delay: None,
+            ..MinerConfig::new(worker)
         }
     }
 }
@@ -140,6 +194,10 @@ pub struct MinerStats {
     pub latencies_us: Vec<u32>,
     pub last_error: Option<String>,
     pub shares: Vec<SubmittedShare>,
+    /// Jobs not taken because their work was identical to the current work (cpuminer mode).
+    pub identical_jobs_kept: u64,
+    /// Why the miner quit for good (SRI mode: an error reply, a job id it cannot parse).
+    pub exited: Option<String>,
 }
 
 impl MinerStats {
@@ -378,6 +436,8 @@ struct Conn<'a> {
 enum Flow {
     Continue,
     Close,
+    /// Quit for good (the SRI miner's reaction to what it cannot handle).
+    Exit(String),
 }
 
 impl Conn<'_> {
@@ -412,7 +472,13 @@ impl Conn<'_> {
     }
 
     fn start(&mut self) {
-        if self.config.version_rolling {
+        if self.config.mode == MinerMode::Sri {
+            // `[[], {}]`: no extensions at all.
+            self.request(
+                MinerRequest::Configure(Configure::default()),
+                Kind::Configure,
+            );
+        } else if self.config.version_rolling {
             self.request(
                 MinerRequest::Configure(Configure {
                     extensions: vec![protocol::extension::VERSION_ROLLING.into()],
@@ -528,6 +594,12 @@ impl Conn<'_> {
                                 s.latencies_us.push(us);
                             }
                         });
+                        if !ok && self.config.mode == MinerMode::Sri {
+                            return Flow::Exit(format!(
+                                "error reply to a submit: {}",
+                                r.error.map(|e| e.to_string()).unwrap_or_default()
+                            ));
+                        }
                     }
                 }
             }
@@ -592,6 +664,12 @@ impl Conn<'_> {
                         }
                     }
                     Some(ServerRequest::Notify(n)) => {
+                        if self.config.mode == MinerMode::Sri && n.job_id.parse::<u32>().is_err() {
+                            return Flow::Exit(format!(
+                                "job id {:?} is not a decimal u32",
+                                n.job_id
+                            ));
+                        }
                         if let Some(d) = self.pending_difficulty.take() {
                             self.difficulty = d;
                         }
@@ -612,6 +690,21 @@ impl Conn<'_> {
                             n.nbits,
                             n.ntime,
                         );
+                        // cpuminer compares the work, not the id: identical work under a new
+                        // id leaves its threads on the old job (old id, old difficulty).
+                        if self.config.mode == MinerMode::Cpuminer
+                            && let (Some(w), Some(en1)) = (&self.work, &self.en1)
+                            && w.template == template
+                            && &w.en1 == en1
+                            && w.en2_size == self.en2_size
+                        {
+                            self.stats(|s| {
+                                s.jobs_received += 1;
+                                s.last_job_at = Some(received);
+                                s.identical_jobs_kept += 1;
+                            });
+                            return Flow::Continue;
+                        }
                         let d = self.difficulty;
                         let job_id = n.job_id.clone();
                         self.stats(|s| {
@@ -789,12 +882,21 @@ async fn run(
                             Some(Cmd::Die) | None => { dead = true; break; }
                         },
                         line = lines.next() => match line {
-                            Some(Ok(l)) => {
-                                if let Flow::Close = conn.handle_line(&l, Instant::now(), peer) {
+                            Some(Ok(l)) => match conn.handle_line(&l, Instant::now(), peer) {
+                                Flow::Continue => {}
+                                Flow::Close => {
                                     next = conn.reconnect_to.take();
                                     break;
                                 }
-                            }
+                                Flow::Exit(why) => {
+                                    debug!(worker = %config.worker, reason = %why, "miner quits");
+                                    if let Ok(mut s) = shared.stats.lock() {
+                                        s.exited = Some(why);
+                                    }
+                                    dead = true;
+                                    break;
+                                }
+                            },
                             Some(Err(e)) => {
                                 if let Ok(mut s) = shared.stats.lock() {
                                     s.last_error = Some(format!("read: {e}"));

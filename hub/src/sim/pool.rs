@@ -5,7 +5,14 @@
 //! behind a proxy ever did the same work.
 //!
 //! Controllable at runtime through [`SimPool`]: refuse connections, close all sessions, go silent,
-//! reject everything, send `client.reconnect`, change difficulty or extranonce, push new jobs.
+//! reject everything, send `client.reconnect`, change difficulty or extranonce, push new jobs,
+//! pause the job feed (a starving pool).
+//!
+//! Its defaults are the hard cases real pools present to a proxy, not the easy ones: a 4-byte
+//! extranonce2 (no room left to vary work per re-send once a proxy takes its tail), hex job ids,
+//! and the current job sent again (clean) right after every successful `mining.authorize`, as
+//! pool servers do to give a connection its first work. Optional: decimal job ids, and timed jobs
+//! sent with `clean_jobs` but an unchanged prevhash (the pool forgets the earlier jobs anyway).
 
 use super::spawn_line_writer;
 use crate::protocol::{
@@ -38,6 +45,16 @@ pub enum ConfigureSupport {
     Disconnect,
 }
 
+/// How the pool writes job ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum JobIds {
+    /// `1a2b` (what most pools send).
+    #[default]
+    Hex,
+    /// `6699`.
+    Decimal,
+}
+
 /// Pool settings; `Default` is a sensible pool for tests.
 #[derive(Debug, Clone)]
 pub struct PoolConfig {
@@ -54,8 +71,15 @@ pub struct PoolConfig {
     pub extranonce_subscribe: bool,
     /// When set, `mining.authorize` must carry exactly this password.
     pub password: Option<String>,
-    /// New job every interval (not clean); `None`: only on demand.
+    /// New job every interval (not clean unless `timed_jobs_clean`); `None`: only on demand.
     pub job_interval: Option<Duration>,
+    /// Timed jobs carry `clean_jobs = true` with the prevhash unchanged; the pool forgets every
+    /// earlier job (shares on them are stale), as pools that restart work on new transactions do.
+    pub timed_jobs_clean: bool,
+    pub job_ids: JobIds,
+    /// After a successful `mining.authorize`, send `set_difficulty` and the current job again
+    /// (with `clean_jobs`), as pool servers do.
+    pub resend_job_on_authorize: bool,
     /// Merkle branch depth of the jobs.
     pub merkle_branch_len: usize,
     /// How many recent jobs stay valid for shares.
@@ -72,12 +96,15 @@ impl Default for PoolConfig {
         PoolConfig {
             name: "simpool".into(),
             extranonce1_size: 4,
-            extranonce2_size: 8,
+            extranonce2_size: 4,
             difficulty: 1e-3,
             configure: ConfigureSupport::VersionRolling(protocol::BIP320_VERSION_MASK),
             extranonce_subscribe: true,
             password: None,
             job_interval: Some(Duration::from_secs(30)),
+            timed_jobs_clean: false,
+            job_ids: JobIds::Hex,
+            resend_job_on_authorize: true,
             merkle_branch_len: 3,
             jobs_kept: 16,
             record_shares: true,
@@ -136,6 +163,8 @@ pub struct PoolStats {
     pub authorizes_ok: u64,
     pub authorizes_failed: u64,
     pub jobs_created: u64,
+    /// Current jobs sent again after a successful `mining.authorize`.
+    pub jobs_resent_on_authorize: u64,
     /// Requests received while silent (not answered).
     pub ignored_while_silent: u64,
     /// Lines that were not valid Stratum (answered with an error or dropped).
@@ -160,6 +189,8 @@ struct PoolJob {
     id: String,
     template: JobTemplate,
     line: Arc<str>,
+    /// The same job with `clean_jobs = true` (re-sent after an authorize).
+    clean_line: Arc<str>,
     /// Submitted (en1, en2, ntime, nonce, version) already seen, for duplicate detection.
     seen: Mutex<HashSet<Vec<u8>>>,
 }
@@ -179,6 +210,7 @@ struct Shared {
     refuse: AtomicBool,
     silent: AtomicBool,
     reject_all: AtomicBool,
+    jobs_paused: AtomicBool,
     difficulty: Mutex<f64>,
     jobs: RwLock<VecDeque<Arc<PoolJob>>>,
     job_seq: AtomicU64,
@@ -239,6 +271,7 @@ impl SimPool {
             refuse: AtomicBool::new(false),
             silent: AtomicBool::new(false),
             reject_all: AtomicBool::new(false),
+            jobs_paused: AtomicBool::new(false),
             jobs: RwLock::new(VecDeque::new()),
             job_seq: AtomicU64::new(0),
             session_seq: AtomicU64::new(0),
@@ -248,7 +281,7 @@ impl SimPool {
             cmds,
             tls,
         });
-        new_job(&shared, true);
+        new_job(&shared, true, true);
         let cancel = CancellationToken::new();
         tokio::spawn(accept_loop(listener, shared.clone(), cancel.clone()));
         if let Some(every) = shared.config.job_interval {
@@ -259,7 +292,11 @@ impl SimPool {
                 loop {
                     tokio::select! {
                         _ = c.cancelled() => break,
-                        _ = tick.tick() => { new_job(&s, false); }
+                        _ = tick.tick() => {
+                            if !s.jobs_paused.load(Ordering::SeqCst) {
+                                new_job(&s, s.config.timed_jobs_clean, false);
+                            }
+                        }
                     }
                 }
             });
@@ -289,7 +326,19 @@ impl SimPool {
     /// Sends a new job to every session; `clean` invalidates all earlier jobs (new prevhash).
     /// Returns the new job id.
     pub fn new_job(&self, clean: bool) -> String {
-        new_job(&self.shared, clean)
+        new_job(&self.shared, clean, clean)
+    }
+
+    /// Sends a new job with `clean_jobs = true` but the same prevhash (no new block): the pool
+    /// forgets its earlier jobs. Returns the new job id.
+    pub fn new_clean_job_same_block(&self) -> String {
+        new_job(&self.shared, true, false)
+    }
+
+    /// While true the timed job feed stops (the pool starves its sessions; shares are still
+    /// answered).
+    pub fn set_jobs_paused(&self, paused: bool) {
+        self.shared.jobs_paused.store(paused, Ordering::SeqCst);
     }
 
     /// Changes the share difficulty: `mining.set_difficulty` to every session, then a new job
@@ -299,7 +348,7 @@ impl SimPool {
             *g = d;
         }
         let _ = self.shared.cmds.send(SessionCmd::SetDifficulty(d));
-        new_job(&self.shared, false);
+        new_job(&self.shared, false, false);
     }
 
     /// While true, new TCP connections are accepted and closed at once.
@@ -338,7 +387,7 @@ impl SimPool {
         let _ = self.shared.cmds.send(SessionCmd::NewExtranonce);
         // Work built on the old extranonce1 is void: start clean (sessions see this after the
         // set_extranonce, the broadcast keeps the order).
-        new_job(&self.shared, true);
+        new_job(&self.shared, true, true);
     }
 
     /// Stops accepting and closes every session (the handle stays usable for stats).
@@ -417,12 +466,14 @@ fn coinbase_parts(seq: u64, en_total: usize) -> (Vec<u8>, Vec<u8>) {
     (c1, c2)
 }
 
-fn new_job(shared: &Shared, clean: bool) -> String {
+/// A new job for every session; `clean`: earlier jobs are forgotten; `new_block`: with a new
+/// prevhash.
+fn new_job(shared: &Shared, clean: bool, new_block: bool) -> String {
     let seq = shared.job_seq.fetch_add(1, Ordering::SeqCst) + 1;
     let mut rng = rand::rng();
     let prevhash = match shared.prevhash.lock() {
         Ok(mut p) => {
-            if clean {
+            if new_block {
                 *p = rng.random();
             }
             *p
@@ -433,7 +484,10 @@ fn new_job(shared: &Shared, clean: bool) -> String {
     let (coinb1, coinb2) = coinbase_parts(seq, cfg.extranonce1_size + cfg.extranonce2_size);
     let branch: Vec<[u8; 32]> = (0..cfg.merkle_branch_len).map(|_| rng.random()).collect();
     let notify = Notify {
-        job_id: format!("{seq:x}"),
+        job_id: match cfg.job_ids {
+            JobIds::Hex => format!("{seq:x}"),
+            JobIds::Decimal => seq.to_string(),
+        },
         prevhash,
         coinb1,
         coinb2,
@@ -452,10 +506,17 @@ fn new_job(shared: &Shared, clean: bool) -> String {
         notify.nbits,
         notify.ntime,
     );
+    let clean_line = Notify {
+        clean_jobs: true,
+        ..notify.clone()
+    }
+    .to_line()
+    .into();
     let job = Arc::new(PoolJob {
         id: notify.job_id.clone(),
         template,
         line: notify.to_line().into(),
+        clean_line,
         seen: Mutex::new(HashSet::new()),
     });
     if let Ok(mut jobs) = shared.jobs.write() {
@@ -559,6 +620,11 @@ impl Session<'_> {
     }
 
     fn send_job(&mut self, job: &PoolJob) {
+        self.send_job_as(job, false);
+    }
+
+    /// Sends `job`; `force_clean`: with `clean_jobs = true` whatever it was created with.
+    fn send_job_as(&mut self, job: &PoolJob, force_clean: bool) {
         if !self.subscribed {
             return;
         }
@@ -569,7 +635,12 @@ impl Session<'_> {
                 self.job_difficulty.remove(&old);
             }
         }
-        self.send(job.line.to_string());
+        let line = if force_clean {
+            &job.clean_line
+        } else {
+            &job.line
+        };
+        self.send(line.to_string());
     }
 
     fn current_job(&self) -> Option<Arc<PoolJob>> {
@@ -687,6 +758,14 @@ impl Session<'_> {
                     self.authorized.insert(a.user);
                 }
                 self.send(protocol::result_line(&id, &Value::Bool(ok)));
+                if ok && self.shared.config.resend_job_on_authorize && self.subscribed {
+                    // What pool servers do: the connection's work, again, from the top.
+                    self.send(ServerRequest::SetDifficulty(self.difficulty).to_notification());
+                    if let Some(job) = self.current_job() {
+                        self.send_job_as(&job, true);
+                    }
+                    bump(self.shared, |s| s.jobs_resent_on_authorize += 1);
+                }
             }
             MinerRequest::SuggestDifficulty(_) => {
                 self.send(protocol::true_line(&id));
@@ -964,6 +1043,7 @@ mod tests {
             refuse: AtomicBool::new(false),
             silent: AtomicBool::new(false),
             reject_all: AtomicBool::new(false),
+            jobs_paused: AtomicBool::new(false),
             difficulty: Mutex::new(1.0),
             jobs: RwLock::new(VecDeque::new()),
             job_seq: AtomicU64::new(0),
