@@ -59,7 +59,7 @@ fn schema_validator() -> jsonschema::Validator {
 fn schema_errors(values: &Value) -> Vec<String> {
     schema_validator()
         .iter_errors(values)
-        .map(|e| format!("{} at {}", e, e.instance_path))
+        .map(|e| format!("{} at {}", e, e.instance_path()))
         .collect()
 }
 
@@ -111,9 +111,10 @@ fn render_all(values: &Value) -> Vec<(String, String)> {
         let text = read(&chart().join("templates").join(&name));
         let rendered = chart_template::render(&ctx, &text)
             .unwrap_or_else(|e| panic!("templates/{name}: {e}"));
+        // (`{{` may remain: alert templates and legend formats inside the included files.)
         assert!(
-            !rendered.contains("{{") && !rendered.contains("<no value>"),
-            "templates/{name} left template text:\n{rendered}"
+            !rendered.contains("<no value>"),
+            "templates/{name} printed a missing value:\n{rendered}"
         );
         out.push((name, rendered));
     }

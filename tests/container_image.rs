@@ -117,8 +117,15 @@ fn make_runtime_base(root: &Path) {
     for lib in ["libc.so.6", "libm.so.6", "libgcc_s.so.1", "libpthread.so.0", "libdl.so.2", "librt.so.1"] {
         stage_file(root, &stage, &format!("usr/lib/x86_64-linux-gnu/{lib}"));
     }
-    stage_file(root, &stage, "usr/lib64/ld-linux-x86-64.so.2");
+    stage_file(root, &stage, "usr/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2");
     stage_file(root, &stage, "etc/ssl/certs/ca-certificates.crt");
+    // Debian's merged /usr: the ELF interpreter path /lib64/ld-linux-x86-64.so.2 resolves there.
+    std::fs::create_dir_all(stage.join("usr/lib64")).expect("mkdir");
+    std::os::unix::fs::symlink(
+        "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        stage.join("usr/lib64/ld-linux-x86-64.so.2"),
+    )
+    .expect("symlink");
     for (link, to) in [("lib", "usr/lib"), ("lib64", "usr/lib64")] {
         std::os::unix::fs::symlink(to, stage.join(link)).expect("symlink");
     }
