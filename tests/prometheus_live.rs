@@ -310,6 +310,7 @@ fn miner(hub: SocketAddr, name: &str) -> SimMiner {
 }
 
 struct Running {
+    started: Instant,
     _farm: Farm,
     local: LocalHandle,
     _miners: Vec<SimMiner>,
@@ -319,6 +320,7 @@ struct Running {
 
 async fn start() -> Option<Running> {
     let binary = prometheus()?;
+    let started = Instant::now();
     let farm = farm().await;
     let local = Runner::start(LocalOptions {
         listen: Some("127.0.0.1:0".into()),
@@ -335,6 +337,7 @@ async fn start() -> Option<Running> {
         .collect();
     let prom = start_prometheus(&binary, metrics);
     Some(Running {
+        started,
         _farm: farm,
         local,
         _miners: miners,
@@ -366,11 +369,12 @@ async fn recording_rules_agree_with_the_hubs_own_counters() {
         )
         .await;
     }
-    // The first read of the hub's counters, then let shares accumulate.
-    let t0 = Instant::now();
-    let diff0 = hub_sum(m, "hashsched_worker_share_difficulty_total", &[("worker", "w-acme"), ("result", "accepted")]).await;
-    let shares0 = hub_sum(m, "hashsched_worker_shares_total", &[("result", "accepted")]).await;
-    tokio::time::sleep(Duration::from_secs(40)).await;
+    // Let shares accumulate; read the hub's counters, then again after the rules have seen them.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    let acme_diff = || hub_sum(m, "hashsched_worker_share_difficulty_total", &[("worker", "w-acme"), ("result", "accepted")]);
+    let accepted = || hub_sum(m, "hashsched_worker_shares_total", &[("result", "accepted")]);
+    let (diff_before, shares_before) = (acme_diff().await, accepted().await);
+    tokio::time::sleep(Duration::from_secs(10)).await;
 
     // Gauge rules: the hub's own 5 m hashrate of the customer's worker, read at the same moment.
     let hub_gauge = hub_sum(m, "hashsched_worker_hashrate_hashes_per_second", &[("worker", "w-acme"), ("window", "5m")]).await;
@@ -388,30 +392,37 @@ async fn recording_rules_agree_with_the_hubs_own_counters() {
         "pool hashrate rules {pools:?} vs the hub's worker gauges {all_workers}"
     );
 
-    // Counter rules: rates over the window vs the counters' increase between the two reads.
-    let dt = t0.elapsed().as_secs_f64();
-    let diff1 = hub_sum(m, "hashsched_worker_share_difficulty_total", &[("worker", "w-acme"), ("result", "accepted")]).await;
-    let shares1 = hub_sum(m, "hashsched_worker_shares_total", &[("result", "accepted")]).await;
-    let implied_hashrate = (diff1 - diff0) / dt * 4_294_967_296.0;
-    let implied_shares = (shares1 - shares0) / dt;
+    // Counter rules. The whole life of these counters (they start at 0 with the hub) lies inside
+    // the rules' 5 m window, so `rate(x[5m])` is everything counted so far divided by 300 s (the
+    // extrapolation stops at the series' start): that is what the hub's counters imply.
+    let age = run.started.elapsed().as_secs_f64();
+    assert!(age < 290.0, "the run outgrew the 5 m window ({age:.0} s): the comparison below assumes it did not");
     let rec = query(prom, "hashsched:customer_accepted_hashrate:rate5m{customer=\"acme\"}").await.unwrap();
     let rec_hashrate = sample_value(&rec[0]);
     let rec = query(prom, "hashsched:hub_shares:rate5m{result=\"accepted\"}").await.unwrap();
     let rec_shares = sample_value(&rec[0]);
+    let (diff_after, shares_after) = (acme_diff().await, accepted().await);
+    let to_hashrate = |d: f64| d * 4_294_967_296.0 / 300.0;
+    let (implied_hashrate, implied_shares) = (to_hashrate(diff_after), shares_after / 300.0);
     eprintln!(
-        "over {dt:.1} s: acme accepted hashrate rule {rec_hashrate:.0} H/s, implied by the hub's counters {implied_hashrate:.0} H/s; \
-         accepted shares/s rule {rec_shares:.2}, implied {implied_shares:.2}; customer hashrate rule {rec_value:.0}, hub gauge {hub_gauge:.0}"
+        "after {age:.0} s: acme accepted hashrate rule {rec_hashrate:.0} H/s, implied by the hub's counters {:.0}..{implied_hashrate:.0} H/s; \
+         accepted shares/s rule {rec_shares:.3}, implied {:.3}..{implied_shares:.3}; customer hashrate rule {rec_value:.0} H/s, hub gauge {hub_gauge:.0} H/s",
+        to_hashrate(diff_before),
+        shares_before / 300.0
     );
     assert!(implied_hashrate > 0.0 && implied_shares > 0.0);
-    // The rule's window starts earlier than the first read: shares are Poisson, so the two
-    // estimates of one rate differ by a few times 1/sqrt(shares) (~160 shares per worker here).
+    // The rules saw the counters as of the last scrape and evaluation: between the two direct
+    // reads 10 s apart (5 % slack for the extrapolation to the window's end).
+    let within = |rule: f64, lo: f64, hi: f64| rule >= lo * 0.95 && rule <= hi * 1.05;
     assert!(
-        relative_gap(rec_hashrate, implied_hashrate) < 0.35,
-        "accepted hashrate rule {rec_hashrate} vs the hub's counters {implied_hashrate}"
+        within(rec_hashrate, to_hashrate(diff_before), implied_hashrate),
+        "accepted hashrate rule {rec_hashrate} outside what the hub's counters imply: {}..{implied_hashrate}",
+        to_hashrate(diff_before)
     );
     assert!(
-        relative_gap(rec_shares, implied_shares) < 0.35,
-        "accepted shares rule {rec_shares} vs the hub's counters {implied_shares}"
+        within(rec_shares, shares_before / 300.0, implied_shares),
+        "accepted shares rule {rec_shares} outside what the hub's counters imply: {}..{implied_shares}",
+        shares_before / 300.0
     );
 
     // Every rule evaluated without error against the real series.
