@@ -1,203 +1,143 @@
-//! The Prometheus rules shipped in the chart: `promtool` checks and unit-tests them, and every
-//! metric a rule reads must be one the hub really exports (names come from hub/src/metrics.rs, the
-//! one place they are defined), so rules and hub cannot drift apart.
+//! The Prometheus rules shipped in the chart: `promtool` checks and unit-tests them, every
+//! recording rule and alert has a unit-test case, every alert carries a runbook (what it means,
+//! what to do) also listed in docs/observability.md, and every metric a rule reads is one the hub
+//! or the scheduler really exports (names come from `hashsched_hub::metrics::CATALOGUE` and
+//! `hashsched_operator::metrics::CATALOGUE`, the one place each is defined).
+
+mod observability_common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+use observability_common::{
+    catalogue, identifiers, promtool, recorded_names, repo, rule_files, rules_dir, run_promtool,
+    unknown_names,
+};
+
+fn yaml(path: &std::path::Path) -> serde_yaml::Value {
+    let text = std::fs::read_to_string(path).expect("read");
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display()))
 }
 
-fn rules_dir() -> PathBuf {
-    repo().join("charts/hashsched/files/rules")
-}
-
-/// Every `hashsched_…` identifier in `text` (recording-rule names use `hashsched:` and are skipped).
-fn metric_identifiers(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while let Some(pos) = text[i..].find("hashsched_") {
-        let start = i + pos;
-        let preceded_by_ident = start > 0
-            && (bytes[start - 1].is_ascii_alphanumeric()
-                || bytes[start - 1] == b'_'
-                || bytes[start - 1] == b':');
-        let mut end = start;
-        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
-            end += 1;
-        }
-        if !preceded_by_ident {
-            out.insert(text[start..end].to_owned());
-        }
-        i = end;
-    }
-    out
-}
-
-/// Names the hub exports: the string constants of its metrics modules, plus the series a histogram
-/// exposes.
-fn exported_names() -> BTreeSet<String> {
-    let sources = [
-        include_str!("../hub/src/metrics.rs"),
-        include_str!("../hub/src/routing/control.rs"),
-    ];
-    let mut names = BTreeSet::new();
-    for src in sources {
-        for line in src.lines() {
-            let line = line.trim();
-            if !(line.starts_with("pub const") || line.starts_with("const")) {
-                continue;
-            }
-            if let Some(q) = line.find("\"hashsched_") {
-                let rest = &line[q + 1..];
-                if let Some(end) = rest.find('"') {
-                    names.insert(rest[..end].to_owned());
+/// (record names, alert names, alert rules) of every rule file.
+fn rules() -> (BTreeSet<String>, BTreeSet<String>, Vec<serde_yaml::Value>) {
+    let (mut records, mut alerts, mut alert_rules) = (BTreeSet::new(), BTreeSet::new(), vec![]);
+    for f in rule_files() {
+        for g in yaml(&f)["groups"].as_sequence().expect("groups") {
+            for r in g["rules"].as_sequence().expect("rules") {
+                if let Some(n) = r["record"].as_str() {
+                    assert!(records.insert(n.to_owned()), "recording rule {n} twice");
+                }
+                if let Some(n) = r["alert"].as_str() {
+                    assert!(alerts.insert(n.to_owned()), "alert {n} twice");
+                    alert_rules.push(r.clone());
                 }
             }
         }
     }
-    let histograms: Vec<String> = names
-        .iter()
-        .filter(|n| n.ends_with("_seconds") && (n.contains("latency") || n.contains("duration")))
-        .cloned()
-        .collect();
-    for h in histograms {
-        for suffix in ["_bucket", "_sum", "_count"] {
-            names.insert(format!("{h}{suffix}"));
-        }
-    }
-    names
+    (records, alerts, alert_rules)
 }
 
 #[test]
-fn rules_only_read_metrics_the_hub_exports() {
-    let exported = exported_names();
-    assert!(
-        exported.contains("hashsched_worker_hashrate_hashes_per_second"),
-        "could not read the hub's metric names: {exported:?}"
-    );
-    let mut checked = 0;
-    for entry in std::fs::read_dir(rules_dir()).expect("rules directory") {
-        let path = entry.expect("dir entry").path();
-        if path.extension().and_then(|e| e.to_str()) != Some("yml") {
-            continue;
-        }
+fn rules_only_read_metrics_the_product_exports() {
+    let exported = catalogue();
+    assert!(exported.contains("hashsched_worker_hashrate_hashes_per_second"));
+    assert!(exported.contains("hashsched_contract_slots_total"));
+    let files = rule_files();
+    assert_eq!(files.len(), 2, "{files:?}");
+    let mut used = BTreeSet::new();
+    for path in files {
         let text = std::fs::read_to_string(&path).expect("rules file");
-        // Parse as YAML too: a rules file must at least be well-formed.
-        let doc: serde_yaml::Value = serde_yaml::from_str(&text)
-            .unwrap_or_else(|e| panic!("{}: not YAML: {e}", path.display()));
-        assert!(
-            doc.get("groups").is_some(),
-            "{}: no `groups`",
-            path.display()
-        );
-        let used = metric_identifiers(&text);
-        let unknown: Vec<_> = used.difference(&exported).collect();
+        assert!(yaml(&path).get("groups").is_some(), "{}: no `groups`", path.display());
+        let unknown = unknown_names(&text);
         assert!(
             unknown.is_empty(),
-            "{} reads metrics the hub does not export: {unknown:?}",
+            "{} reads names no catalogue or recording rule defines: {unknown:?}",
             path.display()
         );
-        checked += used.len();
+        used.extend(identifiers(&text, "hashsched_"));
     }
-    assert!(
-        checked > 5,
-        "expected the rules to read several hub metrics"
+    assert!(used.len() > 20, "expected the rules to read many metrics: {used:?}");
+}
+
+#[test]
+fn the_identifier_scan_finds_names_and_tells_recording_rules_apart() {
+    let text = "sum(rate(hashsched_pool_shares_total[5m])) / hashsched:pool_x:5m + foo_hashsched_bar";
+    assert_eq!(
+        identifiers(text, "hashsched_").into_iter().collect::<Vec<_>>(),
+        vec!["hashsched_pool_shares_total".to_owned()]
+    );
+    assert_eq!(
+        identifiers(text, "hashsched:").into_iter().collect::<Vec<_>>(),
+        vec!["hashsched:pool_x:5m".to_owned()]
+    );
+    assert_eq!(
+        unknown_names("hashsched_no_such_metric + hashsched:no_such_rule:5m"),
+        vec!["hashsched_no_such_metric", "hashsched:no_such_rule:5m"]
     );
 }
 
 #[test]
-fn the_identifier_scan_finds_names_and_skips_recording_rules() {
-    let found = metric_identifiers(
-        "sum(rate(hashsched_pool_shares_total[5m])) / hashsched:pool_x:5m + foo_hashsched_bar",
-    );
-    assert_eq!(
-        found.into_iter().collect::<Vec<_>>(),
-        vec!["hashsched_pool_shares_total".to_owned()]
-    );
+fn every_recording_rule_and_alert_has_a_unit_test_case() {
+    let (records, alerts, _) = rules();
+    let mut tested_records = BTreeSet::new();
+    let mut tested_alerts = BTreeSet::new();
+    let mut firing_alerts = BTreeSet::new();
+    for entry in std::fs::read_dir(rules_dir().join("tests")).expect("rules/tests") {
+        let doc = yaml(&entry.expect("entry").path());
+        for t in doc["tests"].as_sequence().expect("tests") {
+            for e in t["promql_expr_test"].as_sequence().into_iter().flatten() {
+                let expr = e["expr"].as_str().expect("expr");
+                tested_records.extend(identifiers(expr, "hashsched:"));
+            }
+            for a in t["alert_rule_test"].as_sequence().into_iter().flatten() {
+                let name = a["alertname"].as_str().expect("alertname").to_owned();
+                if a["exp_alerts"].as_sequence().is_some_and(|s| !s.is_empty()) {
+                    firing_alerts.insert(name.clone());
+                }
+                tested_alerts.insert(name);
+            }
+        }
+    }
+    let untested: Vec<_> = records.difference(&tested_records).collect();
+    assert!(untested.is_empty(), "recording rules without a promql_expr_test: {untested:?}");
+    let never_fired: Vec<_> = alerts.difference(&firing_alerts).collect();
+    assert!(never_fired.is_empty(), "alerts no unit test sees firing: {never_fired:?}");
+    assert_eq!(tested_alerts, alerts, "alert tests name alerts that do not exist");
+    assert_eq!(recorded_names(), records);
 }
 
-/// promtool is installed by `.ci/run` (Debian package `prometheus`). Without it a developer run
-/// says so and skips; under CI its absence is a failure.
-fn promtool() -> Option<PathBuf> {
-    let found = Command::new("promtool").arg("--version").output().is_ok();
-    if found {
-        return Some(PathBuf::from("promtool"));
+#[test]
+fn every_alert_has_a_runbook_here_and_in_the_docs() {
+    let (_, _, alert_rules) = rules();
+    let doc = std::fs::read_to_string(repo().join("docs/observability.md")).expect("docs");
+    for r in alert_rules {
+        let name = r["alert"].as_str().unwrap();
+        let severity = r["labels"]["severity"].as_str().unwrap_or_default();
+        assert!(
+            ["warning", "critical"].contains(&severity),
+            "{name}: severity must be warning or critical"
+        );
+        for key in ["summary", "description"] {
+            let text = r["annotations"][key].as_str().unwrap_or_default();
+            assert!(text.len() > 20, "{name}: annotation {key} missing or too short");
+        }
+        assert!(
+            doc.contains(&format!("| `{name}` |")),
+            "docs/observability.md has no runbook row for {name}"
+        );
     }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "promtool not found under CI: .ci/run must install it (apt-get install -y prometheus)"
-    );
-    eprintln!("SKIPPED: promtool not found (apt-get install -y prometheus); rule tests not run");
-    None
 }
 
 #[test]
 fn promtool_checks_and_unit_tests_the_rules() {
     let Some(promtool) = promtool() else { return };
-    let rules = rules_dir().join("hashsched-hub.rules.yml");
-    let out = Command::new(&promtool)
-        .arg("check")
-        .arg("rules")
-        .arg(&rules)
-        .output()
-        .expect("run promtool check rules");
-    assert!(
-        out.status.success(),
-        "promtool check rules failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let tests = rules_dir().join("tests/hashsched-hub.test.yml");
-    let out = Command::new(&promtool)
-        .arg("test")
-        .arg("rules")
-        .arg(&tests)
-        .output()
-        .expect("run promtool test rules");
-    assert!(
-        out.status.success(),
-        "promtool test rules failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[test]
-fn chart_values_match_their_schema_and_the_template_wraps_the_tested_rules() {
-    let chart = repo().join("charts/hashsched");
-    let values: serde_json::Value = serde_yaml::from_str(
-        &std::fs::read_to_string(chart.join("values.yaml")).expect("values.yaml"),
-    )
-    .expect("values.yaml is YAML");
-    let schema: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(chart.join("values.schema.json")).expect("values.schema.json"),
-    )
-    .expect("values.schema.json is JSON");
-    // The schema is closed (additionalProperties: false): every value key must be declared.
-    let declared = schema["properties"]["prometheusRule"]["properties"]
-        .as_object()
-        .expect("schema declares prometheusRule properties");
-    let given = values["prometheusRule"]
-        .as_object()
-        .expect("values.prometheusRule");
-    for key in given.keys() {
-        assert!(
-            declared.contains_key(key),
-            "values.yaml key prometheusRule.{key} is not in values.schema.json"
-        );
+    for rules in rule_files() {
+        let out = run_promtool(&promtool, &["check".as_ref(), "rules".as_ref(), rules.as_os_str()]);
+        assert!(out.contains("SUCCESS"), "{out}");
     }
-    assert!(given["enabled"].is_boolean());
-    let template =
-        std::fs::read_to_string(chart.join("templates/prometheusrule.yaml")).expect("template");
-    let marker = ".Files.Get \"";
-    let start = template.find(marker).expect("template reads a rules file") + marker.len();
-    let file = &template[start..start + template[start..].find('"').expect("closing quote")];
-    assert!(
-        chart.join(file).is_file(),
-        "template wraps {file}, which does not exist"
-    );
+    for entry in std::fs::read_dir(rules_dir().join("tests")).expect("tests dir") {
+        let tests = entry.expect("entry").path();
+        let out = run_promtool(&promtool, &["test".as_ref(), "rules".as_ref(), tests.as_os_str()]);
+        assert!(out.contains("SUCCESS"), "{out}");
+    }
 }

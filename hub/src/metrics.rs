@@ -82,6 +82,42 @@ pub const HUB_MINER_RECONNECTS_TOTAL: &str = "hashsched_hub_miner_reconnects_tot
 /// applied, failover or return decided) to writing the new pool's first job to the miner.
 pub const HUB_SWITCH_DURATION: &str = "hashsched_hub_switch_duration_seconds";
 
+/// Every exposed name of the hub (the routing updates counter is defined next to its engine in
+/// [`crate::routing::control`]), for the check that rules and dashboards read only exported
+/// names. Histograms also expose `_bucket`, `_sum` and `_count` series of [`HISTOGRAMS`].
+pub const CATALOGUE: &[&str] = &[
+    WORKER_CONNECTED,
+    WORKER_SHARES_TOTAL,
+    WORKER_SHARE_DIFFICULTY_TOTAL,
+    WORKER_SHARES_PENDING,
+    WORKER_HASHRATE,
+    WORKER_LAST_SHARE,
+    WORKER_DIFFICULTY,
+    WORKER_INFO,
+    POOL_UP,
+    POOL_LATENCY,
+    POOL_SESSIONS,
+    POOL_WORKERS,
+    POOL_DIFFICULTY,
+    POOL_SHARES_TOTAL,
+    POOL_SWITCHES_TOTAL,
+    POOL_DISCONNECTS_TOTAL,
+    HUB_CONNECTIONS,
+    HUB_CONNECTIONS_TOTAL,
+    HUB_CONNECTIONS_CLOSED_TOTAL,
+    HUB_SHARE_FORWARD_LATENCY,
+    HUB_ROUTING_GENERATION,
+    HUB_PROTOCOL_ERRORS_TOTAL,
+    HUB_UNATTRIBUTED_SUBMITS_TOTAL,
+    HUB_SHARES_PENDING,
+    HUB_MINER_RECONNECTS_TOTAL,
+    HUB_SWITCH_DURATION,
+    crate::routing::control::METRIC_ROUTING_UPDATES_TOTAL,
+];
+
+/// The histograms among [`CATALOGUE`].
+pub const HISTOGRAMS: &[&str] = &[HUB_SHARE_FORWARD_LATENCY, HUB_SWITCH_DURATION];
+
 /// Label names.
 pub mod label {
     pub const WORKER: &str = "worker";
