@@ -20,7 +20,7 @@ use hashsched_hub::facts::{AssignmentLabels, ShareBuckets, WindowHashrate, Worke
 use hashsched_hub::metrics::{HubMetrics, Snapshot, SnapshotSource};
 use hashsched_hub::routing::RoutingDocument;
 use hashsched_operator::controller::Shared;
-use hashsched_operator::controller::hub_io::{HubIo, HubIoError, HubTarget};
+use hashsched_operator::controller::hub_io::{BoxFut, HubIo, HubIoError, HubTarget};
 use hashsched_operator::controller::schedule::{ScheduleOptions, Scheduler, World};
 use hashsched_operator::crd::{Customer, PoolEndpoint, RentalContract, StratumHub, Worker};
 use jiff::Timestamp;
@@ -47,8 +47,7 @@ impl HubIo for Page {
     fn scrape<'a>(
         &'a self,
         _t: &'a HubTarget,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, HubIoError>> + Send + 'a>>
-    {
+    ) -> BoxFut<'a, Result<String, HubIoError>> {
         let text = HubMetrics::new(Arc::new(Fixed(self.0.lock().unwrap().clone()))).render();
         Box::pin(async move { Ok(text) })
     }
@@ -57,9 +56,7 @@ impl HubIo for Page {
         _t: &'a HubTarget,
         _token: &'a str,
         document: &'a [u8],
-    ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<AdminResponse, HubIoError>> + Send + 'a>,
-    > {
+    ) -> BoxFut<'a, Result<AdminResponse, HubIoError>> {
         let doc: RoutingDocument = serde_json::from_slice(document).unwrap();
         self.0.lock().unwrap().routing_generation = doc.generation;
         let g = doc.generation;

@@ -130,7 +130,8 @@ pub enum HubIoError {
     Status { status: u16, body: String },
 }
 
-type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+/// A boxed future, as the [`HubIo`] methods return.
+pub type BoxFut<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// How the operator reaches hub pods.
 pub trait HubIo: Send + Sync + 'static {

@@ -525,6 +525,7 @@ impl Scheduler {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn patch_status<K>(
         &mut self,
         ns: &str,

@@ -194,9 +194,8 @@ impl FakeApi {
                     .filter(|(p, _)| p.rsplit_once('/').map(|(c, _)| c) == Some(path.as_str()))
                     .map(|(_, v)| v.clone())
                     .collect();
-                let last = path.rsplit('/').next().unwrap_or_default();
-                let is_collection = last.ends_with('s') && path.contains("/namespaces/")
-                    && path.split('/').count() % 2 == 0;
+                let segs: Vec<&str> = path.split('/').collect();
+                let is_collection = segs.len() >= 3 && segs[segs.len() - 3] == "namespaces";
                 if is_collection {
                     return ok(200, &json!({"kind": "List", "apiVersion": "v1",
                         "metadata": {"resourceVersion": "1"}, "items": items}));
