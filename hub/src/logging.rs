@@ -25,7 +25,11 @@ pub enum LogFormat {
 impl LogFormat {
     /// `Json` when `json` is set (the `--log-json` flag), else `Text`.
     pub fn from_flag(json: bool) -> Self {
-        if json { LogFormat::Json } else { LogFormat::Text }
+        if json {
+            LogFormat::Json
+        } else {
+            LogFormat::Text
+        }
     }
 }
 
@@ -69,7 +73,10 @@ mod tests {
         assert!(use_colour(true, None));
         assert!(!use_colour(false, None), "container logs: no escapes");
         assert!(!use_colour(true, Some(OsStr::new("1"))));
-        assert!(use_colour(true, Some(OsStr::new(""))), "empty NO_COLOR is unset");
+        assert!(
+            use_colour(true, Some(OsStr::new(""))),
+            "empty NO_COLOR is unset"
+        );
     }
 
     #[test]

@@ -44,10 +44,7 @@ impl SnapshotSource for Fixed {
 struct Page(Arc<Mutex<Snapshot>>);
 
 impl HubIo for Page {
-    fn scrape<'a>(
-        &'a self,
-        _t: &'a HubTarget,
-    ) -> BoxFut<'a, Result<String, HubIoError>> {
+    fn scrape<'a>(&'a self, _t: &'a HubTarget) -> BoxFut<'a, Result<String, HubIoError>> {
         let text = HubMetrics::new(Arc::new(Fixed(self.0.lock().unwrap().clone()))).render();
         Box::pin(async move { Ok(text) })
     }
@@ -117,8 +114,10 @@ fn populate(api: &FakeApi, contracts: usize) -> Vec<(String, f64)> {
     for c in 0..contracts {
         let names: Vec<String> = (0..PER_CONTRACT).map(|k| format!("r{c:04}-{k}")).collect();
         for n in &names {
-            api.put(json!({"apiVersion": v1, "kind": "Worker", "metadata": {"name": n, "namespace": NS},
-                "spec": {"owner": "house", "expectedHashrate": "100 TH/s"}}));
+            api.put(
+                json!({"apiVersion": v1, "kind": "Worker", "metadata": {"name": n, "namespace": NS},
+                "spec": {"owner": "house", "expectedHashrate": "100 TH/s"}}),
+            );
             workers.push((n.clone(), 1e14));
         }
         api.put(json!({"apiVersion": v1, "kind": "RentalContract", "metadata": {"name": format!("k{c:04}"), "namespace": NS},
@@ -126,9 +125,11 @@ fn populate(api: &FakeApi, contracts: usize) -> Vec<(String, f64)> {
     }
     for s in 0..contracts * 2 {
         let n = format!("spare{s:05}");
-        api.put(json!({"apiVersion": v1, "kind": "Worker", "metadata": {"name": n, "namespace": NS,
+        api.put(
+            json!({"apiVersion": v1, "kind": "Worker", "metadata": {"name": n, "namespace": NS,
             "labels": {"hashsched.io/role": "spare"}},
-            "spec": {"owner": "house", "expectedHashrate": "100 TH/s"}}));
+            "spec": {"owner": "house", "expectedHashrate": "100 TH/s"}}),
+        );
         workers.push((n, 1e14));
     }
     workers
@@ -197,12 +198,16 @@ async fn run(contracts: usize) -> Figures {
     };
     let writes = |api: &FakeApi| api.take_log().iter().filter(|r| r.is_write()).count();
     set(0, &|_| false);
-    sched.cycle(&world(&api), Timestamp::from_second(T0).unwrap()).await;
+    sched
+        .cycle(&world(&api), Timestamp::from_second(T0).unwrap())
+        .await;
     let first_writes = writes(&api);
     // Settle (Unknown → Healthy).
     for t in (5..=60).step_by(5) {
         set(t, &|_| false);
-        sched.cycle(&world(&api), Timestamp::from_second(T0 + t).unwrap()).await;
+        sched
+            .cycle(&world(&api), Timestamp::from_second(T0 + t).unwrap())
+            .await;
     }
     writes(&api);
     let mut steady_ms = Vec::new();
@@ -211,7 +216,9 @@ async fn run(contracts: usize) -> Figures {
         set(t, &|_| false);
         let w = world(&api);
         let started = Instant::now();
-        sched.cycle(&w, Timestamp::from_second(T0 + t).unwrap()).await;
+        sched
+            .cycle(&w, Timestamp::from_second(T0 + t).unwrap())
+            .await;
         steady_ms.push(started.elapsed().as_secs_f64() * 1e3);
         steady_writes.push(writes(&api));
     }
@@ -224,7 +231,9 @@ async fn run(contracts: usize) -> Figures {
         set(t, &|i| t >= 100 && dead(i));
         let w = world(&api);
         let started = Instant::now();
-        let s = sched.cycle(&w, Timestamp::from_second(T0 + t).unwrap()).await;
+        let s = sched
+            .cycle(&w, Timestamp::from_second(T0 + t).unwrap())
+            .await;
         let ms = started.elapsed().as_secs_f64() * 1e3;
         let n = writes(&api);
         if s.pushes > 0 && t > 100 {
@@ -252,7 +261,12 @@ fn main() {
     println!("operator cycle against an in-memory apiserver (writes = non-GET requests)");
     println!(
         "{:>8} {:>12} {:>16} {:>18} {:>16} {:>14}",
-        "workers", "first writes", "steady writes", "steady cycle ms", "failure writes", "failure ms"
+        "workers",
+        "first writes",
+        "steady writes",
+        "steady cycle ms",
+        "failure writes",
+        "failure ms"
     );
     for contracts in [100usize, 1_000] {
         let f = rt.block_on(run(contracts));

@@ -38,7 +38,8 @@ use kube::{Client, Config};
 use serde_json::{Value, json};
 
 const MANAGER: &str = "hashsched-e2e";
-const NEEDS: &str = "needs a real cluster: set HASHSCHED_E2E_KUBECONFIG and run with --include-ignored";
+const NEEDS: &str =
+    "needs a real cluster: set HASHSCHED_E2E_KUBECONFIG and run with --include-ignored";
 
 fn kubeconfig_path() -> PathBuf {
     match std::env::var_os("HASHSCHED_E2E_KUBECONFIG") {
@@ -69,7 +70,11 @@ async fn apply_doc(client: &Client, mut doc: Value, ns: &str) {
     doc["metadata"]["namespace"] = json!(ns);
     let name = doc["metadata"]["name"].as_str().unwrap().to_owned();
     api_for(client, &doc, ns)
-        .patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&doc))
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&doc),
+        )
         .await
         .unwrap_or_else(|e| panic!("{} {name} refused: {e}", doc["kind"]));
 }
@@ -78,21 +83,29 @@ async fn install_crds(client: &Client) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     for c in crd::all_crds() {
         let name = c.metadata.name.clone().unwrap();
-        crds.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&c))
-            .await
-            .unwrap_or_else(|e| panic!("CRD {name} refused: {e}"));
-        wait_for(Duration::from_secs(30), &format!("{name} Established"), || {
-            let crds = crds.clone();
-            let name = name.clone();
-            async move {
-                let c = crds.get(&name).await.ok()?;
-                c.status?
-                    .conditions?
-                    .iter()
-                    .any(|c| c.type_ == "Established" && c.status == "True")
-                    .then_some(())
-            }
-        })
+        crds.patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&c),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("CRD {name} refused: {e}"));
+        wait_for(
+            Duration::from_secs(30),
+            &format!("{name} Established"),
+            || {
+                let crds = crds.clone();
+                let name = name.clone();
+                async move {
+                    let c = crds.get(&name).await.ok()?;
+                    c.status?
+                        .conditions?
+                        .iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                        .then_some(())
+                }
+            },
+        )
         .await;
     }
 }
@@ -107,7 +120,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -115,12 +131,19 @@ where
 async fn create_namespace(client: &Client, name: &str) {
     let nss: Api<Namespace> = Api::all(client.clone());
     let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).unwrap();
-    nss.create(&PostParams::default(), &ns).await.expect("namespace created");
+    nss.create(&PostParams::default(), &ns)
+        .await
+        .expect("namespace created");
 }
 
 /// A ServiceAccount bound to a ClusterRole built from the shipped rules file; a kubeconfig with
 /// its token.
-async fn operator_kubeconfig(client: &Client, admin: &Kubeconfig, ns: &str, dir: &Path) -> (PathBuf, String) {
+async fn operator_kubeconfig(
+    client: &Client,
+    admin: &Kubeconfig,
+    ns: &str,
+    dir: &Path,
+) -> (PathBuf, String) {
     let rules_text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/hashsched/files/operator-rbac.yaml"),
     )
@@ -129,7 +152,8 @@ async fn operator_kubeconfig(client: &Client, admin: &Kubeconfig, ns: &str, dir:
     struct Rules {
         rules: Vec<PolicyRule>,
     }
-    let rules: Rules = serde_yaml::from_str(&rules_text).expect("the RBAC file is {rules: [PolicyRule]}");
+    let rules: Rules =
+        serde_yaml::from_str(&rules_text).expect("the RBAC file is {rules: [PolicyRule]}");
     let role_name = format!("{ns}-operator");
     let roles: Api<ClusterRole> = Api::all(client.clone());
     let role = ClusterRole {
@@ -140,9 +164,17 @@ async fn operator_kubeconfig(client: &Client, admin: &Kubeconfig, ns: &str, dir:
         rules: Some(rules.rules),
         ..Default::default()
     };
-    roles.patch(&role_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&role)).await.unwrap();
+    roles
+        .patch(
+            &role_name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&role),
+        )
+        .await
+        .unwrap();
     let sas: Api<ServiceAccount> = Api::namespaced(client.clone(), ns);
-    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "hashsched-operator"}})).unwrap();
+    let sa: ServiceAccount =
+        serde_json::from_value(json!({"metadata": {"name": "hashsched-operator"}})).unwrap();
     sas.create(&PostParams::default(), &sa).await.unwrap();
     let bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
     let binding: ClusterRoleBinding = serde_json::from_value(json!({
@@ -152,17 +184,41 @@ async fn operator_kubeconfig(client: &Client, admin: &Kubeconfig, ns: &str, dir:
         "subjects": [{"kind": "ServiceAccount", "name": "hashsched-operator", "namespace": ns}]
     }))
     .unwrap();
-    bindings.patch(&role_name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&binding)).await.unwrap();
-    let tr: TokenRequest = serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).unwrap();
+    bindings
+        .patch(
+            &role_name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&binding),
+        )
+        .await
+        .unwrap();
+    let tr: TokenRequest =
+        serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))
+            .unwrap();
     let token: TokenRequest = sas
-        .create_subresource("token", "hashsched-operator", &PostParams::default(), serde_json::to_vec(&tr).unwrap())
+        .create_subresource(
+            "token",
+            "hashsched-operator",
+            &PostParams::default(),
+            serde_json::to_vec(&tr).unwrap(),
+        )
         .await
         .expect("TokenRequest");
     let token = token.status.expect("token issued").token;
     // The admin kubeconfig's cluster with the ServiceAccount's token.
     let ctx_name = admin.current_context.clone().unwrap_or_default();
-    let ctx = admin.contexts.iter().find(|c| c.name == ctx_name).and_then(|c| c.context.clone()).unwrap();
-    let cluster = admin.clusters.iter().find(|c| c.name == ctx.cluster).unwrap().clone();
+    let ctx = admin
+        .contexts
+        .iter()
+        .find(|c| c.name == ctx_name)
+        .and_then(|c| c.context.clone())
+        .unwrap();
+    let cluster = admin
+        .clusters
+        .iter()
+        .find(|c| c.name == ctx.cluster)
+        .unwrap()
+        .clone();
     let kc = json!({
         "apiVersion": "v1", "kind": "Config",
         "clusters": [serde_json::to_value(&cluster).unwrap()],
@@ -179,14 +235,25 @@ struct Operator(Child);
 
 impl Operator {
     fn start(kubeconfig: &Path, ns: &str, hub_url: &str, metrics: &str, log: &Path) -> Operator {
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_hashsched"))
             // All namespaces: the examples' objects are reconciled too, so re-applying them
             // afterwards shows whether the operator left field-manager conflicts behind.
             .args(["operator", "--lease-namespace", ns, "--identity", "e2e"])
             .arg("--kubeconfig")
             .arg(kubeconfig)
-            .args(["--hub-url", hub_url, "--metrics-addr", metrics, "--period", "1s"])
+            .args([
+                "--hub-url",
+                hub_url,
+                "--metrics-addr",
+                metrics,
+                "--period",
+                "1s",
+            ])
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
             .stderr(out)
@@ -200,7 +267,10 @@ impl Operator {
         let pid = self.0.id().to_string();
         let _ = Command::new("kill").args(["-TERM", &pid]).status();
         let status = self.0.wait().unwrap();
-        assert!(status.success(), "operator exit status after SIGTERM: {status}");
+        assert!(
+            status.success(),
+            "operator exit status after SIGTERM: {status}"
+        );
     }
 }
 
@@ -212,7 +282,11 @@ impl Drop for Operator {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn hashsched(api_version_kind: (&str, &str), ns: &str, body: Value) -> Value {
@@ -228,29 +302,53 @@ const RATE: f64 = 200_000.0; // each simulated miner: 200 kH/s of real sha256d
 
 fn farm(ns: &str, house_url: &str, acme_url: &str) -> Vec<Value> {
     let worker = |name: &str, owner: &str, labels: Value| {
-        hashsched((V1A1, "Worker"), ns, json!({
-            "metadata": {"name": name, "labels": labels},
-            "spec": {"owner": owner, "expectedHashrate": "200 kH/s", "hub": "site-a"}
-        }))
+        hashsched(
+            (V1A1, "Worker"),
+            ns,
+            json!({
+                "metadata": {"name": name, "labels": labels},
+                "spec": {"owner": owner, "expectedHashrate": "200 kH/s", "hub": "site-a"}
+            }),
+        )
     };
     vec![
         json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pool-pass", "namespace": ns},
             "stringData": {"password": "x"}}),
-        hashsched((V1A1, "PoolEndpoint"), ns, json!({"metadata": {"name": "house"},
-            "spec": {"url": house_url, "user": "house", "passwordSecretRef": {"name": "pool-pass", "key": "password"}}})),
-        hashsched((V1A1, "PoolEndpoint"), ns, json!({"metadata": {"name": "acme-pool"},
-            "spec": {"url": acme_url, "user": "acme", "passwordSecretRef": {"name": "pool-pass", "key": "password"}}})),
-        hashsched((V1A1, "Customer"), ns, json!({"metadata": {"name": "acme"}, "spec": {"pools": ["acme-pool"]}})),
-        hashsched((V1A1, "StratumHub"), ns, json!({"metadata": {"name": "site-a"},
-            "spec": {"replicas": 1, "shareInterval": "1s", "housePools": ["house"]}})),
+        hashsched(
+            (V1A1, "PoolEndpoint"),
+            ns,
+            json!({"metadata": {"name": "house"},
+            "spec": {"url": house_url, "user": "house", "passwordSecretRef": {"name": "pool-pass", "key": "password"}}}),
+        ),
+        hashsched(
+            (V1A1, "PoolEndpoint"),
+            ns,
+            json!({"metadata": {"name": "acme-pool"},
+            "spec": {"url": acme_url, "user": "acme", "passwordSecretRef": {"name": "pool-pass", "key": "password"}}}),
+        ),
+        hashsched(
+            (V1A1, "Customer"),
+            ns,
+            json!({"metadata": {"name": "acme"}, "spec": {"pools": ["acme-pool"]}}),
+        ),
+        hashsched(
+            (V1A1, "StratumHub"),
+            ns,
+            json!({"metadata": {"name": "site-a"},
+            "spec": {"replicas": 1, "shareInterval": "1s", "housePools": ["house"]}}),
+        ),
         worker("acme-1", "acme", json!({"fleet": "acme"})),
         worker("acme-2", "acme", json!({"fleet": "acme"})),
         worker("spare-1", "house", json!({"hashsched.io/role": "spare"})),
-        hashsched((V1A1, "RentalContract"), ns, json!({"metadata": {"name": "acme-m2m"},
+        hashsched(
+            (V1A1, "RentalContract"),
+            ns,
+            json!({"metadata": {"name": "acme-m2m"},
             "spec": {"customer": "acme", "mode": "MinerToMiner", "workers": ["acme-1", "acme-2"],
                 "tolerance": "30%",
                 "healthPolicy": {"window": "1m", "minDwell": "20s", "disconnectGrace": "5s"},
-                "failoverPolicy": {"giveBack": true}}})),
+                "failoverPolicy": {"giveBack": true}}}),
+        ),
     ]
 }
 
@@ -295,10 +393,16 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
 
     // The examples are accepted (in their own namespace: their hub is not run here).
     let ex_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let mut files: Vec<_> = std::fs::read_dir(&ex_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let mut files: Vec<_> = std::fs::read_dir(&ex_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     files.sort();
     let mut examples = Vec::new();
-    for f in files.iter().filter(|f| f.extension().is_some_and(|e| e == "yaml")) {
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
+    {
         let text = std::fs::read_to_string(f).unwrap();
         for doc in serde_yaml::Deserializer::from_str(&text) {
             let v: Value = serde::Deserialize::deserialize(doc).unwrap();
@@ -312,8 +416,18 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
     }
 
     // Simulated pools and a hub with metrics and the admin API, run here.
-    let house = SimPool::start(PoolConfig { name: "house".into(), ..PoolConfig::default() }).await.unwrap();
-    let acme = SimPool::start(PoolConfig { name: "acme".into(), ..PoolConfig::default() }).await.unwrap();
+    let house = SimPool::start(PoolConfig {
+        name: "house".into(),
+        ..PoolConfig::default()
+    })
+    .await
+    .unwrap();
+    let acme = SimPool::start(PoolConfig {
+        name: "acme".into(),
+        ..PoolConfig::default()
+    })
+    .await
+    .unwrap();
     let secrets = dir.path().join("secrets");
     std::fs::create_dir_all(secrets.join("pool-pass")).unwrap();
     std::fs::write(secrets.join("pool-pass/password"), "x").unwrap();
@@ -352,7 +466,8 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
         apply_doc(&client, d, &ns).await;
     }
     let (op_kc, role_name) = operator_kubeconfig(&client, &admin_kc, &ns, dir.path()).await;
-    let hub_url = format!("{ns}/site-a=http://127.0.0.1:{metrics_port},http://127.0.0.1:{admin_port}");
+    let hub_url =
+        format!("{ns}/site-a=http://127.0.0.1:{metrics_port},http://127.0.0.1:{admin_port}");
     let metrics_addr = format!("127.0.0.1:{}", free_port());
     let log = dir.path().join("operator.log");
     let mut operator = Some(Operator::start(&op_kc, &ns, &hub_url, &metrics_addr, &log));
@@ -393,72 +508,99 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
     .await;
 
     // Everyone Healthy, contract Active, routing applied.
-    wait_for(Duration::from_secs(180), "workers Healthy and contract Active", || {
-        let client = client.clone();
-        let ns = ns.clone();
-        async move {
-            for w in ["acme-1", "acme-2", "spare-1"] {
-                if get_status(&client, &ns, "Worker", w).await["phase"] != "Healthy" {
-                    return None;
+    wait_for(
+        Duration::from_secs(180),
+        "workers Healthy and contract Active",
+        || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                for w in ["acme-1", "acme-2", "spare-1"] {
+                    if get_status(&client, &ns, "Worker", w).await["phase"] != "Healthy" {
+                        return None;
+                    }
                 }
+                (get_status(&client, &ns, "RentalContract", "acme-m2m").await["phase"] == "Active")
+                    .then_some(())
             }
-            (get_status(&client, &ns, "RentalContract", "acme-m2m").await["phase"] == "Active").then_some(())
-        }
-    })
+        },
+    )
     .await;
     let hub_status = get_status(&client, &ns, "StratumHub", "site-a").await;
-    assert_eq!(hub_status["appliedRoutingGeneration"], hub_status["desiredRoutingGeneration"], "{hub_status}");
+    assert_eq!(
+        hub_status["appliedRoutingGeneration"], hub_status["desiredRoutingGeneration"],
+        "{hub_status}"
+    );
 
     // The rented miner acme-2 is switched off.
     miners["acme-2"].die();
-    wait_for(Duration::from_secs(120), "acme-2 Dead and spare-1 lent", || {
-        let client = client.clone();
-        let ns = ns.clone();
-        async move {
-            let w = get_status(&client, &ns, "Worker", "acme-2").await;
-            let c = get_status(&client, &ns, "RentalContract", "acme-m2m").await;
-            let lent = c["assignedWorkers"].as_array()?.iter().any(|a| {
-                a["worker"] == "spare-1" && a["role"] == "Substitute" && a["replaces"] == "acme-2"
-            });
-            (w["phase"] == "Dead" && lent).then_some(())
-        }
-    })
+    wait_for(
+        Duration::from_secs(120),
+        "acme-2 Dead and spare-1 lent",
+        || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                let w = get_status(&client, &ns, "Worker", "acme-2").await;
+                let c = get_status(&client, &ns, "RentalContract", "acme-m2m").await;
+                let lent = c["assignedWorkers"].as_array()?.iter().any(|a| {
+                    a["worker"] == "spare-1"
+                        && a["role"] == "Substitute"
+                        && a["replaces"] == "acme-2"
+                });
+                (w["phase"] == "Dead" && lent).then_some(())
+            }
+        },
+    )
     .await;
-    wait_for(Duration::from_secs(60), "Events on Worker and RentalContract", || {
-        let client = client.clone();
-        let ns = ns.clone();
-        async move {
-            let w = events_for(&client, &ns, "Worker", "acme-2").await;
-            let c = events_for(&client, &ns, "RentalContract", "acme-m2m").await;
-            let s = events_for(&client, &ns, "Worker", "spare-1").await;
-            (w.iter().any(|r| r == "WorkerDead")
-                && s.iter().any(|r| r == "SpareLent")
-                && c.iter().any(|r| r == "SpareLent"))
-            .then_some(())
-        }
-    })
-    .await;
-    wait_for(Duration::from_secs(60), "routing applied after the failover", || {
-        let client = client.clone();
-        let ns = ns.clone();
-        async move {
-            let h = get_status(&client, &ns, "StratumHub", "site-a").await;
-            (h["appliedRoutingGeneration"] == h["desiredRoutingGeneration"] && !h["appliedRoutingGeneration"].is_null())
+    wait_for(
+        Duration::from_secs(60),
+        "Events on Worker and RentalContract",
+        || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                let w = events_for(&client, &ns, "Worker", "acme-2").await;
+                let c = events_for(&client, &ns, "RentalContract", "acme-m2m").await;
+                let s = events_for(&client, &ns, "Worker", "spare-1").await;
+                (w.iter().any(|r| r == "WorkerDead")
+                    && s.iter().any(|r| r == "SpareLent")
+                    && c.iter().any(|r| r == "SpareLent"))
                 .then_some(())
-        }
-    })
+            }
+        },
+    )
+    .await;
+    wait_for(
+        Duration::from_secs(60),
+        "routing applied after the failover",
+        || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                let h = get_status(&client, &ns, "StratumHub", "site-a").await;
+                (h["appliedRoutingGeneration"] == h["desiredRoutingGeneration"]
+                    && !h["appliedRoutingGeneration"].is_null())
+                .then_some(())
+            }
+        },
+    )
     .await;
     // Delivered restored: the spare mines at acme's pool.
-    wait_for(Duration::from_secs(60), "spare-1 shares at acme's pool", || {
-        let stats = acme.stats();
-        let spare: u64 = stats
-            .workers
-            .iter()
-            .filter(|(k, _)| k.ends_with("spare-1"))
-            .map(|(_, w)| w.accepted)
-            .sum();
-        std::future::ready((spare > 0).then_some(()))
-    })
+    wait_for(
+        Duration::from_secs(60),
+        "spare-1 shares at acme's pool",
+        || {
+            let stats = acme.stats();
+            let spare: u64 = stats
+                .workers
+                .iter()
+                .filter(|(k, _)| k.ends_with("spare-1"))
+                .map(|(_, w)| w.accepted)
+                .sum();
+            std::future::ready((spare > 0).then_some(()))
+        },
+    )
     .await;
 
     // Restart the operator mid-failover: nothing is reassigned, accounting unchanged.
@@ -467,7 +609,10 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
     operator = Some(Operator::start(&op_kc, &ns, &hub_url, &metrics_addr, &log));
     tokio::time::sleep(Duration::from_secs(8)).await;
     let after = get_status(&client, &ns, "RentalContract", "acme-m2m").await;
-    assert_eq!(after["assignedWorkers"], before["assignedWorkers"], "no reassignment on restart");
+    assert_eq!(
+        after["assignedWorkers"], before["assignedWorkers"],
+        "no reassignment on restart"
+    );
     assert_eq!(after["failoverCount"], before["failoverCount"]);
     assert!(
         after["uptime"]["observedSlots"].as_u64() >= before["uptime"]["observedSlots"].as_u64(),
@@ -483,26 +628,44 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
         let ns = ns.clone();
         async move {
             let c = get_status(&client, &ns, "RentalContract", "acme-m2m").await;
-            let all_primary = c["assignedWorkers"].as_array()?.iter().all(|a| a["role"] == "Primary");
+            let all_primary = c["assignedWorkers"]
+                .as_array()?
+                .iter()
+                .all(|a| a["role"] == "Primary");
             let w = get_status(&client, &ns, "Worker", "acme-2").await;
             (all_primary && w["phase"] == "Healthy").then_some(())
         }
     })
     .await;
-    assert!(events_for(&client, &ns, "RentalContract", "acme-m2m").await.iter().any(|r| r == "SpareReturned"));
+    assert!(
+        events_for(&client, &ns, "RentalContract", "acme-m2m")
+            .await
+            .iter()
+            .any(|r| r == "SpareReturned")
+    );
 
     // Deleting the StratumHub garbage-collects its children (kube-controller-manager's GC).
     operator.take().unwrap().stop();
-    let hubs = api_for(&client, &json!({"apiVersion": V1A1, "kind": "StratumHub"}), &ns);
-    hubs.delete("site-a", &DeleteParams::foreground()).await.unwrap();
-    wait_for(Duration::from_secs(120), "children garbage-collected", || {
-        let (cms, deployments) = (cms.clone(), deployments.clone());
-        async move {
-            (cms.get_opt("site-a-routing").await.ok()?.is_none()
-                && deployments.get_opt("site-a").await.ok()?.is_none())
-            .then_some(())
-        }
-    })
+    let hubs = api_for(
+        &client,
+        &json!({"apiVersion": V1A1, "kind": "StratumHub"}),
+        &ns,
+    );
+    hubs.delete("site-a", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    wait_for(
+        Duration::from_secs(120),
+        "children garbage-collected",
+        || {
+            let (cms, deployments) = (cms.clone(), deployments.clone());
+            async move {
+                (cms.get_opt("site-a-routing").await.ok()?.is_none()
+                    && deployments.get_opt("site-a").await.ok()?.is_none())
+                .then_some(())
+            }
+        },
+    )
     .await;
 
     // A user applying the examples afterwards meets no field-manager conflicts.
@@ -511,7 +674,11 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
         d["metadata"]["namespace"] = json!(examples_ns);
         let name = d["metadata"]["name"].as_str().unwrap().to_owned();
         api_for(&client, &d, &examples_ns)
-            .patch(&name, &PatchParams::apply("kubectl-client-side-apply"), &Patch::Apply(&d))
+            .patch(
+                &name,
+                &PatchParams::apply("kubectl-client-side-apply"),
+                &Patch::Apply(&d),
+            )
             .await
             .unwrap_or_else(|e| panic!("re-applying {name} conflicts: {e}"));
     }
@@ -521,8 +688,12 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
     for n in [&ns, &examples_ns] {
         let _ = nss.delete(n, &DeleteParams::default()).await;
     }
-    let _ = Api::<ClusterRoleBinding>::all(client.clone()).delete(&role_name, &DeleteParams::default()).await;
-    let _ = Api::<ClusterRole>::all(client.clone()).delete(&role_name, &DeleteParams::default()).await;
+    let _ = Api::<ClusterRoleBinding>::all(client.clone())
+        .delete(&role_name, &DeleteParams::default())
+        .await;
+    let _ = Api::<ClusterRole>::all(client.clone())
+        .delete(&role_name, &DeleteParams::default())
+        .await;
     drop(miners);
     hub.shutdown().await;
 }

@@ -147,7 +147,13 @@ fn reads_back_everything_the_hub_writes() {
     compare(&snapshot, &got);
     // Window share counts are estimated from hashrate and the current difficulty.
     let w1 = got.workers.iter().find(|w| w.worker == "acct.w1").unwrap();
-    let est = |secs: u64| w1.hashrate.iter().find(|w| w.window_seconds == secs).unwrap().shares;
+    let est = |secs: u64| {
+        w1.hashrate
+            .iter()
+            .find(|w| w.window_seconds == secs)
+            .unwrap()
+            .shares
+    };
     let exact = |h: f64, secs: f64| (h * secs / (4096.0 * 4_294_967_296.0)).round() as u64;
     assert_eq!(est(60), exact(1.25e12, 60.0));
     assert_eq!(est(300), exact(1.1e12, 300.0));

@@ -93,10 +93,7 @@ impl SnapshotSource for Fixed {
 }
 
 impl HubIo for FakeHub {
-    fn scrape<'a>(
-        &'a self,
-        _t: &'a HubTarget,
-    ) -> BoxFut<'a, Result<String, HubIoError>> {
+    fn scrape<'a>(&'a self, _t: &'a HubTarget) -> BoxFut<'a, Result<String, HubIoError>> {
         let st = self.0.lock().unwrap();
         let r = if st.down {
             Err(HubIoError::Timeout(std::time::Duration::from_secs(3)))
@@ -113,10 +110,12 @@ impl HubIo for FakeHub {
         document: &'a [u8],
     ) -> BoxFut<'a, Result<AdminResponse, HubIoError>> {
         let doc: RoutingDocument = serde_json::from_slice(document).unwrap();
-        doc.validate().expect("the hub accepts what the operator pushes");
+        doc.validate()
+            .expect("the hub accepts what the operator pushes");
         let mut st = self.0.lock().unwrap();
         st.snapshot.routing_generation = doc.generation;
-        st.pushes.push((t.pod.clone(), doc.generation, token.to_owned()));
+        st.pushes
+            .push((t.pod.clone(), doc.generation, token.to_owned()));
         let g = doc.generation;
         Box::pin(async move {
             Ok(AdminResponse {
@@ -238,11 +237,19 @@ impl Story {
 
 fn events(log: &[Recorded]) -> Vec<(String, String, String)> {
     log.iter()
-        .filter(|r| r.method == "POST" && r.path == "/apis/events.k8s.io/v1/namespaces/mining/events")
+        .filter(|r| {
+            r.method == "POST" && r.path == "/apis/events.k8s.io/v1/namespaces/mining/events"
+        })
         .map(|r| {
             (
-                r.body["regarding"]["kind"].as_str().unwrap_or_default().to_owned(),
-                r.body["regarding"]["name"].as_str().unwrap_or_default().to_owned(),
+                r.body["regarding"]["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                r.body["regarding"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
                 r.body["reason"].as_str().unwrap_or_default().to_owned(),
             )
         })
@@ -250,11 +257,15 @@ fn events(log: &[Recorded]) -> Vec<(String, String, String)> {
 }
 
 fn has_event(ev: &[(String, String, String)], kind: &str, name: &str, reason: &str) -> bool {
-    ev.iter().any(|(k, n, r)| k == kind && n == name && r == reason)
+    ev.iter()
+        .any(|(k, n, r)| k == kind && n == name && r == reason)
 }
 
 fn writes(log: &[Recorded]) -> Vec<String> {
-    log.iter().filter(|r| r.is_write()).map(Recorded::line).collect()
+    log.iter()
+        .filter(|r| r.is_write())
+        .map(Recorded::line)
+        .collect()
 }
 
 // ---- StratumHub → children --------------------------------------------------------------------
@@ -277,7 +288,9 @@ async fn a_new_stratum_hub_gets_its_children_by_server_side_apply() {
     let uid = hub.metadata.uid.clone().unwrap();
 
     // Before the scheduling loop rendered the hub's routing: nothing is applied yet.
-    children::reconcile(Arc::new(hub.clone()), ctx.clone()).await.unwrap();
+    children::reconcile(Arc::new(hub.clone()), ctx.clone())
+        .await
+        .unwrap();
     assert!(api.take_log().is_empty());
 
     let doc: RoutingDocument = serde_yaml::from_str(&format!(
@@ -290,7 +303,9 @@ async fn a_new_stratum_hub_gets_its_children_by_server_side_apply() {
         .lock()
         .unwrap()
         .insert((NS.into(), "site-a".into()), doc.clone());
-    children::reconcile(Arc::new(hub.clone()), ctx.clone()).await.unwrap();
+    children::reconcile(Arc::new(hub.clone()), ctx.clone())
+        .await
+        .unwrap();
     let log = api.take_log();
     let lines: Vec<String> = log.iter().map(Recorded::line).collect();
     assert_eq!(
@@ -312,8 +327,16 @@ async fn a_new_stratum_hub_gets_its_children_by_server_side_apply() {
     );
     // Every apply: one field manager, forced, the StratumHub as controller owner.
     for r in log.iter().filter(|r| r.method == "PATCH") {
-        assert!(r.content_type.starts_with("application/apply-patch"), "{}", r.line());
-        assert!(r.query.contains(&format!("fieldManager={FIELD_MANAGER}")), "{}", r.query);
+        assert!(
+            r.content_type.starts_with("application/apply-patch"),
+            "{}",
+            r.line()
+        );
+        assert!(
+            r.query.contains(&format!("fieldManager={FIELD_MANAGER}")),
+            "{}",
+            r.query
+        );
         assert!(r.query.contains("force=true"), "{}", r.query);
         let owner = &r.body["metadata"]["ownerReferences"][0];
         assert_eq!(owner["kind"], "StratumHub", "{}", r.line());
@@ -327,22 +350,40 @@ async fn a_new_stratum_hub_gets_its_children_by_server_side_apply() {
     assert_eq!(routing.generation, 3);
     // The admin token: random, owned by the hub, created once.
     let secret = &log[1].body;
-    assert_eq!(secret["metadata"]["ownerReferences"][0]["uid"], uid.as_str());
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["uid"],
+        uid.as_str()
+    );
     let token = secret["stringData"]["token"].as_str().unwrap().to_owned();
     assert_eq!(token.len(), 64);
     assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
     // Selectors of the stale-children lists name the hub.
-    for r in log.iter().filter(|r| r.method == "GET" && !r.path.contains("secrets")) {
-        assert!(r.query.contains("app.kubernetes.io%2Finstance%3Dsite-a"), "{}", r.query);
+    for r in log
+        .iter()
+        .filter(|r| r.method == "GET" && !r.path.contains("secrets"))
+    {
+        assert!(
+            r.query.contains("app.kubernetes.io%2Finstance%3Dsite-a"),
+            "{}",
+            r.query
+        );
     }
 
     // Again: the Secret exists and is left alone (never regenerated); no deletes.
-    let stored = api.get("/api/v1/namespaces/mining/secrets/site-a-admin-token").unwrap();
+    let stored = api
+        .get("/api/v1/namespaces/mining/secrets/site-a-admin-token")
+        .unwrap();
     children::reconcile(Arc::new(hub), ctx).await.unwrap();
     let lines = writes(&api.take_log());
-    assert!(!lines.iter().any(|l| l.contains("secrets") || l.starts_with("DELETE")), "{lines:?}");
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("secrets") || l.starts_with("DELETE")),
+        "{lines:?}"
+    );
     assert_eq!(
-        api.get("/api/v1/namespaces/mining/secrets/site-a-admin-token").unwrap(),
+        api.get("/api/v1/namespaces/mining/secrets/site-a-admin-token")
+            .unwrap(),
         stored
     );
 }
@@ -359,27 +400,54 @@ async fn contracts_failover_recovery_and_a_steady_farm() {
     s.farm(0, |_, _| None);
     let (sum, log) = s.cycle(0).await;
     let w = writes(&log);
-    assert!(w.contains(&"PATCH /api/v1/namespaces/mining/configmaps/site-a-routing".to_string()), "{w:?}");
     assert!(
-        w.contains(&"PATCH /apis/hashsched.io/v1alpha1/namespaces/mining/rentalcontracts/acme-m2m/status".to_string()),
+        w.contains(&"PATCH /api/v1/namespaces/mining/configmaps/site-a-routing".to_string()),
         "{w:?}"
     );
-    assert!(w.contains(&format!("PATCH /apis/hashsched.io/v1alpha1/namespaces/mining/workers/{victim}/status")));
-    assert!(w.contains(&"PATCH /apis/hashsched.io/v1alpha1/namespaces/mining/stratumhubs/site-a/status".to_string()));
+    assert!(
+        w.contains(
+            &"PATCH /apis/hashsched.io/v1alpha1/namespaces/mining/rentalcontracts/acme-m2m/status"
+                .to_string()
+        ),
+        "{w:?}"
+    );
+    assert!(w.contains(&format!(
+        "PATCH /apis/hashsched.io/v1alpha1/namespaces/mining/workers/{victim}/status"
+    )));
+    assert!(
+        w.contains(
+            &"PATCH /apis/hashsched.io/v1alpha1/namespaces/mining/stratumhubs/site-a/status"
+                .to_string()
+        )
+    );
     let pushes = s.pushes();
     assert_eq!(pushes.len(), 1, "{pushes:?}");
-    assert_eq!(pushes[0].2, "s3cret-token", "token from the hub's Secret, newline trimmed");
+    assert_eq!(
+        pushes[0].2, "s3cret-token",
+        "token from the hub's Secret, newline trimmed"
+    );
     let gen0 = pushes[0].1;
     assert!(sum.blind_hubs.is_empty(), "{sum:?}");
     // Status patches go to /status as merge patches, with observedGeneration.
     for r in log.iter().filter(|r| r.path.ends_with("/status")) {
-        assert_eq!(r.content_type, "application/merge-patch+json", "{}", r.line());
+        assert_eq!(
+            r.content_type,
+            "application/merge-patch+json",
+            "{}",
+            r.line()
+        );
         assert_eq!(r.body["status"]["observedGeneration"], 1, "{}", r.line());
     }
     // The contract's workers joined it: Events on both sides.
     let ev = events(&log);
-    assert!(has_event(&ev, "Worker", "acme-s19-01", "Reassigned"), "{ev:?}");
-    assert!(has_event(&ev, "RentalContract", "acme-m2m", "Reassigned"), "{ev:?}");
+    assert!(
+        has_event(&ev, "Worker", "acme-s19-01", "Reassigned"),
+        "{ev:?}"
+    );
+    assert!(
+        has_event(&ev, "RentalContract", "acme-m2m", "Reassigned"),
+        "{ev:?}"
+    );
 
     // Settle: workers turn Healthy once the operator has seen enough shares.
     for t in (5..=120).step_by(5) {
@@ -389,7 +457,10 @@ async fn contracts_failover_recovery_and_a_steady_farm() {
     assert_eq!(s.status("Worker", victim)["phase"], "Healthy");
     assert_eq!(s.status("RentalContract", "acme-m2m")["phase"], "Active");
     let hub = s.status("StratumHub", "site-a");
-    assert_eq!(hub["appliedRoutingGeneration"], hub["desiredRoutingGeneration"]);
+    assert_eq!(
+        hub["appliedRoutingGeneration"],
+        hub["desiredRoutingGeneration"]
+    );
     assert_eq!(hub["readyReplicas"], 1);
     let gen_settled = hub["desiredRoutingGeneration"].as_u64().unwrap();
     assert!(gen_settled >= gen0);
@@ -409,7 +480,9 @@ async fn contracts_failover_recovery_and_a_steady_farm() {
     let dies = 200;
     let mut failover = None;
     for t in (dies..dies + 120).step_by(5) {
-        s.farm(t, |n, h| (n == victim).then(|| facts(n, h, false, t - dies, dies)));
+        s.farm(t, |n, h| {
+            (n == victim).then(|| facts(n, h, false, t - dies, dies))
+        });
         let (_, log) = s.cycle(t).await;
         if events(&log).iter().any(|e| e.2 == "SpareLent") {
             failover = Some((t, log));
@@ -420,8 +493,14 @@ async fn contracts_failover_recovery_and_a_steady_farm() {
     assert!(t_fail - dies <= 40, "failover after {} s", t_fail - dies);
     let ev = events(&log);
     assert!(has_event(&ev, "Worker", victim, "WorkerDead"), "{ev:?}");
-    assert!(has_event(&ev, "RentalContract", "acme-m2m", "WorkerDead"), "{ev:?}");
-    assert!(has_event(&ev, "RentalContract", "acme-m2m", "SpareLent"), "{ev:?}");
+    assert!(
+        has_event(&ev, "RentalContract", "acme-m2m", "WorkerDead"),
+        "{ev:?}"
+    );
+    assert!(
+        has_event(&ev, "RentalContract", "acme-m2m", "SpareLent"),
+        "{ev:?}"
+    );
     let spare = ev
         .iter()
         .find(|(k, _, r)| k == "Worker" && r == "SpareLent")
@@ -432,14 +511,21 @@ async fn contracts_failover_recovery_and_a_steady_farm() {
     assert_eq!(pushes.len(), 1, "{pushes:?}");
     assert_eq!(pushes[0].1, gen_settled + 1);
     let w = writes(&log);
-    assert!(w.contains(&"PATCH /api/v1/namespaces/mining/configmaps/site-a-routing".to_string()), "{w:?}");
+    assert!(
+        w.contains(&"PATCH /api/v1/namespaces/mining/configmaps/site-a-routing".to_string()),
+        "{w:?}"
+    );
     assert_eq!(s.status("Worker", victim)["phase"], "Dead");
     let c = s.status("RentalContract", "acme-m2m");
     assert_eq!(c["failoverCount"], 1);
     assert!(
-        c["assignedWorkers"].as_array().unwrap().iter().any(|a| a["worker"] == spare.as_str()
-            && a["role"] == "Substitute"
-            && a["replaces"] == victim),
+        c["assignedWorkers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["worker"] == spare.as_str()
+                && a["role"] == "Substitute"
+                && a["replaces"] == victim),
         "{c}"
     );
     let sw = s.status("Worker", &spare);
@@ -470,18 +556,38 @@ async fn contracts_failover_recovery_and_a_steady_farm() {
         }
     }
     let (t_back, ev) = returned.expect("the spare was given back");
-    assert!(t_back - back >= 300, "given back after {} s (dwell 5m)", t_back - back);
-    assert!(recovered_seen || has_event(&ev, "Worker", victim, "WorkerRecovered"), "{ev:?}");
+    assert!(
+        t_back - back >= 300,
+        "given back after {} s (dwell 5m)",
+        t_back - back
+    );
+    assert!(
+        recovered_seen || has_event(&ev, "Worker", victim, "WorkerRecovered"),
+        "{ev:?}"
+    );
     assert!(has_event(&ev, "Worker", &spare, "SpareReturned"), "{ev:?}");
-    assert!(has_event(&ev, "RentalContract", "acme-m2m", "SpareReturned"), "{ev:?}");
+    assert!(
+        has_event(&ev, "RentalContract", "acme-m2m", "SpareReturned"),
+        "{ev:?}"
+    );
     let pushes = s.pushes();
-    assert!(pushes.last().is_some_and(|p| p.1 > gen_settled + 1), "{pushes:?}");
+    assert!(
+        pushes.last().is_some_and(|p| p.1 > gen_settled + 1),
+        "{pushes:?}"
+    );
     let c = s.status("RentalContract", "acme-m2m");
     assert!(
-        c["assignedWorkers"].as_array().unwrap().iter().all(|a| a["role"] == "Primary"),
+        c["assignedWorkers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["role"] == "Primary"),
         "{c}"
     );
-    assert_eq!(s.status("Worker", &spare)["currentAssignment"]["role"], "Spare");
+    assert_eq!(
+        s.status("Worker", &spare)["currentAssignment"]["role"],
+        "Spare"
+    );
 }
 
 #[tokio::test]
@@ -498,7 +604,10 @@ async fn an_unreachable_hub_holds_verdicts() {
         let (sum, log) = s.cycle(t).await;
         assert_eq!(sum.blind_hubs, ["mining/site-a"]);
         let ev = events(&log);
-        assert!(!ev.iter().any(|e| e.2 == "WorkerDead" || e.2 == "SpareLent"), "t={t}: {ev:?}");
+        assert!(
+            !ev.iter().any(|e| e.2 == "WorkerDead" || e.2 == "SpareLent"),
+            "t={t}: {ev:?}"
+        );
     }
     assert!(s.pushes().is_empty());
     assert_eq!(s.status("Worker", "acme-s19-02")["phase"], "Healthy");
@@ -522,18 +631,35 @@ async fn a_bad_contract_and_a_missing_admin_secret_are_reported_and_the_rest_goe
     s.farm(0, |_, _| None);
     let (sum, log) = s.cycle(0).await;
     let ev = events(&log);
-    assert!(has_event(&ev, "RentalContract", "broken", "InvalidSpec"), "{ev:?}");
-    assert!(has_event(&ev, "StratumHub", "site-a", "AdminTokenMissing"), "{ev:?}");
+    assert!(
+        has_event(&ev, "RentalContract", "broken", "InvalidSpec"),
+        "{ev:?}"
+    );
+    assert!(
+        has_event(&ev, "StratumHub", "site-a", "AdminTokenMissing"),
+        "{ev:?}"
+    );
     let warning = log
         .iter()
         .find(|r| r.body["reason"] == "InvalidSpec")
         .unwrap();
     assert_eq!(warning.body["type"], "Warning");
-    assert!(warning.body["note"].as_str().unwrap().contains("Near"), "{}", warning.body);
+    assert!(
+        warning.body["note"].as_str().unwrap().contains("Near"),
+        "{}",
+        warning.body
+    );
     // No push without the token; the ConfigMap still carries the routing.
     assert!(s.pushes().is_empty());
-    assert!(writes(&log).contains(&"PATCH /api/v1/namespaces/mining/configmaps/site-a-routing".to_string()));
-    assert!(sum.errors.iter().any(|e| e.contains("site-a-admin-token")), "{:?}", sum.errors);
+    assert!(
+        writes(&log)
+            .contains(&"PATCH /api/v1/namespaces/mining/configmaps/site-a-routing".to_string())
+    );
+    assert!(
+        sum.errors.iter().any(|e| e.contains("site-a-admin-token")),
+        "{:?}",
+        sum.errors
+    );
     let broken = s.status("RentalContract", "broken");
     let valid = broken["conditions"]
         .as_array()

@@ -81,7 +81,11 @@ pub async fn run_cmd(args: Args) -> anyhow::Result<()> {
     opts.lease_namespace = args
         .lease_namespace
         .clone()
-        .or_else(|| std::fs::read_to_string(SA_NAMESPACE_FILE).ok().map(|s| s.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string(SA_NAMESPACE_FILE)
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
         .unwrap_or_else(|| "default".into());
     opts.identity = args.identity.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")

@@ -30,8 +30,7 @@ use tracing::{info, warn};
 use super::{ControllerError, FIELD_MANAGER, Shared};
 use crate::crd::StratumHub;
 use crate::scheduler::render::kubernetes::{
-    ADMIN_TOKEN_KEY, HubObjects, HubRenderOptions, admin_token_secret_name, hub_labels,
-    render_hub,
+    ADMIN_TOKEN_KEY, HubObjects, HubRenderOptions, admin_token_secret_name, hub_labels, render_hub,
 };
 
 /// How long a hub waits between two full reconciles when nothing changes.
@@ -47,7 +46,10 @@ pub fn pod_monitor_resource() -> ApiResource {
 
 /// Whether the cluster serves `monitoring.coreos.com/v1` PodMonitors (discovered, not assumed).
 pub async fn pod_monitor_api_exists(client: &Client) -> bool {
-    match client.list_api_group_resources("monitoring.coreos.com/v1").await {
+    match client
+        .list_api_group_resources("monitoring.coreos.com/v1")
+        .await
+    {
         Ok(list) => list.resources.iter().any(|r| r.name == "podmonitors"),
         Err(_) => false,
     }
@@ -92,7 +94,10 @@ pub async fn ensure_admin_token(
             owner_references: hub.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },
-        string_data: Some(BTreeMap::from([(ADMIN_TOKEN_KEY.to_owned(), new_admin_token())])),
+        string_data: Some(BTreeMap::from([(
+            ADMIN_TOKEN_KEY.to_owned(),
+            new_admin_token(),
+        )])),
         type_: Some("Opaque".into()),
         ..Default::default()
     };
@@ -108,7 +113,12 @@ pub async fn ensure_admin_token(
     }
 }
 
-async fn apply<K>(client: &Client, ns: &str, obj: &K, shared: &Shared) -> Result<(), ControllerError>
+async fn apply<K>(
+    client: &Client,
+    ns: &str,
+    obj: &K,
+    shared: &Shared,
+) -> Result<(), ControllerError>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -118,8 +128,12 @@ where
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
     let name = obj.meta().name.clone().unwrap_or_default();
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(obj))
-        .await?;
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(obj),
+    )
+    .await?;
     shared.metrics.write(&K::kind(&()), "apply");
     Ok(())
 }
@@ -139,7 +153,9 @@ where
         + std::fmt::Debug,
 {
     let api: Api<K> = Api::namespaced(client.clone(), ns);
-    let list = api.list(&ListParams::default().labels(&children_selector(hub))).await?;
+    let list = api
+        .list(&ListParams::default().labels(&children_selector(hub)))
+        .await?;
     for o in list.items {
         let name = o.meta().name.clone().unwrap_or_default();
         if !keep.contains(&name) {
@@ -167,7 +183,8 @@ pub async fn apply_children(
     apply(client, &ns, &objects.metrics_service, shared).await?;
     apply(client, &ns, &objects.deployment, shared).await?;
     apply(client, &ns, &objects.pod_disruption_budget, shared).await?;
-    let names = |o: &[Option<String>]| -> BTreeSet<String> { o.iter().flatten().cloned().collect() };
+    let names =
+        |o: &[Option<String>]| -> BTreeSet<String> { o.iter().flatten().cloned().collect() };
     delete_stale::<Service>(
         client,
         &ns,
@@ -179,8 +196,22 @@ pub async fn apply_children(
         shared,
     )
     .await?;
-    delete_stale::<ConfigMap>(client, &ns, &name, &names(&[objects.routing_config_map.metadata.name.clone()]), shared).await?;
-    delete_stale::<Deployment>(client, &ns, &name, &names(&[objects.deployment.metadata.name.clone()]), shared).await?;
+    delete_stale::<ConfigMap>(
+        client,
+        &ns,
+        &name,
+        &names(&[objects.routing_config_map.metadata.name.clone()]),
+        shared,
+    )
+    .await?;
+    delete_stale::<Deployment>(
+        client,
+        &ns,
+        &name,
+        &names(&[objects.deployment.metadata.name.clone()]),
+        shared,
+    )
+    .await?;
     delete_stale::<PodDisruptionBudget>(
         client,
         &ns,
@@ -194,8 +225,12 @@ pub async fn apply_children(
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
         match &objects.pod_monitor {
             Some(pm) => {
-                api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(pm))
-                    .await?;
+                api.patch(
+                    &name,
+                    &PatchParams::apply(FIELD_MANAGER).force(),
+                    &Patch::Apply(pm),
+                )
+                .await?;
                 shared.metrics.write("PodMonitor", "apply");
             }
             None => match api.delete(&name, &DeleteParams::background()).await {
@@ -209,7 +244,10 @@ pub async fn apply_children(
 }
 
 /// Renders the children of `hub` with the routing the scheduling loop holds for it.
-pub fn render_children(hub: &StratumHub, shared: &Shared) -> Option<Result<HubObjects, ControllerError>> {
+pub fn render_children(
+    hub: &StratumHub,
+    shared: &Shared,
+) -> Option<Result<HubObjects, ControllerError>> {
     let key = (hub.namespace().unwrap_or_default(), hub.name_any());
     let routing = shared.routing.lock().ok()?.get(&key).cloned()?;
     let opts = HubRenderOptions {
@@ -220,7 +258,10 @@ pub fn render_children(hub: &StratumHub, shared: &Shared) -> Option<Result<HubOb
 }
 
 /// The Controller's reconcile of one StratumHub.
-pub async fn reconcile(hub: Arc<StratumHub>, ctx: Arc<super::Context>) -> Result<Action, ControllerError> {
+pub async fn reconcile(
+    hub: Arc<StratumHub>,
+    ctx: Arc<super::Context>,
+) -> Result<Action, ControllerError> {
     let key = format!("{}/{}", hub.namespace().unwrap_or_default(), hub.name_any());
     if hub.meta().deletion_timestamp.is_some() {
         // Owner references let the garbage collector delete the children.
@@ -245,6 +286,10 @@ pub async fn reconcile(hub: Arc<StratumHub>, ctx: Arc<super::Context>) -> Result
 }
 
 /// Retry a failed hub reconcile after a short pause.
-pub fn error_policy(_hub: Arc<StratumHub>, _e: &ControllerError, _ctx: Arc<super::Context>) -> Action {
+pub fn error_policy(
+    _hub: Arc<StratumHub>,
+    _e: &ControllerError,
+    _ctx: Arc<super::Context>,
+) -> Action {
     Action::requeue(Duration::from_secs(5))
 }

@@ -139,11 +139,22 @@ pub fn plan_events(out: &CycleOutput, before: &PreviousPhases) -> Vec<PlannedEve
             _ => (REASON_REASSIGNED, "Reassign", false),
         };
         let note = match (&c.from_contract, &c.to_contract) {
-            (_, Some(to)) => format!("worker {} → contract {to} as {:?}: {}", c.worker, c.to_role, c.reason),
+            (_, Some(to)) => format!(
+                "worker {} → contract {to} as {:?}: {}",
+                c.worker, c.to_role, c.reason
+            ),
             (Some(from), None) => format!("worker {} left contract {from}: {}", c.worker, c.reason),
             (None, None) => format!("worker {}: {}", c.worker, c.reason),
         };
-        both(&mut events, &c.worker, c.contract(), warning, reason, action, note);
+        both(
+            &mut events,
+            &c.worker,
+            c.contract(),
+            warning,
+            reason,
+            action,
+            note,
+        );
         // A worker moved straight between two contracts: tell the one it left too.
         if let (Some(from), Some(to)) = (&c.from_contract, &c.to_contract)
             && from != to
@@ -159,9 +170,16 @@ pub fn plan_events(out: &CycleOutput, before: &PreviousPhases) -> Vec<PlannedEve
         }
     }
     for r in &out.contracts {
-        let no_spare = r.conditions.iter().find(|c| matches!(c, ContractCondition::NoSpareCapacity { .. }));
+        let no_spare = r
+            .conditions
+            .iter()
+            .find(|c| matches!(c, ContractCondition::NoSpareCapacity { .. }));
         if let Some(cond) = no_spare
-            && !before.spares_exhausted.get(&r.name).copied().unwrap_or(false)
+            && !before
+                .spares_exhausted
+                .get(&r.name)
+                .copied()
+                .unwrap_or(false)
         {
             events.push(PlannedEvent {
                 regarding: Regarding::RentalContract,
@@ -182,7 +200,9 @@ pub fn plan_events(out: &CycleOutput, before: &PreviousPhases) -> Vec<PlannedEve
                 name: r.name.clone(),
                 warning: true,
                 reason: REASON_INVALID_SPEC,
-                note: format!("nothing is scheduled for this contract until its spec is fixed: {err}"),
+                note: format!(
+                    "nothing is scheduled for this contract until its spec is fixed: {err}"
+                ),
                 action: "Validate",
             });
         }

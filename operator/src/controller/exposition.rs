@@ -87,10 +87,9 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     // Value, optional timestamp, optional exemplar (` # {...} v`): only the value is used.
     let rest = rest.split(" # ").next().unwrap_or("");
     let mut fields = rest.split_ascii_whitespace();
-    let value_text = fields
-        .next()
-        .ok_or_else(|| format!("{name}: no value"))?;
-    let value = parse_value(value_text).ok_or_else(|| format!("{name}: bad value {value_text:?}"))?;
+    let value_text = fields.next().ok_or_else(|| format!("{name}: no value"))?;
+    let value =
+        parse_value(value_text).ok_or_else(|| format!("{name}: bad value {value_text:?}"))?;
     if let Some(ts) = fields.next()
         && ts.parse::<f64>().is_err()
     {
@@ -125,7 +124,12 @@ fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
         }
         let eq = s.find('=').ok_or("label without '='")?;
         let key = s[..eq].trim();
-        if key.is_empty() || !key.chars().enumerate().all(|(i, c)| is_name_char(c, i == 0)) {
+        if key.is_empty()
+            || !key
+                .chars()
+                .enumerate()
+                .all(|(i, c)| is_name_char(c, i == 0))
+        {
             return Err(format!("bad label name {key:?}"));
         }
         s = s[eq + 1..]
@@ -229,7 +233,10 @@ fn non_empty(s: Option<&str>) -> Option<String> {
 }
 
 fn share_result(label: &str) -> Option<ShareResult> {
-    ShareResult::ALL.iter().copied().find(|r| r.label() == label)
+    ShareResult::ALL
+        .iter()
+        .copied()
+        .find(|r| r.label() == label)
 }
 
 /// The hub's state from its samples. Unknown series are ignored (a newer hub may export more);
@@ -240,8 +247,13 @@ pub fn hub_report(samples: &[Sample]) -> HubReport {
     let mut report = HubReport::default();
     for s in samples {
         let name = s.name.as_str();
-        if let Some(w) = s.label(label::WORKER).filter(|_| name.starts_with("hashsched_worker_")) {
-            let f = workers.entry(w.to_owned()).or_insert_with(|| empty_worker(w));
+        if let Some(w) = s
+            .label(label::WORKER)
+            .filter(|_| name.starts_with("hashsched_worker_"))
+        {
+            let f = workers
+                .entry(w.to_owned())
+                .or_insert_with(|| empty_worker(w));
             match name {
                 m::WORKER_CONNECTED => f.connected = s.value >= 0.5,
                 m::WORKER_SHARES_TOTAL => {
@@ -278,7 +290,10 @@ pub fn hub_report(samples: &[Sample]) -> HubReport {
             }
             continue;
         }
-        if let Some(p) = s.label(label::POOL).filter(|_| name.starts_with("hashsched_pool_")) {
+        if let Some(p) = s
+            .label(label::POOL)
+            .filter(|_| name.starts_with("hashsched_pool_"))
+        {
             let f = pools.entry(p.to_owned()).or_insert_with(|| empty_pool(p));
             match name {
                 m::POOL_UP => f.up = s.value >= 0.5,

@@ -29,7 +29,9 @@ pub type HubKey = (String, String);
 
 /// Why a `--hub-url` value was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("--hub-url {value:?}: {detail} (expected NAMESPACE/NAME=http://HOST:METRICS_PORT[,http://HOST:ADMIN_PORT])")]
+#[error(
+    "--hub-url {value:?}: {detail} (expected NAMESPACE/NAME=http://HOST:METRICS_PORT[,http://HOST:ADMIN_PORT])"
+)]
 pub struct HubUrlError {
     pub value: String,
     pub detail: String,
@@ -52,9 +54,7 @@ pub fn parse_hub_url(value: &str) -> Result<(HubKey, HubTarget), HubUrlError> {
         value: value.to_owned(),
         detail,
     };
-    let (key, urls) = value
-        .split_once('=')
-        .ok_or_else(|| err("no '='".into()))?;
+    let (key, urls) = value.split_once('=').ok_or_else(|| err("no '='".into()))?;
     let (ns, name) = key
         .split_once('/')
         .filter(|(n, m)| !n.is_empty() && !m.is_empty() && !m.contains('/'))
@@ -99,7 +99,11 @@ pub fn targets_from_slices(slices: &[EndpointSlice]) -> Vec<HubTarget> {
             if !ready {
                 continue;
             }
-            let Some(ip) = e.addresses.first().and_then(|a| a.parse::<std::net::IpAddr>().ok()) else {
+            let Some(ip) = e
+                .addresses
+                .first()
+                .and_then(|a| a.parse::<std::net::IpAddr>().ok())
+            else {
                 continue;
             };
             let pod = e
@@ -215,7 +219,8 @@ mod tests {
 
     #[test]
     fn hub_url_forms() {
-        let (k, t) = parse_hub_url("mining/site-a=http://127.0.0.1:9100,http://127.0.0.1:9091").unwrap();
+        let (k, t) =
+            parse_hub_url("mining/site-a=http://127.0.0.1:9100,http://127.0.0.1:9091").unwrap();
         assert_eq!(k, ("mining".into(), "site-a".into()));
         assert_eq!(t.metrics, "127.0.0.1:9100".parse().unwrap());
         assert_eq!(t.admin, "127.0.0.1:9091".parse().unwrap());
@@ -255,7 +260,11 @@ mod tests {
         };
         let s = EndpointSlice {
             address_type: "IPv4".into(),
-            endpoints: vec![ep("10.0.0.2", true, "hub-b"), ep("10.0.0.1", true, "hub-a"), ep("10.0.0.3", false, "hub-c")],
+            endpoints: vec![
+                ep("10.0.0.2", true, "hub-b"),
+                ep("10.0.0.1", true, "hub-a"),
+                ep("10.0.0.3", false, "hub-c"),
+            ],
             ports: Some(vec![port("metrics", 9100), port("admin", 9091)]),
             ..Default::default()
         };

@@ -128,7 +128,10 @@ impl OperatorMetrics {
     /// One write to the apiserver; `verb` ∈ apply / patch_status / delete / event / create.
     pub fn write(&self, kind: &str, verb: &str) {
         self.writes
-            .get_or_create(&[(label::KIND, kind.to_owned()), (label::VERB, verb.to_owned())])
+            .get_or_create(&[
+                (label::KIND, kind.to_owned()),
+                (label::VERB, verb.to_owned()),
+            ])
             .inc();
     }
 

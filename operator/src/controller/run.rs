@@ -137,7 +137,11 @@ where
 }
 
 /// Runs the operator until `stop` is cancelled (SIGTERM) or the lease is lost.
-pub async fn run(client: Client, opts: OperatorOptions, stop: CancellationToken) -> Result<(), RunError> {
+pub async fn run(
+    client: Client,
+    opts: OperatorOptions,
+    stop: CancellationToken,
+) -> Result<(), RunError> {
     let listener = tokio::net::TcpListener::bind(&opts.metrics_addr)
         .await
         .map_err(|source| RunError::Bind {
@@ -195,7 +199,13 @@ pub async fn run(client: Client, opts: OperatorOptions, stop: CancellationToken)
 
     let work = CancellationToken::new();
     let result = {
-        let work_done = lead(client.clone(), &opts, shared.clone(), health.clone(), work.clone());
+        let work_done = lead(
+            client.clone(),
+            &opts,
+            shared.clone(),
+            health.clone(),
+            work.clone(),
+        );
         tokio::pin!(work_done);
         let lost = async {
             match lease.as_mut() {
@@ -238,7 +248,9 @@ pub async fn run(client: Client, opts: OperatorOptions, stop: CancellationToken)
         drop(rx); // the lease manager releases the Lease when its channel closes
         match task.await {
             Ok(Ok(_)) => info!("leader lease released"),
-            Ok(Err(e)) => warn!(error = %e, "could not release the leader lease; it expires on its own"),
+            Ok(Err(e)) => {
+                warn!(error = %e, "could not release the leader lease; it expires on its own")
+            }
             Err(e) => warn!(error = %e, "lease task failed"),
         }
     }
@@ -258,10 +270,22 @@ async fn lead(
     let ns = opts.namespace.as_deref();
     let changed = Arc::new(Notify::new());
     let (workers, t1) = reflect(api::<Worker>(&client, ns), changed.clone(), stop.clone());
-    let (contracts, t2) = reflect(api::<RentalContract>(&client, ns), changed.clone(), stop.clone());
+    let (contracts, t2) = reflect(
+        api::<RentalContract>(&client, ns),
+        changed.clone(),
+        stop.clone(),
+    );
     let (customers, t3) = reflect(api::<Customer>(&client, ns), changed.clone(), stop.clone());
-    let (pools, t4) = reflect(api::<PoolEndpoint>(&client, ns), changed.clone(), stop.clone());
-    let (hubs, t5) = reflect(api::<StratumHub>(&client, ns), changed.clone(), stop.clone());
+    let (pools, t4) = reflect(
+        api::<PoolEndpoint>(&client, ns),
+        changed.clone(),
+        stop.clone(),
+    );
+    let (hubs, t5) = reflect(
+        api::<StratumHub>(&client, ns),
+        changed.clone(),
+        stop.clone(),
+    );
     let synced = async {
         let _ = workers.wait_until_ready().await;
         let _ = contracts.wait_until_ready().await;
@@ -277,7 +301,8 @@ async fn lead(
     info!("caches synced");
 
     // The StratumHub controller.
-    let owned = watcher::Config::default().labels("app.kubernetes.io/managed-by=hashsched-operator");
+    let owned =
+        watcher::Config::default().labels("app.kubernetes.io/managed-by=hashsched-operator");
     let ctx = Arc::new(Context {
         client: client.clone(),
         shared: shared.clone(),

@@ -38,9 +38,7 @@ use super::hub_io::{HubIo, HubKey, HubTarget};
 use super::status_writes::{self, WriteReason, volatile};
 use super::{FIELD_MANAGER, Shared};
 use crate::crd::conditions::{self, new_condition, set_condition};
-use crate::crd::{
-    Customer, PoolEndpoint, RentalContract, StratumHub, StratumHubStatus, Worker,
-};
+use crate::crd::{Customer, PoolEndpoint, RentalContract, StratumHub, StratumHubStatus, Worker};
 use crate::local::store::{contract_status, worker_status};
 use crate::scheduler::cycle::{CycleInput, CycleMemory, CycleOutput, facts_by_worker, run_cycle};
 use crate::scheduler::render::kubernetes::{
@@ -207,10 +205,12 @@ impl Scheduler {
             "kubernetes.io/service-name={}",
             metrics_service_name(&key.1)
         ));
-        let slices = api
-            .list(&lp)
-            .await
-            .map_err(|e| format!("listing the EndpointSlices of {}: {e}", metrics_service_name(&key.1)))?;
+        let slices = api.list(&lp).await.map_err(|e| {
+            format!(
+                "listing the EndpointSlices of {}: {e}",
+                metrics_service_name(&key.1)
+            )
+        })?;
         Ok(super::hub_io::targets_from_slices(&slices.items))
     }
 
@@ -231,7 +231,9 @@ impl Scheduler {
         }))
         .await;
         for s in &scrapes {
-            self.shared.metrics.scrape(&hub_key, &s.target.pod, s.report.is_ok());
+            self.shared
+                .metrics
+                .scrape(&hub_key, &s.target.pod, s.report.is_ok());
             if let Err(e) = &s.report {
                 warn!(hub = %hub_key, pod = %s.target.pod, error = %e,
                     "cannot read the hub pod's metrics: verdicts in this namespace are held until it answers");
@@ -272,7 +274,8 @@ impl Scheduler {
         let started = Instant::now();
         let mut summary = CycleSummary::default();
         // Scrape every hub pod (all hubs at once).
-        let scrapes = futures::future::join_all(world.hubs.iter().map(|h| self.scrape_hub(h))).await;
+        let scrapes =
+            futures::future::join_all(world.hubs.iter().map(|h| self.scrape_hub(h))).await;
         let mut by_hub: BTreeMap<HubKey, Result<Vec<PodScrape>, String>> = BTreeMap::new();
         for (h, s) in world.hubs.iter().zip(scrapes) {
             by_hub.insert((h.namespace().unwrap_or_default(), h.name_any()), s);
@@ -282,12 +285,15 @@ impl Scheduler {
             for h in &part.hubs {
                 self.seed_routing(&ns, &h.name_any()).await;
             }
-            self.cycle_namespace(&ns, &part, &by_hub, now, &mut summary).await;
+            self.cycle_namespace(&ns, &part, &by_hub, now, &mut summary)
+                .await;
         }
         // Namespaces that lost all their objects lose their memory.
         let live = world.namespaces();
         self.memory.retain(|ns, _| live.contains(ns));
-        self.shared.metrics.cycle_seconds(started.elapsed().as_secs_f64());
+        self.shared
+            .metrics
+            .cycle_seconds(started.elapsed().as_secs_f64());
         summary
     }
 
@@ -375,7 +381,8 @@ impl Scheduler {
         for h in &world.hubs {
             self.deliver_routing(ns, h, &out, scrapes, summary).await;
         }
-        self.write_statuses(ns, world, &out, &merged, scrapes, now, summary).await;
+        self.write_statuses(ns, world, &out, &merged, scrapes, now, summary)
+            .await;
         let before = previous_phases(world);
         for e in plan_events(&out, &before) {
             self.publish(ns, world, &e, summary).await;
@@ -432,7 +439,8 @@ impl Scheduler {
         };
         for p in &pods {
             if let Ok(r) = &p.report {
-                self.applied.insert((key.clone(), p.target.pod.clone()), r.routing_generation);
+                self.applied
+                    .insert((key.clone(), p.target.pod.clone()), r.routing_generation);
             }
         }
         let behind: Vec<&HubTarget> = pods
@@ -460,7 +468,12 @@ impl Scheduler {
                                 info!(hub = %hub_label, pod = %t.pod, generation = applied, "routing applied by the hub pod");
                             }
                             Ok(r) => {
-                                let msg = format!("hub pod {} refused routing generation {generation}: HTTP {}: {}", t.pod, r.status, r.body.trim());
+                                let msg = format!(
+                                    "hub pod {} refused routing generation {generation}: HTTP {}: {}",
+                                    t.pod,
+                                    r.status,
+                                    r.body.trim()
+                                );
                                 error!(hub = %hub_label, pod = %t.pod, "{msg}; it keeps its last good routing");
                                 summary.errors.push(msg);
                             }
@@ -480,7 +493,9 @@ impl Scheduler {
                         name: name.clone(),
                         warning: true,
                         reason: "AdminTokenMissing",
-                        note: format!("{e}; routing reaches the hub pods only through the ConfigMap until it is readable"),
+                        note: format!(
+                            "{e}; routing reaches the hub pods only through the ConfigMap until it is readable"
+                        ),
                         action: "PushRouting",
                     };
                     let w = World {
@@ -500,7 +515,11 @@ impl Scheduler {
                     let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
                     let cm = &o.routing_config_map;
                     match api
-                        .patch(&routing_config_map_name(&name), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(cm))
+                        .patch(
+                            &routing_config_map_name(&name),
+                            &PatchParams::apply(FIELD_MANAGER).force(),
+                            &Patch::Apply(cm),
+                        )
                         .await
                     {
                         Ok(_) => {
@@ -556,7 +575,10 @@ impl Scheduler {
         };
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         let patch = status_writes::status_patch(current, &desired);
-        match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
             Ok(_) => {
                 self.shared.metrics.write(&K::kind(&()), "patch_status");
                 self.last_write.insert(wkey, Instant::now());
@@ -597,8 +619,16 @@ impl Scheduler {
                 .collect();
             let desired = worker_status(obj.status.as_ref(), r, facts.get(&r.name), &changes, now);
             let current = obj.status.as_ref().map(to_value);
-            self.patch_status(ns, Regarding::Worker, obj, current.as_ref(), to_value(&desired), volatile::WORKER, summary)
-                .await;
+            self.patch_status(
+                ns,
+                Regarding::Worker,
+                obj,
+                current.as_ref(),
+                to_value(&desired),
+                volatile::WORKER,
+                summary,
+            )
+            .await;
         }
         for r in &out.contracts {
             let Some(obj) = world.contracts.iter().find(|c| c.name_any() == r.name) else {
@@ -606,15 +636,31 @@ impl Scheduler {
             };
             let desired = contract_status(obj.status.as_ref(), r, &out.workers, now);
             let current = obj.status.as_ref().map(to_value);
-            self.patch_status(ns, Regarding::RentalContract, obj, current.as_ref(), to_value(&desired), volatile::CONTRACT, summary)
-                .await;
+            self.patch_status(
+                ns,
+                Regarding::RentalContract,
+                obj,
+                current.as_ref(),
+                to_value(&desired),
+                volatile::CONTRACT,
+                summary,
+            )
+            .await;
         }
         for h in &world.hubs {
             let key: HubKey = (ns.to_owned(), h.name_any());
             let desired = self.hub_status(h, &key, out, scrapes, now);
             let current = h.status.as_ref().map(to_value);
-            self.patch_status(ns, Regarding::StratumHub, h, current.as_ref(), to_value(&desired), volatile::HUB, summary)
-                .await;
+            self.patch_status(
+                ns,
+                Regarding::StratumHub,
+                h,
+                current.as_ref(),
+                to_value(&desired),
+                volatile::HUB,
+                summary,
+            )
+            .await;
         }
     }
 
@@ -637,14 +683,23 @@ impl Scheduler {
         let connected: BTreeSet<&str> = ok
             .iter()
             .filter_map(|p| p.report.as_ref().ok())
-            .flat_map(|r| r.workers.iter().filter(|w| w.connected).map(|w| w.worker.as_str()))
+            .flat_map(|r| {
+                r.workers
+                    .iter()
+                    .filter(|w| w.connected)
+                    .map(|w| w.worker.as_str())
+            })
             .collect();
         s.connected_workers = Some(u32::try_from(connected.len()).unwrap_or(u32::MAX));
         let desired = out.routing.get(&key.1).map(|d| d.generation);
         s.desired_routing_generation = desired.map(|g| i64::try_from(g).unwrap_or(i64::MAX));
         let applied = ok
             .iter()
-            .filter_map(|p| self.applied.get(&(key.clone(), p.target.pod.clone())).copied())
+            .filter_map(|p| {
+                self.applied
+                    .get(&(key.clone(), p.target.pod.clone()))
+                    .copied()
+            })
             .min();
         s.applied_routing_generation = applied.map(|g| i64::try_from(g).unwrap_or(i64::MAX));
         s.stratum_endpoint = Some(format!(
@@ -659,13 +714,24 @@ impl Scheduler {
             new_condition(
                 conditions::READY,
                 ready,
-                if ready { "PodsReady" } else if pods.is_empty() { "NoReadyPods" } else { "PodsUnreachable" },
+                if ready {
+                    "PodsReady"
+                } else if pods.is_empty() {
+                    "NoReadyPods"
+                } else {
+                    "PodsUnreachable"
+                },
                 if ready {
                     format!("{} hub pod(s) answer on /metrics", ok.len())
                 } else if pods.is_empty() {
-                    "no ready hub pod: check the Deployment's pods (kubectl describe deployment)".to_owned()
+                    "no ready hub pod: check the Deployment's pods (kubectl describe deployment)"
+                        .to_owned()
                 } else {
-                    format!("{} of {} hub pod(s) do not answer on /metrics: verdicts are held", pods.len() - ok.len(), pods.len())
+                    format!(
+                        "{} of {} hub pod(s) do not answer on /metrics: verdicts are held",
+                        pods.len() - ok.len(),
+                        pods.len()
+                    )
                 },
                 None,
                 &now_t,
@@ -679,9 +745,15 @@ impl Scheduler {
                 routing_ok,
                 if routing_ok { "Applied" } else { "Pending" },
                 match (desired, applied) {
-                    (Some(d), Some(a)) if a == d => format!("every ready pod runs routing generation {d}"),
-                    (Some(d), Some(a)) => format!("routing generation {d} rendered; lowest applied by a pod is {a}"),
-                    (Some(d), None) => format!("routing generation {d} rendered; no pod confirmed it yet"),
+                    (Some(d), Some(a)) if a == d => {
+                        format!("every ready pod runs routing generation {d}")
+                    }
+                    (Some(d), Some(a)) => {
+                        format!("routing generation {d} rendered; lowest applied by a pod is {a}")
+                    }
+                    (Some(d), None) => {
+                        format!("routing generation {d} rendered; no pod confirmed it yet")
+                    }
                     _ => "no routing rendered yet".to_owned(),
                 },
                 None,
@@ -693,15 +765,39 @@ impl Scheduler {
 
     async fn publish(&self, ns: &str, world: &World, e: &PlannedEvent, summary: &mut CycleSummary) {
         let reference = match e.regarding {
-            Regarding::Worker => world.workers.iter().find(|o| o.name_any() == e.name).map(|o| o.object_ref(&())),
-            Regarding::RentalContract => world.contracts.iter().find(|o| o.name_any() == e.name).map(|o| o.object_ref(&())),
-            Regarding::StratumHub => world.hubs.iter().find(|o| o.name_any() == e.name).map(|o| o.object_ref(&())),
-            Regarding::PoolEndpoint => world.pools.iter().find(|o| o.name_any() == e.name).map(|o| o.object_ref(&())),
-            Regarding::Customer => world.customers.iter().find(|o| o.name_any() == e.name).map(|o| o.object_ref(&())),
+            Regarding::Worker => world
+                .workers
+                .iter()
+                .find(|o| o.name_any() == e.name)
+                .map(|o| o.object_ref(&())),
+            Regarding::RentalContract => world
+                .contracts
+                .iter()
+                .find(|o| o.name_any() == e.name)
+                .map(|o| o.object_ref(&())),
+            Regarding::StratumHub => world
+                .hubs
+                .iter()
+                .find(|o| o.name_any() == e.name)
+                .map(|o| o.object_ref(&())),
+            Regarding::PoolEndpoint => world
+                .pools
+                .iter()
+                .find(|o| o.name_any() == e.name)
+                .map(|o| o.object_ref(&())),
+            Regarding::Customer => world
+                .customers
+                .iter()
+                .find(|o| o.name_any() == e.name)
+                .map(|o| o.object_ref(&())),
         };
         let Some(reference) = reference else { return };
         let ev = Event {
-            type_: if e.warning { EventType::Warning } else { EventType::Normal },
+            type_: if e.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
             reason: e.reason.to_owned(),
             note: Some(e.note.chars().take(1000).collect()),
             action: e.action.to_owned(),
@@ -730,10 +826,14 @@ pub fn previous_phases(world: &World) -> PreviousPhases {
     for c in &world.contracts {
         let Some(s) = c.status.as_ref() else { continue };
         let cond = |t: &str| conditions::find_condition(&s.conditions, t).map(|c| c.status.clone());
-        p.spares_exhausted
-            .insert(c.name_any(), cond(conditions::SPARES_EXHAUSTED).as_deref() == Some(conditions::TRUE));
-        p.spec_invalid
-            .insert(c.name_any(), cond(conditions::SPEC_VALID).as_deref() == Some(conditions::FALSE));
+        p.spares_exhausted.insert(
+            c.name_any(),
+            cond(conditions::SPARES_EXHAUSTED).as_deref() == Some(conditions::TRUE),
+        );
+        p.spec_invalid.insert(
+            c.name_any(),
+            cond(conditions::SPEC_VALID).as_deref() == Some(conditions::FALSE),
+        );
         if let Some(phase) = s.phase {
             p.contracts.insert(c.name_any(), phase);
         }

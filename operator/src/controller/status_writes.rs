@@ -37,7 +37,12 @@ pub mod volatile {
     /// StratumHub status.
     pub const HUB: &[&str] = &["connectedWorkers", "conditions.message"];
     /// PoolEndpoint status.
-    pub const POOL: &[&str] = &["latencyMs", "poolDifficulty", "rejectRatio", "conditions.message"];
+    pub const POOL: &[&str] = &[
+        "latencyMs",
+        "poolDifficulty",
+        "rejectRatio",
+        "conditions.message",
+    ];
     /// Customer status.
     pub const CUSTOMER: &[&str] = &["deliveredHashrate", "conditions.message"];
 }
@@ -133,11 +138,25 @@ mod tests {
         );
         let cur = json!({"phase": "Unknown", "hashrate": {"avg1m": "1T"}});
         assert_eq!(
-            decide(Some(&cur), &want, volatile::WORKER, Some(now), now, DEFAULT_HEARTBEAT),
+            decide(
+                Some(&cur),
+                &want,
+                volatile::WORKER,
+                Some(now),
+                now,
+                DEFAULT_HEARTBEAT
+            ),
             Some(WriteReason::Changed)
         );
         assert_eq!(
-            decide(Some(&want), &want, volatile::WORKER, None, now, DEFAULT_HEARTBEAT),
+            decide(
+                Some(&want),
+                &want,
+                volatile::WORKER,
+                None,
+                now,
+                DEFAULT_HEARTBEAT
+            ),
             None
         );
     }
@@ -150,7 +169,17 @@ mod tests {
         let want = json!({"phase": "Healthy", "hashrate": {"avg1m": "2T"},
             "conditions": [{"type": "Healthy", "status": "True", "message": "13 shares"}]});
         let hb = Duration::from_secs(60);
-        assert_eq!(decide(Some(&cur), &want, volatile::WORKER, Some(t0), t0 + Duration::from_secs(5), hb), None);
+        assert_eq!(
+            decide(
+                Some(&cur),
+                &want,
+                volatile::WORKER,
+                Some(t0),
+                t0 + Duration::from_secs(5),
+                hb
+            ),
+            None
+        );
         assert_eq!(
             decide(Some(&cur), &want, volatile::WORKER, Some(t0), t0 + hb, hb),
             Some(WriteReason::Heartbeat)

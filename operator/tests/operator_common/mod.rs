@@ -197,15 +197,21 @@ impl FakeApi {
                 let segs: Vec<&str> = path.split('/').collect();
                 let is_collection = segs.len() >= 3 && segs[segs.len() - 3] == "namespaces";
                 if is_collection {
-                    return ok(200, &json!({"kind": "List", "apiVersion": "v1",
-                        "metadata": {"resourceVersion": "1"}, "items": items}));
+                    return ok(
+                        200,
+                        &json!({"kind": "List", "apiVersion": "v1",
+                        "metadata": {"resourceVersion": "1"}, "items": items}),
+                    );
                 }
                 status(404, "NotFound", &format!("{path} not found"))
             }
             "POST" => {
                 let mut obj = body;
                 if obj["metadata"]["name"].is_null() {
-                    let g = obj["metadata"]["generateName"].as_str().unwrap_or("obj-").to_string();
+                    let g = obj["metadata"]["generateName"]
+                        .as_str()
+                        .unwrap_or("obj-")
+                        .to_string();
                     let n = st.log.len();
                     obj["metadata"]["name"] = json!(format!("{g}{n}"));
                 }
@@ -282,7 +288,11 @@ pub fn base64(bytes: &[u8]) -> String {
     const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
