@@ -128,6 +128,12 @@ pub fn plan_events(out: &CycleOutput, before: &PreviousPhases) -> Vec<PlannedEve
         }
     }
     for c in &out.changes {
+        // A contract's own workers joining it (a new contract, an operator's first cycle on a
+        // farm) is what the contract's status shows; an Event per worker would bury the ones
+        // people act on.
+        if matches!(c.reason, ChangeReason::JoinedContract) {
+            continue;
+        }
         let (reason, action, warning) = match &c.reason {
             ChangeReason::CoversFailedPrimary { .. } | ChangeReason::CoversDeficit { .. } => {
                 (REASON_SPARE_LENT, "Failover", false)

@@ -38,8 +38,12 @@ use super::hub_io::{HubIo, HubKey, HubTarget};
 use super::status_writes::{self, WriteReason, volatile};
 use super::{FIELD_MANAGER, Shared};
 use crate::crd::conditions::{self, new_condition, set_condition};
-use crate::crd::{Customer, PoolEndpoint, RentalContract, StratumHub, StratumHubStatus, Worker};
+use crate::crd::{
+    ContractPhase, Customer, CustomerStatus, PoolEndpoint, PoolEndpointStatus, RentalContract,
+    StratumHub, StratumHubStatus, Worker,
+};
 use crate::local::store::{contract_status, worker_status};
+use crate::quantity::{Hashrate, Percentage};
 use crate::scheduler::cycle::{CycleInput, CycleMemory, CycleOutput, facts_by_worker, run_cycle};
 use crate::scheduler::render::kubernetes::{
     ADMIN_TOKEN_KEY, ROUTING_KEY, admin_token_secret_name, metrics_service_name,
@@ -607,16 +611,23 @@ impl Scheduler {
         now: Timestamp,
         summary: &mut CycleSummary,
     ) {
+        // Indexes: a 10,000-worker farm must not search lists per object.
+        let workers: BTreeMap<String, &Worker> =
+            world.workers.iter().map(|w| (w.name_any(), w)).collect();
+        let contracts: BTreeMap<String, &RentalContract> =
+            world.contracts.iter().map(|c| (c.name_any(), c)).collect();
+        let mut moves: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for c in &out.changes {
+            moves
+                .entry(c.worker.as_str())
+                .or_default()
+                .push(c.reason.to_string());
+        }
         for r in &out.workers {
-            let Some(obj) = world.workers.iter().find(|w| w.name_any() == r.name) else {
+            let Some(obj) = workers.get(&r.name).copied() else {
                 continue;
             };
-            let changes: Vec<String> = out
-                .changes
-                .iter()
-                .filter(|c| c.worker == r.name)
-                .map(|c| c.reason.to_string())
-                .collect();
+            let changes = moves.get(r.name.as_str()).cloned().unwrap_or_default();
             let desired = worker_status(obj.status.as_ref(), r, facts.get(&r.name), &changes, now);
             let current = obj.status.as_ref().map(to_value);
             self.patch_status(
@@ -631,7 +642,7 @@ impl Scheduler {
             .await;
         }
         for r in &out.contracts {
-            let Some(obj) = world.contracts.iter().find(|c| c.name_any() == r.name) else {
+            let Some(obj) = contracts.get(&r.name).copied() else {
                 continue;
             };
             let desired = contract_status(obj.status.as_ref(), r, &out.workers, now);
@@ -643,6 +654,34 @@ impl Scheduler {
                 current.as_ref(),
                 to_value(&desired),
                 volatile::CONTRACT,
+                summary,
+            )
+            .await;
+        }
+        for p in &world.pools {
+            let desired = pool_status(p, ns, scrapes, now);
+            let current = p.status.as_ref().map(to_value);
+            self.patch_status(
+                ns,
+                Regarding::PoolEndpoint,
+                p,
+                current.as_ref(),
+                to_value(&desired),
+                volatile::POOL,
+                summary,
+            )
+            .await;
+        }
+        for c in &world.customers {
+            let desired = customer_status(c, &contracts, out, now);
+            let current = c.status.as_ref().map(to_value);
+            self.patch_status(
+                ns,
+                Regarding::Customer,
+                c,
+                current.as_ref(),
+                to_value(&desired),
+                volatile::CUSTOMER,
                 summary,
             )
             .await;
@@ -839,4 +878,126 @@ pub fn previous_phases(world: &World) -> PreviousPhases {
         }
     }
     p
+}
+
+/// A PoolEndpoint's status from what the namespace's hub pods report about the pool of that name
+/// (reachable when any pod has an authorized session).
+fn pool_status(
+    pool: &PoolEndpoint,
+    ns: &str,
+    scrapes: &BTreeMap<HubKey, Result<Vec<PodScrape>, String>>,
+    now: Timestamp,
+) -> PoolEndpointStatus {
+    let mut s = pool.status.clone().unwrap_or_default();
+    let name = pool.name_any();
+    let facts: Vec<&hashsched_hub::facts::PoolFacts> = scrapes
+        .iter()
+        .filter(|(k, _)| k.0 == ns)
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .flatten()
+        .filter_map(|p| p.report.as_ref().ok())
+        .flat_map(|r| r.pools.iter().filter(|f| f.pool == name))
+        .collect();
+    if facts.is_empty() {
+        // No hub reports this pool (not routed to, or no hub readable): keep the last known.
+        return s;
+    }
+    let now_t = Time(now);
+    let up = facts.iter().any(|f| f.up);
+    s.reachable = Some(up);
+    if up {
+        s.last_connect = Some(now_t.clone());
+    }
+    s.pool_difficulty = facts.iter().filter_map(|f| f.difficulty).reduce(f64::max);
+    let accepted: u64 = facts.iter().map(|f| f.accepted).sum();
+    let rejected: u64 = facts.iter().map(|f| f.rejected).sum();
+    s.reject_ratio =
+        (accepted + rejected > 0).then(|| Percentage::from_ratio(rejected, accepted + rejected));
+    s.latency_ms = facts
+        .iter()
+        .filter_map(|f| f.latency_seconds)
+        .reduce(f64::max)
+        .map(|l| (l * 1000.0).round().clamp(0.0, f64::from(u32::MAX)) as u32);
+    let why = facts
+        .iter()
+        .find_map(|f| f.last_failure.clone())
+        .unwrap_or_else(|| "no authorized session".to_owned());
+    set_condition(
+        &mut s.conditions,
+        new_condition(
+            conditions::REACHABLE,
+            up,
+            if up {
+                "SessionAuthorized"
+            } else {
+                "Unreachable"
+            },
+            if up {
+                "a hub holds an authorized session to this pool".to_owned()
+            } else {
+                format!("{why}: check the pool URL, credentials and network")
+            },
+            None,
+            &now_t,
+        ),
+    );
+    s
+}
+
+/// A Customer's status: its contracts in force, contracted and delivered hashrate, uptime over
+/// all of its contracts' slots.
+fn customer_status(
+    customer: &Customer,
+    contracts: &BTreeMap<String, &RentalContract>,
+    out: &CycleOutput,
+    now: Timestamp,
+) -> CustomerStatus {
+    let mut s = customer.status.clone().unwrap_or_default();
+    let name = customer.name_any();
+    let mine: Vec<&crate::scheduler::cycle::ContractReport> = out
+        .contracts
+        .iter()
+        .filter(|r| {
+            contracts
+                .get(&r.name)
+                .is_some_and(|c| c.spec.customer == name)
+        })
+        .collect();
+    let active: Vec<&crate::scheduler::cycle::ContractReport> = mine
+        .iter()
+        .copied()
+        .filter(|r| {
+            matches!(
+                r.phase,
+                ContractPhase::Active | ContractPhase::Degraded | ContractPhase::Breached
+            )
+        })
+        .collect();
+    s.active_contracts = Some(u32::try_from(active.len()).unwrap_or(u32::MAX));
+    s.contracted_hashrate = Some(Hashrate::from_f64_saturating(
+        active.iter().map(|r| r.contracted_hashrate).sum(),
+    ));
+    s.delivered_hashrate = Some(Hashrate::from_f64_saturating(
+        active.iter().map(|r| r.delivered_hashrate).sum(),
+    ));
+    let up: u64 = mine.iter().map(|r| r.ledger.up_slots).sum();
+    let observed: u64 = mine.iter().map(|r| r.ledger.observed_slots).sum();
+    s.uptime = (observed > 0).then(|| Percentage::from_ratio(up, observed));
+    let ready = !active.is_empty();
+    set_condition(
+        &mut s.conditions,
+        new_condition(
+            conditions::READY,
+            ready,
+            if ready {
+                "ContractsActive"
+            } else {
+                "NoActiveContract"
+            },
+            format!("{} of {} contract(s) in force", active.len(), mine.len()),
+            None,
+            &Time(now),
+        ),
+    );
+    s
 }

@@ -38,13 +38,14 @@ pub mod volatile {
     pub const HUB: &[&str] = &["connectedWorkers", "conditions.message"];
     /// PoolEndpoint status.
     pub const POOL: &[&str] = &[
+        "lastConnect",
         "latencyMs",
         "poolDifficulty",
         "rejectRatio",
         "conditions.message",
     ];
     /// Customer status.
-    pub const CUSTOMER: &[&str] = &["deliveredHashrate", "conditions.message"];
+    pub const CUSTOMER: &[&str] = &["deliveredHashrate", "uptime", "conditions.message"];
 }
 
 /// Why a status write happens (for the log and the write counter).
