@@ -13,6 +13,7 @@ pub(crate) mod fanout;
 pub mod http;
 pub mod jobs;
 pub(crate) mod lines;
+pub mod logging;
 pub mod metrics;
 pub mod pool_health;
 pub mod protocol;

@@ -31,6 +31,9 @@ pub enum Command {
     /// See hashsched work in one command: simulated pools and miners, the examples/demo/
     /// manifests, and a scripted story of failures with a live table and a summary.
     Demo(cmd::demo::Args),
+    /// Run the Kubernetes operator: reconcile StratumHubs, drive failover from the hubs'
+    /// metrics, write status and Events (the container's entrypoint).
+    Operator(cmd::operator::Args),
 }
 
 impl Cli {
@@ -41,6 +44,7 @@ impl Cli {
             Command::Local(args) => cmd::local::run(args).await,
             Command::Status(args) => cmd::status::run(args).await,
             Command::Demo(args) => cmd::demo::run(args).await,
+            Command::Operator(args) => cmd::operator::run_cmd(args).await,
         }
     }
 }

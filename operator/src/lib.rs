@@ -6,7 +6,10 @@
 //!   rendering of routing documents and Kubernetes objects), shared by every front end.
 //! - [`local`]: local mode — a folder of manifests as the "API server", the scheduler loop and an
 //!   embedded hub. [`demo`]: simulated pools and miners driving local mode through a scripted story.
+//! - [`controller`]: the Kubernetes shell (`hashsched operator`): StratumHub children, the
+//!   scheduling loop over the hubs' metrics, status writes and Events.
 //! - [`metrics`]: the scheduler side's metric names (per contract, per worker, operator internals).
+pub mod controller;
 pub mod crd;
 pub mod demo;
 pub mod local;

@@ -11,7 +11,6 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use hashsched_hub::Hub;
 use hashsched_hub::config::{AdminConfig, HubConfig, QuickStart};
-use tracing_subscriber::EnvFilter;
 
 /// Stratum V1 hub for SHA256d mining farms: routes each worker to its pool, switches pools
 /// without reconnecting miners, validates every share and measures every worker from its shares.
@@ -182,15 +181,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    if args.log_json {
-        tracing_subscriber::fmt()
-            .json()
-            .with_env_filter(filter)
-            .init();
-    } else {
-        tracing_subscriber::fmt().with_env_filter(filter).init();
-    }
+    hashsched_hub::logging::init(hashsched_hub::logging::LogFormat::from_flag(args.log_json));
     let cfg = build_config(&args)?;
     if args.check {
         // Validate the routing the same way the hub would, without binding anything.

@@ -3,6 +3,7 @@
 pub mod crdgen;
 pub mod demo;
 pub mod local;
+pub mod operator;
 pub mod status;
 
 /// Command-line durations: seconds (`120`) or a Kubernetes-style duration (`2m`, `90s`, `1h30m`).

@@ -1,0 +1,75 @@
+//! The Kubernetes shell of hashsched: `hashsched operator`.
+//!
+//! - [`children`]: a `kube::runtime::Controller` turning each StratumHub into its Deployment,
+//!   Services, routing ConfigMap, PodDisruptionBudget, PodMonitor and admin-token Secret.
+//! - [`schedule`]: the scheduling loop, the one writer of decisions (hub scrapes → decision
+//!   core → routing pushes, statuses, Events).
+//! - [`exposition`]: the hub's `/metrics` page read back into facts; [`hub_io`]: where hub pods
+//!   are and how they are reached; [`status_writes`]: which status writes are worth it;
+//!   [`events`]: which Events a cycle deserves; [`metrics`]: the operator's own metrics;
+//!   [`serve`]: `/metrics`, `/healthz`, `/readyz`; [`run`]: reflectors, leader election and
+//!   shutdown.
+//!
+//! Decisions stay in [`crate::scheduler`]; this module reads, applies and reports.
+
+pub mod children;
+pub mod events;
+pub mod exposition;
+pub mod hub_io;
+pub mod metrics;
+pub mod run;
+pub mod schedule;
+pub mod serve;
+pub mod status_writes;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use hashsched_hub::routing::RoutingDocument;
+use kube::Client;
+
+use crate::scheduler::render::kubernetes::RenderError;
+
+/// The one field manager of every server-side apply the operator makes.
+pub const FIELD_MANAGER: &str = "hashsched-operator";
+/// `reportingController` of the operator's Events.
+pub const EVENT_REPORTER: &str = "hashsched.io/operator";
+
+/// Why a reconcile or a write failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("rendering the hub's objects: {0}")]
+    Render(#[from] RenderError),
+}
+
+/// State the hub controller and the scheduling loop share.
+#[derive(Debug)]
+pub struct Shared {
+    pub metrics: metrics::OperatorMetrics,
+    /// The scheduling loop's latest routing document per hub (`namespace`, `name`): what the
+    /// routing ConfigMap carries.
+    pub routing: Mutex<BTreeMap<hub_io::HubKey, RoutingDocument>>,
+    /// The cluster serves `monitoring.coreos.com/v1` PodMonitors.
+    pub pod_monitor_api: bool,
+    /// Hub image when a StratumHub does not name one.
+    pub default_image: Option<String>,
+}
+
+impl Shared {
+    pub fn new(pod_monitor_api: bool, default_image: Option<String>) -> Self {
+        Shared {
+            metrics: metrics::OperatorMetrics::default(),
+            routing: Mutex::new(BTreeMap::new()),
+            pod_monitor_api,
+            default_image,
+        }
+    }
+}
+
+/// The hub controller's context.
+pub struct Context {
+    pub client: Client,
+    pub shared: Arc<Shared>,
+}

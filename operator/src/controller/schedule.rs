@@ -1,0 +1,1003 @@
+//! The scheduling loop: the one writer of decisions. On a change (debounced) and on a period it
+//!
+//! 1. finds each StratumHub's pods ([`super::hub_io`]) and scrapes their `/metrics`,
+//! 2. reads the pages back into facts ([`super::exposition`]) and merges the pods of each hub,
+//! 3. runs the decision core ([`run_cycle`]) once per namespace,
+//! 4. pushes each hub's routing document to every pod over the admin API (token from the hub's
+//!    Secret) and writes it into the routing ConfigMap (new pods start with it), confirming the
+//!    applied generation per pod,
+//! 5. writes the statuses that changed ([`super::status_writes`]) through `/status`, and
+//! 6. publishes the cycle's Events ([`super::events`]).
+//!
+//! A namespace whose hubs cannot all be read is decided with `facts_as_of = None`: verdicts are
+//! held, so no one is declared Dead because the operator is blind.
+//!
+//! [`Scheduler::cycle`] takes a [`World`] (the objects as the reflector stores hold them), so the
+//! mocked-apiserver tests drive exactly the code the cluster runs.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hashsched_hub::facts::WorkerFacts;
+use hashsched_hub::routing::RoutingDocument;
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{error, info, warn};
+
+use super::events::{PlannedEvent, PreviousPhases, Regarding, plan_events};
+use super::exposition::{self, HubReport};
+use super::hub_io::{HubIo, HubKey, HubTarget};
+use super::status_writes::{self, WriteReason, volatile};
+use super::{FIELD_MANAGER, Shared};
+use crate::crd::conditions::{self, new_condition, set_condition};
+use crate::crd::{
+    ContractPhase, Customer, CustomerStatus, PoolEndpoint, PoolEndpointStatus, RentalContract,
+    StratumHub, StratumHubStatus, Worker,
+};
+use crate::local::store::{contract_status, worker_status};
+use crate::quantity::{Hashrate, Percentage};
+use crate::scheduler::cycle::{CycleInput, CycleMemory, CycleOutput, facts_by_worker, run_cycle};
+use crate::scheduler::render::kubernetes::{
+    ADMIN_TOKEN_KEY, ROUTING_KEY, admin_token_secret_name, metrics_service_name,
+    routing_config_map_name,
+};
+
+/// Default time between two cycles when nothing changes.
+pub const DEFAULT_PERIOD: Duration = Duration::from_secs(5);
+/// Changes arriving within this time are decided together.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_millis(500);
+
+/// The objects one cycle decides from (what the reflector stores hold).
+#[derive(Debug, Clone, Default)]
+pub struct World {
+    pub workers: Vec<Worker>,
+    pub contracts: Vec<RentalContract>,
+    pub customers: Vec<Customer>,
+    pub pools: Vec<PoolEndpoint>,
+    pub hubs: Vec<StratumHub>,
+}
+
+impl World {
+    fn namespaces(&self) -> BTreeSet<String> {
+        let ns = |m: &kube::api::ObjectMeta| m.namespace.clone().unwrap_or_default();
+        self.workers
+            .iter()
+            .map(|o| ns(&o.metadata))
+            .chain(self.contracts.iter().map(|o| ns(&o.metadata)))
+            .chain(self.hubs.iter().map(|o| ns(&o.metadata)))
+            .collect()
+    }
+
+    /// The objects of one namespace.
+    pub fn in_namespace(&self, namespace: &str) -> World {
+        fn pick<K: ResourceExt + Clone>(v: &[K], ns: &str) -> Vec<K> {
+            v.iter()
+                .filter(|o| o.namespace().as_deref().unwrap_or_default() == ns)
+                .cloned()
+                .collect()
+        }
+        World {
+            workers: pick(&self.workers, namespace),
+            contracts: pick(&self.contracts, namespace),
+            customers: pick(&self.customers, namespace),
+            pools: pick(&self.pools, namespace),
+            hubs: pick(&self.hubs, namespace),
+        }
+    }
+}
+
+/// Settings of the loop.
+#[derive(Debug, Clone)]
+pub struct ScheduleOptions {
+    /// `--hub-url`: hub pods named by hand instead of discovered.
+    pub hub_urls: BTreeMap<HubKey, Vec<HubTarget>>,
+    /// Time between two writes of a status whose only changes are measurements.
+    pub heartbeat: Duration,
+}
+
+impl Default for ScheduleOptions {
+    fn default() -> Self {
+        ScheduleOptions {
+            hub_urls: BTreeMap::new(),
+            heartbeat: status_writes::DEFAULT_HEARTBEAT,
+        }
+    }
+}
+
+/// What one cycle did (logs, tests, the benchmark).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CycleSummary {
+    pub status_writes: usize,
+    pub heartbeat_writes: usize,
+    pub events: usize,
+    pub pushes: usize,
+    pub config_maps: usize,
+    /// Hubs (`ns/name`) that could not be read: their namespaces' verdicts were held.
+    pub blind_hubs: Vec<String>,
+    pub errors: Vec<String>,
+}
+
+/// One hub pod after this cycle's scrape.
+#[derive(Debug)]
+struct PodScrape {
+    target: HubTarget,
+    report: Result<HubReport, String>,
+}
+
+/// The scheduling loop's state (one per operator; only the leader runs it).
+pub struct Scheduler {
+    client: Client,
+    shared: Arc<Shared>,
+    io: Arc<dyn HubIo>,
+    recorder: Recorder,
+    opts: ScheduleOptions,
+    memory: BTreeMap<String, CycleMemory>,
+    /// Per (namespace, stratum login): connected or not, and since when (unix seconds) as this
+    /// operator saw it — the page does not carry the hub's own change time.
+    connection_seen: BTreeMap<(String, String), (bool, f64)>,
+    last_write: BTreeMap<(Regarding, String, String), Instant>,
+    /// Generation each hub pod confirmed (by push answer or scrape).
+    applied: BTreeMap<(HubKey, String), u64>,
+    /// Generation last written into each hub's routing ConfigMap.
+    config_map_generation: BTreeMap<HubKey, u64>,
+    /// Hubs whose routing was seeded from their ConfigMap (once per process).
+    seeded: BTreeSet<HubKey>,
+}
+
+fn key_of<K: ResourceExt>(o: &K) -> String {
+    format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
+}
+
+fn to_value<T: Serialize>(t: &T) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
+/// Sets `observedGeneration` on the status and on each of its conditions.
+fn stamp_observed(status: &mut Value, generation: Option<i64>) {
+    let Some(g) = generation else { return };
+    if let Value::Object(m) = status {
+        m.insert("observedGeneration".into(), Value::from(g));
+        if let Some(Value::Array(cs)) = m.get_mut("conditions") {
+            for c in cs {
+                if let Value::Object(c) = c {
+                    c.insert("observedGeneration".into(), Value::from(g));
+                }
+            }
+        }
+    }
+}
+
+impl Scheduler {
+    pub fn new(
+        client: Client,
+        shared: Arc<Shared>,
+        io: Arc<dyn HubIo>,
+        recorder: Recorder,
+        opts: ScheduleOptions,
+    ) -> Self {
+        Scheduler {
+            client,
+            shared,
+            io,
+            recorder,
+            opts,
+            memory: BTreeMap::new(),
+            connection_seen: BTreeMap::new(),
+            last_write: BTreeMap::new(),
+            applied: BTreeMap::new(),
+            config_map_generation: BTreeMap::new(),
+            seeded: BTreeSet::new(),
+        }
+    }
+
+    /// The pods of one hub: `--hub-url` targets, or the ready endpoints of its metrics Service.
+    async fn targets(&self, hub: &StratumHub) -> Result<Vec<HubTarget>, String> {
+        let key = (hub.namespace().unwrap_or_default(), hub.name_any());
+        if let Some(t) = self.opts.hub_urls.get(&key) {
+            return Ok(t.clone());
+        }
+        let api: Api<EndpointSlice> = Api::namespaced(self.client.clone(), &key.0);
+        let lp = ListParams::default().labels(&format!(
+            "kubernetes.io/service-name={}",
+            metrics_service_name(&key.1)
+        ));
+        let slices = api.list(&lp).await.map_err(|e| {
+            format!(
+                "listing the EndpointSlices of {}: {e}",
+                metrics_service_name(&key.1)
+            )
+        })?;
+        Ok(super::hub_io::targets_from_slices(&slices.items))
+    }
+
+    async fn scrape_hub(&self, hub: &StratumHub) -> Result<Vec<PodScrape>, String> {
+        let targets = self.targets(hub).await?;
+        let hub_key = key_of(hub);
+        let scrapes = futures::future::join_all(targets.into_iter().map(|target| {
+            let io = self.io.clone();
+            async move {
+                let report = match io.scrape(&target).await {
+                    Ok(text) => exposition::parse(&text)
+                        .map(|s| exposition::hub_report(&s))
+                        .map_err(|e| format!("unreadable /metrics: {e}")),
+                    Err(e) => Err(e.to_string()),
+                };
+                PodScrape { target, report }
+            }
+        }))
+        .await;
+        for s in &scrapes {
+            self.shared
+                .metrics
+                .scrape(&hub_key, &s.target.pod, s.report.is_ok());
+            if let Err(e) = &s.report {
+                warn!(hub = %hub_key, pod = %s.target.pod, error = %e,
+                    "cannot read the hub pod's metrics: verdicts in this namespace are held until it answers");
+            }
+        }
+        Ok(scrapes)
+    }
+
+    /// The previous routing document of a hub the loop has not decided yet in this process:
+    /// the one in its ConfigMap, so a restarted operator keeps the hub's generation.
+    async fn seed_routing(&mut self, ns: &str, hub: &str) {
+        let key = (ns.to_owned(), hub.to_owned());
+        if !self.seeded.insert(key.clone()) {
+            return;
+        }
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+        let Ok(Some(cm)) = api.get_opt(&routing_config_map_name(hub)).await else {
+            return;
+        };
+        let Some(doc) = cm
+            .data
+            .as_ref()
+            .and_then(|d| d.get(ROUTING_KEY))
+            .and_then(|t| serde_json::from_str::<RoutingDocument>(t).ok())
+        else {
+            return;
+        };
+        self.config_map_generation.insert(key, doc.generation);
+        self.memory
+            .entry(ns.to_owned())
+            .or_default()
+            .routing
+            .insert(hub.to_owned(), doc);
+    }
+
+    /// One cycle over every namespace.
+    pub async fn cycle(&mut self, world: &World, now: Timestamp) -> CycleSummary {
+        let started = Instant::now();
+        let mut summary = CycleSummary::default();
+        // Scrape every hub pod (all hubs at once).
+        let scrapes =
+            futures::future::join_all(world.hubs.iter().map(|h| self.scrape_hub(h))).await;
+        let mut by_hub: BTreeMap<HubKey, Result<Vec<PodScrape>, String>> = BTreeMap::new();
+        for (h, s) in world.hubs.iter().zip(scrapes) {
+            by_hub.insert((h.namespace().unwrap_or_default(), h.name_any()), s);
+        }
+        for ns in world.namespaces() {
+            let part = world.in_namespace(&ns);
+            for h in &part.hubs {
+                self.seed_routing(&ns, &h.name_any()).await;
+            }
+            self.cycle_namespace(&ns, &part, &by_hub, now, &mut summary)
+                .await;
+        }
+        // Namespaces that lost all their objects lose their memory.
+        let live = world.namespaces();
+        self.memory.retain(|ns, _| live.contains(ns));
+        self.shared
+            .metrics
+            .cycle_seconds(started.elapsed().as_secs_f64());
+        summary
+    }
+
+    async fn cycle_namespace(
+        &mut self,
+        ns: &str,
+        world: &World,
+        scrapes: &BTreeMap<HubKey, Result<Vec<PodScrape>, String>>,
+        now: Timestamp,
+        summary: &mut CycleSummary,
+    ) {
+        // Facts of every pod of every hub of the namespace; blind if any hub cannot be read.
+        let mut facts: Vec<WorkerFacts> = Vec::new();
+        let mut blind = world.hubs.is_empty();
+        for h in &world.hubs {
+            let key = (ns.to_owned(), h.name_any());
+            match scrapes.get(&key) {
+                Some(Ok(pods)) if !pods.is_empty() => {
+                    for p in pods {
+                        match &p.report {
+                            Ok(r) => facts.extend(r.workers.iter().cloned()),
+                            Err(_) => blind = true,
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    summary.errors.push(e.clone());
+                    blind = true;
+                }
+                _ => blind = true,
+            }
+            if blind {
+                summary.blind_hubs.push(format!("{ns}/{}", h.name_any()));
+            }
+        }
+        let now_unix = now.as_millisecond() as f64 / 1000.0;
+        for f in &mut facts {
+            let seen = self
+                .connection_seen
+                .entry((ns.to_owned(), f.worker.clone()))
+                .or_insert((f.connected, now_unix));
+            if seen.0 != f.connected {
+                *seen = (f.connected, now_unix);
+            }
+            f.last_change_unix = Some(seen.1);
+        }
+        let merged = facts_by_worker(&world.workers, facts);
+        let memory = self.memory.get(ns).cloned().unwrap_or_default();
+        let input = CycleInput {
+            now,
+            workers: &world.workers,
+            contracts: &world.contracts,
+            customers: &world.customers,
+            pools: &world.pools,
+            hubs: &world.hubs,
+            facts: &merged,
+            facts_as_of: (!blind).then_some(now),
+            render_objects: false,
+            pod_monitor: false,
+        };
+        let mut out = run_cycle(&input, &memory);
+        // Never behind what a pod already applied (the hub refuses to go back).
+        for h in &world.hubs {
+            let key = (ns.to_owned(), h.name_any());
+            let seen_max = match scrapes.get(&key) {
+                Some(Ok(pods)) => pods
+                    .iter()
+                    .filter_map(|p| p.report.as_ref().ok().map(|r| r.routing_generation))
+                    .max()
+                    .unwrap_or(0),
+                _ => 0,
+            };
+            if let Some(doc) = out.routing.get_mut(&key.1)
+                && seen_max > doc.generation
+                && memory.routing.get(&key.1).is_none_or(|prev| prev != doc)
+            {
+                doc.generation = seen_max + 1;
+                out.memory.routing.insert(key.1.clone(), doc.clone());
+            }
+        }
+        for c in &out.changes {
+            info!(namespace = %ns, worker = %c.worker, contract = c.contract().unwrap_or("-"), "{c}");
+        }
+        // Routing first: the decision takes effect at the hubs before it is reported.
+        for h in &world.hubs {
+            self.deliver_routing(ns, h, &out, scrapes, summary).await;
+        }
+        self.write_statuses(ns, world, &out, &merged, scrapes, now, summary)
+            .await;
+        let before = previous_phases(world);
+        for e in plan_events(&out, &before) {
+            self.publish(ns, world, &e, summary).await;
+        }
+        self.memory.insert(ns.to_owned(), out.memory);
+    }
+
+    async fn admin_token(&self, ns: &str, hub: &str) -> Result<String, String> {
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), ns);
+        let name = admin_token_secret_name(hub);
+        let secret = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| format!("reading Secret {ns}/{name}: {e}"))?
+            .ok_or_else(|| format!("Secret {ns}/{name} does not exist (the operator creates it with the hub's objects)"))?;
+        let bytes = secret
+            .data
+            .as_ref()
+            .and_then(|d| d.get(ADMIN_TOKEN_KEY))
+            .map(|b| b.0.clone())
+            .ok_or_else(|| format!("Secret {ns}/{name} has no key {ADMIN_TOKEN_KEY:?}"))?;
+        let token = String::from_utf8(bytes)
+            .map_err(|_| format!("Secret {ns}/{name}: token is not UTF-8"))?;
+        let token = token.trim_end_matches(['\n', '\r']).to_owned();
+        if token.is_empty() {
+            return Err(format!("Secret {ns}/{name}: token is empty"));
+        }
+        Ok(token)
+    }
+
+    /// Pushes the hub's document to each pod that has not confirmed it, and writes the
+    /// ConfigMap when its generation moved.
+    async fn deliver_routing(
+        &mut self,
+        ns: &str,
+        hub: &StratumHub,
+        out: &CycleOutput,
+        scrapes: &BTreeMap<HubKey, Result<Vec<PodScrape>, String>>,
+        summary: &mut CycleSummary,
+    ) {
+        let name = hub.name_any();
+        let key: HubKey = (ns.to_owned(), name.clone());
+        let hub_label = format!("{ns}/{name}");
+        let Some(doc) = out.routing.get(&name) else {
+            return;
+        };
+        if let Ok(mut r) = self.shared.routing.lock() {
+            r.insert(key.clone(), doc.clone());
+        }
+        let generation = doc.generation;
+        let pods: Vec<&PodScrape> = match scrapes.get(&key) {
+            Some(Ok(p)) => p.iter().collect(),
+            _ => Vec::new(),
+        };
+        for p in &pods {
+            if let Ok(r) = &p.report {
+                self.applied
+                    .insert((key.clone(), p.target.pod.clone()), r.routing_generation);
+            }
+        }
+        let behind: Vec<&HubTarget> = pods
+            .iter()
+            .filter(|p| p.report.is_ok())
+            .filter(|p| self.applied.get(&(key.clone(), p.target.pod.clone())) != Some(&generation))
+            .map(|p| &p.target)
+            .collect();
+        if !behind.is_empty() {
+            match self.admin_token(ns, &name).await {
+                Ok(token) => {
+                    let body = serde_json::to_vec(doc).unwrap_or_default();
+                    for t in behind {
+                        summary.pushes += 1;
+                        let res = self.io.push(t, &token, &body).await;
+                        let ok = matches!(&res, Ok(r) if r.status == 200);
+                        self.shared.metrics.push(&hub_label, &t.pod, ok);
+                        match res {
+                            Ok(r) if r.status == 200 => {
+                                let applied = r
+                                    .json()
+                                    .and_then(|j| j["generation"].as_u64())
+                                    .unwrap_or(generation);
+                                self.applied.insert((key.clone(), t.pod.clone()), applied);
+                                info!(hub = %hub_label, pod = %t.pod, generation = applied, "routing applied by the hub pod");
+                            }
+                            Ok(r) => {
+                                let msg = format!(
+                                    "hub pod {} refused routing generation {generation}: HTTP {}: {}",
+                                    t.pod,
+                                    r.status,
+                                    r.body.trim()
+                                );
+                                error!(hub = %hub_label, pod = %t.pod, "{msg}; it keeps its last good routing");
+                                summary.errors.push(msg);
+                            }
+                            Err(e) => {
+                                let msg = format!("pushing routing to hub pod {}: {e}", t.pod);
+                                warn!(hub = %hub_label, pod = %t.pod, error = %e, "routing push failed; retrying next cycle");
+                                summary.errors.push(msg);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    error!(hub = %hub_label, error = %e, "cannot push routing: no admin token");
+                    summary.errors.push(e.clone());
+                    let ev = PlannedEvent {
+                        regarding: Regarding::StratumHub,
+                        name: name.clone(),
+                        warning: true,
+                        reason: "AdminTokenMissing",
+                        note: format!(
+                            "{e}; routing reaches the hub pods only through the ConfigMap until it is readable"
+                        ),
+                        action: "PushRouting",
+                    };
+                    let w = World {
+                        hubs: vec![hub.clone()],
+                        ..World::default()
+                    };
+                    self.publish(ns, &w, &ev, summary).await;
+                }
+            }
+        }
+        // The ConfigMap: the copy new pods start with.
+        if self.config_map_generation.get(&key) != Some(&generation)
+            && let Some(objects) = super::children::render_children(hub, &self.shared)
+        {
+            match objects {
+                Ok(o) if o.config_map_fits() => {
+                    let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), ns);
+                    let cm = &o.routing_config_map;
+                    match api
+                        .patch(
+                            &routing_config_map_name(&name),
+                            &PatchParams::apply(FIELD_MANAGER).force(),
+                            &Patch::Apply(cm),
+                        )
+                        .await
+                    {
+                        Ok(_) => {
+                            self.shared.metrics.write("ConfigMap", "apply");
+                            summary.config_maps += 1;
+                            self.config_map_generation.insert(key.clone(), generation);
+                        }
+                        Err(e) => {
+                            warn!(hub = %hub_label, error = %e, "cannot write the routing ConfigMap; retrying next cycle");
+                            summary.errors.push(e.to_string());
+                        }
+                    }
+                }
+                Ok(o) => {
+                    // Too large for a ConfigMap: pods get it over the admin API only.
+                    warn!(hub = %hub_label, bytes = o.config_map_bytes(),
+                        "routing document too large for the routing ConfigMap: new pods get it over the admin API only");
+                    self.config_map_generation.insert(key.clone(), generation);
+                }
+                Err(e) => summary.errors.push(e.to_string()),
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn patch_status<K>(
+        &mut self,
+        ns: &str,
+        regarding: Regarding,
+        obj: &K,
+        current: Option<&Value>,
+        mut desired: Value,
+        vol: &[&str],
+        summary: &mut CycleSummary,
+    ) where
+        K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+    {
+        stamp_observed(&mut desired, obj.meta().generation);
+        let name = obj.meta().name.clone().unwrap_or_default();
+        let wkey = (regarding, ns.to_owned(), name.clone());
+        let Some(reason) = status_writes::decide(
+            current,
+            &desired,
+            vol,
+            self.last_write.get(&wkey).copied(),
+            Instant::now(),
+            self.opts.heartbeat,
+        ) else {
+            return;
+        };
+        let api: Api<K> = Api::namespaced(self.client.clone(), ns);
+        let patch = status_writes::status_patch(current, &desired);
+        match api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {
+                self.shared.metrics.write(&K::kind(&()), "patch_status");
+                self.last_write.insert(wkey, Instant::now());
+                match reason {
+                    WriteReason::Changed => summary.status_writes += 1,
+                    WriteReason::Heartbeat => summary.heartbeat_writes += 1,
+                }
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {} // deleted meanwhile
+            Err(e) => {
+                warn!(object = %format!("{ns}/{name}"), kind = %K::kind(&()), error = %e,
+                    "cannot write status; retrying next cycle");
+                summary.errors.push(e.to_string());
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn write_statuses(
+        &mut self,
+        ns: &str,
+        world: &World,
+        out: &CycleOutput,
+        facts: &BTreeMap<String, WorkerFacts>,
+        scrapes: &BTreeMap<HubKey, Result<Vec<PodScrape>, String>>,
+        now: Timestamp,
+        summary: &mut CycleSummary,
+    ) {
+        // Indexes: a 10,000-worker farm must not search lists per object.
+        let workers: BTreeMap<String, &Worker> =
+            world.workers.iter().map(|w| (w.name_any(), w)).collect();
+        let contracts: BTreeMap<String, &RentalContract> =
+            world.contracts.iter().map(|c| (c.name_any(), c)).collect();
+        let mut moves: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for c in &out.changes {
+            moves
+                .entry(c.worker.as_str())
+                .or_default()
+                .push(c.reason.to_string());
+        }
+        for r in &out.workers {
+            let Some(obj) = workers.get(&r.name).copied() else {
+                continue;
+            };
+            let changes = moves.get(r.name.as_str()).cloned().unwrap_or_default();
+            let desired = worker_status(obj.status.as_ref(), r, facts.get(&r.name), &changes, now);
+            let current = obj.status.as_ref().map(to_value);
+            self.patch_status(
+                ns,
+                Regarding::Worker,
+                obj,
+                current.as_ref(),
+                to_value(&desired),
+                volatile::WORKER,
+                summary,
+            )
+            .await;
+        }
+        for r in &out.contracts {
+            let Some(obj) = contracts.get(&r.name).copied() else {
+                continue;
+            };
+            let desired = contract_status(obj.status.as_ref(), r, &out.workers, now);
+            let current = obj.status.as_ref().map(to_value);
+            self.patch_status(
+                ns,
+                Regarding::RentalContract,
+                obj,
+                current.as_ref(),
+                to_value(&desired),
+                volatile::CONTRACT,
+                summary,
+            )
+            .await;
+        }
+        for p in &world.pools {
+            let desired = pool_status(p, ns, scrapes, now);
+            let current = p.status.as_ref().map(to_value);
+            self.patch_status(
+                ns,
+                Regarding::PoolEndpoint,
+                p,
+                current.as_ref(),
+                to_value(&desired),
+                volatile::POOL,
+                summary,
+            )
+            .await;
+        }
+        for c in &world.customers {
+            let desired = customer_status(c, &contracts, out, now);
+            let current = c.status.as_ref().map(to_value);
+            self.patch_status(
+                ns,
+                Regarding::Customer,
+                c,
+                current.as_ref(),
+                to_value(&desired),
+                volatile::CUSTOMER,
+                summary,
+            )
+            .await;
+        }
+        for h in &world.hubs {
+            let key: HubKey = (ns.to_owned(), h.name_any());
+            let desired = self.hub_status(h, &key, out, scrapes, now);
+            let current = h.status.as_ref().map(to_value);
+            self.patch_status(
+                ns,
+                Regarding::StratumHub,
+                h,
+                current.as_ref(),
+                to_value(&desired),
+                volatile::HUB,
+                summary,
+            )
+            .await;
+        }
+    }
+
+    fn hub_status(
+        &self,
+        hub: &StratumHub,
+        key: &HubKey,
+        out: &CycleOutput,
+        scrapes: &BTreeMap<HubKey, Result<Vec<PodScrape>, String>>,
+        now: Timestamp,
+    ) -> StratumHubStatus {
+        let mut s = hub.status.clone().unwrap_or_default();
+        let now_t = Time(now);
+        let pods: Vec<&PodScrape> = match scrapes.get(key) {
+            Some(Ok(p)) => p.iter().collect(),
+            _ => Vec::new(),
+        };
+        let ok: Vec<&PodScrape> = pods.iter().copied().filter(|p| p.report.is_ok()).collect();
+        s.ready_replicas = Some(i32::try_from(ok.len()).unwrap_or(i32::MAX));
+        let connected: BTreeSet<&str> = ok
+            .iter()
+            .filter_map(|p| p.report.as_ref().ok())
+            .flat_map(|r| {
+                r.workers
+                    .iter()
+                    .filter(|w| w.connected)
+                    .map(|w| w.worker.as_str())
+            })
+            .collect();
+        s.connected_workers = Some(u32::try_from(connected.len()).unwrap_or(u32::MAX));
+        let desired = out.routing.get(&key.1).map(|d| d.generation);
+        s.desired_routing_generation = desired.map(|g| i64::try_from(g).unwrap_or(i64::MAX));
+        let applied = ok
+            .iter()
+            .filter_map(|p| {
+                self.applied
+                    .get(&(key.clone(), p.target.pod.clone()))
+                    .copied()
+            })
+            .min();
+        s.applied_routing_generation = applied.map(|g| i64::try_from(g).unwrap_or(i64::MAX));
+        s.stratum_endpoint = Some(format!(
+            "{}.{}.svc:{}",
+            hub.name_any(),
+            key.0,
+            hub.spec.stratum_port()
+        ));
+        let ready = !ok.is_empty() && ok.len() == pods.len();
+        set_condition(
+            &mut s.conditions,
+            new_condition(
+                conditions::READY,
+                ready,
+                if ready {
+                    "PodsReady"
+                } else if pods.is_empty() {
+                    "NoReadyPods"
+                } else {
+                    "PodsUnreachable"
+                },
+                if ready {
+                    format!("{} hub pod(s) answer on /metrics", ok.len())
+                } else if pods.is_empty() {
+                    "no ready hub pod: check the Deployment's pods (kubectl describe deployment)"
+                        .to_owned()
+                } else {
+                    format!(
+                        "{} of {} hub pod(s) do not answer on /metrics: verdicts are held",
+                        pods.len() - ok.len(),
+                        pods.len()
+                    )
+                },
+                None,
+                &now_t,
+            ),
+        );
+        let routing_ok = desired.is_some() && applied == desired && !ok.is_empty();
+        set_condition(
+            &mut s.conditions,
+            new_condition(
+                conditions::ROUTING_APPLIED,
+                routing_ok,
+                if routing_ok { "Applied" } else { "Pending" },
+                match (desired, applied) {
+                    (Some(d), Some(a)) if a == d => {
+                        format!("every ready pod runs routing generation {d}")
+                    }
+                    (Some(d), Some(a)) => {
+                        format!("routing generation {d} rendered; lowest applied by a pod is {a}")
+                    }
+                    (Some(d), None) => {
+                        format!("routing generation {d} rendered; no pod confirmed it yet")
+                    }
+                    _ => "no routing rendered yet".to_owned(),
+                },
+                None,
+                &now_t,
+            ),
+        );
+        s
+    }
+
+    async fn publish(&self, ns: &str, world: &World, e: &PlannedEvent, summary: &mut CycleSummary) {
+        let reference = match e.regarding {
+            Regarding::Worker => world
+                .workers
+                .iter()
+                .find(|o| o.name_any() == e.name)
+                .map(|o| o.object_ref(&())),
+            Regarding::RentalContract => world
+                .contracts
+                .iter()
+                .find(|o| o.name_any() == e.name)
+                .map(|o| o.object_ref(&())),
+            Regarding::StratumHub => world
+                .hubs
+                .iter()
+                .find(|o| o.name_any() == e.name)
+                .map(|o| o.object_ref(&())),
+            Regarding::PoolEndpoint => world
+                .pools
+                .iter()
+                .find(|o| o.name_any() == e.name)
+                .map(|o| o.object_ref(&())),
+            Regarding::Customer => world
+                .customers
+                .iter()
+                .find(|o| o.name_any() == e.name)
+                .map(|o| o.object_ref(&())),
+        };
+        let Some(reference) = reference else { return };
+        let ev = Event {
+            type_: if e.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: e.reason.to_owned(),
+            note: Some(e.note.chars().take(1000).collect()),
+            action: e.action.to_owned(),
+            secondary: None,
+        };
+        match self.recorder.publish(&ev, &reference).await {
+            Ok(()) => {
+                self.shared.metrics.write("Event", "event");
+                summary.events += 1;
+            }
+            Err(err) => {
+                warn!(namespace = %ns, object = %e.name, reason = e.reason, error = %err, "cannot publish Event");
+            }
+        }
+    }
+}
+
+/// What the objects' statuses said before this cycle.
+pub fn previous_phases(world: &World) -> PreviousPhases {
+    let mut p = PreviousPhases::default();
+    for w in &world.workers {
+        if let Some(phase) = w.status.as_ref().and_then(|s| s.phase) {
+            p.workers.insert(w.name_any(), phase);
+        }
+    }
+    for c in &world.contracts {
+        let Some(s) = c.status.as_ref() else { continue };
+        let cond = |t: &str| conditions::find_condition(&s.conditions, t).map(|c| c.status.clone());
+        p.spares_exhausted.insert(
+            c.name_any(),
+            cond(conditions::SPARES_EXHAUSTED).as_deref() == Some(conditions::TRUE),
+        );
+        p.spec_invalid.insert(
+            c.name_any(),
+            cond(conditions::SPEC_VALID).as_deref() == Some(conditions::FALSE),
+        );
+        if let Some(phase) = s.phase {
+            p.contracts.insert(c.name_any(), phase);
+        }
+    }
+    p
+}
+
+/// A PoolEndpoint's status from what the namespace's hub pods report about the pool of that name
+/// (reachable when any pod has an authorized session).
+fn pool_status(
+    pool: &PoolEndpoint,
+    ns: &str,
+    scrapes: &BTreeMap<HubKey, Result<Vec<PodScrape>, String>>,
+    now: Timestamp,
+) -> PoolEndpointStatus {
+    let mut s = pool.status.clone().unwrap_or_default();
+    let name = pool.name_any();
+    let facts: Vec<&hashsched_hub::facts::PoolFacts> = scrapes
+        .iter()
+        .filter(|(k, _)| k.0 == ns)
+        .filter_map(|(_, r)| r.as_ref().ok())
+        .flatten()
+        .filter_map(|p| p.report.as_ref().ok())
+        .flat_map(|r| r.pools.iter().filter(|f| f.pool == name))
+        .collect();
+    if facts.is_empty() {
+        // No hub reports this pool (not routed to, or no hub readable): keep the last known.
+        return s;
+    }
+    let now_t = Time(now);
+    let up = facts.iter().any(|f| f.up);
+    s.reachable = Some(up);
+    if up {
+        s.last_connect = Some(now_t.clone());
+    }
+    s.pool_difficulty = facts.iter().filter_map(|f| f.difficulty).reduce(f64::max);
+    let accepted: u64 = facts.iter().map(|f| f.accepted).sum();
+    let rejected: u64 = facts.iter().map(|f| f.rejected).sum();
+    s.reject_ratio =
+        (accepted + rejected > 0).then(|| Percentage::from_ratio(rejected, accepted + rejected));
+    s.latency_ms = facts
+        .iter()
+        .filter_map(|f| f.latency_seconds)
+        .reduce(f64::max)
+        .map(|l| (l * 1000.0).round().clamp(0.0, f64::from(u32::MAX)) as u32);
+    let why = facts
+        .iter()
+        .find_map(|f| f.last_failure.clone())
+        .unwrap_or_else(|| "no authorized session".to_owned());
+    set_condition(
+        &mut s.conditions,
+        new_condition(
+            conditions::REACHABLE,
+            up,
+            if up {
+                "SessionAuthorized"
+            } else {
+                "Unreachable"
+            },
+            if up {
+                "a hub holds an authorized session to this pool".to_owned()
+            } else {
+                format!("{why}: check the pool URL, credentials and network")
+            },
+            None,
+            &now_t,
+        ),
+    );
+    s
+}
+
+/// A Customer's status: its contracts in force, contracted and delivered hashrate, uptime over
+/// all of its contracts' slots.
+fn customer_status(
+    customer: &Customer,
+    contracts: &BTreeMap<String, &RentalContract>,
+    out: &CycleOutput,
+    now: Timestamp,
+) -> CustomerStatus {
+    let mut s = customer.status.clone().unwrap_or_default();
+    let name = customer.name_any();
+    let mine: Vec<&crate::scheduler::cycle::ContractReport> = out
+        .contracts
+        .iter()
+        .filter(|r| {
+            contracts
+                .get(&r.name)
+                .is_some_and(|c| c.spec.customer == name)
+        })
+        .collect();
+    let active: Vec<&crate::scheduler::cycle::ContractReport> = mine
+        .iter()
+        .copied()
+        .filter(|r| {
+            matches!(
+                r.phase,
+                ContractPhase::Active | ContractPhase::Degraded | ContractPhase::Breached
+            )
+        })
+        .collect();
+    s.active_contracts = Some(u32::try_from(active.len()).unwrap_or(u32::MAX));
+    s.contracted_hashrate = Some(Hashrate::from_f64_saturating(
+        active.iter().map(|r| r.contracted_hashrate).sum(),
+    ));
+    s.delivered_hashrate = Some(Hashrate::from_f64_saturating(
+        active.iter().map(|r| r.delivered_hashrate).sum(),
+    ));
+    let up: u64 = mine.iter().map(|r| r.ledger.up_slots).sum();
+    let observed: u64 = mine.iter().map(|r| r.ledger.observed_slots).sum();
+    s.uptime = (observed > 0).then(|| Percentage::from_ratio(up, observed));
+    let ready = !active.is_empty();
+    set_condition(
+        &mut s.conditions,
+        new_condition(
+            conditions::READY,
+            ready,
+            if ready {
+                "ContractsActive"
+            } else {
+                "NoActiveContract"
+            },
+            format!("{} of {} contract(s) in force", active.len(), mine.len()),
+            None,
+            &Time(now),
+        ),
+    );
+    s
+}

@@ -1,0 +1,687 @@
+//! The operator's reconciles against an in-memory apiserver (`tower_test` mock): the exact
+//! requests for a new StratumHub (server-side applies with owner references, the admin token
+//! created once, stale children deleted), a new contract, a failed rented worker, its recovery
+//! and give-back (status patches, Events on the Worker and the RentalContract, routing pushes
+//! and the routing ConfigMap), a bad object and a missing Secret, and a steady farm (no writes).
+
+mod operator_common;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use hashsched_hub::admin::client::AdminResponse;
+use hashsched_hub::facts::{AssignmentLabels, ShareBuckets, WindowHashrate, WorkerFacts};
+use hashsched_hub::metrics::{HubMetrics, Snapshot, SnapshotSource};
+use hashsched_hub::routing::RoutingDocument;
+use hashsched_operator::controller::hub_io::{BoxFut, HubIo, HubIoError, HubTarget};
+use hashsched_operator::controller::schedule::{CycleSummary, ScheduleOptions, Scheduler, World};
+use hashsched_operator::controller::{Context, FIELD_MANAGER, Shared, children};
+use hashsched_operator::crd::{Customer, PoolEndpoint, RentalContract, StratumHub, Worker};
+use jiff::Timestamp;
+use kube::runtime::events::{Recorder, Reporter};
+use operator_common::{FakeApi, Recorded, base64};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+const NS: &str = "mining";
+const T0: i64 = 1_782_864_000; // 2026-07-01T00:00:00Z
+const HUB_PATH: &str = "/apis/hashsched.io/v1alpha1/namespaces/mining/stratumhubs/site-a";
+
+fn examples() -> Vec<Value> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(f).unwrap();
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let v = Value::deserialize(doc).unwrap();
+            if v["metadata"]["namespace"].is_string() {
+                out.push(v);
+            }
+        }
+    }
+    out
+}
+
+fn api_with_examples(admin_token: bool) -> FakeApi {
+    let api = FakeApi::default();
+    for o in examples() {
+        api.put(o);
+    }
+    if admin_token {
+        api.put(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "site-a-admin-token", "namespace": NS},
+            "data": {"token": base64(b"s3cret-token\n")}}));
+    }
+    api
+}
+
+fn world(api: &FakeApi) -> World {
+    let c = |kind: &str| operator_common::collection("hashsched.io/v1alpha1", kind, NS);
+    World {
+        workers: api.list::<Worker>(&c("Worker")),
+        contracts: api.list::<RentalContract>(&c("RentalContract")),
+        customers: api.list::<Customer>(&c("Customer")),
+        pools: api.list::<PoolEndpoint>(&c("PoolEndpoint")),
+        hubs: api.list::<StratumHub>(&c("StratumHub")),
+    }
+}
+
+// ---- a hub pod serving pages from the hub's own encoder -------------------------------------
+
+#[derive(Debug, Default)]
+struct PageState {
+    snapshot: Snapshot,
+    down: bool,
+    pushes: Vec<(String, u64, String)>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct FakeHub(Arc<Mutex<PageState>>);
+
+#[derive(Debug)]
+struct Fixed(Snapshot);
+impl SnapshotSource for Fixed {
+    fn snapshot(&self) -> Snapshot {
+        self.0.clone()
+    }
+}
+
+impl HubIo for FakeHub {
+    fn scrape<'a>(&'a self, _t: &'a HubTarget) -> BoxFut<'a, Result<String, HubIoError>> {
+        let st = self.0.lock().unwrap();
+        let r = if st.down {
+            Err(HubIoError::Timeout(std::time::Duration::from_secs(3)))
+        } else {
+            Ok(HubMetrics::new(Arc::new(Fixed(st.snapshot.clone()))).render())
+        };
+        Box::pin(async move { r })
+    }
+
+    fn push<'a>(
+        &'a self,
+        t: &'a HubTarget,
+        token: &'a str,
+        document: &'a [u8],
+    ) -> BoxFut<'a, Result<AdminResponse, HubIoError>> {
+        let doc: RoutingDocument = serde_json::from_slice(document).unwrap();
+        doc.validate()
+            .expect("the hub accepts what the operator pushes");
+        let mut st = self.0.lock().unwrap();
+        st.snapshot.routing_generation = doc.generation;
+        st.pushes
+            .push((t.pod.clone(), doc.generation, token.to_owned()));
+        let g = doc.generation;
+        Box::pin(async move {
+            Ok(AdminResponse {
+                status: 200,
+                body: json!({"generation": g, "changed": true}).to_string(),
+            })
+        })
+    }
+}
+
+/// Facts of a worker hashing at `expected` H/s (one share every 2 s), silent for `silent` s.
+fn facts(name: &str, expected: f64, connected: bool, silent: i64, last: i64) -> WorkerFacts {
+    let lambda = 0.5;
+    let d = expected / (lambda * 4_294_967_296.0);
+    let windows = [60u64, 300, 900]
+        .iter()
+        .map(|&w| {
+            let active = (w as f64 - silent as f64).max(0.0) / w as f64;
+            WindowHashrate {
+                window_seconds: w,
+                hashes_per_second: expected * active,
+                shares: (lambda * active * w as f64).round() as u64,
+            }
+        })
+        .collect();
+    WorkerFacts {
+        worker: name.into(),
+        connected,
+        shares: ShareBuckets {
+            accepted: 1000,
+            ..ShareBuckets::default()
+        },
+        difficulty: ShareBuckets {
+            accepted: 1000.0 * d,
+            ..ShareBuckets::default()
+        },
+        pending: 0,
+        hashrate: windows,
+        last_share_unix: Some((T0 + last) as f64),
+        last_change_unix: None,
+        miner_difficulty: Some(d),
+        pool: None,
+        labels: AssignmentLabels::default(),
+    }
+}
+
+struct Story {
+    api: FakeApi,
+    hub: FakeHub,
+    scheduler: Scheduler,
+}
+
+impl Story {
+    fn new(admin_token: bool) -> Story {
+        let api = api_with_examples(admin_token);
+        let client = api.client();
+        let shared = Arc::new(Shared::new(false, None));
+        let hub = FakeHub::default();
+        let target = HubTarget {
+            pod: "site-a-0".into(),
+            metrics: "127.0.0.1:9".parse().unwrap(),
+            admin: "127.0.0.1:9".parse().unwrap(),
+        };
+        let opts = ScheduleOptions {
+            hub_urls: BTreeMap::from([((NS.to_owned(), "site-a".to_owned()), vec![target])]),
+            ..ScheduleOptions::default()
+        };
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "hashsched.io/operator".into(),
+                instance: Some("test".into()),
+            },
+        );
+        let scheduler = Scheduler::new(client, shared, Arc::new(hub.clone()), recorder, opts);
+        Story {
+            api,
+            hub,
+            scheduler,
+        }
+    }
+
+    /// Sets the hub's facts: every Worker hashing, except as `tweak` says.
+    fn farm(&self, t: i64, tweak: impl Fn(&str, f64) -> Option<WorkerFacts>) {
+        let w = world(&self.api);
+        let workers = w
+            .workers
+            .iter()
+            .map(|wk| {
+                let name = wk.metadata.name.clone().unwrap();
+                let h = wk.spec.expected_hashrate.as_f64();
+                tweak(&name, h).unwrap_or_else(|| facts(&name, h, true, 0, t - 1))
+            })
+            .collect();
+        self.hub.0.lock().unwrap().snapshot.workers = workers;
+    }
+
+    async fn cycle(&mut self, t: i64) -> (CycleSummary, Vec<Recorded>) {
+        let w = world(&self.api);
+        let s = self
+            .scheduler
+            .cycle(&w, Timestamp::from_second(T0 + t).unwrap())
+            .await;
+        (s, self.api.take_log())
+    }
+
+    fn pushes(&self) -> Vec<(String, u64, String)> {
+        std::mem::take(&mut self.hub.0.lock().unwrap().pushes)
+    }
+
+    fn status(&self, kind: &str, name: &str) -> Value {
+        let path = format!(
+            "{}/{name}",
+            operator_common::collection("hashsched.io/v1alpha1", kind, NS)
+        );
+        self.api.get(&path).unwrap()["status"].clone()
+    }
+}
+
+fn events(log: &[Recorded]) -> Vec<(String, String, String)> {
+    log.iter()
+        .filter(|r| {
+            r.method == "POST" && r.path == "/apis/events.k8s.io/v1/namespaces/mining/events"
+        })
+        .map(|r| {
+            (
+                r.body["regarding"]["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                r.body["regarding"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                r.body["reason"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
+}
+
+fn has_event(ev: &[(String, String, String)], kind: &str, name: &str, reason: &str) -> bool {
+    ev.iter()
+        .any(|(k, n, r)| k == kind && n == name && r == reason)
+}
+
+fn writes(log: &[Recorded]) -> Vec<String> {
+    log.iter()
+        .filter(|r| r.is_write())
+        .map(Recorded::line)
+        .collect()
+}
+
+// ---- StratumHub → children --------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_new_stratum_hub_gets_its_children_by_server_side_apply() {
+    let api = api_with_examples(false);
+    // A child from an earlier spec, labelled for the hub: the operator deletes it.
+    api.put(json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "site-a-old", "namespace": NS, "labels": {
+            "app.kubernetes.io/instance": "site-a", "app.kubernetes.io/managed-by": "hashsched-operator"}},
+        "data": {}}));
+    let client = api.client();
+    let shared = Arc::new(Shared::new(false, None));
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        shared: shared.clone(),
+    });
+    let hub: StratumHub = serde_json::from_value(api.get(HUB_PATH).unwrap()).unwrap();
+    let uid = hub.metadata.uid.clone().unwrap();
+
+    // Before the scheduling loop rendered the hub's routing: nothing is applied yet.
+    children::reconcile(Arc::new(hub.clone()), ctx.clone())
+        .await
+        .unwrap();
+    assert!(api.take_log().is_empty());
+
+    let doc: RoutingDocument = serde_yaml::from_str(&format!(
+        "apiVersion: {}\ngeneration: 3\npools: []\n",
+        hashsched_hub::routing::ROUTING_API_VERSION
+    ))
+    .unwrap();
+    shared
+        .routing
+        .lock()
+        .unwrap()
+        .insert((NS.into(), "site-a".into()), doc.clone());
+    children::reconcile(Arc::new(hub.clone()), ctx.clone())
+        .await
+        .unwrap();
+    let log = api.take_log();
+    let lines: Vec<String> = log.iter().map(Recorded::line).collect();
+    assert_eq!(
+        lines,
+        [
+            "GET /api/v1/namespaces/mining/secrets/site-a-admin-token",
+            "POST /api/v1/namespaces/mining/secrets",
+            "PATCH /api/v1/namespaces/mining/configmaps/site-a-routing",
+            "PATCH /api/v1/namespaces/mining/services/site-a",
+            "PATCH /api/v1/namespaces/mining/services/site-a-metrics",
+            "PATCH /apis/apps/v1/namespaces/mining/deployments/site-a",
+            "PATCH /apis/policy/v1/namespaces/mining/poddisruptionbudgets/site-a",
+            "GET /api/v1/namespaces/mining/services",
+            "GET /api/v1/namespaces/mining/configmaps",
+            "DELETE /api/v1/namespaces/mining/configmaps/site-a-old",
+            "GET /apis/apps/v1/namespaces/mining/deployments",
+            "GET /apis/policy/v1/namespaces/mining/poddisruptionbudgets",
+        ]
+    );
+    // Every apply: one field manager, forced, the StratumHub as controller owner.
+    for r in log.iter().filter(|r| r.method == "PATCH") {
+        assert!(
+            r.content_type.starts_with("application/apply-patch"),
+            "{}",
+            r.line()
+        );
+        assert!(
+            r.query.contains(&format!("fieldManager={FIELD_MANAGER}")),
+            "{}",
+            r.query
+        );
+        assert!(r.query.contains("force=true"), "{}", r.query);
+        let owner = &r.body["metadata"]["ownerReferences"][0];
+        assert_eq!(owner["kind"], "StratumHub", "{}", r.line());
+        assert_eq!(owner["uid"], uid.as_str());
+        assert_eq!(owner["controller"], true);
+    }
+    // The ConfigMap carries the loop's routing document.
+    let cm = &log[2].body;
+    let routing: RoutingDocument =
+        serde_json::from_str(cm["data"]["routing.json"].as_str().unwrap()).unwrap();
+    assert_eq!(routing.generation, 3);
+    // The admin token: random, owned by the hub, created once.
+    let secret = &log[1].body;
+    assert_eq!(
+        secret["metadata"]["ownerReferences"][0]["uid"],
+        uid.as_str()
+    );
+    let token = secret["stringData"]["token"].as_str().unwrap().to_owned();
+    assert_eq!(token.len(), 64);
+    assert!(token.chars().all(|c| c.is_ascii_hexdigit()));
+    // Selectors of the stale-children lists name the hub.
+    for r in log
+        .iter()
+        .filter(|r| r.method == "GET" && !r.path.contains("secrets"))
+    {
+        assert!(
+            r.query.contains("app.kubernetes.io%2Finstance%3Dsite-a"),
+            "{}",
+            r.query
+        );
+    }
+
+    // Again: the Secret exists and is left alone (never regenerated); no deletes.
+    let stored = api
+        .get("/api/v1/namespaces/mining/secrets/site-a-admin-token")
+        .unwrap();
+    children::reconcile(Arc::new(hub), ctx).await.unwrap();
+    let lines = writes(&api.take_log());
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("secrets") || l.starts_with("DELETE")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        api.get("/api/v1/namespaces/mining/secrets/site-a-admin-token")
+            .unwrap(),
+        stored
+    );
+}
+
+// ---- the scheduling loop ----------------------------------------------------------------------
+
+#[tokio::test]
+async fn contracts_failover_recovery_and_a_steady_farm() {
+    let mut s = Story::new(true);
+    let victim = "acme-s19-02";
+
+    // A new farm and new contracts: routing goes to the hub pod and the ConfigMap, every
+    // object gets a status.
+    s.farm(0, |_, _| None);
+    let (sum, log) = s.cycle(0).await;
+    let w = writes(&log);
+    assert!(
+        w.contains(&"PATCH /api/v1/namespaces/mining/configmaps/site-a-routing".to_string()),
+        "{w:?}"
+    );
+    assert!(
+        w.contains(
+            &"PATCH /apis/hashsched.io/v1alpha1/namespaces/mining/rentalcontracts/acme-m2m/status"
+                .to_string()
+        ),
+        "{w:?}"
+    );
+    assert!(w.contains(&format!(
+        "PATCH /apis/hashsched.io/v1alpha1/namespaces/mining/workers/{victim}/status"
+    )));
+    assert!(
+        w.contains(
+            &"PATCH /apis/hashsched.io/v1alpha1/namespaces/mining/stratumhubs/site-a/status"
+                .to_string()
+        )
+    );
+    let pushes = s.pushes();
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(
+        pushes[0].2, "s3cret-token",
+        "token from the hub's Secret, newline trimmed"
+    );
+    let gen0 = pushes[0].1;
+    assert!(sum.blind_hubs.is_empty(), "{sum:?}");
+    // Status patches go to /status as merge patches, with observedGeneration.
+    for r in log.iter().filter(|r| r.path.ends_with("/status")) {
+        assert_eq!(
+            r.content_type,
+            "application/merge-patch+json",
+            "{}",
+            r.line()
+        );
+        assert_eq!(r.body["status"]["observedGeneration"], 1, "{}", r.line());
+    }
+    // The contract's own workers joined it: its status lists them (no Event per worker).
+    let c = s.status("RentalContract", "acme-m2m");
+    let primaries: Vec<&str> = c["assignedWorkers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["role"] == "Primary")
+        .map(|a| a["worker"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        primaries,
+        ["acme-s19-01", "acme-s19-02", "acme-s19-03", "acme-s19-04"],
+        "{c}"
+    );
+    assert!(
+        !events(&log)
+            .iter()
+            .any(|e| e.2 == "WorkerDead" || e.2 == "SpareLent"),
+        "a new farm lends nothing"
+    );
+
+    // Settle: workers turn Healthy once the operator has seen enough shares.
+    for t in (5..=120).step_by(5) {
+        s.farm(t, |_, _| None);
+        s.cycle(t).await;
+    }
+    assert_eq!(s.status("Worker", victim)["phase"], "Healthy");
+    assert_eq!(s.status("RentalContract", "acme-m2m")["phase"], "Active");
+    let hub = s.status("StratumHub", "site-a");
+    assert_eq!(
+        hub["appliedRoutingGeneration"],
+        hub["desiredRoutingGeneration"]
+    );
+    assert_eq!(hub["readyReplicas"], 1);
+    let gen_settled = hub["desiredRoutingGeneration"].as_u64().unwrap();
+    assert!(gen_settled >= gen0);
+    s.pushes();
+
+    // A steady farm: no writes at all (measurements wait for the heartbeat), no pushes.
+    for t in [125, 130, 135] {
+        s.farm(t, |_, _| None);
+        let (sum, log) = s.cycle(t).await;
+        assert!(writes(&log).is_empty(), "t={t}: {:?}", writes(&log));
+        assert_eq!((sum.status_writes, sum.events, sum.pushes), (0, 0, 0));
+    }
+    assert!(s.pushes().is_empty());
+
+    // The rented miner is switched off at t=200 (disconnects): Dead after the 15 s grace, a
+    // spare is lent, routing generation +1 reaches the pod and the ConfigMap.
+    let dies = 200;
+    let mut failover = None;
+    for t in (dies..dies + 120).step_by(5) {
+        s.farm(t, |n, h| {
+            (n == victim).then(|| facts(n, h, false, t - dies, dies))
+        });
+        let (_, log) = s.cycle(t).await;
+        if events(&log).iter().any(|e| e.2 == "SpareLent") {
+            failover = Some((t, log));
+            break;
+        }
+    }
+    let (t_fail, log) = failover.expect("a spare was lent");
+    assert!(t_fail - dies <= 40, "failover after {} s", t_fail - dies);
+    let ev = events(&log);
+    assert!(has_event(&ev, "Worker", victim, "WorkerDead"), "{ev:?}");
+    assert!(
+        has_event(&ev, "RentalContract", "acme-m2m", "WorkerDead"),
+        "{ev:?}"
+    );
+    assert!(
+        has_event(&ev, "RentalContract", "acme-m2m", "SpareLent"),
+        "{ev:?}"
+    );
+    let spare = ev
+        .iter()
+        .find(|(k, _, r)| k == "Worker" && r == "SpareLent")
+        .map(|(_, n, _)| n.clone())
+        .expect("SpareLent on the spare Worker");
+    assert!(spare.starts_with("spare-"), "{spare}");
+    let pushes = s.pushes();
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(pushes[0].1, gen_settled + 1);
+    let w = writes(&log);
+    assert!(
+        w.contains(&"PATCH /api/v1/namespaces/mining/configmaps/site-a-routing".to_string()),
+        "{w:?}"
+    );
+    assert_eq!(s.status("Worker", victim)["phase"], "Dead");
+    let c = s.status("RentalContract", "acme-m2m");
+    assert_eq!(c["failoverCount"], 1);
+    assert!(
+        c["assignedWorkers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["worker"] == spare.as_str()
+                && a["role"] == "Substitute"
+                && a["replaces"] == victim),
+        "{c}"
+    );
+    let sw = s.status("Worker", &spare);
+    assert_eq!(sw["currentAssignment"]["contract"], "acme-m2m");
+
+    // Back at t=back: Healthy after the dwell, then given back; the spare returns to the house.
+    let back = t_fail + 30;
+    let mut returned = None;
+    let mut recovered_seen = false;
+    for t in (back..back + 900).step_by(5) {
+        s.farm(t, |n, h| {
+            (n == victim).then(|| {
+                let mut f = facts(n, h, true, 0, t - 1);
+                for w in &mut f.hashrate {
+                    let covered = (t - back).min(w.window_seconds as i64) as f64;
+                    w.shares = (0.5 * covered).round() as u64;
+                    w.hashes_per_second = h * covered / w.window_seconds as f64;
+                }
+                f
+            })
+        });
+        let (_, log) = s.cycle(t).await;
+        let ev = events(&log);
+        recovered_seen |= has_event(&ev, "Worker", victim, "WorkerRecovered");
+        if ev.iter().any(|e| e.2 == "SpareReturned") {
+            returned = Some((t, ev));
+            break;
+        }
+    }
+    let (t_back, ev) = returned.expect("the spare was given back");
+    assert!(
+        t_back - back >= 300,
+        "given back after {} s (dwell 5m)",
+        t_back - back
+    );
+    assert!(
+        recovered_seen || has_event(&ev, "Worker", victim, "WorkerRecovered"),
+        "{ev:?}"
+    );
+    assert!(has_event(&ev, "Worker", &spare, "SpareReturned"), "{ev:?}");
+    assert!(
+        has_event(&ev, "RentalContract", "acme-m2m", "SpareReturned"),
+        "{ev:?}"
+    );
+    let pushes = s.pushes();
+    assert!(
+        pushes.last().is_some_and(|p| p.1 > gen_settled + 1),
+        "{pushes:?}"
+    );
+    let c = s.status("RentalContract", "acme-m2m");
+    assert!(
+        c["assignedWorkers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["role"] == "Primary"),
+        "{c}"
+    );
+    assert_eq!(
+        s.status("Worker", &spare)["currentAssignment"]["role"],
+        "Spare"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_hub_holds_verdicts() {
+    let mut s = Story::new(true);
+    for t in (0..=120).step_by(5) {
+        s.farm(t, |_, _| None);
+        s.cycle(t).await;
+    }
+    s.pushes();
+    // The hub cannot be read for five minutes: nobody turns Dead, nothing moves.
+    s.hub.0.lock().unwrap().down = true;
+    for t in (125..425).step_by(5) {
+        let (sum, log) = s.cycle(t).await;
+        assert_eq!(sum.blind_hubs, ["mining/site-a"]);
+        let ev = events(&log);
+        assert!(
+            !ev.iter().any(|e| e.2 == "WorkerDead" || e.2 == "SpareLent"),
+            "t={t}: {ev:?}"
+        );
+    }
+    assert!(s.pushes().is_empty());
+    assert_eq!(s.status("Worker", "acme-s19-02")["phase"], "Healthy");
+    let hub = s.status("StratumHub", "site-a");
+    let ready = hub["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(ready["status"], "False", "{hub}");
+}
+
+#[tokio::test]
+async fn a_bad_contract_and_a_missing_admin_secret_are_reported_and_the_rest_goes_on() {
+    let mut s = Story::new(false);
+    s.api.put(json!({"apiVersion": "hashsched.io/v1alpha1", "kind": "RentalContract",
+        "metadata": {"name": "broken", "namespace": NS},
+        "spec": {"customer": "acme", "mode": "MinerToMiner",
+            "workerSelector": {"matchExpressions": [{"key": "a", "operator": "Near", "values": ["b"]}]}}}));
+    s.farm(0, |_, _| None);
+    let (sum, log) = s.cycle(0).await;
+    let ev = events(&log);
+    assert!(
+        has_event(&ev, "RentalContract", "broken", "InvalidSpec"),
+        "{ev:?}"
+    );
+    assert!(
+        has_event(&ev, "StratumHub", "site-a", "AdminTokenMissing"),
+        "{ev:?}"
+    );
+    let warning = log
+        .iter()
+        .find(|r| r.body["reason"] == "InvalidSpec")
+        .unwrap();
+    assert_eq!(warning.body["type"], "Warning");
+    assert!(
+        warning.body["note"].as_str().unwrap().contains("Near"),
+        "{}",
+        warning.body
+    );
+    // No push without the token; the ConfigMap still carries the routing.
+    assert!(s.pushes().is_empty());
+    assert!(
+        writes(&log)
+            .contains(&"PATCH /api/v1/namespaces/mining/configmaps/site-a-routing".to_string())
+    );
+    assert!(
+        sum.errors.iter().any(|e| e.contains("site-a-admin-token")),
+        "{:?}",
+        sum.errors
+    );
+    let broken = s.status("RentalContract", "broken");
+    let valid = broken["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "SpecValid")
+        .unwrap();
+    assert_eq!(valid["status"], "False");
+    // Every other contract got its status.
+    assert!(s.status("RentalContract", "acme-m2m")["phase"].is_string());
+    // The Warning is published once, not every cycle.
+    s.farm(5, |_, _| None);
+    let (_, log) = s.cycle(5).await;
+    assert!(!events(&log).iter().any(|e| e.2 == "InvalidSpec"));
+}
