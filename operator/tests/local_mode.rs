@@ -109,6 +109,21 @@ async fn routes_by_the_manifests_and_an_edit_reroutes_without_reconnect() {
         .unwrap();
     assert_eq!(metrics.status, 200);
     assert!(metrics.body.contains("w1"), "{}", metrics.body);
+    // Next to the hub's series: the scheduler's SLIs (one exposition, one `# EOF` at its end).
+    let body = &metrics.body;
+    assert_eq!(body.matches("# EOF").count(), 1, "{body}");
+    assert!(body.trim_end().ends_with("# EOF"), "{body}");
+    assert!(
+        body.contains("hashsched_worker_phase{namespace=\"") && body.contains("worker=\"w1\""),
+        "{body}"
+    );
+    assert!(
+        body.contains("hashsched_contract_slots_total{")
+            && body.contains("contract=\"c1\"")
+            && body.contains("verdict=\"unobserved\""),
+        "{body}"
+    );
+    assert!(body.contains("hashsched_worker_connected"), "{body}");
 
     // pool-a gets nothing more from w1 (it may still answer shares in flight at the switch).
     wait_for("pool-b keeps receiving", || {

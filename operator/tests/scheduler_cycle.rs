@@ -65,7 +65,9 @@ fn unix(t: i64) -> f64 {
 }
 
 /// Facts of a worker that hashed at full rate until `silent` seconds ago (0: still hashing),
-/// connected since `since`, last share at `last`. Window counts are the expected ones.
+/// connected since `since`, last share at `last`. Window counts are the expected ones; the
+/// cumulative counters (what the SLA ledger subtracts cycle to cycle) hold the shares of a
+/// worker hashing at full rate since an hour before T0 up to its last share.
 fn facts(name: &str, expected: f64, silent: i64, since: i64, last: i64) -> WorkerFacts {
     let lambda = 0.5;
     let d = expected / (lambda * 4_294_967_296.0);
@@ -80,14 +82,19 @@ fn facts(name: &str, expected: f64, silent: i64, since: i64, last: i64) -> Worke
             }
         })
         .collect();
+    let delivered = (lambda * (last + 3600) as f64).round().max(1.0) as u64;
     let difficulty = ShareBuckets::<f64> {
-        accepted: 1000.0 * d,
+        accepted: delivered as f64 * d,
+        ..ShareBuckets::default()
+    };
+    let shares = ShareBuckets::<u64> {
+        accepted: delivered,
         ..ShareBuckets::default()
     };
     WorkerFacts {
         worker: name.into(),
         connected: true,
-        shares: ShareBuckets::default(),
+        shares,
         difficulty,
         pending: 0,
         hashrate: windows,
@@ -229,12 +236,17 @@ fn a_dead_rented_miner_is_replaced_accounted_and_given_back() {
         }
     }
     let swapped_at = swapped_at.expect("victim replaced");
-    let ledger = acme(&out).ledger;
-    assert!(
-        ledger.up_slots < ledger.observed_slots,
-        "the outage minute is down: {ledger:?}"
-    );
-    assert!(ledger.credit > 0.0 && ledger.shortfall_hashrate_hours > 0.0);
+    let report = acme(&out);
+    let ledger = &report.ledger;
+    // Issue 14: ~45 s without one of four machines is 19 % of one 120-share slot, which one slot
+    // cannot tell from luck at the false-down budget — it stays up, and the shortfall is owed all
+    // the same (the ledger's estimate is unbiased).
+    assert_eq!(ledger.down_slots, 0, "{ledger:?}");
+    assert!(ledger.observed_slots() >= 10, "{ledger:?}");
+    let owed = ledger.shortfall_hashrate_hours();
+    // 104 TH/s for 45–50 s ≈ 1.3–1.45 TH/s·h, within the interval.
+    assert!(owed > 1.0 && owed < 1.8, "{owed} {ledger:?}");
+    assert!(ledger.credit(&report.sla) > 0.0);
     assert_eq!(acme(&out).failover_count, 1);
 
     // Back at t=1200: Healthy only after minDwell (5m) of healthy evidence, then given back.
@@ -353,8 +365,8 @@ fn an_unreachable_hub_holds_verdicts_instead_of_failing_the_farm_over() {
         // Nothing is accounted without evidence.
         let before = &settled.contracts[0].ledger;
         assert_eq!(
-            out.contracts[0].ledger.observed_slots,
-            before.observed_slots
+            out.contracts[0].ledger.observed_slots(),
+            before.observed_slots()
         );
         memory = out.memory;
     }

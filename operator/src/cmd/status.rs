@@ -64,6 +64,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             )
         })?
     };
+    let mut doc = doc;
+    if args.all_namespaces {
+        doc.all_namespaces = true;
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
@@ -155,10 +159,13 @@ async fn cluster_status(
         generated_at: Some(Timestamp::now()),
         workers: ws.items.iter().map(WorkerRow::from_object).collect(),
         contracts: cs.items.iter().map(ContractRow::from_object).collect(),
+        all_namespaces: namespace.is_none(),
         ..StatusDocument::default()
     };
-    doc.workers.sort_by(|a, b| a.name.cmp(&b.name));
-    doc.contracts.sort_by(|a, b| a.name.cmp(&b.name));
+    doc.workers
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+    doc.contracts
+        .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
     Ok(doc)
 }
 
@@ -255,7 +262,11 @@ mod tests {
         let c = doc.contract("acme-m2m").unwrap();
         assert_eq!(c.failovers, 3);
         assert_eq!((c.up_slots, c.observed_slots), (99, 100));
-        assert_eq!(c.workers, vec!["spare-s21-01→acme-s19-01".to_string()]);
+        assert_eq!(
+            c.workers_display(),
+            vec!["spare-s21-01→acme-s19-01".to_string()]
+        );
+        assert_eq!(c.namespace.as_deref(), Some("mining"));
         let text = hashsched_operator::local::table::status_text(&doc, Timestamp::now());
         assert!(text.contains("acme-m2m (Spare)"), "{text}");
         assert!(text.contains("99.00% (99/100)"), "{text}");

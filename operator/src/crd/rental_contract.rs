@@ -36,6 +36,8 @@ pub const DEFAULT_MAX_REASSIGNMENTS_PER_HOUR: u32 = 12;
 pub const DEFAULT_UPTIME_TARGET: Percentage = Percentage::from_millipercent(99_000);
 /// Default accounting slot length in seconds.
 pub const DEFAULT_SLOT_SECONDS: u32 = 60;
+/// Default false-down budget: one false down slot per 10,000 contract-slots.
+pub const DEFAULT_FALSE_DOWN_BUDGET: f64 = 1.0;
 
 /// A customer's rental of machines or of hashrate.
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -266,12 +268,14 @@ impl FailoverPolicy {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SlaPolicy {
-    /// Share of accounting slots that must be up (default `99%`). Below it the phase is Breached.
+    /// Share of judged accounting slots that must be up (default `99%`). The phase is Breached
+    /// when uptime is below it with confidence (an exact binomial test at the 1 % level; one
+    /// down slot never breaches).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime_target: Option<Percentage>,
-    /// Credit owed per TH/s·hour of shortfall, in the billing currency (`currency`). A slot's
-    /// shortfall is `(1 − tolerance) × contracted − delivered` when positive. Default 0 (track
-    /// shortfall, owe nothing).
+    /// Credit owed per TH/s·hour of shortfall, in the billing currency (`currency`). The
+    /// shortfall is `contracted − delivered`, estimated without bias from the shares and summed
+    /// over judged slots (positive total only). Default 0 (track shortfall, owe nothing).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0.0, max = 1_000_000.0))]
     pub credit_rate: Option<f64>,
@@ -283,6 +287,12 @@ pub struct SlaPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 10, max = 3600))]
     pub slot_seconds: Option<u32>,
+    /// Accepted rate of false down slots: slots of a contract delivering exactly
+    /// `(1 − tolerance) × contracted` that are nevertheless called down, per 10,000 slots
+    /// (default 1). Larger detects smaller shortfalls per slot at the price of more false downs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.001, max = 1000.0))]
+    pub false_down_budget: Option<f64>,
 }
 
 impl SlaPolicy {
@@ -297,6 +307,12 @@ impl SlaPolicy {
     /// Slot length in seconds with the default applied.
     pub fn slot_seconds(&self) -> u32 {
         self.slot_seconds.unwrap_or(DEFAULT_SLOT_SECONDS)
+    }
+    /// False-down budget (per 10,000 slots) with the default applied.
+    pub fn false_down_budget(&self) -> f64 {
+        self.false_down_budget
+            .filter(|b| b.is_finite() && *b > 0.0)
+            .unwrap_or(DEFAULT_FALSE_DOWN_BUDGET)
     }
 }
 
@@ -371,6 +387,11 @@ impl RentalContractSpec {
         {
             return Err("spec.sla.creditRate must be a non-negative number".into());
         }
+        if let Some(budget) = self.sla().false_down_budget
+            && !(budget.is_finite() && budget > 0.0)
+        {
+            return Err("spec.sla.falseDownBudget must be a positive number".into());
+        }
         Ok(())
     }
 }
@@ -419,16 +440,31 @@ pub struct AssignedWorker {
     pub since: Time,
 }
 
-/// Accounting slots observed and up.
+/// Accounting slots by verdict, and the uptime with its confidence.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Uptime {
-    /// Slots (of `sla.slotSeconds`) accounted since the contract started.
+    /// Slots (of `sla.slotSeconds`) judged since accounting began: up + down.
     pub observed_slots: u64,
-    /// Of those, slots where delivered ≥ `(1 − tolerance) × contracted`.
+    /// Of those, slots not significantly below `(1 − tolerance) × contracted` (a one-sided
+    /// Poisson test of the slot's shares under the false-down budget).
     pub up_slots: u64,
+    /// Slots significantly below the line.
+    #[serde(default)]
+    pub down_slots: u64,
+    /// Slots that could not be judged: no hub data, operator not running, a serving miner
+    /// warming up, before the contract's first share. They count neither for nor against.
+    #[serde(default)]
+    pub unobserved_slots: u64,
     /// `upSlots / observedSlots`, rounded down to 0.001 % (100 % when nothing was observed).
     pub ratio: Percentage,
+    /// Lower end of the 95 % confidence interval of the ratio (Wilson score), as the long-run
+    /// uptime it estimates.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_low: Option<Percentage>,
+    /// Upper end of that interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ratio_high: Option<Percentage>,
 }
 
 impl Uptime {
@@ -437,25 +473,66 @@ impl Uptime {
         self.observed_slots = self.observed_slots.saturating_add(1);
         if up {
             self.up_slots = self.up_slots.saturating_add(1);
+        } else {
+            self.down_slots = self.down_slots.saturating_add(1);
         }
         self.ratio = Percentage::from_ratio(self.up_slots, self.observed_slots);
     }
 }
 
-/// SLA accounting state carried between reconciles (so a restart loses nothing): the slot being
-/// filled. Owned by the scheduler's accounting; kept in status so anyone can audit it.
+/// A 95 % confidence interval.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfidenceInterval {
+    /// Lower end.
+    pub low: f64,
+    /// Upper end.
+    pub high: f64,
+}
+
+/// SLA accounting state carried between reconciles (so a restart loses nothing but unobserved
+/// time): the running sums of the ledger and the slot being filled. Owned by the scheduler's
+/// accounting; kept in status so anyone can audit it. An older status without `version` is read
+/// and migrated (its counters and shortfall are kept; its open slot is dropped as unobserved).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AccountingState {
+    /// Layout of this state (2; absent in the first layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u32>,
     /// Start of the slot being filled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slot_start: Option<Time>,
-    /// Hashes delivered (accepted at the pool) so far in that slot: hashrate × seconds.
-    #[serde(default)]
-    pub slot_delivered_hashes: f64,
-    /// Seconds of that slot covered by samples so far.
+    /// First layout only: hashrate × seconds integrated in the open slot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_delivered_hashes: Option<f64>,
+    /// Seconds of the open slot observed so far.
     #[serde(default)]
     pub slot_observed_seconds: f64,
+    /// Shares delivered in the open slot (pro rata where a cycle straddles a slot boundary).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_shares: Option<f64>,
+    /// Their difficulty sum.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_difficulty: Option<f64>,
+    /// Their sum of squared difficulties (for the effective share size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_difficulty_squared: Option<f64>,
+    /// Miner-facing difficulty assumed when the slot has no share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_reference_difficulty: Option<f64>,
+    /// Signed shortfall against the contracted rate so far, hashes (negative: more delivered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortfall_hashes: Option<f64>,
+    /// Variance of that estimate, hashes².
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortfall_variance: Option<f64>,
+    /// When accounting began (the contract's first share, or a worker judged failing).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_time: Option<Time>,
+    /// Verdict of the newest closed slot: `up`, `down` or `unobserved`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_slot: Option<String>,
     /// Time of the last sample folded in (samples at or before it are ignored, so replays after
     /// a restart do not count twice).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -466,7 +543,12 @@ impl AccountingState {
     /// The part that changes only when a slot closes (what is worth a status write).
     pub fn closed_part(&self) -> AccountingState {
         AccountingState {
+            version: self.version,
             slot_start: self.slot_start.clone(),
+            shortfall_hashes: self.shortfall_hashes,
+            shortfall_variance: self.shortfall_variance,
+            started_time: self.started_time.clone(),
+            last_slot: self.last_slot.clone(),
             ..AccountingState::default()
         }
     }
@@ -497,13 +579,20 @@ pub struct RentalContractStatus {
     /// Accounting slots observed and up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uptime: Option<Uptime>,
-    /// Hashrate owed, integrated over time, in TH/s·hours: the sum over down slots of
-    /// `((1 − tolerance) × contracted − delivered) × slot length`.
+    /// Hashrate owed, integrated over time, in TH/s·hours: the unbiased estimate of
+    /// `contracted − delivered` summed over judged slots (luck above and below cancels), when
+    /// positive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shortfall_hashrate_hours: Option<f64>,
+    /// 95 % confidence interval of `shortfallHashrateHours` (Poisson noise of the shares).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortfall_interval: Option<ConfidenceInterval>,
     /// Credit owed to the customer: `shortfallHashrateHours × sla.creditRate`, in `sla.currency`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credit: Option<f64>,
+    /// 95 % confidence interval of `credit`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credit_interval: Option<ConfidenceInterval>,
     /// When a spare was last lent to or returned from this contract.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_failover: Option<Time>,

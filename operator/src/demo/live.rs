@@ -57,7 +57,7 @@ pub fn frame(
                 ),
                 format!("{} ({}/{})", pct(c.uptime), c.up_slots, c.observed_slots),
                 c.failovers.to_string(),
-                c.workers.join(","),
+                c.workers_display().join(","),
             ]
         })
         .collect();

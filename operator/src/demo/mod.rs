@@ -388,12 +388,20 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, DemoError> {
         .iter()
         .filter_map(|k| incidents.get(k).map(|i| i.report.clone()))
         .collect();
+    let costs = summary::incident_costs(
+        &cast,
+        &reports,
+        &|w: &str| expected.get(w).copied().unwrap_or(0.0),
+        story_start.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+    );
+    let accounts = summary::accounts(&doc.contracts, &costs);
     let summary = Summary {
         duration_seconds: duration,
         all_handled: reports.iter().all(IncidentReport::handled),
         miners: expected.len(),
         incidents: reports,
         contracts: doc.contracts.clone(),
+        accounts,
         pools: pool_shares,
         miner_reconnects,
         cpu_cores,

@@ -4,9 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::story::IncidentReport;
+use super::story::{Cast, IncidentKind, IncidentReport};
 use crate::local::store::ContractRow;
-use crate::local::table::{contracts_table, render};
+use crate::local::table::{contracts_table, render, shortfall};
 
 /// Shares the simulated pools accepted and rejected.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -33,6 +33,9 @@ pub struct Summary {
     pub miners: usize,
     pub incidents: Vec<IncidentReport>,
     pub contracts: Vec<ContractRow>,
+    /// Each contract's uptime and credit explained by the incidents, one line each.
+    #[serde(default)]
+    pub accounts: Vec<ContractAccount>,
     pub pools: Vec<PoolShares>,
     /// Reconnects of simulated miners (TCP connections beyond each miner's first), i.e. caused
     /// by the hub; the story's own kill and restart of a miner is not one.
@@ -41,6 +44,116 @@ pub struct Summary {
     /// cores, when the OS tells.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cpu_cores: Option<f64>,
+}
+
+/// One contract's ledger next to what the incidents should have cost it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContractAccount {
+    pub contract: String,
+    /// What the story's incidents should have cost the contract, TH/s·hours: each incident's
+    /// missing hashrate (the expected hashrate of a dead miner until its spare served, half of
+    /// a degraded miner's until the spare covering it served) × that time.
+    pub incident_shortfall_hashrate_hours: f64,
+    /// The ledger's signed shortfall (negative: delivered more than contracted), TH/s·hours.
+    pub net_shortfall_hashrate_hours: f64,
+    /// The explanation, one line.
+    pub explanation: String,
+}
+
+/// The incidents' expected cost per contract: (contract, TH/s·h, words).
+pub fn incident_costs(
+    cast: &Cast,
+    incidents: &[IncidentReport],
+    expected_hashrate: &dyn Fn(&str) -> f64,
+    run_seconds: f64,
+) -> Vec<(String, f64, String)> {
+    let mut out = Vec::new();
+    for i in incidents {
+        let Some(at) = i.injected_at_seconds else {
+            continue;
+        };
+        // Until the spare served, or the end of the run.
+        let lasted = i
+            .restored_after_seconds
+            .unwrap_or((run_seconds - at).max(0.0));
+        let (contract, missing, who) = match i.kind {
+            IncidentKind::MinerDies => (
+                &cast.m2m_contract,
+                expected_hashrate(&cast.rented),
+                format!("{} dead {lasted:.1} s until its spare served", cast.rented),
+            ),
+            IncidentKind::MinerDegrades => (
+                &cast.threshold_contract,
+                expected_hashrate(&cast.degrading) / 2.0,
+                format!(
+                    "{} at half speed {lasted:.1} s until a spare served",
+                    cast.degrading
+                ),
+            ),
+            _ => continue,
+        };
+        out.push((contract.clone(), missing * lasted / 3600.0 / 1e12, who));
+    }
+    out
+}
+
+/// The one-line explanation of each contract's uptime and credit.
+pub fn accounts(
+    contracts: &[ContractRow],
+    costs: &[(String, f64, String)],
+) -> Vec<ContractAccount> {
+    contracts
+        .iter()
+        .map(|c| {
+            let mine: Vec<&(String, f64, String)> =
+                costs.iter().filter(|(n, _, _)| *n == c.name).collect();
+            let cost: f64 = mine.iter().map(|(_, x, _)| x).sum();
+            let why = if mine.is_empty() {
+                "no incident touched it".to_owned()
+            } else {
+                mine.iter()
+                    .map(|(_, x, w)| format!("{w} ≈ {}", shortfall(*x)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let net = c.net_shortfall_th_hours;
+            let owed = if net > 0.0 {
+                format!(
+                    "owed {}{}",
+                    shortfall(c.shortfall_th_hours),
+                    match (c.shortfall_low, c.shortfall_high) {
+                        (Some(l), Some(h)) =>
+                            format!(" (95%: {} to {})", shortfall(l), shortfall(h)),
+                        _ => String::new(),
+                    }
+                )
+            } else {
+                format!(
+                    "delivered {} more than contracted over the run, owed 0",
+                    shortfall(-net)
+                )
+            };
+            let credit = match &c.currency {
+                Some(cur) => format!("{:.4} {cur}", c.credit),
+                None => format!("{:.4}", c.credit),
+            };
+            ContractAccount {
+                contract: c.name.clone(),
+                incident_shortfall_hashrate_hours: cost,
+                net_shortfall_hashrate_hours: net,
+                explanation: format!(
+                    "{}: {} — uptime {:.2}% ({} up, {} down, {} unobserved slots); incidents: {why}; measured: {owed}; credit {credit}",
+                    c.name,
+                    c.phase,
+                    c.uptime.unwrap_or(1.0) * 100.0,
+                    c.up_slots,
+                    c.down_slots,
+                    c.unobserved_slots
+                ),
+            }
+        })
+        .collect()
 }
 
 fn secs(x: Option<f64>) -> String {
@@ -93,6 +206,15 @@ impl Summary {
         ));
         out.push_str("\nContracts:\n");
         out.push_str(&contracts_table(&self.contracts));
+        for a in &self.accounts {
+            out.push_str(&format!("  {}\n", a.explanation));
+        }
+        if !self.accounts.is_empty() {
+            out.push_str(
+                "  (slots of the warm-up and before a contract's first share are unobserved; a \
+                 slot is down only when its shares are significantly below the tolerance line)\n",
+            );
+        }
         out.push_str(
             "\nShares per pool (as the simulated pools counted them; rejections by stratum code: \
              21 stale job, 22 duplicate, 23 low difficulty):\n",

@@ -1,6 +1,8 @@
 //! Local mode's HTTP endpoint: `GET /status` (the status tables as JSON, what `hashsched status
-//! --url` reads), `GET /metrics` (the embedded hub's metrics, the same series a cluster's hub pods
-//! export, so the Prometheus rules and dashboards work unchanged) and `GET /healthz`.
+//! --url` reads), `GET /metrics` (the embedded hub's metrics — the same series a cluster's hub pods
+//! export — followed by the per-contract and per-worker SLIs the operator exports, encoded by
+//! [`crate::scheduler::sli`], so the Prometheus rules and dashboards work unchanged) and
+//! `GET /healthz`.
 
 use std::sync::Arc;
 
@@ -16,6 +18,7 @@ use tokio::sync::watch;
 use tracing::error;
 
 use super::store::StatusDocument;
+use crate::scheduler::sli::{self, SliSnapshot};
 
 /// Path of the status endpoint.
 pub const STATUS_PATH: &str = "/status";
@@ -25,6 +28,8 @@ pub const STATUS_PATH: &str = "/status";
 pub struct HttpState {
     pub status: watch::Receiver<Arc<StatusDocument>>,
     pub hub: Arc<HubHandle>,
+    /// The SLIs of the latest cycle.
+    pub slis: watch::Receiver<Arc<SliSnapshot>>,
 }
 
 /// The routes, for serving and for in-process tests.
@@ -52,9 +57,26 @@ async fn status(State(s): State<HttpState>) -> Response {
 }
 
 async fn metrics(State(s): State<HttpState>) -> Response {
+    let slis = s.slis.borrow().clone();
     (
         [(header::CONTENT_TYPE, OPENMETRICS_CONTENT_TYPE)],
-        s.hub.metrics_text(),
+        merge_expositions(&s.hub.metrics_text(), &sli::render(slis)),
     )
         .into_response()
+}
+
+/// Two OpenMetrics expositions as one: the first's `# EOF` goes, the second's ends the text.
+pub fn merge_expositions(first: &str, second: &str) -> String {
+    let body = first
+        .trim_end()
+        .strip_suffix("# EOF")
+        .unwrap_or(first.trim_end())
+        .trim_end();
+    let mut out = String::with_capacity(body.len() + second.len() + 1);
+    out.push_str(body);
+    if !body.is_empty() {
+        out.push('\n');
+    }
+    out.push_str(second);
+    out
 }

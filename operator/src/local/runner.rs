@@ -31,6 +31,7 @@ use super::store::{HubRow, PoolRow, StatusDocument, Store};
 use crate::crd::StratumHub;
 use crate::scheduler::cycle::{CycleInput, CycleMemory, CycleOutput, run_cycle};
 use crate::scheduler::health::HASHES_PER_DIFFICULTY;
+use crate::scheduler::sli::SliSnapshot;
 
 /// Default time between two decision cycles.
 pub const DEFAULT_TICK: Duration = Duration::from_secs(1);
@@ -171,6 +172,7 @@ struct Loop {
     state_path: Option<PathBuf>,
     tuning: HubTuning,
     status_tx: watch::Sender<Arc<StatusDocument>>,
+    sli_tx: watch::Sender<Arc<SliSnapshot>>,
 }
 
 impl Runner {
@@ -232,6 +234,7 @@ impl Runner {
         )
         .await?;
         let (status_tx, status_rx) = watch::channel(Arc::new(StatusDocument::default()));
+        let (sli_tx, sli_rx) = watch::channel(Arc::new(SliSnapshot::default()));
         let mut lp = Loop {
             dir: dir.clone(),
             hub_name: hub_name.clone(),
@@ -251,9 +254,11 @@ impl Runner {
             state_path,
             tuning: opts.tuning.clone(),
             status_tx,
+            sli_tx,
         };
         let first = Arc::new(lp.status_document(Timestamp::now()));
         lp.status_tx.send_replace(first);
+        lp.sli_tx.send_replace(Arc::new(lp.sli_snapshot()));
 
         let http_addr_opt = match (&opts.http, opts.serve_http) {
             (_, false) => None,
@@ -272,6 +277,7 @@ impl Runner {
                 let state = http::HttpState {
                     status: status_rx.clone(),
                     hub: lp.hub.clone(),
+                    slis: sli_rx.clone(),
                 };
                 (Some(tokio::spawn(http::serve(listener, state))), bound)
             }
@@ -591,7 +597,19 @@ impl Loop {
         self.memory = out.memory;
         let doc = Arc::new(self.status_document(now));
         self.status_tx.send_replace(doc);
+        self.sli_tx.send_replace(Arc::new(self.sli_snapshot()));
         self.persist(now);
+    }
+
+    /// The SLIs `/metrics` serves, from the statuses just written.
+    fn sli_snapshot(&self) -> SliSnapshot {
+        let ns = self
+            .store
+            .manifests
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".to_owned());
+        SliSnapshot::from_objects(&self.store.workers(), &self.store.contracts(), &ns)
     }
 
     fn status_document(&self, now: Timestamp) -> StatusDocument {

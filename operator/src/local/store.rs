@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::manifests::Manifests;
-use crate::crd::{AssignmentRole, RentalContract, RentalContractStatus, Worker, WorkerStatus};
+use crate::crd::{RentalContract, RentalContractStatus, Worker, WorkerStatus};
 use crate::quantity::Hashrate;
 use crate::scheduler::cycle::CycleOutput;
 pub use crate::scheduler::status::{contract_status, worker_status};
@@ -114,8 +114,14 @@ pub struct HubRow {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct WorkerRow {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub name: String,
     pub phase: String,
+    /// Failed (Dead or Degraded) but mining again: healthy evidence is accumulating towards
+    /// `minDwell`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovering: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -149,8 +155,10 @@ impl WorkerRow {
             .and_then(|h| h.avg1m.or(h.avg5m))
             .map(Hashrate::as_f64);
         WorkerRow {
+            namespace: w.metadata.namespace.clone(),
             name: w.metadata.name.clone().unwrap_or_default(),
             phase: st.phase.unwrap_or_default().to_string(),
+            recovering: st.reason.as_deref() == Some(crate::scheduler::status::REASON_RECOVERING),
             message: st.message.clone(),
             connected: st.connected,
             hashrate,
@@ -165,36 +173,145 @@ impl WorkerRow {
     }
 }
 
-/// One RentalContract, as `hashsched status` prints it.
+/// A worker serving a contract, as the contract's row lists it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+pub struct AssignedRow {
+    pub worker: String,
+    /// `Primary` or `Substitute`.
+    pub role: String,
+    /// The original a substitute stands in for (MinerToMiner).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+}
+
+impl AssignedRow {
+    /// `worker` for primaries, `worker→replaces` for substitutes of a named original, `worker+`
+    /// for other substitutes (tables only; JSON keeps the fields).
+    pub fn display(&self) -> String {
+        match &self.replaces {
+            Some(r) => format!("{}→{r}", self.worker),
+            None if self.role == "Substitute" => format!("{}+", self.worker),
+            None => self.worker.clone(),
+        }
+    }
+
+    /// Reads the display form an older status document stored.
+    fn from_display(s: &str) -> Self {
+        if let Some((w, r)) = s.split_once('→') {
+            return AssignedRow {
+                worker: w.to_owned(),
+                role: "Substitute".into(),
+                replaces: Some(r.to_owned()),
+            };
+        }
+        match s.strip_suffix('+') {
+            Some(w) => AssignedRow {
+                worker: w.to_owned(),
+                role: "Substitute".into(),
+                replaces: None,
+            },
+            None => AssignedRow {
+                worker: s.to_owned(),
+                role: "Primary".into(),
+                replaces: None,
+            },
+        }
+    }
+}
+
+/// Either layout of a contract row's workers (older state files hold display strings).
+fn assigned_rows<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<AssignedRow>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Row(AssignedRow),
+        Display(String),
+    }
+    let items: Vec<Either> = Vec::deserialize(d)?;
+    Ok(items
+        .into_iter()
+        .map(|e| match e {
+            Either::Row(r) => r,
+            Either::Display(s) => AssignedRow::from_display(&s),
+        })
+        .collect())
+}
+
+/// One RentalContract, as `hashsched status` prints it. JSON names carry their unit
+/// (`…HashesPerSecond`, `…Ratio`, `…HashrateHours` in TH/s·h); older names are still read.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
 pub struct ContractRow {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
     pub name: String,
     pub customer: String,
     pub mode: String,
     pub phase: String,
     /// H/s.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "contractedHashesPerSecond",
+        alias = "contracted",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub contracted: Option<f64>,
-    /// H/s accepted at the customer's pools.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// H/s accepted at the customer's pools (1-minute window).
+    #[serde(
+        rename = "deliveredHashesPerSecond",
+        alias = "delivered",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delivered: Option<f64>,
-    /// Up slots / observed slots (0..=1).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Up slots / judged slots (0..=1).
+    #[serde(
+        rename = "uptimeRatio",
+        alias = "uptime",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub uptime: Option<f64>,
+    /// 95 % interval of the uptime ratio.
+    #[serde(rename = "uptimeRatioLow", skip_serializing_if = "Option::is_none")]
+    pub uptime_low: Option<f64>,
+    #[serde(rename = "uptimeRatioHigh", skip_serializing_if = "Option::is_none")]
+    pub uptime_high: Option<f64>,
+    /// Judged slots (up + down).
     pub observed_slots: u64,
     pub up_slots: u64,
+    pub down_slots: u64,
+    /// Slots that could not be judged (no data, warm-up, scheduler not running).
+    pub unobserved_slots: u64,
     /// TH/s·hours owed.
+    #[serde(rename = "shortfallHashrateHours", alias = "shortfallThHours")]
     pub shortfall_th_hours: f64,
+    /// 95 % interval of the shortfall, TH/s·hours.
+    #[serde(
+        rename = "shortfallHashrateHoursLow",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shortfall_low: Option<f64>,
+    #[serde(
+        rename = "shortfallHashrateHoursHigh",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub shortfall_high: Option<f64>,
+    /// The ledger's signed shortfall (negative: delivered more than contracted), TH/s·hours.
+    #[serde(rename = "netShortfallHashrateHours")]
+    pub net_shortfall_th_hours: f64,
+    /// Credit owed, in `currency`.
     pub credit: f64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit_low: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub credit_high: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub currency: Option<String>,
     pub failovers: u64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub last_failover: Option<Timestamp>,
-    /// `worker` for primaries, `worker→replaces` for substitutes.
-    #[serde(default)]
-    pub workers: Vec<String>,
+    /// Workers serving the contract, primaries first.
+    #[serde(deserialize_with = "assigned_rows")]
+    pub workers: Vec<AssignedRow>,
 }
 
 impl ContractRow {
@@ -202,7 +319,9 @@ impl ContractRow {
     pub fn from_object(c: &RentalContract) -> Self {
         let st = c.status.clone().unwrap_or_default();
         let uptime = st.uptime.as_ref();
+        let judged = uptime.is_some_and(|u| u.observed_slots > 0);
         ContractRow {
+            namespace: c.metadata.namespace.clone(),
             name: c.metadata.name.clone().unwrap_or_default(),
             customer: c.spec.customer.clone(),
             mode: c.spec.mode.to_string(),
@@ -213,23 +332,48 @@ impl ContractRow {
                 .map(Hashrate::as_f64),
             delivered: st.delivered_hashrate.map(Hashrate::as_f64),
             uptime: uptime.map(|u| u.ratio.as_fraction()),
+            uptime_low: uptime
+                .and_then(|u| u.ratio_low)
+                .filter(|_| judged)
+                .map(|p| p.as_fraction()),
+            uptime_high: uptime
+                .and_then(|u| u.ratio_high)
+                .filter(|_| judged)
+                .map(|p| p.as_fraction()),
             observed_slots: uptime.map_or(0, |u| u.observed_slots),
             up_slots: uptime.map_or(0, |u| u.up_slots),
+            down_slots: uptime.map_or(0, |u| u.down_slots),
+            unobserved_slots: uptime.map_or(0, |u| u.unobserved_slots),
             shortfall_th_hours: st.shortfall_hashrate_hours.unwrap_or(0.0),
+            shortfall_low: st.shortfall_interval.as_ref().map(|i| i.low),
+            shortfall_high: st.shortfall_interval.as_ref().map(|i| i.high),
+            net_shortfall_th_hours: st
+                .accounting
+                .as_ref()
+                .and_then(|a| a.shortfall_hashes)
+                .map(|h| h / crate::scheduler::accounting::HASHES_PER_TH_HOUR)
+                .unwrap_or(st.shortfall_hashrate_hours.unwrap_or(0.0)),
             credit: st.credit.unwrap_or(0.0),
+            credit_low: st.credit_interval.as_ref().map(|i| i.low),
+            credit_high: st.credit_interval.as_ref().map(|i| i.high),
             currency: c.spec.sla.as_ref().and_then(|s| s.currency.clone()),
             failovers: st.failover_count.unwrap_or(0),
             last_failover: st.last_failover.as_ref().map(|t| t.0),
             workers: st
                 .assigned_workers
                 .iter()
-                .map(|a| match &a.replaces {
-                    Some(r) => format!("{}→{r}", a.worker),
-                    None if a.role == AssignmentRole::Substitute => format!("{}+", a.worker),
-                    None => a.worker.clone(),
+                .map(|a| AssignedRow {
+                    worker: a.worker.clone(),
+                    role: a.role.to_string(),
+                    replaces: a.replaces.clone(),
                 })
                 .collect(),
         }
+    }
+
+    /// The workers as tables show them.
+    pub fn workers_display(&self) -> Vec<String> {
+        self.workers.iter().map(AssignedRow::display).collect()
     }
 }
 
@@ -274,6 +418,9 @@ pub struct StatusDocument {
     pub generated_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hub: Option<HubRow>,
+    /// Rows from several namespaces (`hashsched status -A`): tables show a NAMESPACE column.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub all_namespaces: bool,
     /// The current manifests are refused (the last good ones are in force): why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifests_error: Option<String>,
@@ -290,19 +437,28 @@ impl StatusDocument {
     pub fn from_store(source: String, store: &Store, now: Timestamp) -> Self {
         let mut workers: Vec<WorkerRow> =
             store.workers().iter().map(WorkerRow::from_object).collect();
-        workers.sort_by(|a, b| a.name.cmp(&b.name));
+        workers.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         let mut contracts: Vec<ContractRow> = store
             .contracts()
             .iter()
             .map(ContractRow::from_object)
             .collect();
-        contracts.sort_by(|a, b| a.name.cmp(&b.name));
+        contracts.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         StatusDocument {
             source,
             generated_at: Some(now),
             workers,
             contracts,
             ..StatusDocument::default()
+        }
+    }
+
+    /// The phase as tables show it: `Recovering` for a failed worker that mines again.
+    pub fn worker_phase_display(w: &WorkerRow) -> String {
+        if w.recovering {
+            format!("Recovering ({})", w.phase)
+        } else {
+            w.phase.clone()
         }
     }
 

@@ -3,6 +3,8 @@
 
 use jiff::Timestamp;
 
+#[cfg(test)]
+use super::store::AssignedRow;
 use super::store::{ContractRow, PoolRow, StatusDocument, WorkerRow};
 use crate::scheduler::fmt_hashrate;
 
@@ -70,8 +72,38 @@ fn percent(x: Option<f64>) -> String {
     }
 }
 
+/// With `-A`: a NAMESPACE column first, so rows of two namespaces with the same names stay
+/// apart.
+fn with_namespace(
+    header: &[&str],
+    body: Vec<Vec<String>>,
+    namespaces: Option<Vec<Option<String>>>,
+) -> String {
+    match namespaces {
+        None => render(header, &body),
+        Some(ns) => {
+            let mut h = vec!["NAMESPACE"];
+            h.extend_from_slice(header);
+            let body: Vec<Vec<String>> = body
+                .into_iter()
+                .zip(ns)
+                .map(|(mut r, n)| {
+                    r.insert(0, or_dash(n.as_deref()));
+                    r
+                })
+                .collect();
+            render(&h, &body)
+        }
+    }
+}
+
 /// Workers: phase, hashrate (measured / expected), assignment, owner, pool, last share.
 pub fn workers_table(rows: &[WorkerRow], now: Timestamp) -> String {
+    workers_table_in(rows, now, false)
+}
+
+/// [`workers_table`], with a NAMESPACE column when `all_namespaces`.
+pub fn workers_table_in(rows: &[WorkerRow], now: Timestamp, all_namespaces: bool) -> String {
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|w| {
@@ -85,7 +117,7 @@ pub fn workers_table(rows: &[WorkerRow], now: Timestamp) -> String {
             };
             vec![
                 w.name.clone(),
-                w.phase.clone(),
+                StatusDocument::worker_phase_display(w),
                 w.hashrate.map(fmt_hashrate).unwrap_or_else(|| "-".into()),
                 fmt_hashrate(w.expected),
                 assignment,
@@ -95,7 +127,7 @@ pub fn workers_table(rows: &[WorkerRow], now: Timestamp) -> String {
             ]
         })
         .collect();
-    render(
+    with_namespace(
         &[
             "WORKER",
             "PHASE",
@@ -106,18 +138,33 @@ pub fn workers_table(rows: &[WorkerRow], now: Timestamp) -> String {
             "POOL",
             "LAST SHARE",
         ],
-        &body,
+        body,
+        all_namespaces.then(|| rows.iter().map(|w| w.namespace.clone()).collect()),
     )
 }
 
-/// Contracts: customer, mode, phase, contracted, delivered, uptime, shortfall, credit, failovers.
+/// Contracts: customer, mode, phase, contracted, delivered, uptime (up of judged slots), down and
+/// unobserved slots, shortfall and credit (with their 95 % intervals), failovers, workers.
 pub fn contracts_table(rows: &[ContractRow]) -> String {
+    contracts_table_in(rows, false)
+}
+
+fn interval(low: Option<f64>, high: Option<f64>, f: impl Fn(f64) -> String) -> String {
+    match (low, high) {
+        (Some(l), Some(h)) if h > 0.0 => format!(" [{}–{}]", f(l), f(h)),
+        _ => String::new(),
+    }
+}
+
+/// [`contracts_table`], with a NAMESPACE column when `all_namespaces`.
+pub fn contracts_table_in(rows: &[ContractRow], all_namespaces: bool) -> String {
     let body: Vec<Vec<String>> = rows
         .iter()
         .map(|c| {
+            let credit_iv = interval(c.credit_low, c.credit_high, |x| format!("{x:.4}"));
             let credit = match &c.currency {
-                Some(cur) => format!("{:.4} {cur}", c.credit),
-                None => format!("{:.4}", c.credit),
+                Some(cur) => format!("{:.4} {cur}{credit_iv}", c.credit),
+                None => format!("{:.4}{credit_iv}", c.credit),
             };
             vec![
                 c.name.clone(),
@@ -132,18 +179,23 @@ pub fn contracts_table(rows: &[ContractRow]) -> String {
                     c.up_slots,
                     c.observed_slots
                 ),
-                shortfall(c.shortfall_th_hours),
+                format!("{}/{}", c.down_slots, c.unobserved_slots),
+                format!(
+                    "{}{}",
+                    shortfall(c.shortfall_th_hours),
+                    interval(c.shortfall_low, c.shortfall_high, shortfall)
+                ),
                 credit,
                 c.failovers.to_string(),
                 if c.workers.is_empty() {
                     "-".into()
                 } else {
-                    c.workers.join(",")
+                    c.workers_display().join(",")
                 },
             ]
         })
         .collect();
-    render(
+    with_namespace(
         &[
             "CONTRACT",
             "CUSTOMER",
@@ -152,12 +204,14 @@ pub fn contracts_table(rows: &[ContractRow]) -> String {
             "CONTRACTED",
             "DELIVERED",
             "UPTIME (UP/SLOTS)",
-            "SHORTFALL",
-            "CREDIT",
+            "DOWN/UNOBSERVED",
+            "SHORTFALL [95%]",
+            "CREDIT [95%]",
             "FAILOVERS",
             "WORKERS",
         ],
-        &body,
+        body,
+        all_namespaces.then(|| rows.iter().map(|c| c.namespace.clone()).collect()),
     )
 }
 
@@ -216,9 +270,9 @@ pub fn status_text(doc: &StatusDocument, now: Timestamp) -> String {
         out.push('\n');
     }
     out.push('\n');
-    out.push_str(&workers_table(&doc.workers, now));
+    out.push_str(&workers_table_in(&doc.workers, now, doc.all_namespaces));
     out.push('\n');
-    out.push_str(&contracts_table(&doc.contracts));
+    out.push_str(&contracts_table_in(&doc.contracts, doc.all_namespaces));
     if !doc.pools.is_empty() {
         out.push('\n');
         out.push_str(&pools_table(&doc.pools));
@@ -292,7 +346,18 @@ mod tests {
             credit: 0.5,
             currency: Some("USD".into()),
             failovers: 2,
-            workers: vec!["acme-01".into(), "spare-1→acme-02".into()],
+            workers: vec![
+                AssignedRow {
+                    worker: "acme-01".into(),
+                    role: "Primary".into(),
+                    replaces: None,
+                },
+                AssignedRow {
+                    worker: "spare-1".into(),
+                    role: "Substitute".into(),
+                    replaces: Some("acme-02".into()),
+                },
+            ],
             ..ContractRow::default()
         }];
         let t = contracts_table(&rows);
@@ -335,6 +400,83 @@ mod tests {
         );
         // A pool that is up again does not dwell on its past.
         assert!(!t.contains("pool house is down"), "{t}");
+    }
+
+    /// `hashsched status -A`: two namespaces with the same names stay distinguishable, in the
+    /// tables (a NAMESPACE column) and in JSON (per-item namespaces).
+    #[test]
+    fn all_namespaces_adds_a_namespace_column() {
+        let now: Timestamp = "2026-07-01T00:01:00Z".parse().unwrap();
+        let w = |ns: &str| WorkerRow {
+            namespace: Some(ns.into()),
+            name: "s19-01".into(),
+            phase: if ns == "a" { "Healthy" } else { "Dead" }.into(),
+            owner: "house".into(),
+            ..WorkerRow::default()
+        };
+        let c = |ns: &str| ContractRow {
+            namespace: Some(ns.into()),
+            name: "rent".into(),
+            phase: "Active".into(),
+            ..ContractRow::default()
+        };
+        let mut doc = StatusDocument {
+            source: "cluster, all namespaces".into(),
+            workers: vec![w("a"), w("b")],
+            contracts: vec![c("a"), c("b")],
+            ..StatusDocument::default()
+        };
+        let plain = status_text(&doc, now);
+        assert!(!plain.contains("NAMESPACE"), "{plain}");
+        doc.all_namespaces = true;
+        let t = status_text(&doc, now);
+        let lines: Vec<&str> = t.lines().collect();
+        assert!(
+            lines.iter().any(|l| l.starts_with("NAMESPACE   WORKER")),
+            "{t}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("a           s19-01   Healthy")),
+            "{t}"
+        );
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with("b           s19-01   Dead")),
+            "{t}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("NAMESPACE   CONTRACT")),
+            "{t}"
+        );
+        assert!(
+            lines.iter().any(|l| l.starts_with("b           rent")),
+            "{t}"
+        );
+        let j = serde_json::to_value(&doc).unwrap();
+        assert_eq!(j["workers"][1]["namespace"], "b");
+        assert_eq!(j["contracts"][0]["namespace"], "a");
+        assert_eq!(j["allNamespaces"], true);
+    }
+
+    /// A failed worker that mines again reads as recovering, not as Dead with a live hashrate.
+    #[test]
+    fn a_recovering_worker_says_so() {
+        let now: Timestamp = "2026-07-01T00:01:00Z".parse().unwrap();
+        let rows = vec![WorkerRow {
+            name: "acme-02".into(),
+            phase: "Dead".into(),
+            recovering: true,
+            hashrate: Some(199_000.0),
+            ..WorkerRow::default()
+        }];
+        let t = workers_table(&rows, now);
+        assert!(
+            t.contains("acme-02   Recovering (Dead)   199.0 kH/s"),
+            "{t}"
+        );
     }
 
     #[test]

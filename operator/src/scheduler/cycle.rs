@@ -13,7 +13,9 @@ use crate::crd::{
     PoolEndpoint, RentalContract, StratumHub, UnknownWorkerPolicy as CrdUnknown, Worker,
     WorkerOwner, WorkerPhase,
 };
-use crate::scheduler::accounting::{ClosedSlot, Ledger, OpenSlot, SlaTerms, record};
+use crate::scheduler::accounting::{
+    ClosedSlot, Delivery, Ledger, OpenSlot, SlaTerms, SlotVerdict, Unobserved, record,
+};
 use crate::scheduler::allocation::{
     Allocation, Change, ContractCondition, ContractView, Mode, Owner, Placement, Requirement, Role,
     Selector, WorkerView, World, allocate,
@@ -43,9 +45,28 @@ pub const MEASURED_WINDOW_SECS: u64 = 300;
 /// Reassignment history kept for `maxReassignmentsPerHour`.
 const HOUR_MS: i64 = 3_600_000;
 
+/// A worker's cumulative delivered-share counters as the hub last reported them (accepted and
+/// below-target buckets: locally valid work the pool did not reject or lose).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryCounter {
+    pub shares: u64,
+    pub difficulty: f64,
+}
+
+impl DeliveryCounter {
+    /// The delivered part of a worker's facts.
+    pub fn of(f: &WorkerFacts) -> Self {
+        DeliveryCounter {
+            shares: f.shares.accepted.saturating_add(f.shares.below_target),
+            difficulty: f.difficulty.accepted + f.difficulty.below_target,
+        }
+    }
+}
+
 /// State carried from one cycle to the next (serializable, so local mode can keep it on disk).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct CycleMemory {
     pub health: BTreeMap<String, HealthState>,
     pub placements: BTreeMap<String, Placement>,
@@ -56,6 +77,12 @@ pub struct CycleMemory {
     pub last_failover: BTreeMap<String, Timestamp>,
     /// Last routing document per hub.
     pub routing: BTreeMap<String, RoutingDocument>,
+    /// Every reported worker's delivered-share counters at the last cycle with facts (the SLA
+    /// ledger accounts the difference).
+    pub delivery_counters: BTreeMap<String, DeliveryCounter>,
+    /// When those counters were read; `None` after a restart (the first interval is unobserved).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counters_as_of: Option<Timestamp>,
 }
 
 /// Everything one cycle decides from.
@@ -148,6 +175,10 @@ pub struct ContractReport {
     pub delivered_hashrate: f64,
     /// `spec.sla.uptimeTarget` as a fraction.
     pub uptime_target: f64,
+    /// The SLA terms the ledger is kept under.
+    pub sla: SlaTerms,
+    /// What the serving workers delivered since the previous cycle (or why it cannot count).
+    pub delivery: Delivery,
     pub ledger: Ledger,
     pub closed_slots: Vec<ClosedSlot>,
     pub conditions: Vec<ContractCondition>,
@@ -160,50 +191,96 @@ pub struct ContractReport {
 }
 
 impl ContractReport {
-    /// The ledger's open slot in the CRD's shape.
+    /// The ledger in the CRD's shape.
     pub fn accounting_state(&self) -> AccountingState {
+        let l = &self.ledger;
+        let open = l.open.unwrap_or_default();
         AccountingState {
-            slot_start: self.ledger.open.map(|o| Time(o.start)),
-            slot_delivered_hashes: self.ledger.open.map(|o| o.delivered_hashes).unwrap_or(0.0),
-            slot_observed_seconds: self.ledger.open.map(|o| o.observed_seconds).unwrap_or(0.0),
-            last_sample_time: self.ledger.last_sample_at.map(Time),
+            version: Some(ACCOUNTING_VERSION),
+            slot_start: open.start.map(Time),
+            slot_delivered_hashes: None,
+            slot_observed_seconds: open.observed_seconds,
+            slot_shares: Some(open.shares),
+            slot_difficulty: Some(open.difficulty),
+            slot_difficulty_squared: Some(open.difficulty_squared),
+            slot_reference_difficulty: open.reference_difficulty,
+            shortfall_hashes: Some(l.shortfall_hashes),
+            shortfall_variance: Some(l.shortfall_variance),
+            started_time: l.started_at.map(Time),
+            last_slot: l.last_slot.map(|v| slot_verdict_name(v).to_owned()),
+            last_sample_time: l.last_sample_at.map(Time),
         }
     }
 
-    /// Writes the ledger's fields into a RentalContract status.
+    /// Writes the ledger's fields (slots, uptime with its interval, shortfall and credit with
+    /// theirs, the accounting state) into a RentalContract status.
     pub fn write_ledger(&self, s: &mut crate::crd::RentalContractStatus) {
+        use crate::crd::rental_contract::ConfidenceInterval;
+        use crate::quantity::Percentage;
+        use crate::scheduler::accounting::HASHES_PER_TH_HOUR;
+        let l = &self.ledger;
+        let iv = l.uptime_interval();
         s.uptime = Some(crate::crd::Uptime {
-            observed_slots: self.ledger.observed_slots,
-            up_slots: self.ledger.up_slots,
-            ratio: crate::quantity::Percentage::from_ratio(
-                self.ledger.up_slots,
-                self.ledger.observed_slots,
-            ),
+            observed_slots: l.observed_slots(),
+            up_slots: l.up_slots,
+            down_slots: l.down_slots,
+            unobserved_slots: l.unobserved_slots,
+            ratio: Percentage::from_ratio(l.up_slots, l.observed_slots()),
+            ratio_low: (l.observed_slots() > 0).then(|| Percentage::from_fraction(iv.low)),
+            ratio_high: (l.observed_slots() > 0).then(|| Percentage::from_fraction(iv.high)),
         });
-        s.shortfall_hashrate_hours = Some(self.ledger.shortfall_hashrate_hours);
-        s.credit = Some(self.ledger.credit);
+        s.shortfall_hashrate_hours = Some(l.shortfall_hashrate_hours());
+        let owed = l.owed_interval();
+        s.shortfall_interval = Some(ConfidenceInterval {
+            low: owed.low / HASHES_PER_TH_HOUR,
+            high: owed.high / HASHES_PER_TH_HOUR,
+        });
+        s.credit = Some(l.credit(&self.sla));
+        let c = l.credit_interval(&self.sla);
+        s.credit_interval = Some(ConfidenceInterval {
+            low: c.low,
+            high: c.high,
+        });
         s.accounting = Some(self.accounting_state());
     }
 
-    /// (up, observed) slots of the ledger.
+    /// (up, judged) slots of the ledger.
     pub fn up_and_observed_slots(&self) -> (u64, u64) {
-        (self.ledger.up_slots, self.ledger.observed_slots)
+        (self.ledger.up_slots, self.ledger.observed_slots())
     }
 
     /// The `SlaBreached` condition: (breached, reason, message).
     pub fn sla_verdict(&self) -> (bool, &'static str, String) {
-        let breached = self.phase == ContractPhase::Breached;
+        let l = &self.ledger;
+        let (breached, p) = l.breached(self.uptime_target);
+        let iv = l.uptime_interval();
         let msg = format!(
-            "uptime {}/{} slots, target {:.3}%",
-            self.ledger.up_slots,
-            self.ledger.observed_slots,
+            "{} up, {} down, {} unobserved slots: uptime {:.3}% (95% interval {:.3}–{:.3}%), target {:.3}%; P(this many down slots within the target) = {p:.2e}",
+            l.up_slots,
+            l.down_slots,
+            l.unobserved_slots,
+            l.uptime() * 100.0,
+            iv.low * 100.0,
+            iv.high * 100.0,
             self.uptime_target * 100.0
         );
         if breached {
-            (true, "BelowTarget", msg)
+            (true, "TargetMissed", msg)
         } else {
             (false, "WithinTarget", msg)
         }
+    }
+}
+
+/// Layout version of `status.accounting` written by this scheduler.
+pub const ACCOUNTING_VERSION: u32 = 2;
+
+/// `up`, `down`, `unobserved`: the metric label values of slot verdicts.
+pub fn slot_verdict_name(v: SlotVerdict) -> &'static str {
+    match v {
+        SlotVerdict::Up => crate::metrics::verdict::UP,
+        SlotVerdict::Down => crate::metrics::verdict::DOWN,
+        SlotVerdict::Unobserved => crate::metrics::verdict::UNOBSERVED,
     }
 }
 
@@ -418,26 +495,57 @@ fn health_from_status(w: &Worker, now: Timestamp) -> Option<HealthState> {
     })
 }
 
-fn ledger_from_status(c: &RentalContract) -> Ledger {
+/// The ledger a RentalContract's status holds. A status written by an older hashsched (no
+/// `accounting.version`) is migrated: its up and observed slots and its shortfall are kept, its
+/// open slot (a hashrate integral the new ledger cannot use) is dropped as unobserved.
+pub fn ledger_from_status(c: &RentalContract) -> Ledger {
     let Some(s) = c.status.as_ref() else {
         return Ledger::default();
     };
     let uptime = s.uptime.clone().unwrap_or_default();
     let acc = s.accounting.clone().unwrap_or_default();
-    Ledger {
-        observed_slots: uptime.observed_slots,
-        up_slots: uptime.up_slots.min(uptime.observed_slots),
-        shortfall_hashrate_hours: s
-            .shortfall_hashrate_hours
-            .filter(|x| x.is_finite())
-            .unwrap_or(0.0),
-        credit: s.credit.filter(|x| x.is_finite()).unwrap_or(0.0),
-        open: acc.slot_start.map(|t| OpenSlot {
-            start: t.0,
-            delivered_hashes: acc.slot_delivered_hashes,
-            observed_seconds: acc.slot_observed_seconds,
-        }),
-        last_sample_at: acc.last_sample_time.map(|t| t.0),
+    let finite = |x: Option<f64>| x.filter(|x| x.is_finite()).unwrap_or(0.0);
+    if acc.version.unwrap_or(1) >= ACCOUNTING_VERSION {
+        let open = acc.slot_start.as_ref().map(|t| OpenSlot {
+            start: Some(t.0),
+            observed_seconds: finite(Some(acc.slot_observed_seconds)).max(0.0),
+            shares: finite(acc.slot_shares).max(0.0),
+            difficulty: finite(acc.slot_difficulty).max(0.0),
+            difficulty_squared: finite(acc.slot_difficulty_squared).max(0.0),
+            reference_difficulty: acc.slot_reference_difficulty.filter(|d| d.is_finite()),
+        });
+        Ledger {
+            up_slots: uptime.up_slots,
+            down_slots: uptime.down_slots,
+            unobserved_slots: uptime.unobserved_slots,
+            shortfall_hashes: finite(acc.shortfall_hashes),
+            shortfall_variance: finite(acc.shortfall_variance).max(0.0),
+            open,
+            last_sample_at: acc.last_sample_time.map(|t| t.0),
+            started_at: acc.started_time.map(|t| t.0),
+            last_slot: match acc.last_slot.as_deref() {
+                Some("up") => Some(SlotVerdict::Up),
+                Some("down") => Some(SlotVerdict::Down),
+                Some("unobserved") => Some(SlotVerdict::Unobserved),
+                _ => None,
+            },
+        }
+    } else {
+        let up = uptime.up_slots.min(uptime.observed_slots);
+        Ledger {
+            up_slots: up,
+            down_slots: uptime.observed_slots - up,
+            unobserved_slots: 0,
+            shortfall_hashes: finite(s.shortfall_hashrate_hours).max(0.0)
+                * crate::scheduler::accounting::HASHES_PER_TH_HOUR,
+            shortfall_variance: 0.0,
+            open: None,
+            last_sample_at: acc.last_sample_time.as_ref().map(|t| t.0),
+            started_at: (uptime.observed_slots > 0)
+                .then(|| acc.last_sample_time.as_ref().map(|t| t.0))
+                .flatten(),
+            last_slot: None,
+        }
     }
 }
 
@@ -801,6 +909,15 @@ fn account_contracts(
             *delivered.entry(c).or_default() += d;
         }
     }
+    // The counters the next cycle subtracts from.
+    if input.facts_as_of.is_some() {
+        next.delivery_counters = input
+            .facts
+            .iter()
+            .map(|(n, f)| (n.clone(), DeliveryCounter::of(f)))
+            .collect();
+        next.counters_as_of = input.facts_as_of;
+    }
     let mut assigned_by_contract: BTreeMap<&str, Vec<AssignedWorker>> = BTreeMap::new();
     for (n, pl) in placements {
         if let (Some(c), true) = (pl.contract.as_deref(), pl.role.serves()) {
@@ -824,12 +941,15 @@ fn account_contracts(
             max_gap: (slot * 2).max(Duration::from_secs(120)),
             start: spec.start.as_ref().map(|t| t.0),
             end: spec.end.as_ref().map(|t| t.0),
+            false_down_probability: sla.false_down_budget() / 1e4,
+            uptime_target: sla.uptime_target().as_fraction(),
         };
         let d = delivered.get(p.name.as_str()).copied().unwrap_or(0.0);
         let ledger = ledgers.get(p.name.as_str()).cloned().unwrap_or_default();
-        // An invalid or unreadable world is not evidence: only account when facts exist.
-        let (ledger, rec) = if p.spec_error.is_none() && input.facts_as_of.is_some() {
-            record(&ledger, &terms, now, d)
+        let delivery = contract_delivery(input, memory, world, p, objects.default_interval);
+        // An invalid spec is not evidence: nothing is accounted for it.
+        let (ledger, rec) = if p.spec_error.is_none() {
+            record(&ledger, &terms, now, &delivery)
         } else {
             (ledger, Default::default())
         };
@@ -870,7 +990,7 @@ fn account_contracts(
             ContractPhase::Pending
         } else if spec.end.as_ref().is_some_and(|e| now >= e.0) {
             ContractPhase::Expired
-        } else if ledger.observed_slots > 0 && ledger.uptime() < target {
+        } else if ledger.breached(target).0 {
             ContractPhase::Breached
         } else if planned < required
             || conditions
@@ -901,6 +1021,8 @@ fn account_contracts(
             planned_hashrate: planned,
             delivered_hashrate: d,
             uptime_target: target,
+            sla: terms,
+            delivery,
             ledger,
             closed_slots: rec.closed,
             conditions,
@@ -911,6 +1033,92 @@ fn account_contracts(
         });
     }
     contract_reports
+}
+
+/// What a contract's serving workers delivered since the previous cycle, from the hubs'
+/// cumulative counters — or why the interval cannot be judged (see the accounting module doc).
+fn contract_delivery(
+    input: &CycleInput<'_>,
+    memory: &CycleMemory,
+    world: &World,
+    plan: &ContractPlan<'_>,
+    share_interval: Duration,
+) -> Delivery {
+    if input.facts_as_of.is_none() {
+        return Delivery::unobserved(Unobserved::NoData);
+    }
+    let mut d = Delivery::default();
+    let mut serving = 0usize;
+    let (mut ref_num, mut ref_den) = (0.0, 0.0);
+    let health: BTreeMap<&str, Verdict> = world
+        .workers
+        .iter()
+        .map(|v| (v.name.as_str(), v.health))
+        .collect();
+    d.failing = plan
+        .primaries
+        .iter()
+        .any(|p| health.get(p.as_str()).is_some_and(|v| v.is_failed()));
+    for v in &world.workers {
+        if v.placement.contract.as_deref() != Some(plan.name.as_str()) || !v.placement.role.serves()
+        {
+            continue;
+        }
+        serving += 1;
+        let facts = input.facts.get(&v.name);
+        let connected = facts.is_some_and(|f| f.connected);
+        match v.health {
+            // No verdict yet: a fresh miner warming up, or the hub restarted.
+            Verdict::Unknown => d.unobserved = d.unobserved.or(Some(Unobserved::WarmUp)),
+            // Gone, but within its grace: a reconnect (or a hub restart) is not judged.
+            Verdict::Healthy if !connected => {
+                d.unobserved = d.unobserved.or(Some(Unobserved::WarmUp))
+            }
+            v if v.is_failed() => d.failing = true,
+            _ => {}
+        }
+        let Some(f) = facts else { continue };
+        let now = DeliveryCounter::of(f);
+        // Absent from the previous cycle's facts: the hub's entry is new, it counted from zero.
+        let before = memory
+            .delivery_counters
+            .get(&v.name)
+            .copied()
+            .unwrap_or_default();
+        if now.shares < before.shares || now.difficulty + 1e-9 * now.difficulty < before.difficulty
+        {
+            d.unobserved = d.unobserved.or(Some(Unobserved::CounterReset));
+            continue;
+        }
+        let dn = (now.shares - before.shares) as f64;
+        let dd = (now.difficulty - before.difficulty).max(0.0);
+        d.shares += dn;
+        d.difficulty += dd;
+        if dn > 0.0 {
+            d.difficulty_squared += dd * dd / dn;
+        }
+        if let Some(md) = f.miner_difficulty.filter(|m| m.is_finite() && *m > 0.0) {
+            ref_num += v.expected_hashrate.max(1.0) * md;
+            ref_den += v.expected_hashrate.max(1.0);
+        }
+    }
+    if memory.counters_as_of.is_none() {
+        d.unobserved = d.unobserved.or(Some(Unobserved::NoBaseline));
+    }
+    d.failing |= serving == 0 && plan.active;
+    d.reference_difficulty = if ref_den > 0.0 {
+        Some(ref_num / ref_den)
+    } else if plan.contracted > 0.0 {
+        // Nobody reports a difficulty: each serving worker (at least one) at the hub's share
+        // interval.
+        Some(
+            plan.contracted / serving.max(1) as f64 * share_interval.as_secs_f64()
+                / HASHES_PER_DIFFICULTY,
+        )
+    } else {
+        None
+    };
+    d
 }
 
 /// The final placements (and the customer they serve) into the worker reports.

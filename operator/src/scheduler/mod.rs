@@ -21,6 +21,7 @@ pub mod allocation;
 pub mod cycle;
 pub mod health;
 pub mod render;
+pub mod sli;
 pub mod status;
 
 /// Human-readable hashrate for reasons and Events (`123.4 TH/s`).

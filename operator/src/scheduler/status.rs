@@ -22,6 +22,11 @@ use crate::scheduler::allocation::{ContractCondition, Role};
 use crate::scheduler::cycle::{ContractReport, WorkerReport};
 use crate::scheduler::health::Verdict;
 
+/// `status.reason` of a failed worker (Dead or Degraded) that mines again: healthy evidence is
+/// accumulating towards `minDwell`, so it is shown as recovering rather than failed with a live
+/// hashrate.
+pub const REASON_RECOVERING: &str = "Recovering";
+
 /// Longest free text kept in a status message (the CRD's bound).
 pub const MAX_MESSAGE: usize = 1024;
 
@@ -68,6 +73,23 @@ fn role_of(role: Role) -> AssignmentRole {
     }
 }
 
+/// A failed worker that mines again: it is past the failure (its dwell runs), or it is Dead and
+/// connected with a valid share more recent than the no-share limit.
+fn recovering(r: &WorkerReport, facts: Option<&WorkerFacts>, now: Timestamp) -> bool {
+    if !r.verdict.is_failed() {
+        return false;
+    }
+    if r.health.recovering_since.is_some() {
+        return true;
+    }
+    let limit = r.thresholds.map_or(60.0, |t| t.dead_after_secs);
+    r.verdict == Verdict::Dead
+        && r.connected
+        && facts
+            .and_then(|f| f.last_share_unix)
+            .is_some_and(|t| now.as_millisecond() as f64 / 1000.0 - t <= limit)
+}
+
 /// A Worker's status after one cycle. `changes` are the reasons of this worker's moves in the
 /// cycle (each closes the open entry of the lend/return history and opens a new one).
 pub fn worker_status(
@@ -81,7 +103,11 @@ pub fn worker_status(
     let now_t = Time(now);
     s.phase = Some(r.phase());
     s.phase_since = Some(Time(r.health.since));
-    s.reason = Some(r.verdict.as_str().to_owned());
+    s.reason = Some(if recovering(r, facts, now) {
+        REASON_RECOVERING.to_owned()
+    } else {
+        r.verdict.as_str().to_owned()
+    });
     s.message = Some(truncate(&r.reason, MAX_MESSAGE));
     s.connected = Some(r.connected);
     if let Some(f) = facts {
@@ -330,10 +356,7 @@ pub fn customer_status(
             if short.is_empty() {
                 String::new()
             } else {
-                truncate(
-                    &format!("not Active: {}", short.join(", ")),
-                    MAX_MESSAGE,
-                )
+                truncate(&format!("not Active: {}", short.join(", ")), MAX_MESSAGE)
             },
             generation,
             &now_t,
@@ -374,7 +397,10 @@ pub fn pool_endpoint_status(
                     p.up,
                     if p.up { "SessionUp" } else { "Unreachable" },
                     if p.up {
-                        format!("{} upstream session(s), {} worker(s)", p.sessions, p.workers)
+                        format!(
+                            "{} upstream session(s), {} worker(s)",
+                            p.sessions, p.workers
+                        )
                     } else {
                         truncate(&why, MAX_MESSAGE)
                     },
@@ -705,7 +731,11 @@ mod tests {
         let healthy = report(Verdict::Healthy, Placement::spare(t0), None);
         let s0 = worker_status(None, &healthy, None, &[], t0);
         assert_eq!(s0.observed_generation, Some(3));
-        assert!(s0.conditions.iter().all(|c| c.observed_generation == Some(3)));
+        assert!(
+            s0.conditions
+                .iter()
+                .all(|c| c.observed_generation == Some(3))
+        );
         // Same verdict, new generation: transition times stay, the generation moves.
         let mut again = healthy.clone();
         again.generation = Some(4);
@@ -759,10 +789,16 @@ mod tests {
             ..HubObservation::default()
         };
         let s = stratum_hub_status(None, &obs, Some(7), Some(1), t0);
-        assert!(!conditions::is_true(&s.conditions, conditions::ROUTING_APPLIED));
+        assert!(!conditions::is_true(
+            &s.conditions,
+            conditions::ROUTING_APPLIED
+        ));
         assert!(conditions::is_true(&s.conditions, conditions::READY));
         let s = stratum_hub_status(Some(&s), &obs, Some(6), Some(1), t0);
-        assert!(conditions::is_true(&s.conditions, conditions::ROUTING_APPLIED));
+        assert!(conditions::is_true(
+            &s.conditions,
+            conditions::ROUTING_APPLIED
+        ));
         assert_eq!(s.desired_routing_generation, Some(6));
 
         let facts = PoolFacts {
