@@ -95,7 +95,9 @@ async fn a_minute_of_real_world_events(mode: MinerMode, en2: usize) {
         difficulty: POOL_D,
         ..live_pool(name)
     };
-    let a = SimPool::start(pool_cfg("pool-a", JobIds::Hex)).await.unwrap();
+    let a = SimPool::start(pool_cfg("pool-a", JobIds::Hex))
+        .await
+        .unwrap();
     let b = SimPool::start(pool_cfg("pool-b", JobIds::Decimal))
         .await
         .unwrap();
@@ -201,13 +203,21 @@ async fn a_minute_of_real_world_events(mode: MinerMode, en2: usize) {
         assert!(s.is_conserved(), "{w}: {s:?}");
         assert_eq!(s.rejected_total(), 0, "{w}: error replies {:?}", s.rejected);
         assert_eq!(s.lost, 0, "{w}: {s:?}");
-        assert_eq!(f.submitted(), s.submitted, "{w}: every share in one bucket: {f:?}");
+        assert_eq!(
+            f.submitted(),
+            s.submitted,
+            "{w}: every share in one bucket: {f:?}"
+        );
         assert_eq!(
             f.shares.stale + f.shares.switch_stale + f.shares.job_change_stale,
             0,
             "{w}: stale shares: {f:?}"
         );
-        assert_eq!(f.shares.invalid + f.shares.rejected + f.shares.lost, 0, "{w}: {f:?}");
+        assert_eq!(
+            f.shares.invalid + f.shares.rejected + f.shares.lost,
+            0,
+            "{w}: {f:?}"
+        );
         assert_eq!(
             pa.rejected_total() + pb.rejected_total(),
             0,

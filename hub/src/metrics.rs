@@ -754,6 +754,46 @@ mod tests {
         }
     }
 
+    /// "Absent" never has to mean "zero": a hub that has seen nothing yet exports its counters
+    /// with every known label set at 0.
+    #[test]
+    fn counters_are_present_at_zero_from_startup() {
+        let m = HubMetrics::new(Arc::new(Fixed(Snapshot::default())));
+        let text = m.render();
+        let mut want = vec![format!("{HUB_CONNECTIONS_TOTAL} 0")];
+        for r in reconnect::ALL {
+            want.push(format!("{HUB_MINER_RECONNECTS_TOTAL}{{reason=\"{r}\"}} 0"));
+        }
+        for r in unattributed::ALL {
+            want.push(format!(
+                "{HUB_UNATTRIBUTED_SUBMITS_TOTAL}{{reason=\"{r}\"}} 0"
+            ));
+        }
+        for k in protocol_error::MINER {
+            want.push(format!(
+                "{HUB_PROTOCOL_ERRORS_TOTAL}{{side=\"miner\",kind=\"{k}\"}} 0"
+            ));
+        }
+        for k in protocol_error::POOL {
+            want.push(format!(
+                "{HUB_PROTOCOL_ERRORS_TOTAL}{{side=\"pool\",kind=\"{k}\"}} 0"
+            ));
+        }
+        for r in COMMON_CLOSE_REASONS {
+            want.push(format!(
+                "{HUB_CONNECTIONS_CLOSED_TOTAL}{{reason=\"{r}\"}} 0"
+            ));
+        }
+        for w in want {
+            assert!(text.contains(&w), "missing {w} in:\n{text}");
+        }
+        // A pool's switch counters exist for every reason before any switch.
+        let counters = crate::upstream::PoolCounters::default();
+        let by_reason = counters.switches_by_reason();
+        assert_eq!(by_reason.len(), crate::pool_health::SwitchReason::ALL.len());
+        assert!(by_reason.values().all(|n| *n == 0));
+    }
+
     #[test]
     fn window_labels() {
         assert_eq!(window_label(60), "1m");
