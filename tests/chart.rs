@@ -72,21 +72,65 @@ fn default_and_all_on_values_match_the_schema() {
 #[test]
 fn the_schema_rejects_wrong_types_and_unknown_keys() {
     let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-        ("replicaCount as a string", Box::new(|v| v["replicaCount"] = json!("2"))),
+        (
+            "replicaCount as a string",
+            Box::new(|v| v["replicaCount"] = json!("2")),
+        ),
         ("replicaCount 0", Box::new(|v| v["replicaCount"] = json!(0))),
-        ("image tag as a number", Box::new(|v| v["image"]["tag"] = json!(1.0))),
-        ("image pull policy typo", Box::new(|v| v["image"]["pullPolicy"] = json!("Sometimes"))),
-        ("unknown image key", Box::new(|v| v["image"]["name"] = json!("x"))),
-        ("unknown top-level key", Box::new(|v| v["replicas"] = json!(2))),
-        ("metrics port below 1024", Box::new(|v| v["metricsPort"] = json!(80))),
-        ("metrics port as a string", Box::new(|v| v["metricsPort"] = json!("8080"))),
-        ("serviceMonitor.enabled as a string", Box::new(|v| v["serviceMonitor"]["enabled"] = json!("yes"))),
-        ("podMonitor interval not a duration", Box::new(|v| v["podMonitor"]["interval"] = json!("fast"))),
-        ("label value as a number", Box::new(|v| v["prometheusRule"]["labels"] = json!({"release": 1}))),
-        ("dashboards without enabled", Box::new(|v| { v["dashboards"].as_object_mut().unwrap().remove("enabled"); })),
-        ("watchNamespace not a DNS label", Box::new(|v| v["watchNamespace"] = json!("Farm_A"))),
-        ("logJson as a string", Box::new(|v| v["logJson"] = json!("true"))),
-        ("tolerations as a map", Box::new(|v| v["tolerations"] = json!({"key": "x"}))),
+        (
+            "image tag as a number",
+            Box::new(|v| v["image"]["tag"] = json!(1.0)),
+        ),
+        (
+            "image pull policy typo",
+            Box::new(|v| v["image"]["pullPolicy"] = json!("Sometimes")),
+        ),
+        (
+            "unknown image key",
+            Box::new(|v| v["image"]["name"] = json!("x")),
+        ),
+        (
+            "unknown top-level key",
+            Box::new(|v| v["replicas"] = json!(2)),
+        ),
+        (
+            "metrics port below 1024",
+            Box::new(|v| v["metricsPort"] = json!(80)),
+        ),
+        (
+            "metrics port as a string",
+            Box::new(|v| v["metricsPort"] = json!("8080")),
+        ),
+        (
+            "serviceMonitor.enabled as a string",
+            Box::new(|v| v["serviceMonitor"]["enabled"] = json!("yes")),
+        ),
+        (
+            "podMonitor interval not a duration",
+            Box::new(|v| v["podMonitor"]["interval"] = json!("fast")),
+        ),
+        (
+            "label value as a number",
+            Box::new(|v| v["prometheusRule"]["labels"] = json!({"release": 1})),
+        ),
+        (
+            "dashboards without enabled",
+            Box::new(|v| {
+                v["dashboards"].as_object_mut().unwrap().remove("enabled");
+            }),
+        ),
+        (
+            "watchNamespace not a DNS label",
+            Box::new(|v| v["watchNamespace"] = json!("Farm_A")),
+        ),
+        (
+            "logJson as a string",
+            Box::new(|v| v["logJson"] = json!("true")),
+        ),
+        (
+            "tolerations as a map",
+            Box::new(|v| v["tolerations"] = json!({"key": "x"})),
+        ),
     ];
     for (what, change) in cases {
         let mut v = default_values();
@@ -100,7 +144,8 @@ fn the_schema_rejects_wrong_types_and_unknown_keys() {
 
 /// `helm template` substitute: every template of the chart with `values`, as (file, text).
 fn render_all(values: &Value) -> Vec<(String, String)> {
-    let ctx = chart_template::Context::new(&chart(), values.clone(), "hashsched", "hashsched-system");
+    let ctx =
+        chart_template::Context::new(&chart(), values.clone(), "hashsched", "hashsched-system");
     let mut out = Vec::new();
     let mut names: Vec<_> = std::fs::read_dir(chart().join("templates"))
         .expect("templates/")
@@ -109,8 +154,8 @@ fn render_all(values: &Value) -> Vec<(String, String)> {
     names.sort();
     for name in names {
         let text = read(&chart().join("templates").join(&name));
-        let rendered = chart_template::render(&ctx, &text)
-            .unwrap_or_else(|e| panic!("templates/{name}: {e}"));
+        let rendered =
+            chart_template::render(&ctx, &text).unwrap_or_else(|e| panic!("templates/{name}: {e}"));
         // (`{{` may remain: alert templates and legend formats inside the included files.)
         assert!(
             !rendered.contains("<no value>"),
@@ -135,7 +180,10 @@ fn objects(values: &Value) -> Vec<Value> {
                 continue;
             }
             for key in ["apiVersion", "kind"] {
-                assert!(v[key].is_string(), "templates/{name}: object without {key}: {v}");
+                assert!(
+                    v[key].is_string(),
+                    "templates/{name}: object without {key}: {v}"
+                );
             }
             assert!(
                 v["metadata"]["name"].is_string(),
@@ -224,25 +272,52 @@ fn args(container: &Value) -> Vec<String> {
 fn default_values_render_the_operator_least_privileged_and_probed() {
     let objs = objects(&default_values());
     check_structure(&objs);
-    let kinds: Vec<_> = objs.iter().map(|o| o["kind"].as_str().unwrap().to_owned()).collect();
-    for k in ["Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Service", "PrometheusRule", "ConfigMap"] {
-        assert!(kinds.iter().any(|x| x == k), "default render lacks a {k}: {kinds:?}");
+    let kinds: Vec<_> = objs
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap().to_owned())
+        .collect();
+    for k in [
+        "Deployment",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Service",
+        "PrometheusRule",
+        "ConfigMap",
+    ] {
+        assert!(
+            kinds.iter().any(|x| x == k),
+            "default render lacks a {k}: {kinds:?}"
+        );
     }
     // Off by default: they need the Prometheus operator's CRDs.
-    assert!(!kinds.iter().any(|k| k == "ServiceMonitor" || k == "PodMonitor"), "{kinds:?}");
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| k == "ServiceMonitor" || k == "PodMonitor"),
+        "{kinds:?}"
+    );
 
     let d = find(&objs, "Deployment", "hashsched-operator");
     assert_eq!(d["spec"]["replicas"], 1);
     let pod = &d["spec"]["template"]["spec"];
     assert_eq!(pod["serviceAccountName"], "hashsched-operator");
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
-    assert_eq!(pod["securityContext"]["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
     let c = operator_container(&objs);
     assert_eq!(c["image"], the_image());
     assert_eq!(c["command"], json!(["/usr/local/bin/hashsched"]));
     assert_eq!(
         args(c),
-        vec!["operator", "--metrics-addr=0.0.0.0:8080", "--leader-election=false", "--log-json"]
+        vec![
+            "operator",
+            "--metrics-addr=0.0.0.0:8080",
+            "--leader-election=false",
+            "--log-json"
+        ]
     );
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
@@ -272,7 +347,12 @@ fn every_optional_part_renders_and_replicas_turn_leader_election_on() {
     let c = operator_container(&objs);
     assert_eq!(
         args(c),
-        vec!["operator", "--metrics-addr=0.0.0.0:8080", "--leader-election=true", "--namespace=farm"]
+        vec![
+            "operator",
+            "--metrics-addr=0.0.0.0:8080",
+            "--leader-election=true",
+            "--namespace=farm"
+        ]
     );
     let d = find(&objs, "Deployment", "hashsched-operator");
     assert_eq!(d["spec"]["replicas"], 3);
@@ -281,20 +361,30 @@ fn every_optional_part_renders_and_replicas_turn_leader_election_on() {
     assert_eq!(pod["tolerations"][0]["key"], "dedicated");
     assert_eq!(pod["nodeSelector"]["kubernetes.io/os"], "linux");
     assert!(pod["affinity"]["podAntiAffinity"].is_object());
-    assert_eq!(d["spec"]["template"]["metadata"]["annotations"]["example.com/team"], "mining");
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["annotations"]["example.com/team"],
+        "mining"
+    );
     let sm = find(&objs, "ServiceMonitor", "hashsched-operator");
     assert_eq!(sm["metadata"]["labels"]["release"], "prom");
     assert_eq!(sm["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(sm["spec"]["endpoints"][0]["honorLabels"], true);
     let svc = find(&objs, "Service", "hashsched-operator-metrics");
     for (k, v) in sm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
-        assert_eq!(&svc["metadata"]["labels"][k], v, "ServiceMonitor does not select the Service");
+        assert_eq!(
+            &svc["metadata"]["labels"][k], v,
+            "ServiceMonitor does not select the Service"
+        );
     }
     let pm = find(&objs, "PodMonitor", "hashsched-hubs");
     // Selects the pods the operator renders for hubs, and names the job the hub alerts select.
     let hub_labels = hashsched_operator::scheduler::render::kubernetes::hub_labels("any");
     for (k, v) in pm["spec"]["selector"]["matchLabels"].as_object().unwrap() {
-        assert_eq!(hub_labels.get(k).map(String::as_str), v.as_str(), "PodMonitor label {k}");
+        assert_eq!(
+            hub_labels.get(k).map(String::as_str),
+            v.as_str(),
+            "PodMonitor label {k}"
+        );
     }
     assert_eq!(pm["spec"]["jobLabel"], "app.kubernetes.io/name");
     assert_eq!(hub_labels["app.kubernetes.io/name"], "stratum-hub");
@@ -302,7 +392,10 @@ fn every_optional_part_renders_and_replicas_turn_leader_election_on() {
     assert!(rules.contains("up{job=\"stratum-hub\"}"));
     assert_eq!(pm["spec"]["namespaceSelector"]["any"], true);
     let sa = find(&objs, "ServiceAccount", "hashsched-operator");
-    assert_eq!(sa["metadata"]["annotations"]["example.com/role"], "hashsched");
+    assert_eq!(
+        sa["metadata"]["annotations"]["example.com/role"],
+        "hashsched"
+    );
     let cm = find(&objs, "ConfigMap", "hashsched-dashboards");
     assert_eq!(cm["metadata"]["labels"]["team"], "farm");
 }
@@ -316,7 +409,12 @@ fn disabled_parts_render_nothing() {
         .iter()
         .map(|o| o["kind"].as_str().unwrap().to_owned())
         .collect();
-    assert!(!kinds.iter().any(|k| k == "PrometheusRule" || k == "ConfigMap"), "{kinds:?}");
+    assert!(
+        !kinds
+            .iter()
+            .any(|k| k == "PrometheusRule" || k == "ConfigMap"),
+        "{kinds:?}"
+    );
 }
 
 #[test]
@@ -348,7 +446,10 @@ fn the_prometheus_rules_and_dashboards_are_the_tested_files() {
         let pr = find(&objs, "PrometheusRule", name);
         let plain: Value = serde_yaml::from_str(&read(&chart().join("files/rules").join(file)))
             .expect("rules YAML");
-        assert_eq!(pr["spec"], plain, "PrometheusRule {name} differs from files/rules/{file}");
+        assert_eq!(
+            pr["spec"], plain,
+            "PrometheusRule {name} differs from files/rules/{file}"
+        );
     }
     let cm = find(&objs, "ConfigMap", "hashsched-dashboards");
     assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
@@ -357,15 +458,24 @@ fn the_prometheus_rules_and_dashboards_are_the_tested_files() {
     let mut files = BTreeMap::new();
     for e in std::fs::read_dir(chart().join("files/dashboards")).expect("dashboards") {
         let p = e.expect("entry").path();
-        files.insert(p.file_name().unwrap().to_string_lossy().into_owned(), read(&p));
+        files.insert(
+            p.file_name().unwrap().to_string_lossy().into_owned(),
+            read(&p),
+        );
     }
     assert!(files.len() >= 6, "{:?}", files.keys());
     assert_eq!(data.len(), files.len());
     for (name, text) in files {
-        assert_eq!(data[&name], text, "dashboard {name} differs in the ConfigMap");
+        assert_eq!(
+            data[&name], text,
+            "dashboard {name} differs in the ConfigMap"
+        );
     }
     let bytes: usize = data.values().map(|v| v.as_str().unwrap().len()).sum();
-    assert!(bytes < 900 * 1024, "dashboards ConfigMap too big for the apiserver: {bytes} bytes");
+    assert!(
+        bytes < 900 * 1024,
+        "dashboards ConfigMap too big for the apiserver: {bytes} bytes"
+    );
 }
 
 #[test]
@@ -380,7 +490,11 @@ fn the_charts_crds_are_the_generated_ones() {
     };
     let top = names(repo().join("crds"));
     assert_eq!(top.len(), 5, "{top:?}");
-    assert_eq!(names(chart().join("crds")), top, "chart crds/ holds other files than crds/");
+    assert_eq!(
+        names(chart().join("crds")),
+        top,
+        "chart crds/ holds other files than crds/"
+    );
     for f in top {
         assert!(
             read(&repo().join("crds").join(&f)) == read(&chart().join("crds").join(&f)),
@@ -403,7 +517,10 @@ fn notes_tell_the_next_commands_and_the_crd_upgrade() {
         "kubectl apply --server-side -f crds/",
         "Grafana folder \"hashsched\"",
     ] {
-        assert!(notes.contains(needle), "NOTES.txt lacks `{needle}`:\n{notes}");
+        assert!(
+            notes.contains(needle),
+            "NOTES.txt lacks `{needle}`:\n{notes}"
+        );
     }
 }
 
@@ -413,7 +530,10 @@ fn one_image_everywhere_and_versions_agree() {
     let v = default_values();
     let chart_yaml: Value =
         serde_yaml::from_str(&read(&chart().join("Chart.yaml"))).expect("Chart.yaml");
-    assert_eq!(chart_yaml["appVersion"], v["image"]["tag"], "Chart appVersion vs image.tag");
+    assert_eq!(
+        chart_yaml["appVersion"], v["image"]["tag"],
+        "Chart appVersion vs image.tag"
+    );
     assert_eq!(
         v["image"]["tag"],
         env!("CARGO_PKG_VERSION"),
@@ -446,7 +566,12 @@ fn one_image_everywhere_and_versions_agree() {
     // Documentation and the Dockerfile name the same image.
     let repo_name = v["image"]["repository"].as_str().unwrap();
     let owner = repo_name.rsplit_once('/').map(|(o, _)| o).unwrap();
-    for doc in ["README.md", "docs/install.md", "Dockerfile", "charts/hashsched/README.md"] {
+    for doc in [
+        "README.md",
+        "docs/install.md",
+        "Dockerfile",
+        "charts/hashsched/README.md",
+    ] {
         let text = read(&repo().join(doc));
         let mut found = 0;
         for (i, _) in text.match_indices(owner) {
@@ -479,7 +604,11 @@ fn the_chart_readme_lists_every_value() {
         match v {
             Value::Object(o) if !o.is_empty() => {
                 for (k, x) in o {
-                    let p = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    let p = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
                     // Free-form maps (resources, selectors) are documented as one value.
                     if ["resources", "podMonitor.namespaceSelector"].contains(&p.as_str()) {
                         out.push(p);

@@ -92,12 +92,21 @@ fn every_dashboard_parses_and_takes_the_datasource_as_a_variable() {
     let dashboards = load();
     let mut uids = BTreeSet::new();
     for (name, d) in &dashboards {
-        let uid = d["uid"].as_str().unwrap_or_else(|| panic!("{name}: no uid"));
+        let uid = d["uid"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{name}: no uid"));
         assert!(uids.insert(uid.to_owned()), "{name}: uid {uid} used twice");
-        assert!(d["title"].as_str().is_some_and(|t| t.starts_with("hashsched / ")), "{name}: title");
+        assert!(
+            d["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("hashsched / ")),
+            "{name}: title"
+        );
         let vars = d["templating"]["list"].as_array().expect("templating");
         assert!(
-            vars.iter().any(|v| v["name"] == "datasource" && v["type"] == "datasource" && v["query"] == "prometheus"),
+            vars.iter().any(|v| v["name"] == "datasource"
+                && v["type"] == "datasource"
+                && v["query"] == "prometheus"),
             "{name}: no `datasource` variable of type datasource"
         );
         for p in panels(d) {
@@ -106,15 +115,24 @@ fn every_dashboard_parses_and_takes_the_datasource_as_a_variable() {
             if p["type"] == "row" {
                 continue;
             }
-            assert_eq!(p["datasource"]["uid"], "${datasource}", "{name}/{title}: datasource");
-            let targets = p["targets"].as_array().map(Vec::as_slice).unwrap_or_default();
+            assert_eq!(
+                p["datasource"]["uid"], "${datasource}",
+                "{name}/{title}: datasource"
+            );
+            let targets = p["targets"]
+                .as_array()
+                .map(Vec::as_slice)
+                .unwrap_or_default();
             assert!(!targets.is_empty(), "{name}/{title}: panel without a query");
             for t in targets {
                 assert!(
                     t["expr"].as_str().is_some_and(|e| !e.trim().is_empty()),
                     "{name}/{title}: empty query"
                 );
-                assert_eq!(t["datasource"]["uid"], "${datasource}", "{name}/{title}: target datasource");
+                assert_eq!(
+                    t["datasource"]["uid"], "${datasource}",
+                    "{name}/{title}: target datasource"
+                );
             }
         }
     }
@@ -128,7 +146,10 @@ fn the_customer_dashboard_shows_what_the_customer_paid_for() {
         .find(|(_, d)| d["uid"] == "hashsched-customer")
         .expect("customer dashboard");
     let vars = d["templating"]["list"].as_array().unwrap();
-    assert!(vars.iter().any(|v| v["name"] == "customer"), "no customer variable");
+    assert!(
+        vars.iter().any(|v| v["name"] == "customer"),
+        "no customer variable"
+    );
     let all: String = panels(d)
         .iter()
         .flat_map(|p| p["targets"].as_array().into_iter().flatten())
@@ -143,7 +164,10 @@ fn the_customer_dashboard_shows_what_the_customer_paid_for() {
         "hashsched_contract_credit",
         "hashsched_worker_info",
     ] {
-        assert!(all.contains(needle), "customer dashboard does not show {needle}");
+        assert!(
+            all.contains(needle),
+            "customer dashboard does not show {needle}"
+        );
     }
 }
 
@@ -159,7 +183,11 @@ fn every_query_reads_only_catalogued_names() {
             bad.push(format!("{} / {}: {unknown:?}", q.dashboard, q.panel));
         }
     }
-    assert!(bad.is_empty(), "dashboards read names no catalogue or rule defines:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "dashboards read names no catalogue or rule defines:\n{}",
+        bad.join("\n")
+    );
 }
 
 #[test]

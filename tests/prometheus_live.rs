@@ -205,7 +205,10 @@ fn start_prometheus(binary: &Path, target: SocketAddr) -> PrometheusProcess {
     let log = std::fs::File::create(dir.path().join("prometheus.log")).expect("log file");
     let child = Command::new(binary)
         .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address={addr}"))
         .arg("--log.level=warn")
         .stdout(Stdio::null())
@@ -266,7 +269,10 @@ async fn wait_query(prom: SocketAddr, promql: &str, pred: impl Fn(&[Value]) -> b
         {
             return r.clone();
         }
-        assert!(Instant::now() < deadline, "timed out waiting for {promql}: {last:?}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for {promql}: {last:?}"
+        );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -280,7 +286,9 @@ async fn hub_sum(metrics: SocketAddr, name: &str, labels: &[(&str, &str)]) -> f6
         .body;
     let mut sum = 0.0;
     for line in body.lines() {
-        let Some(rest) = line.strip_prefix(name) else { continue };
+        let Some(rest) = line.strip_prefix(name) else {
+            continue;
+        };
         if !(rest.starts_with('{') || rest.starts_with(' ')) {
             continue;
         }
@@ -371,22 +379,48 @@ async fn recording_rules_agree_with_the_hubs_own_counters() {
     }
     // Let shares accumulate; read the hub's counters, then again after the rules have seen them.
     tokio::time::sleep(Duration::from_secs(20)).await;
-    let acme_diff = || hub_sum(m, "hashsched_worker_share_difficulty_total", &[("worker", "w-acme"), ("result", "accepted")]);
-    let accepted = || hub_sum(m, "hashsched_worker_shares_total", &[("result", "accepted")]);
+    let acme_diff = || {
+        hub_sum(
+            m,
+            "hashsched_worker_share_difficulty_total",
+            &[("worker", "w-acme"), ("result", "accepted")],
+        )
+    };
+    let accepted = || {
+        hub_sum(
+            m,
+            "hashsched_worker_shares_total",
+            &[("result", "accepted")],
+        )
+    };
     let (diff_before, shares_before) = (acme_diff().await, accepted().await);
     tokio::time::sleep(Duration::from_secs(10)).await;
 
     // Gauge rules: the hub's own 5 m hashrate of the customer's worker, read at the same moment.
-    let hub_gauge = hub_sum(m, "hashsched_worker_hashrate_hashes_per_second", &[("worker", "w-acme"), ("window", "5m")]).await;
-    let rec = query(prom, "hashsched:customer_hashrate:5m{customer=\"acme\"}").await.unwrap();
+    let hub_gauge = hub_sum(
+        m,
+        "hashsched_worker_hashrate_hashes_per_second",
+        &[("worker", "w-acme"), ("window", "5m")],
+    )
+    .await;
+    let rec = query(prom, "hashsched:customer_hashrate:5m{customer=\"acme\"}")
+        .await
+        .unwrap();
     let rec_value = sample_value(&rec[0]);
     assert!(hub_gauge > 0.0);
     assert!(
         relative_gap(rec_value, hub_gauge) < 0.15,
         "customer hashrate rule {rec_value} vs the hub's gauge {hub_gauge}"
     );
-    let pools = query(prom, "sum(hashsched:pool_hashrate:5m)").await.unwrap();
-    let all_workers = hub_sum(m, "hashsched_worker_hashrate_hashes_per_second", &[("window", "5m")]).await;
+    let pools = query(prom, "sum(hashsched:pool_hashrate:5m)")
+        .await
+        .unwrap();
+    let all_workers = hub_sum(
+        m,
+        "hashsched_worker_hashrate_hashes_per_second",
+        &[("window", "5m")],
+    )
+    .await;
     assert!(
         relative_gap(sample_value(&pools[0]), all_workers) < 0.15,
         "pool hashrate rules {pools:?} vs the hub's worker gauges {all_workers}"
@@ -396,10 +430,20 @@ async fn recording_rules_agree_with_the_hubs_own_counters() {
     // the rules' 5 m window, so `rate(x[5m])` is everything counted so far divided by 300 s (the
     // extrapolation stops at the series' start): that is what the hub's counters imply.
     let age = run.started.elapsed().as_secs_f64();
-    assert!(age < 290.0, "the run outgrew the 5 m window ({age:.0} s): the comparison below assumes it did not");
-    let rec = query(prom, "hashsched:customer_accepted_hashrate:rate5m{customer=\"acme\"}").await.unwrap();
+    assert!(
+        age < 290.0,
+        "the run outgrew the 5 m window ({age:.0} s): the comparison below assumes it did not"
+    );
+    let rec = query(
+        prom,
+        "hashsched:customer_accepted_hashrate:rate5m{customer=\"acme\"}",
+    )
+    .await
+    .unwrap();
     let rec_hashrate = sample_value(&rec[0]);
-    let rec = query(prom, "hashsched:hub_shares:rate5m{result=\"accepted\"}").await.unwrap();
+    let rec = query(prom, "hashsched:hub_shares:rate5m{result=\"accepted\"}")
+        .await
+        .unwrap();
     let rec_shares = sample_value(&rec[0]);
     let (diff_after, shares_after) = (acme_diff().await, accepted().await);
     let to_hashrate = |d: f64| d * 4_294_967_296.0 / 300.0;
@@ -426,12 +470,20 @@ async fn recording_rules_agree_with_the_hubs_own_counters() {
     );
 
     // Every rule evaluated without error against the real series.
-    let rules = request(prom, "GET", "/api/v1/rules", None, b"").await.unwrap().json().unwrap();
+    let rules = request(prom, "GET", "/api/v1/rules", None, b"")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
     let mut count = 0;
     for g in rules["data"]["groups"].as_array().expect("groups") {
         for r in g["rules"].as_array().expect("rules") {
             count += 1;
-            assert_eq!(r["health"], "ok", "rule {} failed: {}", r["name"], r["lastError"]);
+            assert_eq!(
+                r["health"], "ok",
+                "rule {} failed: {}",
+                r["name"], r["lastError"]
+            );
         }
     }
     assert!(count > 40, "only {count} rules loaded");
@@ -494,7 +546,12 @@ async fn the_customer_uptime_query_returns_one_series_per_customer() {
     let series = wait_query(prom, &expr, |r| r.len() == 2).await;
     let mut customers: Vec<_> = series
         .iter()
-        .map(|s| s["metric"]["customer"].as_str().unwrap_or_default().to_owned())
+        .map(|s| {
+            s["metric"]["customer"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
         .collect();
     customers.sort();
     assert_eq!(customers, ["acme", "beta"]);

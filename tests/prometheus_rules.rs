@@ -47,7 +47,11 @@ fn rules_only_read_metrics_the_product_exports() {
     let mut used = BTreeSet::new();
     for path in files {
         let text = std::fs::read_to_string(&path).expect("rules file");
-        assert!(yaml(&path).get("groups").is_some(), "{}: no `groups`", path.display());
+        assert!(
+            yaml(&path).get("groups").is_some(),
+            "{}: no `groups`",
+            path.display()
+        );
         let unknown = unknown_names(&text);
         assert!(
             unknown.is_empty(),
@@ -56,18 +60,26 @@ fn rules_only_read_metrics_the_product_exports() {
         );
         used.extend(identifiers(&text, "hashsched_"));
     }
-    assert!(used.len() > 20, "expected the rules to read many metrics: {used:?}");
+    assert!(
+        used.len() > 20,
+        "expected the rules to read many metrics: {used:?}"
+    );
 }
 
 #[test]
 fn the_identifier_scan_finds_names_and_tells_recording_rules_apart() {
-    let text = "sum(rate(hashsched_pool_shares_total[5m])) / hashsched:pool_x:5m + foo_hashsched_bar";
+    let text =
+        "sum(rate(hashsched_pool_shares_total[5m])) / hashsched:pool_x:5m + foo_hashsched_bar";
     assert_eq!(
-        identifiers(text, "hashsched_").into_iter().collect::<Vec<_>>(),
+        identifiers(text, "hashsched_")
+            .into_iter()
+            .collect::<Vec<_>>(),
         vec!["hashsched_pool_shares_total".to_owned()]
     );
     assert_eq!(
-        identifiers(text, "hashsched:").into_iter().collect::<Vec<_>>(),
+        identifiers(text, "hashsched:")
+            .into_iter()
+            .collect::<Vec<_>>(),
         vec!["hashsched:pool_x:5m".to_owned()]
     );
     assert_eq!(
@@ -99,10 +111,19 @@ fn every_recording_rule_and_alert_has_a_unit_test_case() {
         }
     }
     let untested: Vec<_> = records.difference(&tested_records).collect();
-    assert!(untested.is_empty(), "recording rules without a promql_expr_test: {untested:?}");
+    assert!(
+        untested.is_empty(),
+        "recording rules without a promql_expr_test: {untested:?}"
+    );
     let never_fired: Vec<_> = alerts.difference(&firing_alerts).collect();
-    assert!(never_fired.is_empty(), "alerts no unit test sees firing: {never_fired:?}");
-    assert_eq!(tested_alerts, alerts, "alert tests name alerts that do not exist");
+    assert!(
+        never_fired.is_empty(),
+        "alerts no unit test sees firing: {never_fired:?}"
+    );
+    assert_eq!(
+        tested_alerts, alerts,
+        "alert tests name alerts that do not exist"
+    );
     assert_eq!(recorded_names(), records);
 }
 
@@ -119,7 +140,10 @@ fn every_alert_has_a_runbook_here_and_in_the_docs() {
         );
         for key in ["summary", "description"] {
             let text = r["annotations"][key].as_str().unwrap_or_default();
-            assert!(text.len() > 20, "{name}: annotation {key} missing or too short");
+            assert!(
+                text.len() > 20,
+                "{name}: annotation {key} missing or too short"
+            );
         }
         assert!(
             doc.contains(&format!("| `{name}` |")),
@@ -132,12 +156,18 @@ fn every_alert_has_a_runbook_here_and_in_the_docs() {
 fn promtool_checks_and_unit_tests_the_rules() {
     let Some(promtool) = promtool() else { return };
     for rules in rule_files() {
-        let out = run_promtool(&promtool, &["check".as_ref(), "rules".as_ref(), rules.as_os_str()]);
+        let out = run_promtool(
+            &promtool,
+            &["check".as_ref(), "rules".as_ref(), rules.as_os_str()],
+        );
         assert!(out.contains("SUCCESS"), "{out}");
     }
     for entry in std::fs::read_dir(rules_dir().join("tests")).expect("tests dir") {
         let tests = entry.expect("entry").path();
-        let out = run_promtool(&promtool, &["test".as_ref(), "rules".as_ref(), tests.as_os_str()]);
+        let out = run_promtool(
+            &promtool,
+            &["test".as_ref(), "rules".as_ref(), tests.as_os_str()],
+        );
         assert!(out.contains("SUCCESS"), "{out}");
     }
 }

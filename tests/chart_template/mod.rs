@@ -102,7 +102,9 @@ enum Node {
     With(String, Vec<Node>, Vec<Node>),
 }
 
-fn parse(tokens: &mut std::iter::Peekable<std::vec::IntoIter<Token>>) -> Result<(Vec<Node>, &'static str), String> {
+fn parse(
+    tokens: &mut std::iter::Peekable<std::vec::IntoIter<Token>>,
+) -> Result<(Vec<Node>, &'static str), String> {
     let mut nodes = Vec::new();
     while let Some(t) = tokens.next() {
         match t {

@@ -151,9 +151,6 @@ pub fn run_promtool(promtool: &Path, args: &[&std::ffi::OsStr]) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        out.status.success(),
-        "promtool {args:?} failed:\n{text}"
-    );
+    assert!(out.status.success(), "promtool {args:?} failed:\n{text}");
     text
 }
