@@ -200,7 +200,7 @@ async fn operator_kubeconfig(
             "token",
             "hashsched-operator",
             &PostParams::default(),
-            serde_json::to_vec(&tr).unwrap(),
+            &tr,
         )
         .await
         .expect("TokenRequest");
