@@ -445,7 +445,7 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
             serde_json::from_value(json!({
                 "apiVersion": hashsched_hub::routing::ROUTING_API_VERSION,
                 "generation": 0,
-                "pools": [{"name": "house", "url": house.url(), "user": "house"}],
+                "pools": [{"name": "house", "url": house.url(), "user": "house", "password": {"public": "x"}}],
                 "defaultRoute": {"pools": ["house"]},
             }))
             .expect("bootstrap routing"),
