@@ -196,12 +196,7 @@ async fn operator_kubeconfig(
         serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))
             .unwrap();
     let token: TokenRequest = sas
-        .create_subresource(
-            "token",
-            "hashsched-operator",
-            &PostParams::default(),
-            &tr,
-        )
+        .create_subresource("token", "hashsched-operator", &PostParams::default(), &tr)
         .await
         .expect("TokenRequest");
     let token = token.status.expect("token issued").token;
