@@ -196,12 +196,7 @@ async fn operator_kubeconfig(
         serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}}))
             .unwrap();
     let token: TokenRequest = sas
-        .create_subresource(
-            "token",
-            "hashsched-operator",
-            &PostParams::default(),
-            serde_json::to_vec(&tr).unwrap(),
-        )
+        .create_subresource("token", "hashsched-operator", &PostParams::default(), &tr)
         .await
         .expect("TokenRequest");
     let token = token.status.expect("token issued").token;
@@ -445,7 +440,7 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
             serde_json::from_value(json!({
                 "apiVersion": hashsched_hub::routing::ROUTING_API_VERSION,
                 "generation": 0,
-                "pools": [{"name": "house", "url": house.url(), "user": "house"}],
+                "pools": [{"name": "house", "url": house.url(), "user": "house", "password": {"public": "x"}}],
                 "defaultRoute": {"pools": ["house"]},
             }))
             .expect("bootstrap routing"),
