@@ -146,7 +146,7 @@ fn operator_downtime_is_unobserved_not_down() {
         (ledger.up_slots, ledger.down_slots, ledger.unobserved_slots),
         (50, 0, 10)
     );
-    assert_eq!(ledger.credit(&terms()), 0.0);
+    assert!(ledger.credit(&terms()).abs() < 1e-9, "float rounding only");
 }
 
 #[test]
