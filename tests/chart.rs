@@ -69,9 +69,12 @@ fn default_and_all_on_values_match_the_schema() {
     assert_eq!(schema_errors(&all_on_values()), Vec::<String>::new());
 }
 
+/// A change to the default values that the schema must refuse.
+type Mutation = Box<dyn Fn(&mut Value)>;
+
 #[test]
 fn the_schema_rejects_wrong_types_and_unknown_keys() {
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
+    let cases: Vec<(&str, Mutation)> = vec![
         (
             "replicaCount as a string",
             Box::new(|v| v["replicaCount"] = json!("2")),

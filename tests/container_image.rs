@@ -415,7 +415,7 @@ async fn the_image_builds_and_its_hub_forwards_shares_on_a_private_network() {
                 MinerConfig {
                     hashrate: Some(200e3),
                     record_shares: false,
-                    ..MinerConfig::new(&format!("rig-{i}"))
+                    ..MinerConfig::new(format!("rig-{i}"))
                 },
             )
         })
