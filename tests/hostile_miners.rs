@@ -96,7 +96,7 @@ async fn farm(tweak: impl FnOnce(&mut HubConfig)) -> Farm {
     for m in &honest {
         m.wait_for(DEADLINE, |s| s.accepted >= 3)
             .await
-            .unwrap_or_else(|| panic!("{} never mined: {:?}", m.worker(), m.stats()));
+            .unwrap_or_else(|e| panic!("{} never mined: {e:?}", m.worker()));
     }
     Farm { pool, hub, honest }
 }
@@ -109,7 +109,7 @@ impl Farm {
             let n = m.stats().accepted;
             m.wait_for(DEADLINE, |s| s.accepted >= n + 3)
                 .await
-                .unwrap_or_else(|| panic!("{} stopped mining: {:?}", m.worker(), m.stats()));
+                .unwrap_or_else(|e| panic!("{} stopped mining: {e:?}", m.worker()));
             let s = m.stats();
             assert_eq!(s.connections, 1, "{}: {s:?}", m.worker());
             assert_eq!(s.rejected_total(), 0, "{}: {s:?}", m.worker());

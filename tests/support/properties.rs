@@ -244,6 +244,9 @@ pub fn check_share(
     salt: u64,
     mask: u32,
 ) {
+    if n.coinb1.len() + pool_e1.len() + pool_n2 > protocol::MAX_COINBASE_PART_BYTES {
+        return; // the hub refuses such a job (its miners could not take the folded coinb1)
+    }
     let job = Arc::new(PoolJob {
         session_id: 1,
         pool: Arc::from("p"),
