@@ -31,7 +31,10 @@ struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl std::io::Write for Captured {
     fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).extend_from_slice(b);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
         Ok(b.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -172,9 +175,11 @@ async fn handshake(c: &mut RawClient, worker: &str) -> (Vec<u8>, usize, Vec<Valu
         .expect("subscribe answer");
     let e1 = decode_hex("extranonce1", a["result"][1].as_str().expect("extranonce1")).expect("hex");
     let n2 = a["result"][2].as_u64().expect("en2 size") as usize;
-    c.send_line(&json!({"id": 2, "method": "mining.authorize", "params": [worker, "x"]}).to_string())
-        .await
-        .expect("send");
+    c.send_line(
+        &json!({"id": 2, "method": "mining.authorize", "params": [worker, "x"]}).to_string(),
+    )
+    .await
+    .expect("send");
     let (mut notify, mut ok) = (None, false);
     while notify.is_none() || !ok {
         let line = c.read_line(T).await.expect("a line from the hub");
@@ -222,7 +227,10 @@ async fn bad_lines_get_an_error_and_the_unrecoverable_ones_a_close() {
     let _ = c.send(&big).await;
     let a: Value = serde_json::from_str(&c.read_line(T).await.expect("an answer")).unwrap();
     assert_eq!(code(&a), Some(error_code::OTHER), "{a}");
-    assert!(a["error"][1].as_str().unwrap().contains("line too long"), "{a}");
+    assert!(
+        a["error"][1].as_str().unwrap().contains("line too long"),
+        "{a}"
+    );
     assert!(c.closed_within(T).await, "oversized line must close");
 
     // Endless line (bytes and never a newline): the same answer once past the bound.
@@ -236,11 +244,17 @@ async fn bad_lines_get_an_error_and_the_unrecoverable_ones_a_close() {
     assert!(c.closed_within(T).await, "endless line must close");
     f.protocol_errors_reach("line_too_long", 2.0).await;
     f.closed_for("line too long", 2.0).await;
-    logged(&["miner connection closed by the hub", "reason=\"line too long\""]).await;
+    logged(&[
+        "miner connection closed by the hub",
+        "reason=\"line too long\"",
+    ])
+    .await;
 
     // Not UTF-8 and deeply nested JSON: error 20 each, the connection stays usable.
     let mut c = RawClient::connect(addr).await.unwrap();
-    c.send(&[0xff, 0xfe, b'{', 0xc0, 0x80, b'}', b'\n']).await.unwrap();
+    c.send(&[0xff, 0xfe, b'{', 0xc0, 0x80, b'}', b'\n'])
+        .await
+        .unwrap();
     let a: Value = serde_json::from_str(&c.read_line(T).await.expect("an answer")).unwrap();
     assert_eq!(code(&a), Some(error_code::OTHER), "{a}");
     assert!(a["error"][1].as_str().unwrap().contains("UTF-8"), "{a}");
@@ -258,7 +272,10 @@ async fn bad_lines_get_an_error_and_the_unrecoverable_ones_a_close() {
         assert_eq!(code(&a), Some(error_code::OTHER), "{a}");
     }
     let ok = ask(&mut c, json!(8), "mining.subscribe", json!(["after"])).await;
-    assert!(ok.is_some_and(|a| a["result"].is_array()), "connection still serves");
+    assert!(
+        ok.is_some_and(|a| a["result"].is_array()),
+        "connection still serves"
+    );
     f.protocol_errors_reach("not_utf8", 1.0).await;
     f.protocol_errors_reach("json", 3.0).await;
     logged(&["bad input from miner", "kind=\"not_utf8\""]).await;
@@ -277,7 +294,10 @@ async fn bad_lines_get_an_error_and_the_unrecoverable_ones_a_close() {
         assert_eq!(code(&a), Some(error_code::OTHER), "{a}");
         errors += 1;
     }
-    assert_eq!(errors, 21, "one error per junk line up to the limit, then the close");
+    assert_eq!(
+        errors, 21,
+        "one error per junk line up to the limit, then the close"
+    );
     f.closed_for("too many malformed messages", 1.0).await;
     logged(&["reason=\"too many malformed messages\""]).await;
 
@@ -361,14 +381,27 @@ async fn wrong_types_in_every_field_are_answered_with_the_callers_id() {
     }
     assert!(asked > 100, "{asked}");
     // Ids of any JSON type come back verbatim.
-    for weird in [json!({"a": 1}), json!([1, "x"]), json!(1.25), json!("s"), json!(true)] {
-        let a = ask(&mut c, weird.clone(), "mining.extranonce.subscribe", json!([]))
-            .await
-            .unwrap_or_else(|| panic!("id {weird} not echoed"));
+    for weird in [
+        json!({"a": 1}),
+        json!([1, "x"]),
+        json!(1.25),
+        json!("s"),
+        json!(true),
+    ] {
+        let a = ask(
+            &mut c,
+            weird.clone(),
+            "mining.extranonce.subscribe",
+            json!([]),
+        )
+        .await
+        .unwrap_or_else(|| panic!("id {weird} not echoed"));
         assert_eq!(a["result"], json!(true), "{a}");
     }
     // Method of the wrong type: error 20 (no id to echo: the line is not a request).
-    c.send_line(r#"{"id":9,"method":7,"params":[]}"#).await.unwrap();
+    c.send_line(r#"{"id":9,"method":7,"params":[]}"#)
+        .await
+        .unwrap();
     let a: Value = serde_json::from_str(&c.read_line(T).await.expect("answer")).unwrap();
     assert_eq!(code(&a), Some(error_code::OTHER), "{a}");
     f.protocol_errors_reach("params", 50.0).await;
@@ -394,14 +427,26 @@ async fn share_abuse_gets_its_stratum_error_and_its_bucket() {
 
     // Before subscribe: 25. Subscribed but not authorized: 24.
     let mut c = RawClient::connect(addr).await.unwrap();
-    let a = ask(&mut c, json!(1), "mining.submit", json!(["x", "1", "00", "00", "00"]))
-        .await
-        .expect("answer");
+    let a = ask(
+        &mut c,
+        json!(1),
+        "mining.submit",
+        json!(["x", "1", "00", "00", "00"]),
+    )
+    .await
+    .expect("answer");
     assert_eq!(code(&a), Some(error_code::NOT_SUBSCRIBED), "{a}");
-    ask(&mut c, json!(2), "mining.subscribe", json!([])).await.expect("subscribe");
-    let a = ask(&mut c, json!(3), "mining.submit", json!(["x", "1", "00", "00", "00"]))
+    ask(&mut c, json!(2), "mining.subscribe", json!([]))
         .await
-        .expect("answer");
+        .expect("subscribe");
+    let a = ask(
+        &mut c,
+        json!(3),
+        "mining.submit",
+        json!(["x", "1", "00", "00", "00"]),
+    )
+    .await
+    .expect("answer");
     assert_eq!(code(&a), Some(error_code::UNAUTHORIZED), "{a}");
 
     // An honest miner's worker, submitted on another connection: 24, never booked on it.
@@ -441,13 +486,47 @@ async fn share_abuse_gets_its_stratum_error_and_its_bucket() {
     let nonce = find_share(&notify, &e1, &en2, POOL_D);
     let (job, ntime) = (&notify[0], &notify[7]);
     let cases: Vec<(&str, Value, i64)> = vec![
-        ("unknown job", submit(w, &json!("no-such-job"), &en2_hex, ntime, format!("{nonce:08x}")), error_code::JOB_NOT_FOUND),
-        ("bad hex", submit(w, job, &"zz".repeat(n2), ntime, format!("{nonce:08x}")), error_code::OTHER),
-        ("short extranonce2", submit(w, job, "00", ntime, format!("{nonce:08x}")), error_code::OTHER),
-        ("ntime far off", submit(w, job, &en2_hex, &json!("ffffffff"), format!("{nonce:08x}")), error_code::OTHER),
-        ("version bits outside the mask", json!([w, job, en2_hex, ntime, format!("{nonce:08x}"), "e0000000"]), error_code::OTHER),
-        ("valid share", submit(w, job, &en2_hex, ntime, format!("{nonce:08x}")), 0),
-        ("duplicate", submit(w, job, &en2_hex, ntime, format!("{nonce:08x}")), error_code::DUPLICATE),
+        (
+            "unknown job",
+            submit(
+                w,
+                &json!("no-such-job"),
+                &en2_hex,
+                ntime,
+                format!("{nonce:08x}"),
+            ),
+            error_code::JOB_NOT_FOUND,
+        ),
+        (
+            "bad hex",
+            submit(w, job, &"zz".repeat(n2), ntime, format!("{nonce:08x}")),
+            error_code::OTHER,
+        ),
+        (
+            "short extranonce2",
+            submit(w, job, "00", ntime, format!("{nonce:08x}")),
+            error_code::OTHER,
+        ),
+        (
+            "ntime far off",
+            submit(w, job, &en2_hex, &json!("ffffffff"), format!("{nonce:08x}")),
+            error_code::OTHER,
+        ),
+        (
+            "version bits outside the mask",
+            json!([w, job, en2_hex, ntime, format!("{nonce:08x}"), "e0000000"]),
+            error_code::OTHER,
+        ),
+        (
+            "valid share",
+            submit(w, job, &en2_hex, ntime, format!("{nonce:08x}")),
+            0,
+        ),
+        (
+            "duplicate",
+            submit(w, job, &en2_hex, ntime, format!("{nonce:08x}")),
+            error_code::DUPLICATE,
+        ),
     ];
     for (i, (what, params, want)) in cases.iter().enumerate() {
         let a = ask(&mut c, json!(10 + i), "mining.submit", params.clone())
@@ -497,7 +576,9 @@ async fn thousands_of_authorizes_on_one_connection_are_capped() {
     let f = farm(|_| {}).await;
     let cap = hashsched_hub::config::Limits::default().max_workers_per_connection;
     let mut c = RawClient::connect(f.hub.stratum_addr()).await.unwrap();
-    ask(&mut c, json!(1), "mining.subscribe", json!([])).await.expect("subscribe");
+    ask(&mut c, json!(1), "mining.subscribe", json!([]))
+        .await
+        .expect("subscribe");
     let workers_before = f.hub.facts().len();
     // 1,500 distinct names, then the same name 400 times, written 100 lines at a time (and
     // each batch's answers read) to stay within the message burst: this measures the cap,
@@ -511,7 +592,9 @@ async fn thousands_of_authorizes_on_one_connection_are_capped() {
         let mut lines = String::new();
         for (i, name) in batch.iter().enumerate() {
             let id = 1000 + n * 100 + i;
-            lines.push_str(&json!({"id": id, "method": "mining.authorize", "params": [name, "x"]}).to_string());
+            lines.push_str(
+                &json!({"id": id, "method": "mining.authorize", "params": [name, "x"]}).to_string(),
+            );
             lines.push('\n');
         }
         c.send(lines.as_bytes()).await.unwrap();
@@ -532,11 +615,16 @@ async fn thousands_of_authorizes_on_one_connection_are_capped() {
             }
         }
     }
-    assert_eq!(granted, cap + 400, "the first {cap} names, then the same name again");
+    assert_eq!(
+        granted,
+        cap + 400,
+        "the first {cap} names, then the same name again"
+    );
     assert_eq!(refused, 1500 - cap);
     let grown = f.hub.facts().len() - workers_before;
     assert_eq!(grown, cap, "per-worker state is bounded by the cap");
-    f.protocol_errors_reach("too_many_workers", (1500 - cap) as f64).await;
+    f.protocol_errors_reach("too_many_workers", (1500 - cap) as f64)
+        .await;
     logged(&["authorize refused", "too many workers on one connection"]).await;
     // Still a working connection.
     let a = ask(&mut c, json!(2), "mining.extranonce.subscribe", json!([])).await;
@@ -582,14 +670,19 @@ async fn connections_beyond_max_connections_are_refused() {
         flood.push(RawClient::connect(addr).await.expect("TCP connect"));
     }
     // The hub takes connections up to the limit and closes every one beyond it at once.
-    f.closed_for("max_connections", (30 - (MAX - 2)) as f64).await;
+    f.closed_for("max_connections", (30 - (MAX - 2)) as f64)
+        .await;
     let mut closed = 0;
     for c in &mut flood {
         if c.closed_within(Duration::from_millis(200)).await {
             closed += 1;
         }
     }
-    assert_eq!(closed, 30 - (MAX - 2), "connections beyond {MAX} are closed");
+    assert_eq!(
+        closed,
+        30 - (MAX - 2),
+        "connections beyond {MAX} are closed"
+    );
     assert_eq!(f.hub.connections(), MAX as u64);
     logged(&["connection refused: limits.maxConnections reached"]).await;
     f.honest_miners_never_noticed().await;
@@ -620,10 +713,17 @@ async fn slowloris_is_closed_by_the_handshake_and_idle_timeouts() {
     let mut early = RawClient::connect(addr).await.unwrap();
     // After the handshake: a miner that goes on sending bytes but never a whole line.
     let mut late = RawClient::connect(addr).await.unwrap();
-    ask(&mut late, json!(1), "mining.subscribe", json!([])).await.expect("subscribe");
-    ask(&mut late, json!(2), "mining.authorize", json!(["slow.rig", "x"]))
+    ask(&mut late, json!(1), "mining.subscribe", json!([]))
         .await
-        .expect("authorize");
+        .expect("subscribe");
+    ask(
+        &mut late,
+        json!(2),
+        "mining.authorize",
+        json!(["slow.rig", "x"]),
+    )
+    .await
+    .expect("authorize");
     let dribble = async {
         let text = b"{\"id\":3,\"method\":\"mining.subscribe\",\"params\":[\"";
         for i in 0.. {

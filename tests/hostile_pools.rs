@@ -37,7 +37,13 @@ async fn until_pool_has(pool: &SimPool, miners: &[SimMiner], at_least: u64, what
             (pool_counts_for(pool, m.worker()).accepted >= base + at_least).then_some(())
         })
         .await
-        .unwrap_or_else(|| panic!("{what}: {} got nothing accepted: {:?}", m.worker(), m.stats()));
+        .unwrap_or_else(|| {
+            panic!(
+                "{what}: {} got nothing accepted: {:?}",
+                m.worker(),
+                m.stats()
+            )
+        });
     }
 }
 
@@ -45,18 +51,29 @@ async fn until_pool_has(pool: &SimPool, miners: &[SimMiner], at_least: u64, what
 /// exactly one bucket at the hub and answered once at the miner, and no pool rejected anything
 /// (no share forwarded twice or to a pool that did not issue its job). With `exact`, the hub's
 /// accepted count equals what the pools credited.
-async fn settle(hub: &HubHandle, miners: &[SimMiner], pools: &[&SimPool], exact: bool) -> Vec<MinerStats> {
+async fn settle(
+    hub: &HubHandle,
+    miners: &[SimMiner],
+    pools: &[&SimPool],
+    exact: bool,
+) -> Vec<MinerStats> {
     assert_eq!(panics_seen(), 0, "something panicked");
     for m in miners {
         m.stall();
     }
     let mut out = Vec::new();
     for m in miners {
-        out.push(m.wait_for(DEADLINE, |s| s.in_flight == 0).await.expect("every share answered"));
+        out.push(
+            m.wait_for(DEADLINE, |s| s.in_flight == 0)
+                .await
+                .expect("every share answered"),
+        );
     }
-    wait_until(DEADLINE, || hub.facts().iter().all(|f| f.pending == 0).then_some(()))
-        .await
-        .expect("nothing pending at the hub");
+    wait_until(DEADLINE, || {
+        hub.facts().iter().all(|f| f.pending == 0).then_some(())
+    })
+    .await
+    .expect("nothing pending at the hub");
     for (m, s) in miners.iter().zip(&out) {
         let w = m.worker();
         let f = facts_of(hub, w).expect("facts");
@@ -69,11 +86,22 @@ async fn settle(hub: &HubHandle, miners: &[SimMiner], pools: &[&SimPool], exact:
         } else {
             // A verdict that came after the submit timeout: the pool credited a share the hub
             // booked as lost. Never the other way round.
-            assert!(f.shares.accepted <= at_pools, "{w}: hub {f:?} pools {at_pools}");
-            assert!(f.shares.accepted + f.shares.lost >= at_pools, "{w}: hub {f:?} pools {at_pools}");
+            assert!(
+                f.shares.accepted <= at_pools,
+                "{w}: hub {f:?} pools {at_pools}"
+            );
+            assert!(
+                f.shares.accepted + f.shares.lost >= at_pools,
+                "{w}: hub {f:?} pools {at_pools}"
+            );
         }
         for p in pools {
-            assert_eq!(pool_counts_for(p, w).rejected_total(), 0, "{w}: {:?}", pool_counts_for(p, w));
+            assert_eq!(
+                pool_counts_for(p, w).rejected_total(),
+                0,
+                "{w}: {:?}",
+                pool_counts_for(p, w)
+            );
         }
     }
     out
@@ -157,10 +185,18 @@ async fn verdicts_later_than_the_submit_timeout_are_booked_once() {
     let ms = miners(&hub, "timeout", 3);
     for m in &ms {
         wait_until(DEADLINE * 2, || {
-            facts_of(&hub, m.worker()).filter(|f| f.shares.lost >= 3).map(|_| ())
+            facts_of(&hub, m.worker())
+                .filter(|f| f.shares.lost >= 3)
+                .map(|_| ())
         })
         .await
-        .unwrap_or_else(|| panic!("{}: no share timed out: {:?}", m.worker(), facts_of(&hub, m.worker())));
+        .unwrap_or_else(|| {
+            panic!(
+                "{}: no share timed out: {:?}",
+                m.worker(),
+                facts_of(&hub, m.worker())
+            )
+        });
     }
     // The verdicts still arrive afterwards; they must not be booked a second time.
     let stats = settle(&hub, &ms, &[&pool], false).await;
@@ -186,11 +222,16 @@ fn gigantic_pool_script() -> Script {
         };
         match method {
             "mining.subscribe" => vec![
-                line(json!({"id": id, "result": [[["mining.notify", "1"]], "00000001", 8], "error": null})),
+                line(
+                    json!({"id": id, "result": [[["mining.notify", "1"]], "00000001", 8], "error": null}),
+                ),
                 line(json!({"id": null, "method": "mining.set_difficulty", "params": [POOL_D]})),
                 notify("ab".repeat(9000), vec![]),
                 // Within the parse bound, but too big once the hub folds its extranonce in.
-                notify("ab".repeat(hashsched_hub::protocol::MAX_COINBASE_PART_BYTES), vec![]),
+                notify(
+                    "ab".repeat(hashsched_hub::protocol::MAX_COINBASE_PART_BYTES),
+                    vec![],
+                ),
                 notify("ab".repeat(100), vec!["11".repeat(32); 40]),
                 [
                     b"{\"id\":null,\"method\":\"mining.notify\",\"params\":[\"".to_vec(),
@@ -223,11 +264,19 @@ async fn gigantic_notifies_are_refused_and_the_hub_fails_over() {
     assert!(giant.connections.load(std::sync::atomic::Ordering::SeqCst) >= 1);
     let text = hub.metrics_text();
     assert!(
-        metric_sum_where(&text, metrics::HUB_PROTOCOL_ERRORS_TOTAL, &[(label::SIDE, metrics::side::POOL)]) > 0.0,
+        metric_sum_where(
+            &text,
+            metrics::HUB_PROTOCOL_ERRORS_TOTAL,
+            &[(label::SIDE, metrics::side::POOL)]
+        ) > 0.0,
         "the gigantic notifies were not counted:\n{text}"
     );
     assert!(
-        metric_sum_where(&text, metrics::HUB_PROTOCOL_ERRORS_TOTAL, &[(label::KIND, "notify_too_big")]) > 0.0,
+        metric_sum_where(
+            &text,
+            metrics::HUB_PROTOCOL_ERRORS_TOTAL,
+            &[(label::KIND, "notify_too_big")]
+        ) > 0.0,
         "a coinbase too big to fold was passed on:\n{text}"
     );
     let stats = settle(&hub, &ms, &[&good], true).await;
@@ -257,10 +306,15 @@ async fn a_pool_sending_reconnect_in_a_loop_does_not_disturb_miners() {
         pool.send_reconnect(None, None, 0);
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
-    wait_until(DEADLINE, || (pool.stats().connections_seen > sessions).then_some(()))
-        .await
-        .expect("the hub follows client.reconnect upstream");
+    wait_until(DEADLINE, || {
+        (pool.stats().connections_seen > sessions).then_some(())
+    })
+    .await
+    .expect("the hub follows client.reconnect upstream");
     until_pool_has(&pool, &ms, 3, "after a reconnect loop").await;
     let stats = settle(&hub, &ms, &[&pool], true).await;
-    assert!(stats.iter().all(|s| s.reconnects_received == 0), "client.reconnect leaked to miners");
+    assert!(
+        stats.iter().all(|s| s.reconnects_received == 0),
+        "client.reconnect leaked to miners"
+    );
 }

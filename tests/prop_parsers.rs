@@ -6,8 +6,8 @@
 //! regression input committed there is checked by every `cargo test`.
 
 use hashsched_hub::protocol::{
-    Authorize, Configure, MAX_COINBASE_PART_BYTES, MinerRequest, Notify, Reconnect,
-    ServerRequest, SetExtranonce, Submit, Subscribe, extension,
+    Authorize, Configure, MAX_COINBASE_PART_BYTES, MinerRequest, Notify, Reconnect, ServerRequest,
+    SetExtranonce, Submit, Subscribe, extension,
 };
 use hashsched_tests::properties::*;
 use hashsched_tests::properties_operator::*;

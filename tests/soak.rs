@@ -21,7 +21,10 @@ const POOL_D: f64 = 2e-6;
 const MINER_D: f64 = 5e-7;
 
 fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn rss_kib() -> u64 {
@@ -36,7 +39,9 @@ fn rss_kib() -> u64 {
 }
 
 fn open_fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
+    std::fs::read_dir("/proc/self/fd")
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -104,7 +109,9 @@ async fn soak_with_pool_faults_and_routing_changes() {
                 started.elapsed().as_secs(),
                 rss_kib(),
                 open_fds(),
-                tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+                tokio::runtime::Handle::current()
+                    .metrics()
+                    .num_alive_tasks(),
                 hub.connections(),
                 a.stats().accepted_total(),
                 b.stats().accepted_total(),
@@ -116,7 +123,10 @@ async fn soak_with_pool_faults_and_routing_changes() {
     }
     let mut submitted = 0;
     for m in &miners {
-        let s = m.wait_for(DEADLINE * 4, |s| s.in_flight == 0).await.expect("answers");
+        let s = m
+            .wait_for(DEADLINE * 4, |s| s.in_flight == 0)
+            .await
+            .expect("answers");
         assert!(s.is_conserved(), "{}: {s:?}", m.worker());
         assert_eq!(s.connections, 1, "{}: {s:?}", m.worker());
         submitted += s.submitted;
@@ -124,7 +134,11 @@ async fn soak_with_pool_faults_and_routing_changes() {
         assert_eq!(f.submitted(), s.submitted, "{}: {f:?} {s:?}", m.worker());
         assert_eq!(f.shares.invalid, 0, "{f:?}");
     }
-    assert_eq!(a.stats().rejected_total() + b.stats().rejected_total(), 0, "a pool rejected shares");
+    assert_eq!(
+        a.stats().rejected_total() + b.stats().rejected_total(),
+        0,
+        "a pool rejected shares"
+    );
     assert_eq!(panics_seen(), 0);
     println!(
         "done: {n} miners, {secs} s, {submitted} shares submitted, accepted a={} b={}, rss {} KiB, fds {}",

@@ -56,7 +56,8 @@ pub fn check_stratum_line(data: &[u8]) {
             );
             let _ = c.granted_mask();
             if let Some(e) = &resp.error {
-                let back = StratumError::from_value(&e.to_value()).expect("an encoded error parses");
+                let back =
+                    StratumError::from_value(&e.to_value()).expect("an encoded error parses");
                 assert_eq!(&back, e, "stratum error round trip");
             }
             // Our own answer lines parse back to what we meant (a null result without an error
@@ -100,7 +101,10 @@ pub fn close(a: f64, b: f64) -> bool {
 }
 
 fn assert_response(line: &str, id: &Value, result: &Value, code: Option<i64>) {
-    assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "one line: {line:?}");
+    assert!(
+        line.ends_with('\n') && line.matches('\n').count() == 1,
+        "one line: {line:?}"
+    );
     match protocol::parse_line(line) {
         Ok(Message::Response(r)) => {
             assert!(same_value(&r.id, id), "{line}");
@@ -114,7 +118,10 @@ fn assert_response(line: &str, id: &Value, result: &Value, code: Option<i64>) {
 /// `parse(encode(r)) == r` for a typed miner request, and the line is one line.
 pub fn round_trip_miner_request(r: &MinerRequest, id: &Value) {
     let line = r.to_line(id);
-    assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "one line: {line:?}");
+    assert!(
+        line.ends_with('\n') && line.matches('\n').count() == 1,
+        "one line: {line:?}"
+    );
     let Ok(Message::Request(req)) = protocol::parse_line(&line) else {
         panic!("our own request line does not parse: {line:?}");
     };
@@ -126,7 +133,10 @@ pub fn round_trip_miner_request(r: &MinerRequest, id: &Value) {
     // Encoding normalizes (a missing password becomes "x", numbers become strings): the
     // encoded form is a fixed point, and equal to the value whenever nothing was normalized.
     let again = back.to_line(id);
-    assert!(same_line(&again, &line), "encode ∘ parse ∘ encode = encode: {line} → {again}");
+    assert!(
+        same_line(&again, &line),
+        "encode ∘ parse ∘ encode = encode: {line} → {again}"
+    );
     if normalized_miner_request(r) {
         return;
     }
@@ -169,7 +179,10 @@ fn normalized_miner_request(r: &MinerRequest) -> bool {
 /// `parse(encode(r)) == r` for a typed pool → hub message.
 pub fn round_trip_server_request(r: &ServerRequest, id: &Value) {
     let line = r.to_line(id);
-    assert!(line.ends_with('\n') && line.matches('\n').count() == 1, "one line: {line:?}");
+    assert!(
+        line.ends_with('\n') && line.matches('\n').count() == 1,
+        "one line: {line:?}"
+    );
     let Ok(Message::Request(req)) = protocol::parse_line(&line) else {
         panic!("our own request line does not parse: {line:?}");
     };
@@ -177,7 +190,10 @@ pub fn round_trip_server_request(r: &ServerRequest, id: &Value) {
         .unwrap_or_else(|e| panic!("our own {line:?} is refused: {e}"))
         .expect("a known method");
     let again = back.to_line(id);
-    assert!(same_line(&again, &line), "encode ∘ parse ∘ encode = encode: {line} → {again}");
+    assert!(
+        same_line(&again, &line),
+        "encode ∘ parse ∘ encode = encode: {line} → {again}"
+    );
     let normalized = match r {
         // Reconnect encodes port/wait only behind a host (positional parameters).
         ServerRequest::Reconnect(c) => {
@@ -190,7 +206,10 @@ pub fn round_trip_server_request(r: &ServerRequest, id: &Value) {
         (ServerRequest::SetDifficulty(a), ServerRequest::SetDifficulty(b)) => close(*a, *b),
         (a, b) => a == b,
     };
-    assert!(normalized || same, "parse ∘ encode = id for {line:?}: {back:?} vs {r:?}");
+    assert!(
+        normalized || same,
+        "parse ∘ encode = id for {line:?}: {back:?} vs {r:?}"
+    );
 }
 
 /// A pool's notify and a miner's submit, both from the same bytes, through the hub's share path:
@@ -219,14 +238,31 @@ pub fn check_share_path(data: &[u8]) {
         return;
     };
     round_trip_miner_request(&MinerRequest::Submit(s.clone()), &Value::from(4));
-    let pool_e1: Vec<u8> = knobs.iter().skip(8).take(usize::from(knob(0) % 9)).copied().collect();
+    let pool_e1: Vec<u8> = knobs
+        .iter()
+        .skip(8)
+        .take(usize::from(knob(0) % 9))
+        .copied()
+        .collect();
     let tail_bytes = usize::from(knob(1) % 4);
     let miner_en2 = s.extranonce2.len();
     let pool_n2 = tail_bytes + miner_en2 + usize::from(knob(2) % 5);
     let salt = u64::from(knob(3)) | (u64::from(knob(4)) << 8);
     let mask = u32::from_be_bytes([knob(5), knob(6), knob(7), 0]) & 0x1fff_e000;
     let tail: Vec<u8> = (0..tail_bytes as u8).collect();
-    check_share(&n, &s.extranonce2, s.ntime, s.nonce, s.version_bits, &pool_e1, pool_n2, tail_bytes, &tail, salt, mask);
+    check_share(
+        &n,
+        &s.extranonce2,
+        s.ntime,
+        s.nonce,
+        s.version_bits,
+        &pool_e1,
+        pool_n2,
+        tail_bytes,
+        &tail,
+        salt,
+        mask,
+    );
 }
 
 /// The share path invariant for one notify/submit pair (see [`check_share_path`]).
@@ -261,7 +297,10 @@ pub fn check_share(
         received: std::time::Instant::now(),
     });
     let Some(v) = JobVariant::build(job, Arc::from("hub-1"), tail_bytes, en2.len(), salt) else {
-        panic!("pool n2 {pool_n2} holds tail {tail_bytes} + en2 {}", en2.len());
+        panic!(
+            "pool n2 {pool_n2} holds tail {tail_bytes} + en2 {}",
+            en2.len()
+        );
     };
     // The line the miner gets parses back to the variant's notify.
     let line = std::str::from_utf8(&v.line).expect("UTF-8 job line");
@@ -287,14 +326,32 @@ pub fn check_share(
         n.ntime,
     );
     let forwarded = pool_extranonce2(&v.pad, tail, en2);
-    assert_eq!(forwarded.len(), pool_n2, "forwarded extranonce2 has the pool's size");
+    assert_eq!(
+        forwarded.len(),
+        pool_n2,
+        "forwarded extranonce2 has the pool's size"
+    );
     let pool_hash = pool_template.share_hash(pool_e1, &forwarded, ntime, nonce, version);
-    assert_eq!(hub_hash, pool_hash, "hub and pool hash the same share differently");
+    assert_eq!(
+        hub_hash, pool_hash,
+        "hub and pool hash the same share differently"
+    );
     // The midstate shortcut equals the plain computation.
     let coinbase = pool_template.coinbase(pool_e1, &forwarded);
     let root = share::merkle_root(&coinbase, &n.merkle_branch);
-    let header = share::build_header(version, pool_template.prevhash(), &root, ntime, n.nbits, nonce);
-    assert_eq!(share::header_hash(&header), hub_hash, "midstate path differs from the plain one");
+    let header = share::build_header(
+        version,
+        pool_template.prevhash(),
+        &root,
+        ntime,
+        n.nbits,
+        nonce,
+    );
+    assert_eq!(
+        share::header_hash(&header),
+        hub_hash,
+        "midstate path differs from the plain one"
+    );
     // Only masked bits move.
     assert_eq!(version & !mask, n.version & !mask);
 }
@@ -330,7 +387,11 @@ pub fn check_hub_quantities(data: &[u8]) {
     };
     use hashsched_hub::routing::{DurationSpec, PoolUrl, WorkerNameTemplate};
     if let Ok(d) = DurationSpec::parse(s) {
-        assert_eq!(DurationSpec::parse(&d.to_string()), Ok(d), "durationSpec {s:?}");
+        assert_eq!(
+            DurationSpec::parse(&d.to_string()),
+            Ok(d),
+            "durationSpec {s:?}"
+        );
     }
     if let Ok(u) = PoolUrl::parse(s) {
         let again = PoolUrl::parse(&u.to_string())

@@ -34,7 +34,11 @@ pub fn check_quantities(data: &[u8]) {
         assert_eq!(d.to_string().parse::<Duration>(), Ok(d), "duration {s:?}");
     }
     if let Ok(p) = s.parse::<Percentage>() {
-        assert_eq!(p.to_string().parse::<Percentage>(), Ok(p), "percentage {s:?}");
+        assert_eq!(
+            p.to_string().parse::<Percentage>(),
+            Ok(p),
+            "percentage {s:?}"
+        );
     }
     check_hub_quantities(data);
 }

@@ -92,7 +92,10 @@ pub fn load(path: &Path) -> Result<Option<LocalState>, StateError> {
     };
     let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
         parse_error(if bytes.iter().all(u8::is_ascii_whitespace) {
-            format!("empty ({} bytes): truncated by a crash or a full disk?", bytes.len())
+            format!(
+                "empty ({} bytes): truncated by a crash or a full disk?",
+                bytes.len()
+            )
         } else if e.is_eof() {
             format!(
                 "truncated: it ends in the middle of the document after {} bytes ({e})",
@@ -138,7 +141,13 @@ fn first_unread_field(
         Value::Object(o) => !o.is_empty(),
         _ => true,
     };
-    let join = |k: &str| if at.is_empty() { k.to_owned() } else { format!("{at}.{k}") };
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
     match (raw, understood) {
         (Value::Object(r), Value::Object(u)) => r.iter().find_map(|(k, v)| match u.get(k) {
             Some(w) => first_unread_field(v, w, join(k)),
@@ -246,7 +255,11 @@ mod tests {
                 "truncated"
             };
             assert!(e.contains(hint) && e.contains("move it away"), "{len}: {e}");
-            assert_eq!(std::fs::read(&path).unwrap(), &full[..len], "file left as found");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                &full[..len],
+                "file left as found"
+            );
         }
         std::fs::write(&path, &full).unwrap();
         assert_eq!(load(&path).unwrap().unwrap().memory.ledgers.len(), 2);
