@@ -275,7 +275,8 @@ const MANIFEST_SEEDS: &[&str] = &[
 #[test]
 fn the_fuzz_corpus_passes_its_checks() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hub/fuzz/corpus");
-    let targets: [(&str, fn(&[u8])); 5] = [
+    type Check = fn(&[u8]);
+    let targets: [(&str, Check); 5] = [
         ("stratum_line", check_stratum_line),
         ("share_path", check_share_path),
         ("routing_document", check_routing_document),

@@ -86,7 +86,7 @@ async fn soak_with_pool_faults_and_routing_changes() {
                 generation += 1;
                 doc.generation = generation;
                 if let Some(d) = doc.default_route.as_mut()
-                    && generation % 2 == 0
+                    && generation.is_multiple_of(2)
                 {
                     d.pools.reverse();
                 }
