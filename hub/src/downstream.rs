@@ -887,6 +887,10 @@ impl Miner {
             return;
         }
         if self.workers.len() >= self.sh.config.limits.max_workers_per_connection {
+            self.sh
+                .metrics
+                .protocol_error(side::MINER, "too_many_workers");
+            debug!(login = %truncate(&login, 128), "authorize refused: too many workers on one connection (limits.maxWorkersPerConnection)");
             self.write(protocol::error_line(
                 &id,
                 error_code::UNAUTHORIZED,
@@ -985,12 +989,15 @@ impl Miner {
     }
 
     fn reply_error(&mut self, id: &Value, code: i64, msg: &str) {
+        debug!(code, error = msg, "share refused");
         self.write(protocol::error_line(id, code, msg));
     }
 
     /// The share path.
     fn on_submit(&mut self, id: Value, sub: Submit) {
         let received = Instant::now();
+        // Names the worker in the refusals logged below (free when debug logs are off).
+        let _span = tracing::debug_span!("submit", worker = %truncate(&sub.worker, 128)).entered();
         let Some(tail) = self.tail.clone() else {
             self.sh
                 .metrics

@@ -1003,6 +1003,18 @@ impl Session {
             debug!("job before subscribe result; ignored");
             return;
         };
+        // Miners get `coinb1 ‖ E1 ‖ padding` as their coinb1: it must stay within the bound a
+        // miner's parser (ours included) accepts, or every miner would refuse the job.
+        if n.coinb1.len() + info.e1.len() + info.n2 > protocol::MAX_COINBASE_PART_BYTES {
+            self.shared
+                .metrics
+                .protocol_error(side::POOL, "notify_too_big");
+            warn!(
+                coinb1_bytes = n.coinb1.len(),
+                "pool job's coinbase too large to pass on to miners; ignored"
+            );
+            return;
+        }
         let Ok(pool_target) = Target::from_difficulty(self.next_difficulty) else {
             return;
         };

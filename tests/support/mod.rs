@@ -15,6 +15,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 pub use hashsched_hub::sim::{wait_until, wait_until_async};
 
+pub mod properties;
+pub mod properties_operator;
+
 /// Generous deadline for "eventually" conditions.
 pub const DEADLINE: Duration = Duration::from_secs(30);
 

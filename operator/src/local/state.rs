@@ -86,10 +86,35 @@ pub fn load(path: &Path) -> Result<Option<LocalState>, StateError> {
         path: path.to_owned(),
         source,
     })?;
-    let state: LocalState = serde_json::from_slice(&bytes).map_err(|e| StateError::Parse {
+    let parse_error = |detail: String| StateError::Parse {
         path: path.to_owned(),
-        detail: e.to_string(),
+        detail,
+    };
+    let raw: serde_json::Value = serde_json::from_slice(&bytes).map_err(|e| {
+        parse_error(if bytes.iter().all(u8::is_ascii_whitespace) {
+            format!(
+                "empty ({} bytes): truncated by a crash or a full disk?",
+                bytes.len()
+            )
+        } else if e.is_eof() {
+            format!(
+                "truncated: it ends in the middle of the document after {} bytes ({e})",
+                bytes.len()
+            )
+        } else {
+            e.to_string()
+        })
     })?;
+    let state = LocalState::deserialize(&raw).map_err(|e| parse_error(e.to_string()))?;
+    // Fields with defaults would swallow a damaged key (`"memory"` misspelt would load as an
+    // empty memory: every contract's ledger silently reset). Everything in the file must be
+    // something this layout reads.
+    let understood = serde_json::to_value(&state).map_err(|e| parse_error(e.to_string()))?;
+    if let Some(field) = first_unread_field(&raw, &understood, String::new()) {
+        return Err(parse_error(format!(
+            "field {field} is not part of the layout (damaged, or written by another version)"
+        )));
+    }
     if state.version != STATE_VERSION {
         return Err(StateError::Parse {
             path: path.to_owned(),
@@ -100,6 +125,41 @@ pub fn load(path: &Path) -> Result<Option<LocalState>, StateError> {
         });
     }
     Ok(Some(state))
+}
+
+/// The first key (as a path, `memory.ledgers.acme`) present in `raw` with a value that says
+/// something but absent from `understood` (the parsed state written back).
+fn first_unread_field(
+    raw: &serde_json::Value,
+    understood: &serde_json::Value,
+    at: String,
+) -> Option<String> {
+    use serde_json::Value;
+    let says_something = |v: &Value| match v {
+        Value::Null => false,
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+        _ => true,
+    };
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match (raw, understood) {
+        (Value::Object(r), Value::Object(u)) => r.iter().find_map(|(k, v)| match u.get(k) {
+            Some(w) => first_unread_field(v, w, join(k)),
+            None => says_something(v).then(|| join(k)),
+        }),
+        (Value::Array(r), Value::Array(u)) => r
+            .iter()
+            .zip(u)
+            .enumerate()
+            .find_map(|(i, (v, w))| first_unread_field(v, w, format!("{at}[{i}]"))),
+        _ => None,
+    }
 }
 
 /// Writes the state file atomically: a temp file in the same folder, fsync, rename over.
@@ -156,5 +216,87 @@ mod tests {
         std::fs::write(&path, b"{not json").unwrap();
         let e = load(&path).unwrap_err().to_string();
         assert!(e.contains("not a hashsched state file"), "{e}");
+    }
+
+    /// A state with money in it: two contract ledgers, a failover count, statuses.
+    fn state_with_ledgers() -> LocalState {
+        let mut s = LocalState::default();
+        s.last_status.source = "local test".into();
+        s.memory.failover_counts.insert("acme".into(), 3);
+        for (name, credit) in [("acme-2026", 12.5), ("borealis-th", 0.25)] {
+            s.memory.ledgers.insert(
+                name.into(),
+                crate::scheduler::accounting::Ledger {
+                    observed_slots: 1440,
+                    up_slots: 1437,
+                    shortfall_hashrate_hours: credit / 2.0,
+                    credit,
+                    ..Default::default()
+                },
+            );
+        }
+        s
+    }
+
+    /// A crash or a full disk can leave any prefix of the file: every one of them is refused
+    /// with an error that says so, and the file is left for the operator to restore.
+    #[test]
+    fn a_truncated_state_file_is_refused_never_reset() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_path(dir.path());
+        save(&path, &state_with_ledgers()).unwrap();
+        let full = std::fs::read(&path).unwrap();
+        for len in (0..full.len()).step_by(7).chain([full.len() - 1]) {
+            std::fs::write(&path, &full[..len]).unwrap();
+            let e = load(&path).expect_err("a prefix must not load").to_string();
+            let hint = if full[..len].iter().all(u8::is_ascii_whitespace) {
+                "empty"
+            } else {
+                "truncated"
+            };
+            assert!(e.contains(hint) && e.contains("move it away"), "{len}: {e}");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                &full[..len],
+                "file left as found"
+            );
+        }
+        std::fs::write(&path, &full).unwrap();
+        assert_eq!(load(&path).unwrap().unwrap().memory.ledgers.len(), 2);
+    }
+
+    /// A damaged key must not make a defaulted field swallow the ledgers.
+    #[test]
+    fn a_damaged_key_is_refused_never_read_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = state_path(dir.path());
+        save(&path, &state_with_ledgers()).unwrap();
+        let good = std::fs::read_to_string(&path).unwrap();
+        for (from, to, field) in [
+            ("\"memory\"", "\"memorx\"", "memorx"),
+            ("\"statuses\"", "\"statusez\"", "statusez"),
+            ("\"credit\"", "\"credix\"", "credi"),
+            ("\"ledgers\"", "\"ledgerz\"", "ledger"),
+        ] {
+            assert!(good.contains(from), "{from} in the file");
+            std::fs::write(&path, good.replacen(from, to, 1)).unwrap();
+            let e = load(&path)
+                .expect_err("a damaged key must not load")
+                .to_string();
+            assert!(e.contains(field), "{from} → {to}: {e}");
+        }
+        // Other kinds of damage: a wrong type, garbage appended, another layout version.
+        for bad in [
+            good.replacen("1440", "\"1440\"", 1),
+            format!("{good}}}"),
+            good.replacen("\"version\": 1", "\"version\": 2", 1),
+            "null".to_owned(),
+            "[]".to_owned(),
+            "{}".to_owned(),
+        ] {
+            std::fs::write(&path, &bad).unwrap();
+            let e = load(&path).expect_err("damage must not load").to_string();
+            assert!(e.contains("not a hashsched state file"), "{e}");
+        }
     }
 }
