@@ -283,19 +283,16 @@ pub fn check_share(
     if n.coinb1.len() + pool_e1.len() + pool_n2 > protocol::MAX_COINBASE_PART_BYTES {
         return; // the hub refuses such a job (its miners could not take the folded coinb1)
     }
-    let job = Arc::new(PoolJob {
-        session_id: 1,
-        pool: Arc::from("p"),
-        pool_job_id: n.job_id.clone(),
-        notify: n.clone(),
-        pool_e1: pool_e1.to_vec(),
+    let job = Arc::new(PoolJob::new(
+        1,
+        Arc::from("p"),
+        n.clone(),
+        pool_e1.to_vec(),
         pool_n2,
-        pool_difficulty: 1.0,
-        pool_target: Target::from_difficulty(1.0).expect("difficulty 1"),
-        network_target: Target::from_nbits(n.nbits).ok(),
-        pool_version_mask: mask,
-        received: std::time::Instant::now(),
-    });
+        1.0,
+        Target::from_difficulty(1.0).expect("difficulty 1"),
+        mask,
+    ));
     let Some(v) = JobVariant::build(job, Arc::from("hub-1"), tail_bytes, en2.len(), salt) else {
         panic!(
             "pool n2 {pool_n2} holds tail {tail_bytes} + en2 {}",

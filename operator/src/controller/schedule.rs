@@ -981,7 +981,7 @@ fn customer_status(
         active.iter().map(|r| r.delivered_hashrate).sum(),
     ));
     let up: u64 = mine.iter().map(|r| r.ledger.up_slots).sum();
-    let observed: u64 = mine.iter().map(|r| r.ledger.observed_slots).sum();
+    let observed: u64 = mine.iter().map(|r| r.ledger.observed_slots()).sum();
     s.uptime = (observed > 0).then(|| Percentage::from_ratio(up, observed));
     let ready = !active.is_empty();
     set_condition(

@@ -228,7 +228,11 @@ mod tests {
             ("", false),
         ] {
             let s = spec(Some(template));
-            assert_eq!(s.validate().is_ok(), ok, "operator validate on {template:?}");
+            assert_eq!(
+                s.validate().is_ok(),
+                ok,
+                "operator validate on {template:?}"
+            );
         }
     }
 

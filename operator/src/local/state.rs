@@ -227,10 +227,9 @@ mod tests {
             s.memory.ledgers.insert(
                 name.into(),
                 crate::scheduler::accounting::Ledger {
-                    observed_slots: 1440,
                     up_slots: 1437,
-                    shortfall_hashrate_hours: credit / 2.0,
-                    credit,
+                    down_slots: 3,
+                    shortfall_hashes: credit * 1e12,
                     ..Default::default()
                 },
             );
