@@ -200,7 +200,9 @@ pub async fn apply_children(
         client,
         &ns,
         &name,
-        &names(&[objects.routing_config_map.metadata.name.clone()]),
+        &names(std::slice::from_ref(
+            &objects.routing_config_map.metadata.name,
+        )),
         shared,
     )
     .await?;
@@ -208,7 +210,7 @@ pub async fn apply_children(
         client,
         &ns,
         &name,
-        &names(&[objects.deployment.metadata.name.clone()]),
+        &names(std::slice::from_ref(&objects.deployment.metadata.name)),
         shared,
     )
     .await?;
@@ -216,7 +218,9 @@ pub async fn apply_children(
         client,
         &ns,
         &name,
-        &names(&[objects.pod_disruption_budget.metadata.name.clone()]),
+        &names(std::slice::from_ref(
+            &objects.pod_disruption_budget.metadata.name,
+        )),
         shared,
     )
     .await?;

@@ -114,8 +114,11 @@ fn parse_value(s: &str) -> Option<f64> {
     }
 }
 
+/// Label pairs of one sample, in the order written.
+type Labels = Vec<(String, String)>;
+
 /// Labels after `{` up to the closing `}`; returns them and the text after `}`.
-fn parse_labels(mut s: &str) -> Result<(Vec<(String, String)>, &str), String> {
+fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start_matches([' ', ',']);

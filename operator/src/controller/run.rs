@@ -129,9 +129,9 @@ where
     (reader, task)
 }
 
-fn snapshot<K: Clone>(s: &Store<K>) -> Vec<K>
+fn snapshot<K>(s: &Store<K>) -> Vec<K>
 where
-    K: Resource<DynamicType = ()> + 'static,
+    K: Clone + Resource<DynamicType = ()> + 'static,
 {
     s.state().iter().map(|o| (**o).clone()).collect()
 }

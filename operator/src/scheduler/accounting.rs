@@ -541,7 +541,8 @@ pub fn slot_test(
     }
     let x = difficulty / d_eff;
     let mu0 = terms.required() * observed_seconds / (HASHES_PER_DIFFICULTY * d_eff);
-    if !(mu0 > 0.0) || x >= mu0 {
+    // NaN as well as zero or negative: no expectation to test against.
+    if mu0.is_nan() || mu0 <= 0.0 || x >= mu0 {
         return (false, x, mu0.max(0.0), 0.0);
     }
     let k = x.round().max(0.0) as u64;
