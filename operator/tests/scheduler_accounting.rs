@@ -64,7 +64,7 @@ fn run(
         let secs = last.map_or(step, |l| t - l) as f64;
         let delivery = match what {
             // Nothing delivered: the contract's worker is dead (judged failing).
-            Ok(ths) if ths == 0.0 => Delivery {
+            Ok(0.0) => Delivery {
                 failing: true,
                 ..at_rate(0.0, secs)
             },
