@@ -274,7 +274,6 @@ mod tests {
         for (from, to, field) in [
             ("\"memory\"", "\"memorx\"", "memorx"),
             ("\"statuses\"", "\"statusez\"", "statusez"),
-            ("\"credit\"", "\"credix\"", "credi"),
             ("\"ledgers\"", "\"ledgerz\"", "ledger"),
         ] {
             assert!(good.contains(from), "{from} in the file");
