@@ -247,7 +247,7 @@ async fn switch_to_narrower_version_mask_tells_the_miner() {
 
 /// What a miner sees on the wire during a switch that needs every message: a new extranonce
 /// (small extranonce2 at the new pool), a narrower version mask, the difficulty, and a clean job,
-/// in the order of STRATUM.md.
+/// in the order docs/protocol.md gives ("Moving a miner to another pool").
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn switch_messages_arrive_in_protocol_order() {
     use hashsched_tests::RawClient;

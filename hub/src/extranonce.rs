@@ -12,8 +12,8 @@
 //!
 //! Because `t` is hub-unique and the pool's `E1` lives in the (per job) coinb1, a miner moves to
 //! another session or pool with only a new `mining.notify`: no `set_extranonce`, no reconnect,
-//! provided the new pool's `n2 >= k + m`. Fallbacks when it is smaller (see `DESIGN` in the
-//! engine, [`fit_miner_en2`]): at subscribe the hub picks `m` to fit the smallest `n2` of the pools
+//! provided the new pool's `n2 >= k + m`. Fallbacks when it is smaller (see [`fit_miner_en2`]
+//! and docs/protocol.md): at subscribe the hub picks `m` to fit the smallest `n2` of the pools
 //! it already knows; a miner that subscribed to extranonce changes gets
 //! `mining.set_extranonce(t, n2 − k)`; any other miner is asked to reconnect (`client.reconnect`)
 //! and gets a fitting `m` on its new subscribe. A pool with `n2 < k + 1` cannot carry any tail and is

@@ -6,7 +6,7 @@
 //! strings and are echoed verbatim, errors come as arrays, objects or strings) and precise where the
 //! bytes matter (hex fields, sizes, difficulty values): a bad field gives a [`ProtocolError`] that
 //! names the method and parameter, never a panic. Method names and submit error codes live here
-//! and nowhere else (see STRATUM.md).
+//! and nowhere else (see docs/protocol.md).
 
 use serde::Deserialize;
 use serde_json::{Map, Value, json};

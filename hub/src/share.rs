@@ -3,7 +3,7 @@
 //!
 //! Pure functions, no I/O, no panics on input: everything from miners and pools arrives as hex
 //! strings and is parsed into typed values here (errors are [`ShareError`]). The byte-order rules
-//! are those of `STRATUM.md` ("Building and checking a share"), pinned by unit tests that rebuild
+//! are those of docs/protocol.md ("Building a share"), pinned by unit tests that rebuild
 //! real mainnet headers (blocks 1 and 125552).
 //!
 //! The hub validates every share, so the hot path is a [`JobTemplate`] parsed once per job: the
@@ -202,7 +202,7 @@ impl HeaderHasher {
 }
 
 /// Merkle root from the coinbase transaction and the branch sent in `mining.notify`
-/// (STRATUM.md step 2): the result goes into the header as is.
+/// (docs/protocol.md, "Building a share", step 2): the result goes into the header as is.
 pub fn merkle_root(coinbase: &[u8], branch: &[[u8; 32]]) -> [u8; 32] {
     fold_branch(sha256d(coinbase), branch)
 }

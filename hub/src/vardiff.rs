@@ -1,9 +1,9 @@
 //! Per-miner variable difficulty: keep each miner sending a share about every `target_interval`.
 //!
 //! The hub, not the pool, picks the miner-facing difficulty: one share every ~2 s gives the health
-//! code a dense, Poisson-distributed signal (STRATUM.md, "Hashrate and health from shares"), while
-//! the pool only sees shares that meet its own target. Pure state machine, no I/O, no clock: the
-//! caller passes `now` in seconds.
+//! code a dense, Poisson-distributed signal (docs/protocol.md, "Hashrate and health from
+//! shares"), while the pool only sees shares that meet its own target. Pure state machine, no
+//! I/O, no clock: the caller passes `now` in seconds.
 //!
 //! The estimate is work-based, not count-based: `Σ difficulty of shares / elapsed` is the miner's
 //! hashrate in difficulty units per second, so shares still arriving at the previous difficulty

@@ -41,7 +41,7 @@ use hashsched_hub::config::{AdminConfig, HubConfig, QuickStart};
 #[command(name = "stratum-hub", version, verbatim_doc_comment)]
 struct Args {
     /// YAML config file (listen, metrics, admin, routing or routingFile, vardiff, limits,
-    /// extranonce, upstream, stats). See the hub README / `hashsched_hub::config::HubConfig`.
+    /// extranonce, upstream, stats). See docs/hub.md / `hashsched_hub::config::HubConfig`.
     #[arg(long, short = 'c', env = "STRATUM_HUB_CONFIG")]
     config: Option<PathBuf>,
 

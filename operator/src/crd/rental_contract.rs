@@ -183,7 +183,7 @@ impl std::fmt::Display for ContractMode {
     }
 }
 
-/// How worker health is judged from shares (see the README's health section for the math).
+/// How worker health is judged from shares (docs/scheduler.md, "Health from shares").
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct HealthPolicy {

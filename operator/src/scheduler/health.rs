@@ -1,7 +1,7 @@
 //! Worker health from shares: a verdict with a known false-alarm rate instead of "offline after ten
 //! minutes".
 //!
-//! # The math (quoted by the README)
+//! # The math (docs/scheduler.md has the same)
 //!
 //! The hub sets each miner's difficulty `d` (vardiff) and validates every share. A worker hashing at
 //! `H` hashes/s finds shares as a Poisson process with rate
@@ -100,7 +100,7 @@ impl fmt::Display for Verdict {
     }
 }
 
-/// How a worker is judged. Defaults follow DESIGN.md.
+/// How a worker is judged (docs/scheduler.md, "Health from shares", lists the defaults).
 #[derive(Debug, Clone, PartialEq)]
 pub struct HealthPolicy {
     /// Length of the share-count window for the Degraded test.
@@ -282,7 +282,7 @@ impl fmt::Display for Reason {
     }
 }
 
-/// The thresholds derived for one worker: shown in reasons and used by tests and the README.
+/// The thresholds derived for one worker: shown in reasons, used by tests and the docs.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Thresholds {
     /// Expected shares per second, `λ`.
@@ -721,7 +721,7 @@ mod tests {
     #[test]
     fn dead_limit_is_forty_seconds_at_one_share_every_two_seconds() {
         let t = dead_after_secs(0.5, 1e-4, 0.0);
-        // ln(0.5 · 86400 · 10⁴) / 0.5 = 39.77 s (DESIGN.md: "t ≈ 40 s").
+        // ln(0.5 · 86400 · 10⁴) / 0.5 = 39.77 s (docs/scheduler.md: "≈ 40 s").
         assert!((t - 39.77).abs() < 0.01, "{t}");
         // And the budget identity: λ·86400·e^(−λt) = B.
         assert!((0.5 * 86400.0 * (-0.5 * t).exp() - 1e-4).abs() < 1e-12);
@@ -731,7 +731,7 @@ mod tests {
 
     #[test]
     fn share_rate_from_difficulty_and_fallback() {
-        // 100 TH/s at d = 65536: 0.355 shares/s (STRATUM.md).
+        // 100 TH/s at d = 65536: 0.355 shares/s (docs/protocol.md).
         let l = share_rate(100e12, Some(65536.0), Duration::from_secs(5));
         assert!((l - 0.3553).abs() < 1e-3, "{l}");
         assert_eq!(share_rate(100e12, None, Duration::from_secs(4)), 0.25);
