@@ -593,7 +593,6 @@ fn one_image_everywhere_and_versions_agree() {
 }
 
 #[test]
-#[ignore = "the renderer's DEFAULT_HUB_IMAGE (operator/src/scheduler/render/kubernetes.rs) must be set to the chart's image at merge"]
 fn the_renderer_defaults_hubs_to_the_chart_image() {
     assert_eq!(
         hashsched_operator::scheduler::render::kubernetes::DEFAULT_HUB_IMAGE,

@@ -257,8 +257,10 @@ async fn switch_messages_arrive_in_protocol_order() {
     init_tracing();
     // No periodic jobs: the only notify after the push is the switch's own (and a long
     // starvation time so the quiet pools are not failed).
+    // Pool a has room for the miner's 4-byte extranonce2; the small one does not.
     let a = SimPool::start(PoolConfig {
         name: "a".into(),
+        extranonce2_size: 8,
         ..test_pool(D)
     })
     .await

@@ -35,7 +35,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::extranonce::{Tail, fit_miner_en2, pool_extranonce2};
+use crate::extranonce::{ASSUMED_POOL_EXTRANONCE2_SIZE, Tail, fit_miner_en2, pool_extranonce2};
 use crate::facts::ShareResult;
 use crate::jobs::{JobVariant, MinerJobs, Sighting};
 use crate::lines::{LineRead, line, read_line};
@@ -227,12 +227,28 @@ struct Miner {
     errors: u32,
     last_line: Instant,
     connected_at: Instant,
+    /// A subscribe held until a pool's extranonce2 size is known: its id and the deadline.
+    subscribe_held: Option<Box<(Value, tokio::time::Instant)>>,
 }
 
 /// Why a connection ended (metric label + log).
 type Closed = &'static str;
 
 const QUEUE_FULL: Closed = "write queue full (miner not reading)";
+
+/// How long a subscribe is held unanswered while no pool of the routing has answered its own
+/// subscribe yet (just after the hub starts, when every miner reconnects at once). The answer
+/// names the miner's extranonce2 size, which must fit the pool's; a guess that is too big
+/// would cost a miner without `mining.extranonce.subscribe` (cpuminer) a reconnect as soon
+/// as the pool answers. Lines after the subscribe wait too, so answers keep their order.
+const SUBSCRIBE_WAIT_FOR_POOL: Duration = Duration::from_secs(3);
+
+/// Resolves when a pool's extranonce2 size is known or at `deadline`, whichever is first.
+async fn first_pool_answer(sh: &Shared, deadline: Option<tokio::time::Instant>) {
+    let Some(deadline) = deadline else { return };
+    let mut answered = sh.pool_answered.subscribe();
+    let _ = tokio::time::timeout_at(deadline, answered.wait_for(|seen| *seen)).await;
+}
 
 /// Serve one accepted miner connection until it closes.
 pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
@@ -288,6 +304,7 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             errors: 0,
             last_line: now,
             connected_at: now,
+            subscribe_held: None,
             sh: sh.clone(),
         }),
     });
@@ -309,6 +326,7 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             let stopped = kill.cancelled();
             tokio::pin!(stopped);
             loop {
+                let held = cell.lock().subscribe_held.as_ref().map(|h| h.1);
                 // Each branch takes the lock for its synchronous work only.
                 let r: Result<(), Closed> = tokio::select! {
                     biased;
@@ -342,7 +360,10 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                         }
                         None => Err("internal queue closed"),
                     },
-                    r = read_line(&mut reader, &mut buf, max) => {
+                    _ = first_pool_answer(&sh, held), if held.is_some() => {
+                        cell.lock().answer_held_subscribe()
+                    }
+                    r = read_line(&mut reader, &mut buf, max), if held.is_none() => {
                         let mut m = cell.lock();
                         match r {
                             Ok(LineRead::Line) => m.on_line(line(&buf)),
@@ -848,6 +869,23 @@ impl Miner {
     }
 
     fn on_subscribe(&mut self, id: Value) -> Result<(), Closed> {
+        if self.tail.is_none() && self.sh.awaiting_first_pool() {
+            let deadline = tokio::time::Instant::now() + SUBSCRIBE_WAIT_FOR_POOL;
+            self.subscribe_held = Some(Box::new((id, deadline)));
+            return Ok(());
+        }
+        self.answer_subscribe(id)
+    }
+
+    /// A pool answered, or the wait is over: answer the held subscribe with what is known.
+    fn answer_held_subscribe(&mut self) -> Result<(), Closed> {
+        match self.subscribe_held.take() {
+            Some(held) => self.answer_subscribe(held.0),
+            None => Ok(()),
+        }
+    }
+
+    fn answer_subscribe(&mut self, id: Value) -> Result<(), Closed> {
         if self.tail.is_none() {
             let Some(t) = self.sh.alloc_tail() else {
                 self.write(protocol::error_line(
@@ -862,7 +900,11 @@ impl Miner {
                 e.tail_bytes,
                 e.miner_extranonce2_size,
                 e.min_miner_extranonce2_size,
-                self.sh.known_min_n2(),
+                Some(
+                    self.sh
+                        .known_min_n2()
+                        .unwrap_or(ASSUMED_POOL_EXTRANONCE2_SIZE),
+                ),
             );
             self.link.m = self.m;
             self.tail = Some(t);

@@ -119,6 +119,11 @@ impl Tail {
 /// The miner extranonce2 size to offer at subscribe: the preferred `m`, shrunk so that
 /// `k + m <= n2` for the smallest pool `n2` known (`None` if no pool is known yet), but never
 /// below `m_min`.
+/// The pool extranonce2 size a new miner's size is fitted to when no pool of the routing has
+/// answered yet: 4 bytes is the smallest size common pools give, and a miner fitted to it fits
+/// any larger pool too (the difference becomes padding).
+pub const ASSUMED_POOL_EXTRANONCE2_SIZE: usize = 4;
+
 pub fn fit_miner_en2(k: usize, m_pref: usize, m_min: usize, min_pool_n2: Option<usize>) -> usize {
     match min_pool_n2 {
         Some(n2) if n2 >= k + m_min => m_pref.min(n2 - k),

@@ -133,6 +133,12 @@ impl Router {
             .min()
     }
 
+    /// The routing names pools but none has answered a subscribe yet (hub start): a new
+    /// miner's extranonce2 size would be a guess that may not fit (see `downstream`).
+    pub fn awaiting_first_pool(&self) -> bool {
+        self.known_min_n2().is_none() && self.pools.values().any(|p| !p.retired)
+    }
+
     // ---- routing ------------------------------------------------------------------------------
 
     pub fn apply_routing(&mut self, sh: &Arc<Shared>, r: Arc<ValidRouting>) {
@@ -325,6 +331,8 @@ impl Router {
                     return;
                 };
                 rt.last_n2 = Some(info.n2);
+                sh.pool_answered
+                    .send_if_modified(|seen| !std::mem::replace(seen, true));
                 let k = sh.config.extranonce.tail_bytes;
                 if info.n2 < k + 1 {
                     error!(

@@ -96,6 +96,9 @@ pub(crate) struct Shared {
     pub shutdown: CancellationToken,
     pub tracker: TaskTracker,
     pub fanout: FanOut,
+    /// Becomes `true` when a pool first answers a subscribe (its extranonce2 size is known):
+    /// miners that subscribed before wait for it (see `downstream::SUBSCRIBE_WAIT_FOR_POOL`).
+    pub pool_answered: tokio::sync::watch::Sender<bool>,
 }
 
 impl Shared {
@@ -141,6 +144,9 @@ impl Shared {
     }
     pub fn known_min_n2(&self) -> Option<usize> {
         self.core.router().known_min_n2()
+    }
+    pub fn awaiting_first_pool(&self) -> bool {
+        self.core.router().awaiting_first_pool()
     }
     pub fn alloc_tail(&self) -> Option<Tail> {
         self.tails
@@ -224,6 +230,7 @@ impl Hub {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             fanout: FanOut::for_this_machine(),
+            pool_answered: tokio::sync::watch::Sender::new(false),
         });
         let mut control = RoutingControl::new(
             secrets.clone(),
@@ -706,6 +713,81 @@ mod tests {
             "not clean: cpuminer keeps old work: {next}"
         );
         assert_eq!(seen[i].1[0].as_f64(), Some(32.0), "{seen:?}");
+        hub.shutdown().await;
+    }
+
+    /// Every miner reconnects the moment a hub restarts, before any pool has answered: a
+    /// cpuminer-like miner (no `mining.extranonce.subscribe`) that subscribes then must get an
+    /// extranonce2 size that fits the pool (4 bytes, tail 2 → 2), not a guess that costs it a
+    /// `client.reconnect` as soon as the pool answers.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_miner_subscribing_before_any_pool_answered_gets_a_size_that_fits() {
+        use serde_json::{Value, json};
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+        let pool = SimPool::start(PoolConfig {
+            extranonce2_size: 4,
+            ..PoolConfig::default()
+        })
+        .await
+        .unwrap();
+        // The pool answers 700 ms after the hub connects (a pool across the internet, a
+        // busy one): the miner below subscribes well before that.
+        let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let slow_url = format!("stratum+tcp://{}", slow.local_addr().unwrap());
+        let pool_addr = pool.addr();
+        tokio::spawn(async move {
+            while let Ok((mut hub_side, _)) = slow.accept().await {
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(700)).await;
+                    if let Ok(mut pool_side) = tokio::net::TcpStream::connect(pool_addr).await {
+                        let _ = tokio::io::copy_bidirectional(&mut hub_side, &mut pool_side).await;
+                    }
+                });
+            }
+        });
+        let hub = Hub::start(quick(vec![slow_url])).await.unwrap();
+        let s = tokio::net::TcpStream::connect(hub.stratum_addr())
+            .await
+            .unwrap();
+        let (r, mut w) = s.into_split();
+        let mut lines = BufReader::new(r).lines();
+        for req in [
+            json!({"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5.1"]}),
+            json!({"id": 2, "method": "mining.authorize", "params": ["rig-early", "x"]}),
+        ] {
+            w.write_all(format!("{req}\n").as_bytes()).await.unwrap();
+        }
+        let mut seen: Vec<Value> = Vec::new();
+        let first_job = tokio::time::timeout(T, async {
+            while let Ok(Some(l)) = lines.next_line().await {
+                let v: Value = serde_json::from_str(&l).unwrap();
+                let notify = v["method"] == "mining.notify";
+                seen.push(v);
+                if notify {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(first_job, Ok(true), "no job: {seen:?}");
+        assert_eq!(
+            seen[0]["id"],
+            json!(1),
+            "subscribe answered first: {seen:?}"
+        );
+        assert_eq!(seen[0]["result"][2], json!(2), "extranonce2 size: {seen:?}");
+        assert!(
+            !seen.iter().any(|v| v["method"] == "client.reconnect"),
+            "{seen:?}"
+        );
+        assert!(
+            !hub.metrics_text()
+                .contains("reason=\"extranonce2_too_small\"} 1"),
+            "{}",
+            hub.metrics_text()
+        );
         hub.shutdown().await;
     }
 

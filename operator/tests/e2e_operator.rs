@@ -457,6 +457,17 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
     .await
     .expect("hub starts");
 
+    // The miners are mining (on the house pool) before the operator first looks, as in a farm
+    // that installs hashsched: a machine the operator first sees dead would have to prove
+    // itself for its contract's minDwell (5 minutes for house spares) before it is lent.
+    let miners: BTreeMap<&str, SimMiner> = ["acme-1", "acme-2", "spare-1"]
+        .into_iter()
+        .map(|w| {
+            let mut c = MinerConfig::new(w);
+            c.hashrate = Some(RATE);
+            (w, SimMiner::spawn(hub.stratum_addr(), c))
+        })
+        .collect();
     for d in farm(&ns, &house.url(), &acme.url()) {
         apply_doc(&client, d, &ns).await;
     }
@@ -479,15 +490,6 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
     })
     .await;
     std::fs::write(&token_file, &token).unwrap();
-
-    let miners: BTreeMap<&str, SimMiner> = ["acme-1", "acme-2", "spare-1"]
-        .into_iter()
-        .map(|w| {
-            let mut c = MinerConfig::new(w);
-            c.hashrate = Some(RATE);
-            (w, SimMiner::spawn(hub.stratum_addr(), c))
-        })
-        .collect();
 
     // The children exist, owned by the StratumHub.
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);

@@ -324,3 +324,56 @@ spec:
     assert_eq!(w1.stats().connections, 1);
     local.shutdown().await;
 }
+
+/// A PoolEndpoint whose port the hub would refuse is refused at admission, with the object and
+/// field named, as a real apiserver refuses it (the schema carries the hub's port range). It
+/// never reaches a routing document: every other worker keeps mining where it was routed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_with_a_bad_port_is_refused_and_every_other_worker_keeps_mining() {
+    let farm = Farm::new().await;
+    let local = farm.start().await;
+    let _w1 = miner(local.stratum_addr(), "w1");
+    let _spare = miner(local.stratum_addr(), "spare-1");
+    wait_status(&local, "w1 on pool-a, spare-1 on house", |d| {
+        d.worker("w1")
+            .is_some_and(|w| w.pool.as_deref() == Some("pool-a"))
+            && d.worker("spare-1")
+                .is_some_and(|w| w.pool.as_deref() == Some("house"))
+    })
+    .await;
+
+    // Another customer, with a typo in its pool's port.
+    farm.write(
+        "50-beta.yaml",
+        "apiVersion: hashsched.io/v1alpha1
+kind: PoolEndpoint
+metadata: { name: beta-pool }
+spec: { url: \"stratum+tcp://127.0.0.1:99999\", user: beta }
+---
+apiVersion: hashsched.io/v1alpha1
+kind: Customer
+metadata: { name: beta }
+spec: { pools: [beta-pool] }
+",
+    );
+    let doc = wait_status(&local, "the bad pool is reported", |d| {
+        d.manifests_error
+            .as_deref()
+            .is_some_and(|e| e.contains("PoolEndpoint beta-pool") && e.contains("spec.url"))
+    })
+    .await;
+    assert_eq!(
+        doc.worker("w1").and_then(|w| w.pool.as_deref()),
+        Some("pool-a")
+    );
+    let (a, house) = (
+        farm.pool_a.stats().accepted_total(),
+        farm.house.stats().accepted_total(),
+    );
+    wait_for("w1 and spare-1 keep mining to their pools", || {
+        farm.pool_a.stats().accepted_total() > a + 2
+            && farm.house.stats().accepted_total() > house + 2
+    })
+    .await;
+    local.shutdown().await;
+}

@@ -181,8 +181,8 @@ prop_compose! {
     fn arb_worker()(
         name in arb_name(),
         connected in any::<bool>(),
-        counts in proptest::collection::vec(0u64..(1u64 << 52), 8),
-        diffs in proptest::collection::vec(arb_float(), 8),
+        counts in proptest::collection::vec(0u64..(1u64 << 52), ShareResult::ALL.len()),
+        diffs in proptest::collection::vec(arb_float(), ShareResult::ALL.len()),
         pending in 0u64..1_000_000,
         windows in proptest::collection::btree_map(1u64..100_000, arb_float(), 0..4),
         last in proptest::option::of(1e9..2e9f64),

@@ -17,6 +17,7 @@ use hashsched_operator::controller::hub_io::{BoxFut, HubIo, HubIoError, HubTarge
 use hashsched_operator::controller::schedule::{CycleSummary, ScheduleOptions, Scheduler, World};
 use hashsched_operator::controller::{Context, FIELD_MANAGER, Shared, children};
 use hashsched_operator::crd::{Customer, PoolEndpoint, RentalContract, StratumHub, Worker};
+use hashsched_operator::metrics::{CONTRACT_UPTIME_RATIO, WORKER_PHASE};
 use jiff::Timestamp;
 use kube::runtime::events::{Recorder, Reporter};
 use operator_common::{FakeApi, Recorded, base64};
@@ -165,6 +166,7 @@ fn facts(name: &str, expected: f64, connected: bool, silent: i64, last: i64) -> 
 struct Story {
     api: FakeApi,
     hub: FakeHub,
+    shared: Arc<Shared>,
     scheduler: Scheduler,
 }
 
@@ -190,10 +192,17 @@ impl Story {
                 instance: Some("test".into()),
             },
         );
-        let scheduler = Scheduler::new(client, shared, Arc::new(hub.clone()), recorder, opts);
+        let scheduler = Scheduler::new(
+            client,
+            shared.clone(),
+            Arc::new(hub.clone()),
+            recorder,
+            opts,
+        );
         Story {
             api,
             hub,
+            shared,
             scheduler,
         }
     }
@@ -466,6 +475,27 @@ async fn contracts_failover_recovery_and_a_steady_farm() {
     }
     assert_eq!(s.status("Worker", victim)["phase"], "Healthy");
     assert_eq!(s.status("RentalContract", "acme-m2m")["phase"], "Active");
+    // The operator's /metrics carries the SLIs the rules and dashboards read, as local mode's
+    // does: one series per contract, one phase series per worker.
+    let page = s.shared.metrics.render();
+    let sample = |metric: &str, must: &[&str]| {
+        page.lines()
+            .find(|l| l.starts_with(&format!("{metric}{{")) && must.iter().all(|m| l.contains(m)))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<f64>().unwrap())
+    };
+    let uptime = sample(
+        CONTRACT_UPTIME_RATIO,
+        &["namespace=\"mining\"", "contract=\"acme-m2m\""],
+    );
+    assert!(uptime.is_some_and(|u| (0.0..=1.0).contains(&u)), "{page}");
+    assert_eq!(
+        sample(
+            WORKER_PHASE,
+            &[&format!("worker=\"{victim}\""), "phase=\"Healthy\""]
+        ),
+        Some(1.0),
+        "{page}"
+    );
     let hub = s.status("StratumHub", "site-a");
     assert_eq!(
         hub["appliedRoutingGeneration"],

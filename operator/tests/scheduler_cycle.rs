@@ -452,3 +452,57 @@ fn a_threshold_contract_borrows_the_fewest_spares_and_returns_them() {
         "lent {lent_at}, back {back_at}, returned {returned_at}"
     );
 }
+
+/// One customer's PoolEndpoint has a URL the hub refuses (port 0, e.g. stored before the
+/// schema was tightened): it is left out of the routing document with the reason, the document
+/// still passes the hub's validation, and the other customers' workers keep their routes.
+#[test]
+fn a_pool_the_hub_refuses_is_left_out_and_everyone_else_is_routed() {
+    let mut o = load_examples();
+    let bad = o
+        .pools
+        .iter_mut()
+        .find(|p| p.metadata.name.as_deref() == Some("acme-primary"))
+        .unwrap();
+    bad.spec.url = "stratum+ssl://stratum.acme-pool.example:0".into();
+    let facts: BTreeMap<String, WorkerFacts> = o
+        .workers
+        .iter()
+        .map(|w| {
+            let n = w.metadata.name.clone().unwrap();
+            let f = facts(&n, w.spec.expected_hashrate.as_f64(), 0, -3600, -1);
+            (n, f)
+        })
+        .collect();
+    let out = cycle(&o, &facts, 0, &CycleMemory::default());
+    let reason = out.invalid_pools.get("acme-primary").expect("reported");
+    assert!(reason.contains("port"), "{reason}");
+    assert_eq!(out.invalid_pools.len(), 1, "{:?}", out.invalid_pools);
+    assert!(out.routing_errors.is_empty(), "{:?}", out.routing_errors);
+    let doc = &out.routing["site-a"];
+    doc.validate().expect("the hub accepts the document");
+    assert!(doc.pools.iter().all(|p| p.name != "acme-primary"));
+    let route = |w: &str| {
+        doc.workers
+            .iter()
+            .find(|r| r.name == w)
+            .and_then(|r| r.pools.clone())
+            .unwrap_or_default()
+    };
+    // acme keeps its backup pool; borealis is untouched.
+    assert_eq!(route("acme-s19-01"), ["acme-backup"]);
+    let borealis: Vec<&Vec<String>> = doc
+        .workers
+        .iter()
+        .filter(|r| {
+            r.assignment
+                .as_ref()
+                .is_some_and(|a| a.customer.as_deref() == Some("borealis"))
+        })
+        .filter_map(|r| r.pools.as_ref())
+        .collect();
+    assert!(!borealis.is_empty(), "borealis's workers are routed");
+    for pools in borealis {
+        assert!(pools.contains(&"borealis-primary".to_owned()), "{pools:?}");
+    }
+}

@@ -30,9 +30,14 @@ pub fn upstream(worker: &str) -> String {
 
 /// A simulated pool for these tests: difficulty `D` and a job every 500 ms, like a live pool (a
 /// pool that sends no job for `starvation` is failed, see [`fast_failover`]).
+///
+/// Its extranonce2 is 8 bytes, room for the hub's tail, a salt and the miners' 4 bytes: these
+/// tests move miners between pools, and the ones about a smaller pool make it 4 bytes on purpose
+/// (`hub_real_world` covers miners that start on a 4-byte pool).
 pub fn live_pool(name: &str) -> hashsched_hub::sim::pool::PoolConfig {
     hashsched_hub::sim::pool::PoolConfig {
         name: name.into(),
+        extranonce2_size: 8,
         job_interval: Some(std::time::Duration::from_millis(500)),
         ..hashsched_tests::test_pool(D)
     }

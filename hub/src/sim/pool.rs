@@ -629,6 +629,9 @@ impl Session<'_> {
             return;
         }
         self.job_difficulty.insert(job.id.clone(), self.difficulty);
+        // A job sent again (after every authorize) is one entry, not one per send: otherwise
+        // 32 authorizes on one connection would evict the current job's own id.
+        self.job_order.retain(|id| *id != job.id);
         self.job_order.push_back(job.id.clone());
         while self.job_order.len() > self.shared.config.jobs_kept.max(1) * 2 {
             if let Some(old) = self.job_order.pop_front() {

@@ -275,9 +275,16 @@ pub async fn reconcile(
         // The scheduling loop has not rendered this hub's routing yet (first cycle).
         return Ok(Action::requeue(Duration::from_secs(1)));
     };
+    let hub_key = (hub.namespace().unwrap_or_default(), hub.name_any());
     let result = match objects {
-        Ok(o) => apply_children(&ctx.client, &hub, &o, &ctx.shared).await,
-        Err(e) => Err(e),
+        Ok(o) => {
+            ctx.shared.set_render_error(hub_key, None);
+            apply_children(&ctx.client, &hub, &o, &ctx.shared).await
+        }
+        Err(e) => {
+            ctx.shared.set_render_error(hub_key, Some(e.to_string()));
+            Err(e)
+        }
     };
     ctx.shared.metrics.reconcile("StratumHub", result.is_ok());
     match result {

@@ -29,6 +29,7 @@ use hashsched_hub::routing::RoutingDocument;
 use kube::Client;
 
 use crate::scheduler::render::kubernetes::RenderError;
+use crate::scheduler::sli::{self, SliSnapshot};
 
 /// The one field manager of every server-side apply the operator makes.
 pub const FIELD_MANAGER: &str = "hashsched-operator";
@@ -55,15 +56,48 @@ pub struct Shared {
     pub pod_monitor_api: bool,
     /// Hub image when a StratumHub does not name one.
     pub default_image: Option<String>,
+    /// The per-contract SLIs and per-worker phases of the last cycle, for `/metrics`: the
+    /// scheduling loop publishes, the SLI collector reads on each scrape.
+    pub slis: tokio::sync::watch::Sender<Arc<SliSnapshot>>,
+    /// Per hub: why its objects cannot be rendered (the hub controller writes, the scheduling
+    /// loop reports it in the StratumHub's `SpecValid` condition).
+    pub render_errors: Mutex<BTreeMap<hub_io::HubKey, String>>,
 }
 
 impl Shared {
     pub fn new(pod_monitor_api: bool, default_image: Option<String>) -> Self {
+        let (slis, sli_reader) = tokio::sync::watch::channel(Arc::new(SliSnapshot::default()));
         Shared {
-            metrics: metrics::OperatorMetrics::default(),
+            metrics: metrics::OperatorMetrics::new_with(|registry| {
+                sli::register(registry, sli_reader)
+            }),
             routing: Mutex::new(BTreeMap::new()),
             pod_monitor_api,
             default_image,
+            slis,
+            render_errors: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Why the hub's objects cannot be rendered, if they cannot.
+    pub fn render_error(&self, hub: &hub_io::HubKey) -> Option<String> {
+        self.render_errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(hub)
+            .cloned()
+    }
+
+    /// Records the outcome of rendering a hub's objects.
+    pub fn set_render_error(&self, hub: hub_io::HubKey, error: Option<String>) {
+        let mut errors = self.render_errors.lock().unwrap_or_else(|p| p.into_inner());
+        match error {
+            Some(e) => {
+                errors.insert(hub, e);
+            }
+            None => {
+                errors.remove(&hub);
+            }
         }
     }
 }

@@ -24,7 +24,6 @@ use hashsched_hub::routing::RoutingDocument;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ListParams, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
@@ -37,17 +36,20 @@ use super::exposition::{self, HubReport};
 use super::hub_io::{HubIo, HubKey, HubTarget};
 use super::status_writes::{self, WriteReason, volatile};
 use super::{FIELD_MANAGER, Shared};
-use crate::crd::conditions::{self, new_condition, set_condition};
+use crate::crd::conditions;
 use crate::crd::{
-    ContractPhase, Customer, CustomerStatus, PoolEndpoint, PoolEndpointStatus, RentalContract,
-    StratumHub, StratumHubStatus, Worker,
+    Customer, PoolEndpoint, PoolEndpointStatus, RentalContract, StratumHub, StratumHubStatus,
+    Worker,
 };
-use crate::local::store::{contract_status, worker_status};
-use crate::quantity::{Hashrate, Percentage};
 use crate::scheduler::cycle::{CycleInput, CycleMemory, CycleOutput, facts_by_worker, run_cycle};
 use crate::scheduler::render::kubernetes::{
     ADMIN_TOKEN_KEY, ROUTING_KEY, admin_token_secret_name, metrics_service_name,
     routing_config_map_name,
+};
+use crate::scheduler::sli::{ContractSli, SliSnapshot, WorkerSli};
+use crate::scheduler::status::{
+    HubObservation, contract_status, customer_status, merge_pool_facts, pool_endpoint_status,
+    pool_spec_condition, stratum_hub_status, worker_status,
 };
 
 /// Default time between two cycles when nothing changes.
@@ -150,6 +152,8 @@ pub struct Scheduler {
     config_map_generation: BTreeMap<HubKey, u64>,
     /// Hubs whose routing was seeded from their ConfigMap (once per process).
     seeded: BTreeSet<HubKey>,
+    /// Per namespace: the SLIs of the statuses this cycle decided (published after the cycle).
+    slis: BTreeMap<String, SliSnapshot>,
 }
 
 fn key_of<K: ResourceExt>(o: &K) -> String {
@@ -195,6 +199,7 @@ impl Scheduler {
             applied: BTreeMap::new(),
             config_map_generation: BTreeMap::new(),
             seeded: BTreeSet::new(),
+            slis: BTreeMap::new(),
         }
     }
 
@@ -295,6 +300,13 @@ impl Scheduler {
         // Namespaces that lost all their objects lose their memory.
         let live = world.namespaces();
         self.memory.retain(|ns, _| live.contains(ns));
+        self.slis.retain(|ns, _| live.contains(ns));
+        let mut snapshot = SliSnapshot::default();
+        for part in self.slis.values() {
+            snapshot.contracts.extend(part.contracts.iter().cloned());
+            snapshot.workers.extend(part.workers.iter().cloned());
+        }
+        self.shared.slis.send_replace(Arc::new(snapshot));
         self.shared
             .metrics
             .cycle_seconds(started.elapsed().as_secs_f64());
@@ -616,6 +628,7 @@ impl Scheduler {
             world.workers.iter().map(|w| (w.name_any(), w)).collect();
         let contracts: BTreeMap<String, &RentalContract> =
             world.contracts.iter().map(|c| (c.name_any(), c)).collect();
+        let mut slis = SliSnapshot::default();
         let mut moves: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for c in &out.changes {
             moves
@@ -629,6 +642,12 @@ impl Scheduler {
             };
             let changes = moves.get(r.name.as_str()).cloned().unwrap_or_default();
             let desired = worker_status(obj.status.as_ref(), r, facts.get(&r.name), &changes, now);
+            slis.workers.push(WorkerSli {
+                namespace: ns.to_owned(),
+                worker: r.name.clone(),
+                owner: obj.spec.owner.to_string(),
+                phase: desired.phase.unwrap_or_default(),
+            });
             let current = obj.status.as_ref().map(to_value);
             self.patch_status(
                 ns,
@@ -646,6 +665,9 @@ impl Scheduler {
                 continue;
             };
             let desired = contract_status(obj.status.as_ref(), r, &out.workers, now);
+            let mut decided = obj.clone();
+            decided.status = Some(desired.clone());
+            slis.contracts.push(ContractSli::from_object(&decided, ns));
             let current = obj.status.as_ref().map(to_value);
             self.patch_status(
                 ns,
@@ -658,8 +680,9 @@ impl Scheduler {
             )
             .await;
         }
+        self.slis.insert(ns.to_owned(), slis);
         for p in &world.pools {
-            let desired = pool_status(p, ns, scrapes, now);
+            let desired = pool_status(p, ns, scrapes, out.invalid_pools.get(&p.name_any()), now);
             let current = p.status.as_ref().map(to_value);
             self.patch_status(
                 ns,
@@ -673,7 +696,13 @@ impl Scheduler {
             .await;
         }
         for c in &world.customers {
-            let desired = customer_status(c, &contracts, out, now);
+            let desired = customer_status(
+                c.status.as_ref(),
+                &c.name_any(),
+                &out.contracts,
+                c.metadata.generation,
+                now,
+            );
             let current = c.status.as_ref().map(to_value);
             self.patch_status(
                 ns,
@@ -711,14 +740,11 @@ impl Scheduler {
         scrapes: &BTreeMap<HubKey, Result<Vec<PodScrape>, String>>,
         now: Timestamp,
     ) -> StratumHubStatus {
-        let mut s = hub.status.clone().unwrap_or_default();
-        let now_t = Time(now);
         let pods: Vec<&PodScrape> = match scrapes.get(key) {
             Some(Ok(p)) => p.iter().collect(),
             _ => Vec::new(),
         };
         let ok: Vec<&PodScrape> = pods.iter().copied().filter(|p| p.report.is_ok()).collect();
-        s.ready_replicas = Some(i32::try_from(ok.len()).unwrap_or(i32::MAX));
         let connected: BTreeSet<&str> = ok
             .iter()
             .filter_map(|p| p.report.as_ref().ok())
@@ -729,9 +755,6 @@ impl Scheduler {
                     .map(|w| w.worker.as_str())
             })
             .collect();
-        s.connected_workers = Some(u32::try_from(connected.len()).unwrap_or(u32::MAX));
-        let desired = out.routing.get(&key.1).map(|d| d.generation);
-        s.desired_routing_generation = desired.map(|g| i64::try_from(g).unwrap_or(i64::MAX));
         let applied = ok
             .iter()
             .filter_map(|p| {
@@ -740,66 +763,28 @@ impl Scheduler {
                     .copied()
             })
             .min();
-        s.applied_routing_generation = applied.map(|g| i64::try_from(g).unwrap_or(i64::MAX));
-        s.stratum_endpoint = Some(format!(
-            "{}.{}.svc:{}",
-            hub.name_any(),
-            key.0,
-            hub.spec.stratum_port()
-        ));
-        let ready = !ok.is_empty() && ok.len() == pods.len();
-        set_condition(
-            &mut s.conditions,
-            new_condition(
-                conditions::READY,
-                ready,
-                if ready {
-                    "PodsReady"
-                } else if pods.is_empty() {
-                    "NoReadyPods"
-                } else {
-                    "PodsUnreachable"
-                },
-                if ready {
-                    format!("{} hub pod(s) answer on /metrics", ok.len())
-                } else if pods.is_empty() {
-                    "no ready hub pod: check the Deployment's pods (kubectl describe deployment)"
-                        .to_owned()
-                } else {
-                    format!(
-                        "{} of {} hub pod(s) do not answer on /metrics: verdicts are held",
-                        pods.len() - ok.len(),
-                        pods.len()
-                    )
-                },
-                None,
-                &now_t,
-            ),
-        );
-        let routing_ok = desired.is_some() && applied == desired && !ok.is_empty();
-        set_condition(
-            &mut s.conditions,
-            new_condition(
-                conditions::ROUTING_APPLIED,
-                routing_ok,
-                if routing_ok { "Applied" } else { "Pending" },
-                match (desired, applied) {
-                    (Some(d), Some(a)) if a == d => {
-                        format!("every ready pod runs routing generation {d}")
-                    }
-                    (Some(d), Some(a)) => {
-                        format!("routing generation {d} rendered; lowest applied by a pod is {a}")
-                    }
-                    (Some(d), None) => {
-                        format!("routing generation {d} rendered; no pod confirmed it yet")
-                    }
-                    _ => "no routing rendered yet".to_owned(),
-                },
-                None,
-                &now_t,
-            ),
-        );
-        s
+        let obs = HubObservation {
+            pods: u32::try_from(pods.len()).unwrap_or(u32::MAX),
+            answering: u32::try_from(ok.len()).unwrap_or(u32::MAX),
+            connected_workers: Some(u32::try_from(connected.len()).unwrap_or(u32::MAX)),
+            applied_generation: applied,
+            stratum_endpoint: Some(format!(
+                "{}.{}.svc:{}",
+                hub.name_any(),
+                key.0,
+                hub.spec.stratum_port()
+            )),
+            render_error: self.shared.render_error(key),
+            routing_refused: out.routing_errors.get(&key.1).cloned(),
+        };
+        let desired = out.routing.get(&key.1).map(|d| d.generation);
+        stratum_hub_status(
+            hub.status.as_ref(),
+            &obs,
+            desired,
+            hub.metadata.generation,
+            now,
+        )
     }
 
     async fn publish(&self, ns: &str, world: &World, e: &PlannedEvent, summary: &mut CycleSummary) {
@@ -886,9 +871,9 @@ fn pool_status(
     pool: &PoolEndpoint,
     ns: &str,
     scrapes: &BTreeMap<HubKey, Result<Vec<PodScrape>, String>>,
+    invalid: Option<&String>,
     now: Timestamp,
 ) -> PoolEndpointStatus {
-    let mut s = pool.status.clone().unwrap_or_default();
     let name = pool.name_any();
     let facts: Vec<&hashsched_hub::facts::PoolFacts> = scrapes
         .iter()
@@ -898,106 +883,16 @@ fn pool_status(
         .filter_map(|p| p.report.as_ref().ok())
         .flat_map(|r| r.pools.iter().filter(|f| f.pool == name))
         .collect();
-    if facts.is_empty() {
+    let mut s = match merge_pool_facts(&facts) {
+        Some(merged) => pool_endpoint_status(
+            pool.status.as_ref(),
+            Some(&merged),
+            pool.metadata.generation,
+            now,
+        ),
         // No hub reports this pool (not routed to, or no hub readable): keep the last known.
-        return s;
-    }
-    let now_t = Time(now);
-    let up = facts.iter().any(|f| f.up);
-    s.reachable = Some(up);
-    if up {
-        s.last_connect = Some(now_t.clone());
-    }
-    s.pool_difficulty = facts.iter().filter_map(|f| f.difficulty).reduce(f64::max);
-    let accepted: u64 = facts.iter().map(|f| f.accepted).sum();
-    let rejected: u64 = facts.iter().map(|f| f.rejected).sum();
-    s.reject_ratio =
-        (accepted + rejected > 0).then(|| Percentage::from_ratio(rejected, accepted + rejected));
-    s.latency_ms = facts
-        .iter()
-        .filter_map(|f| f.latency_seconds)
-        .reduce(f64::max)
-        .map(|l| (l * 1000.0).round().clamp(0.0, f64::from(u32::MAX)) as u32);
-    let why = facts
-        .iter()
-        .find_map(|f| f.last_failure.clone())
-        .unwrap_or_else(|| "no authorized session".to_owned());
-    set_condition(
-        &mut s.conditions,
-        new_condition(
-            conditions::REACHABLE,
-            up,
-            if up {
-                "SessionAuthorized"
-            } else {
-                "Unreachable"
-            },
-            if up {
-                "a hub holds an authorized session to this pool".to_owned()
-            } else {
-                format!("{why}: check the pool URL, credentials and network")
-            },
-            None,
-            &now_t,
-        ),
-    );
-    s
-}
-
-/// A Customer's status: its contracts in force, contracted and delivered hashrate, uptime over
-/// all of its contracts' slots.
-fn customer_status(
-    customer: &Customer,
-    contracts: &BTreeMap<String, &RentalContract>,
-    out: &CycleOutput,
-    now: Timestamp,
-) -> CustomerStatus {
-    let mut s = customer.status.clone().unwrap_or_default();
-    let name = customer.name_any();
-    let mine: Vec<&crate::scheduler::cycle::ContractReport> = out
-        .contracts
-        .iter()
-        .filter(|r| {
-            contracts
-                .get(&r.name)
-                .is_some_and(|c| c.spec.customer == name)
-        })
-        .collect();
-    let active: Vec<&crate::scheduler::cycle::ContractReport> = mine
-        .iter()
-        .copied()
-        .filter(|r| {
-            matches!(
-                r.phase,
-                ContractPhase::Active | ContractPhase::Degraded | ContractPhase::Breached
-            )
-        })
-        .collect();
-    s.active_contracts = Some(u32::try_from(active.len()).unwrap_or(u32::MAX));
-    s.contracted_hashrate = Some(Hashrate::from_f64_saturating(
-        active.iter().map(|r| r.contracted_hashrate).sum(),
-    ));
-    s.delivered_hashrate = Some(Hashrate::from_f64_saturating(
-        active.iter().map(|r| r.delivered_hashrate).sum(),
-    ));
-    let up: u64 = mine.iter().map(|r| r.ledger.up_slots).sum();
-    let observed: u64 = mine.iter().map(|r| r.ledger.observed_slots()).sum();
-    s.uptime = (observed > 0).then(|| Percentage::from_ratio(up, observed));
-    let ready = !active.is_empty();
-    set_condition(
-        &mut s.conditions,
-        new_condition(
-            conditions::READY,
-            ready,
-            if ready {
-                "ContractsActive"
-            } else {
-                "NoActiveContract"
-            },
-            format!("{} of {} contract(s) in force", active.len(), mine.len()),
-            None,
-            &Time(now),
-        ),
-    );
+        None => pool.status.clone().unwrap_or_default(),
+    };
+    pool_spec_condition(&mut s, invalid.map(String::as_str), now);
     s
 }

@@ -285,7 +285,7 @@ mod tests {
         }
         // Other kinds of damage: a wrong type, garbage appended, another layout version.
         for bad in [
-            good.replacen("1440", "\"1440\"", 1),
+            good.replacen("1437", "\"1437\"", 1),
             format!("{good}}}"),
             good.replacen("\"version\": 1", "\"version\": 2", 1),
             "null".to_owned(),

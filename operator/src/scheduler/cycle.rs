@@ -295,6 +295,12 @@ pub struct CycleOutput {
     pub routing: BTreeMap<String, RoutingDocument>,
     /// Kubernetes objects per hub, when asked for.
     pub hub_objects: BTreeMap<String, Result<HubObjects, RenderError>>,
+    /// PoolEndpoints left out of every routing document, by name, with the reason (the hub
+    /// would refuse a whole document naming one; the other pools keep being routed).
+    pub invalid_pools: BTreeMap<String, String>,
+    /// Hubs whose new document the hub's own validation refused, with the reason: they keep
+    /// the previous document (absent from `routing` when there is none).
+    pub routing_errors: BTreeMap<String, String>,
     /// Feed into the next cycle.
     pub memory: CycleMemory,
 }
@@ -617,14 +623,16 @@ pub fn run_cycle(input: &CycleInput<'_>, memory: &CycleMemory) -> CycleOutput {
         ..
     } = allocated;
     place_reports(&mut reports, &placements, &objects);
-    let (routing, hub_objects) = render_hubs(input, memory, &objects, &placements, &mut next);
+    let rendered = render_hubs(input, memory, &objects, &placements, &mut next);
     next.placements = placements;
     CycleOutput {
         workers: reports,
         contracts: contract_reports,
         changes,
-        routing,
-        hub_objects,
+        routing: rendered.routing,
+        hub_objects: rendered.hub_objects,
+        invalid_pools: rendered.invalid_pools,
+        routing_errors: rendered.routing_errors,
         memory: next,
     }
 }
@@ -1148,21 +1156,55 @@ fn place_reports(
 /// Phase 5: the routing document of every hub (generation bumped only on change) and, when
 /// asked, its Kubernetes objects.
 #[allow(clippy::type_complexity)]
+/// What [`render_hubs`] produces (phase 5).
+struct Rendered {
+    routing: BTreeMap<String, RoutingDocument>,
+    hub_objects: BTreeMap<String, Result<HubObjects, RenderError>>,
+    invalid_pools: BTreeMap<String, String>,
+    routing_errors: BTreeMap<String, String>,
+}
+
+/// The PoolEndpoints the hub would accept, and the reason for each one it would not. A pool
+/// the hub refuses must not reach a document: the hub refuses the whole document, which would
+/// freeze routing for every customer of that hub because of one typo.
+fn usable_pools(pools: &[PoolEndpoint]) -> (Vec<PoolSpec>, BTreeMap<String, String>) {
+    let mut usable = Vec::new();
+    let mut invalid = BTreeMap::new();
+    for p in pools {
+        let Some(name) = p.metadata.name.clone() else {
+            continue;
+        };
+        match p.spec.validate() {
+            Ok(()) => usable.extend(pool_spec(p)),
+            Err(e) => {
+                invalid.insert(name, e);
+            }
+        }
+    }
+    (usable, invalid)
+}
+
 fn render_hubs(
     input: &CycleInput<'_>,
     memory: &CycleMemory,
     objects: &Objects<'_>,
     placements: &BTreeMap<String, Placement>,
     next: &mut CycleMemory,
-) -> (
-    BTreeMap<String, RoutingDocument>,
-    BTreeMap<String, Result<HubObjects, RenderError>>,
-) {
-    let pools: Vec<PoolSpec> = input.pools.iter().filter_map(pool_spec).collect();
+) -> Rendered {
+    let (pools, invalid_pools) = usable_pools(input.pools);
+    // Routes name only usable pools; a route left with none takes the default route, and the
+    // contract reports that it has no pools.
+    let usable = |names: &[String]| -> Vec<String> {
+        names
+            .iter()
+            .filter(|n| !invalid_pools.contains_key(n.as_str()))
+            .cloned()
+            .collect()
+    };
     let customer_pools: BTreeMap<String, Vec<String>> = objects
         .customers
         .iter()
-        .map(|(n, c)| (n.to_string(), c.spec.pools.clone()))
+        .map(|(n, c)| (n.to_string(), usable(&c.spec.pools)))
         .collect();
     let contract_routes: BTreeMap<String, ContractRoute> = objects
         .plans
@@ -1175,7 +1217,7 @@ fn render_hubs(
                     .cloned()
                     .unwrap_or_default()
             } else {
-                spec.pools.clone()
+                usable(&spec.pools)
             };
             (
                 p.name.clone(),
@@ -1188,6 +1230,7 @@ fn render_hubs(
         .collect();
     let mut routing = BTreeMap::new();
     let mut hub_objects = BTreeMap::new();
+    let mut routing_errors = BTreeMap::new();
     for hub in input.hubs {
         let Some(hub_name) = hub.metadata.name.clone() else {
             continue;
@@ -1210,15 +1253,15 @@ fn render_hubs(
             CrdUnknown::Reject => HubUnknown::Reject,
             CrdUnknown::HousePool => HubUnknown::DefaultRoute,
             CrdUnknown::Quarantine => match &hub.spec.quarantine_pool {
-                Some(p) => HubUnknown::Quarantine {
+                Some(p) if !invalid_pools.contains_key(p) => HubUnknown::Quarantine {
                     pools: vec![p.clone()],
                 },
-                None => HubUnknown::Reject,
+                _ => HubUnknown::Reject,
             },
         };
         let inputs = RoutingInputs {
             pools: pools.clone(),
-            house_pools: hub.spec.house_pools.clone(),
+            house_pools: usable(&hub.spec.house_pools),
             contracts: contract_routes.clone(),
             customer_pools: customer_pools.clone(),
             unknown_workers: unknown,
@@ -1241,6 +1284,16 @@ fn render_hubs(
             doc.generation = u64::try_from(seen).unwrap_or(0).saturating_add(1);
         }
         let doc = stamp_generation(previous, doc);
+        // The hub's own validation, before anything is delivered: a document it would refuse
+        // is not sent; the hub keeps the last one it accepted.
+        if let Err(e) = doc.validate() {
+            routing_errors.insert(hub_name.clone(), e.to_string());
+            if let Some(prev) = previous {
+                next.routing.insert(hub_name.clone(), prev.clone());
+                routing.insert(hub_name, prev.clone());
+            }
+            continue;
+        }
         if input.render_objects {
             let opts = HubRenderOptions {
                 pod_monitor: input.pod_monitor,
@@ -1251,7 +1304,12 @@ fn render_hubs(
         next.routing.insert(hub_name.clone(), doc.clone());
         routing.insert(hub_name, doc);
     }
-    (routing, hub_objects)
+    Rendered {
+        routing,
+        hub_objects,
+        invalid_pools,
+        routing_errors,
+    }
 }
 
 #[cfg(test)]

@@ -367,6 +367,66 @@ pub fn customer_status(
     s
 }
 
+/// The PoolEndpoint's `SpecValid` condition: `problem` is why the hub would refuse the pool
+/// (the pool is then left out of every routing document; see `cycle::usable_pools`).
+pub fn pool_spec_condition(s: &mut PoolEndpointStatus, problem: Option<&str>, now: Timestamp) {
+    let valid = problem.is_none();
+    set_condition(
+        &mut s.conditions,
+        new_condition(
+            conditions::SPEC_VALID,
+            valid,
+            if valid { "Valid" } else { "InvalidSpec" },
+            match problem {
+                None => "the hub accepts this pool".to_owned(),
+                Some(p) => truncate(
+                    &format!(
+                        "{p}: left out of every routing document (workers routed to it take their next pool or the default route); fix the PoolEndpoint"
+                    ),
+                    MAX_MESSAGE,
+                ),
+            },
+            None,
+            &Time(now),
+        ),
+    );
+}
+
+/// One view of a pool from what several hub pods report about it: up when any pod holds an
+/// authorized session, counters summed, the worst latency, the highest difficulty, the first
+/// failure reason. `None` when no pod reports the pool.
+pub fn merge_pool_facts(facts: &[&PoolFacts]) -> Option<PoolFacts> {
+    let (first, rest) = facts.split_first()?;
+    let mut m = (*first).clone();
+    for f in rest {
+        m.up |= f.up;
+        m.sessions = m.sessions.saturating_add(f.sessions);
+        m.workers = m.workers.saturating_add(f.workers);
+        m.accepted = m.accepted.saturating_add(f.accepted);
+        m.rejected = m.rejected.saturating_add(f.rejected);
+        m.lost = m.lost.saturating_add(f.lost);
+        m.switches = m.switches.saturating_add(f.switches);
+        m.disconnects = m.disconnects.saturating_add(f.disconnects);
+        for (reason, n) in &f.switches_by_reason {
+            let e = m.switches_by_reason.entry(reason.clone()).or_default();
+            *e = e.saturating_add(*n);
+        }
+        m.latency_seconds = match (m.latency_seconds, f.latency_seconds) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        m.difficulty = match (m.difficulty, f.difficulty) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            (a, b) => a.or(b),
+        };
+        if m.last_failure.is_none() {
+            m.last_failure = f.last_failure.clone();
+            m.last_failure_unix = f.last_failure_unix;
+        }
+    }
+    Some(m)
+}
+
 /// A PoolEndpoint's status from the hubs' view of it (`None`: no hub uses it yet).
 pub fn pool_endpoint_status(
     prev: Option<&PoolEndpointStatus>,
@@ -402,7 +462,15 @@ pub fn pool_endpoint_status(
                             p.sessions, p.workers
                         )
                     } else {
-                        truncate(&why, MAX_MESSAGE)
+                        let why = if why.is_empty() {
+                            "no authorized session"
+                        } else {
+                            &why
+                        };
+                        truncate(
+                            &format!("{why}: check the pool URL, credentials and network"),
+                            MAX_MESSAGE,
+                        )
                     },
                     generation,
                     &now_t,
@@ -432,23 +500,28 @@ pub fn pool_endpoint_status(
     s
 }
 
-/// What is known about a StratumHub's pods (the operator reads it from the Deployment and the
-/// pods; local mode from its embedded hub).
+/// What is known about a StratumHub's pods (the operator reads it from the hub pods it finds
+/// and scrapes; local mode from its embedded hub).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HubObservation {
-    pub desired_replicas: i32,
-    pub ready_replicas: Option<i32>,
+    /// Hub pods found (ready endpoints of the hub's metrics Service, or the configured URLs).
+    pub pods: u32,
+    /// Of those, the pods that answered on `/metrics` this cycle.
+    pub answering: u32,
+    /// Distinct workers connected over the answering pods.
     pub connected_workers: Option<u32>,
-    /// Lowest routing generation applied by the ready pods.
+    /// Lowest routing generation applied by the answering pods.
     pub applied_generation: Option<u64>,
     /// Service host:port miners use.
     pub stratum_endpoint: Option<String>,
-    /// The hub spec cannot be rendered (e.g. a bad image): why.
+    /// The hub spec cannot be rendered into its objects (e.g. a bad image): why.
     pub render_error: Option<String>,
+    /// The new routing document fails the hub's own validation and was not sent: why.
+    pub routing_refused: Option<String>,
 }
 
-/// A StratumHub's status: replicas, workers, and whether the pods run the routing generation
-/// the scheduler rendered (`desired_generation`).
+/// A StratumHub's status: pods, workers, and whether the pods run the routing generation the
+/// scheduler rendered (`desired_generation`).
 pub fn stratum_hub_status(
     prev: Option<&StratumHubStatus>,
     obs: &HubObservation,
@@ -459,7 +532,7 @@ pub fn stratum_hub_status(
     let mut s = prev.cloned().unwrap_or_default();
     let now_t = Time(now);
     let g = |x: u64| i64::try_from(x).unwrap_or(i64::MAX);
-    s.ready_replicas = obs.ready_replicas;
+    s.ready_replicas = Some(i32::try_from(obs.answering).unwrap_or(i32::MAX));
     s.connected_workers = obs.connected_workers;
     s.desired_routing_generation = desired_generation.map(g);
     s.applied_routing_generation = obs.applied_generation.map(g);
@@ -473,42 +546,83 @@ pub fn stratum_hub_status(
             conditions::SPEC_VALID,
             spec_ok,
             if spec_ok { "Valid" } else { "Invalid" },
-            obs.render_error.clone().unwrap_or_default(),
+            match &obs.render_error {
+                None => "the hub's objects render".to_owned(),
+                Some(e) => truncate(
+                    &format!("{e}: the hub's objects cannot be applied; fix the StratumHub spec"),
+                    MAX_MESSAGE,
+                ),
+            },
             generation,
             &now_t,
         ),
     );
-    let applied = match (desired_generation, obs.applied_generation) {
-        (Some(d), Some(a)) => a >= d,
-        _ => false,
-    };
-    set_condition(
-        &mut s.conditions,
-        new_condition(
-            conditions::ROUTING_APPLIED,
-            applied,
-            if applied { "Applied" } else { "Pending" },
-            format!(
-                "desired generation {}, applied {}",
-                desired_generation.map_or("-".into(), |d| d.to_string()),
-                obs.applied_generation.map_or("-".into(), |a| a.to_string())
-            ),
-            generation,
-            &now_t,
-        ),
-    );
-    let ready = spec_ok && obs.ready_replicas.unwrap_or(0) >= obs.desired_replicas.max(1);
+    let ready = obs.answering > 0 && obs.answering == obs.pods;
     set_condition(
         &mut s.conditions,
         new_condition(
             conditions::READY,
             ready,
-            if ready { "PodsReady" } else { "PodsNotReady" },
-            format!(
-                "{} of {} replicas ready",
-                obs.ready_replicas.unwrap_or(0),
-                obs.desired_replicas
-            ),
+            if ready {
+                "PodsReady"
+            } else if obs.pods == 0 {
+                "NoReadyPods"
+            } else {
+                "PodsUnreachable"
+            },
+            if ready {
+                format!("{} hub pod(s) answer on /metrics", obs.answering)
+            } else if obs.pods == 0 {
+                "no ready hub pod: check the Deployment's pods (kubectl describe deployment)"
+                    .to_owned()
+            } else {
+                format!(
+                    "{} of {} hub pod(s) do not answer on /metrics: verdicts are held",
+                    obs.pods - obs.answering.min(obs.pods),
+                    obs.pods
+                )
+            },
+            generation,
+            &now_t,
+        ),
+    );
+    let applied = obs.applied_generation;
+    let refused = obs.routing_refused.as_deref();
+    let routing_ok = refused.is_none()
+        && desired_generation.is_some()
+        && applied == desired_generation
+        && obs.answering > 0;
+    set_condition(
+        &mut s.conditions,
+        new_condition(
+            conditions::ROUTING_APPLIED,
+            routing_ok,
+            if refused.is_some() {
+                "DocumentRefused"
+            } else if routing_ok {
+                "Applied"
+            } else {
+                "Pending"
+            },
+            match (refused, desired_generation, applied) {
+                (Some(why), _, _) => truncate(
+                    &format!(
+                        "the new routing document fails the hub's validation and was not sent (the hub keeps generation {}): {why}",
+                        applied.map_or("-".to_owned(), |a| a.to_string())
+                    ),
+                    MAX_MESSAGE,
+                ),
+                (None, Some(d), Some(a)) if a == d => {
+                    format!("every ready pod runs routing generation {d}")
+                }
+                (None, Some(d), Some(a)) => {
+                    format!("routing generation {d} rendered; lowest applied by a pod is {a}")
+                }
+                (None, Some(d), None) => {
+                    format!("routing generation {d} rendered; no pod confirmed it yet")
+                }
+                _ => "no routing rendered yet".to_owned(),
+            },
             generation,
             &now_t,
         ),
@@ -782,8 +896,8 @@ mod tests {
     fn hub_and_pool_statuses_say_what_is_applied_and_reachable() {
         let t0: Timestamp = "2026-07-01T00:00:00Z".parse().unwrap();
         let obs = HubObservation {
-            desired_replicas: 2,
-            ready_replicas: Some(2),
+            pods: 2,
+            answering: 2,
             connected_workers: Some(12),
             applied_generation: Some(6),
             ..HubObservation::default()
@@ -822,7 +936,10 @@ mod tests {
         assert_eq!(p.latency_ms, Some(12));
         assert_eq!(p.reject_ratio.unwrap().to_string(), "1%");
         let c = conditions::find_condition(&p.conditions, conditions::REACHABLE).unwrap();
-        assert_eq!(c.message, "connect: Connection refused");
+        assert_eq!(
+            c.message,
+            "connect: Connection refused: check the pool URL, credentials and network"
+        );
         assert_eq!(c.observed_generation, Some(2));
         let unused = pool_endpoint_status(None, None, None, t0);
         let c = conditions::find_condition(&unused.conditions, conditions::REACHABLE).unwrap();

@@ -36,7 +36,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 
 /// Image used when the StratumHub does not name one.
-pub const DEFAULT_HUB_IMAGE: &str = "ghcr.io/hashsched/stratum-hub:0.1.0";
+pub const DEFAULT_HUB_IMAGE: &str = "ghcr.io/hashsched/hashsched:0.1.0";
 /// Admin API port inside the pod (routing pushes; bearer token).
 pub const ADMIN_PORT: i32 = 9091;
 /// Where the ConfigMap is mounted.
