@@ -38,6 +38,8 @@ use kube::{Client, Config};
 use serde_json::{Value, json};
 
 const MANAGER: &str = "hashsched-e2e";
+/// The last state a wait printed (see the "workers Healthy" wait).
+static LAST_SEEN: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 const NEEDS: &str =
     "needs a real cluster: set HASHSCHED_E2E_KUBECONFIG and run with --include-ignored";
 
@@ -435,13 +437,15 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
             listen: format!("127.0.0.1:{admin_port}"),
             token_file: Some(token_file.clone()),
         }),
-        // Until the operator's first push: everyone on the house pool.
+        // Until the operator's first push: everyone on the house pool, as a hub started from
+        // the routing ConfigMap of an earlier operator run would have them.
         routing: Some(
             serde_json::from_value(json!({
                 "apiVersion": hashsched_hub::routing::ROUTING_API_VERSION,
                 "generation": 0,
                 "pools": [{"name": "house", "url": house.url(), "user": "house", "password": {"public": "x"}}],
                 "defaultRoute": {"pools": ["house"]},
+                "unknownWorkers": {"policy": "defaultRoute"},
             }))
             .expect("bootstrap routing"),
         ),
@@ -475,7 +479,10 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
     let hub_url =
         format!("{ns}/site-a=http://127.0.0.1:{metrics_port},http://127.0.0.1:{admin_port}");
     let metrics_addr = format!("127.0.0.1:{}", free_port());
-    let log = dir.path().join("operator.log");
+    // HASHSCHED_E2E_OPERATOR_LOG keeps the operator's log where a failed run can be read.
+    let log = std::env::var_os("HASHSCHED_E2E_OPERATOR_LOG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| dir.path().join("operator.log"));
     let mut operator = Some(Operator::start(&op_kc, &ns, &hub_url, &metrics_addr, &log));
 
     // The operator creates the hub's admin token Secret; the local hub reads it from a file.
@@ -512,13 +519,23 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
             let client = client.clone();
             let ns = ns.clone();
             async move {
+                let mut all = true;
+                let mut seen = Vec::new();
                 for w in ["acme-1", "acme-2", "spare-1"] {
-                    if get_status(&client, &ns, "Worker", w).await["phase"] != "Healthy" {
-                        return None;
-                    }
+                    let st = get_status(&client, &ns, "Worker", w).await;
+                    all &= st["phase"] == "Healthy";
+                    seen.push(format!("{w}: {} {}", st["phase"], st["message"]));
                 }
-                (get_status(&client, &ns, "RentalContract", "acme-m2m").await["phase"] == "Active")
-                    .then_some(())
+                let c = get_status(&client, &ns, "RentalContract", "acme-m2m").await;
+                seen.push(format!("acme-m2m: {}", c["phase"]));
+                // What a failure needs to be understood (printed on change only).
+                let seen = seen.join("; ");
+                let mut last = LAST_SEEN.lock().unwrap();
+                if *last != seen {
+                    eprintln!("e2e: {seen}");
+                    *last = seen;
+                }
+                (all && c["phase"] == "Active").then_some(())
             }
         },
     )
@@ -665,17 +682,15 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
     )
     .await;
 
-    // A user applying the examples afterwards meets no field-manager conflicts.
+    // The user who applied the examples applies them again (no force) and meets no conflict:
+    // the operator took no field of theirs. (Another manager re-applying a Secret's
+    // `stringData` always conflicts in Kubernetes, operator or not: it is never stored.)
     for d in &examples {
         let mut d = d.clone();
         d["metadata"]["namespace"] = json!(examples_ns);
         let name = d["metadata"]["name"].as_str().unwrap().to_owned();
         api_for(&client, &d, &examples_ns)
-            .patch(
-                &name,
-                &PatchParams::apply("kubectl-client-side-apply"),
-                &Patch::Apply(&d),
-            )
+            .patch(&name, &PatchParams::apply(MANAGER), &Patch::Apply(&d))
             .await
             .unwrap_or_else(|e| panic!("re-applying {name} conflicts: {e}"));
     }
