@@ -642,6 +642,30 @@ mod tests {
         hub.shutdown().await;
     }
 
+    /// A raw connection that sends what cpuminer sends first (subscribe, then authorize as
+    /// `worker`) without waiting for answers; the lines it reads and its write half.
+    async fn cpuminer_handshake(
+        hub: &HubHandle,
+        worker: &str,
+    ) -> (
+        tokio::io::Lines<tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>>,
+        tokio::net::tcp::OwnedWriteHalf,
+    ) {
+        use serde_json::json;
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let s = tokio::net::TcpStream::connect(hub.stratum_addr())
+            .await
+            .unwrap();
+        let (r, mut w) = s.into_split();
+        for req in [
+            json!({"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5.1"]}),
+            json!({"id": 2, "method": "mining.authorize", "params": [worker, "x"]}),
+        ] {
+            w.write_all(format!("{req}\n").as_bytes()).await.unwrap();
+        }
+        (BufReader::new(r).lines(), w)
+    }
+
     /// A silent miner (cpuminer far too slow for the initial difficulty) gets each vardiff step
     /// down as `set_difficulty` followed by the current job under a NEW id with
     /// `clean_jobs=true` (cpuminer applies a difficulty only with a new job id, and only
@@ -649,7 +673,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn vardiff_step_down_reaches_the_miner_as_a_new_clean_job() {
         use serde_json::{Value, json};
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
         let pool = SimPool::start(PoolConfig::default()).await.unwrap();
         let mut cfg = quick(vec![pool.url()]);
@@ -658,17 +681,7 @@ mod tests {
         // The steady-state rule (÷32 after five silent intervals), not the first-minute one.
         cfg.vardiff.fast_first_share = false;
         let hub = Hub::start(cfg).await.unwrap();
-        let s = tokio::net::TcpStream::connect(hub.stratum_addr())
-            .await
-            .unwrap();
-        let (r, mut w) = s.into_split();
-        let mut lines = BufReader::new(r).lines();
-        for req in [
-            json!({"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5.1"]}),
-            json!({"id": 2, "method": "mining.authorize", "params": ["rig-slow", "x"]}),
-        ] {
-            w.write_all(format!("{req}\n").as_bytes()).await.unwrap();
-        }
+        let (mut lines, _w) = cpuminer_handshake(&hub, "rig-slow").await;
         // (method, params) of every notification, in order, until a lowered difficulty and
         // the notify after it arrived.
         let mut seen: Vec<(String, Value)> = Vec::new();
@@ -723,7 +736,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_miner_subscribing_before_any_pool_answered_gets_a_size_that_fits() {
         use serde_json::{Value, json};
-        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
         let pool = SimPool::start(PoolConfig {
             extranonce2_size: 4,
@@ -747,17 +759,7 @@ mod tests {
             }
         });
         let hub = Hub::start(quick(vec![slow_url])).await.unwrap();
-        let s = tokio::net::TcpStream::connect(hub.stratum_addr())
-            .await
-            .unwrap();
-        let (r, mut w) = s.into_split();
-        let mut lines = BufReader::new(r).lines();
-        for req in [
-            json!({"id": 1, "method": "mining.subscribe", "params": ["cpuminer/2.5.1"]}),
-            json!({"id": 2, "method": "mining.authorize", "params": ["rig-early", "x"]}),
-        ] {
-            w.write_all(format!("{req}\n").as_bytes()).await.unwrap();
-        }
+        let (mut lines, _w) = cpuminer_handshake(&hub, "rig-early").await;
         let mut seen: Vec<Value> = Vec::new();
         let first_job = tokio::time::timeout(T, async {
             while let Ok(Some(l)) = lines.next_line().await {
