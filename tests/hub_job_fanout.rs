@@ -8,7 +8,6 @@ use hashsched_tests::*;
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 const D: f64 = 1e-7;
@@ -98,19 +97,39 @@ async fn a_burst_of_jobs_reaches_every_miner_once_and_in_order() {
             .count();
         panic!("{short} of {MINERS} miners did not get all {BURST} jobs")
     });
-    // Anything extra (a job written twice) would arrive right behind.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A sentinel job after the burst: each miner's jobs come over one ordered stream, so a job
+    // written twice would arrive before the sentinel does (no fixed sleep needed).
+    pool.new_job(true);
+    wait_until(DEADLINE, || {
+        logs.iter()
+            .zip(&before)
+            .all(|(l, b)| l.lock().unwrap().len() > b + BURST)
+            .then_some(())
+    })
+    .await
+    .expect("every miner gets the sentinel job");
+    let sentinel = logs[0].lock().unwrap().last().unwrap().prevhash.clone();
+    let until_sentinel = |l: &[SeenJob], b: usize| -> usize {
+        b + l[b..]
+            .iter()
+            .position(|j| j.prevhash == sentinel)
+            .expect("the sentinel is in every log")
+    };
 
     let reference: Vec<String> = {
         let l = logs[0].lock().unwrap();
-        l[before[0]..].iter().map(|j| j.prevhash.clone()).collect()
+        let end = until_sentinel(&l, before[0]);
+        l[before[0]..end]
+            .iter()
+            .map(|j| j.prevhash.clone())
+            .collect()
     };
     let mut distinct = reference.clone();
     distinct.dedup();
     assert_eq!(distinct.len(), BURST, "each clean job has its own prevhash");
     for (i, (l, b)) in logs.iter().zip(&before).enumerate() {
         let l = l.lock().unwrap();
-        let burst = &l[*b..];
+        let burst = &l[*b..until_sentinel(&l, *b)];
         assert_eq!(burst.len(), BURST, "miner {i}: each job exactly once");
         assert!(
             l.windows(2).all(|w| w[0].id < w[1].id),

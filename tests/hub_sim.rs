@@ -178,7 +178,14 @@ async fn miner_stall_resume_die_and_pool_refuse_close() {
         .wait_for(DEADLINE, |s| s.in_flight == 0)
         .await
         .unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Two new jobs reach the stalled miner (its loop is alive and has work), and still it
+    // submits nothing: waiting for that replaces a fixed sleep.
+    pool.new_job(true);
+    pool.new_job(true);
+    miner
+        .wait_for(DEADLINE, |x| x.jobs_received >= s.jobs_received + 2)
+        .await
+        .unwrap();
     assert_eq!(
         miner.stats().submitted,
         s.submitted,

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use hashsched_hub::config::HubConfig;
 use hashsched_hub::routing::{PasswordRef, PoolSpec, PoolTlsSpec, RoutingDocument};
@@ -176,12 +175,18 @@ async fn a_pool_whose_certificate_is_not_trusted_is_never_used() {
         failures.is_some(),
         "the hub retried and was refused each time"
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let p = hub
-        .pool_facts()
-        .into_iter()
-        .find(|p| p.pool == "tls-pool")
-        .expect("pool facts");
+    // One more refused retry after the facts show the failures: by then the hub has had every
+    // chance to use the pool (waiting for that replaces a fixed sleep).
+    let failures = failures.unwrap();
+    let p = wait_until(DEADLINE, || {
+        hub.pool_facts()
+            .into_iter()
+            .find(|p| p.pool == "tls-pool")
+            .filter(|p| p.disconnects >= 2 && p.last_failure.is_some())
+            .filter(|_| pool.stats().tls_handshake_failures > failures)
+    })
+    .await
+    .unwrap_or_else(|| panic!("pool facts: {:?}", hub.pool_facts()));
     assert!(!p.up, "{p:?}");
     assert!(p.disconnects >= 2, "{p:?}");
     // The reason is in the facts (and so in `hashsched status`), in words one can act on.

@@ -261,6 +261,91 @@ async fn the_state_file_carries_status_and_ledger_across_a_restart() {
     local.shutdown().await;
 }
 
+/// Local mode stopped and started again in the middle of a failover (the rented miner dead, the
+/// spare lent): the restarted loop keeps the spare where it is — no second lend, no give-back
+/// before the original is back — the failover count and the ledger continue from the state file,
+/// and the give-back happens once the original returns, as it would have without the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_mid_failover_keeps_the_spare_lent_and_the_accounting() {
+    let farm = Farm::new().await;
+    let local = farm.start().await;
+    let w1 = miner(local.stratum_addr(), "w1");
+    let spare = miner(local.stratum_addr(), "spare-1");
+    wait_status(&local, "w1 Healthy serving c1", |d| {
+        d.worker("w1").is_some_and(|w| w.phase == "Healthy")
+            && d.contract("c1").is_some_and(|c| c.observed_slots >= 1)
+    })
+    .await;
+
+    // The rented miner dies: the spare is lent to c1 in its place.
+    w1.die();
+    let lent = |d: &hashsched_operator::local::store::StatusDocument| {
+        d.worker("spare-1").is_some_and(|s| {
+            s.contract.as_deref() == Some("c1")
+                && s.role.as_deref() == Some("Substitute")
+                && s.replaces.as_deref() == Some("w1")
+        })
+    };
+    let before = wait_status(&local, "w1 Dead and spare-1 lent to c1", |d| {
+        d.worker("w1").is_some_and(|w| w.phase == "Dead") && lent(d)
+    })
+    .await;
+    let c1 = before.contract("c1").unwrap().clone();
+    assert_eq!(c1.failovers, 1, "{c1:?}");
+    local.shutdown().await;
+    drop(spare);
+
+    // Restarted mid-failover, before any miner is back: nothing is reassigned.
+    let local = farm.start().await;
+    let restored = local.status();
+    assert!(
+        lent(&restored),
+        "spare-1 still lent after the restart: {restored:?}"
+    );
+    assert_eq!(restored.contract("c1").unwrap().failovers, 1);
+    let _spare = miner(local.stratum_addr(), "spare-1");
+    let steady = wait_status(
+        &local,
+        "the ledger continues with spare-1 serving c1",
+        |d| {
+            d.contract("c1")
+                .is_some_and(|c| c.observed_slots > c1.observed_slots)
+                && d.worker("spare-1").is_some_and(|s| s.phase == "Healthy")
+        },
+    )
+    .await;
+    assert!(lent(&steady), "{steady:?}");
+    let c = steady.contract("c1").unwrap();
+    assert_eq!(c.failovers, 1, "no second lend after the restart: {c:?}");
+    assert!(c.up_slots >= c1.up_slots, "up slots kept: {c:?} vs {c1:?}");
+    assert!(
+        c.down_slots >= c1.down_slots,
+        "down slots kept: {c:?} vs {c1:?}"
+    );
+
+    // The original comes back: given back once, the spare returns to the house.
+    let _w1 = miner(local.stratum_addr(), "w1");
+    let back = wait_status(
+        &local,
+        "w1 Primary again and spare-1 back with the house",
+        |d| {
+            d.worker("w1").is_some_and(|w| {
+                w.phase == "Healthy"
+                    && w.contract.as_deref() == Some("c1")
+                    && w.role.as_deref() == Some("Primary")
+            }) && d.worker("spare-1").is_some_and(|s| s.contract.is_none())
+        },
+    )
+    .await;
+    assert_eq!(
+        back.contract("c1").unwrap().failovers,
+        1,
+        "{:?}",
+        back.contract("c1")
+    );
+    local.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pool_passwords_come_from_secrets_and_a_secret_edit_reaches_the_pool() {
     use hashsched_hub::sim::pool::{PoolConfig, SimPool};

@@ -80,6 +80,12 @@ struct PageState {
     snapshot: Snapshot,
     down: bool,
     pushes: Vec<(String, u64, String)>,
+    /// Replicas of the hub (empty: one pod serves every worker). With several, worker `i` is
+    /// connected to pod `i % n` and each pod has its own applied generation.
+    pods: Vec<String>,
+    generation_by_pod: BTreeMap<String, u64>,
+    /// Pods whose admin API cannot be reached (the push fails, the scrape still answers).
+    unreachable_admin: std::collections::BTreeSet<String>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -94,10 +100,22 @@ impl SnapshotSource for Fixed {
 }
 
 impl HubIo for FakeHub {
-    fn scrape<'a>(&'a self, _t: &'a HubTarget) -> BoxFut<'a, Result<String, HubIoError>> {
+    fn scrape<'a>(&'a self, t: &'a HubTarget) -> BoxFut<'a, Result<String, HubIoError>> {
         let st = self.0.lock().unwrap();
         let r = if st.down {
             Err(HubIoError::Timeout(std::time::Duration::from_secs(3)))
+        } else if let Some(k) = st.pods.iter().position(|p| *p == t.pod) {
+            let mut page = st.snapshot.clone();
+            let n = st.pods.len();
+            page.workers = page
+                .workers
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| i % n == k)
+                .map(|(_, w)| w)
+                .collect();
+            page.routing_generation = st.generation_by_pod.get(&t.pod).copied().unwrap_or(0);
+            Ok(HubMetrics::new(Arc::new(Fixed(page))).render())
         } else {
             Ok(HubMetrics::new(Arc::new(Fixed(st.snapshot.clone()))).render())
         };
@@ -114,9 +132,15 @@ impl HubIo for FakeHub {
         doc.validate()
             .expect("the hub accepts what the operator pushes");
         let mut st = self.0.lock().unwrap();
-        st.snapshot.routing_generation = doc.generation;
         st.pushes
             .push((t.pod.clone(), doc.generation, token.to_owned()));
+        if st.unreachable_admin.contains(&t.pod) {
+            return Box::pin(
+                async move { Err(HubIoError::Timeout(std::time::Duration::from_secs(3))) },
+            );
+        }
+        st.snapshot.routing_generation = doc.generation;
+        st.generation_by_pod.insert(t.pod.clone(), doc.generation);
         let g = doc.generation;
         Box::pin(async move {
             Ok(AdminResponse {
@@ -172,17 +196,28 @@ struct Story {
 
 impl Story {
     fn new(admin_token: bool) -> Story {
+        Story::with_pods(admin_token, &["site-a-0"])
+    }
+
+    /// A story whose hub `site-a` runs as the given pods (replicas).
+    fn with_pods(admin_token: bool, pods: &[&str]) -> Story {
         let api = api_with_examples(admin_token);
         let client = api.client();
         let shared = Arc::new(Shared::new(false, None));
         let hub = FakeHub::default();
-        let target = HubTarget {
-            pod: "site-a-0".into(),
-            metrics: "127.0.0.1:9".parse().unwrap(),
-            admin: "127.0.0.1:9".parse().unwrap(),
-        };
+        if pods.len() > 1 {
+            hub.0.lock().unwrap().pods = pods.iter().map(|p| (*p).to_owned()).collect();
+        }
+        let targets = pods
+            .iter()
+            .map(|p| HubTarget {
+                pod: (*p).into(),
+                metrics: "127.0.0.1:9".parse().unwrap(),
+                admin: "127.0.0.1:9".parse().unwrap(),
+            })
+            .collect();
         let opts = ScheduleOptions {
-            hub_urls: BTreeMap::from([((NS.to_owned(), "site-a".to_owned()), vec![target])]),
+            hub_urls: BTreeMap::from([((NS.to_owned(), "site-a".to_owned()), targets)]),
             ..ScheduleOptions::default()
         };
         let recorder = Recorder::new(
@@ -628,6 +663,117 @@ async fn contracts_failover_recovery_and_a_steady_farm() {
         s.status("Worker", &spare)["currentAssignment"]["role"],
         "Spare"
     );
+}
+
+/// A hub of two replicas whose second pod's admin API cannot be reached while a failover happens:
+/// the first pod gets the new routing at once, the failover is not held up, the StratumHub says
+/// which pod lags, the push to that pod (only) is retried every cycle, and once it answers both
+/// pods run the same generation. Facts from both pods are merged (each worker is on one).
+#[tokio::test]
+async fn a_routing_push_failing_on_one_replica_is_retried_and_reported() {
+    let mut s = Story::with_pods(true, &["site-a-0", "site-a-1"]);
+    let victim = "acme-s19-02";
+    for t in (0..=120).step_by(5) {
+        s.farm(t, |_, _| None);
+        s.cycle(t).await;
+    }
+    assert_eq!(s.status("Worker", victim)["phase"], "Healthy");
+    let hub = s.status("StratumHub", "site-a");
+    assert_eq!(hub["readyReplicas"], 2, "{hub}");
+    let workers = world(&s.api).workers.len();
+    assert_eq!(
+        hub["connectedWorkers"], workers,
+        "merged over both pods: {hub}"
+    );
+    let settled = hub["desiredRoutingGeneration"].as_u64().unwrap();
+    assert_eq!(hub["appliedRoutingGeneration"], settled, "{hub}");
+    let first = s.pushes();
+    for pod in ["site-a-0", "site-a-1"] {
+        assert!(
+            first.iter().any(|p| p.0 == pod),
+            "{pod} got routing: {first:?}"
+        );
+    }
+
+    // site-a-1's admin port stops answering; then the rented miner dies.
+    s.hub
+        .0
+        .lock()
+        .unwrap()
+        .unreachable_admin
+        .insert("site-a-1".into());
+    let dies = 200;
+    let mut lent_at = None;
+    for t in (dies..dies + 120).step_by(5) {
+        s.farm(t, |n, h| {
+            (n == victim).then(|| facts(n, h, false, t - dies, dies))
+        });
+        let (_, log) = s.cycle(t).await;
+        if events(&log).iter().any(|e| e.2 == "SpareLent") {
+            lent_at = Some(t);
+            break;
+        }
+    }
+    let t_fail = lent_at.expect("the failover goes on with one replica unreachable");
+    let pushes = s.pushes();
+    let to = |pod: &str, p: &[(String, u64, String)]| {
+        p.iter()
+            .filter(|x| x.0 == pod)
+            .map(|x| x.1)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(to("site-a-0", &pushes), [settled + 1], "{pushes:?}");
+    assert_eq!(to("site-a-1", &pushes), [settled + 1], "{pushes:?}");
+    let hub = s.status("StratumHub", "site-a");
+    let routing = |hub: &Value| {
+        hub["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "RoutingApplied")
+            .cloned()
+            .unwrap()
+    };
+    let cond = routing(&hub);
+    assert_eq!(cond["status"], "False", "{hub}");
+    assert_eq!(cond["reason"], "Pending", "{hub}");
+    assert!(
+        cond["message"].as_str().unwrap().contains("site-a-1")
+            && !cond["message"].as_str().unwrap().contains("site-a-0"),
+        "the lagging pod is named: {cond}"
+    );
+    assert_eq!(
+        hub["appliedRoutingGeneration"], settled,
+        "lowest applied: {hub}"
+    );
+    assert_eq!(hub["desiredRoutingGeneration"], settled + 1, "{hub}");
+
+    // Retried every cycle, to the lagging pod only.
+    for t in [t_fail + 5, t_fail + 10] {
+        s.farm(t, |n, h| {
+            (n == victim).then(|| facts(n, h, false, t - dies, dies))
+        });
+        let (sum, _) = s.cycle(t).await;
+        assert_eq!(sum.pushes, 1, "t={t}: {sum:?}");
+        let p = s.pushes();
+        assert_eq!(to("site-a-1", &p), [settled + 1], "t={t}: {p:?}");
+        assert!(to("site-a-0", &p).is_empty(), "t={t}: {p:?}");
+    }
+
+    // The pod answers again: the next cycle delivers, and the hub reports it applied.
+    s.hub.0.lock().unwrap().unreachable_admin.clear();
+    let t = t_fail + 15;
+    s.farm(t, |n, h| {
+        (n == victim).then(|| facts(n, h, false, t - dies, dies))
+    });
+    s.cycle(t).await;
+    let p = s.pushes();
+    assert_eq!(to("site-a-1", &p), [settled + 1], "{p:?}");
+    let hub = s.status("StratumHub", "site-a");
+    assert_eq!(routing(&hub)["status"], "True", "{hub}");
+    assert_eq!(hub["appliedRoutingGeneration"], settled + 1, "{hub}");
+    let c = s.status("RentalContract", "acme-m2m");
+    assert_eq!(c["failoverCount"], 1, "one lend, not one per retry: {c}");
 }
 
 #[tokio::test]

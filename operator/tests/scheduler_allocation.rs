@@ -1,8 +1,8 @@
 //! Allocation: scenario tests for each rule and property tests over random worlds.
 
 use hashsched_operator::scheduler::allocation::{
-    Allocation, Change, ChangeReason, ContractCondition, ContractView, Mode, Owner, Placement,
-    Requirement, Role, Selector, WorkerView, World, allocate,
+    Allocation, Change, ChangeReason, ContractCondition, ContractView, Expression, Mode, Owner,
+    Placement, Role, Selector, SelectorExt, WorkerView, World, allocate,
 };
 use hashsched_operator::scheduler::health::Verdict;
 use jiff::Timestamp;
@@ -49,10 +49,7 @@ fn contract(name: &str, mode: Mode, primaries: &[&str], contracted_ths: f64) -> 
         primaries: primaries.iter().map(|s| s.to_string()).collect(),
         contracted_hashrate: contracted_ths * TH,
         tolerance: 0.10,
-        spare_selector: Some(Selector {
-            match_labels: spare_label(),
-            match_expressions: vec![],
-        }),
+        spare_selector: Some(spare_label().into_iter().collect()),
         give_back: true,
         max_reassignments_per_hour: Some(12),
         reassignments_last_hour: 0,
@@ -406,14 +403,11 @@ fn random_world(seed: u64, n_workers: usize, n_contracts: usize) -> World {
                 .collect();
             let selector = match rng.random_range(0..3) {
                 0 => None,
-                1 => Some(Selector {
-                    match_labels: spare_label(),
-                    match_expressions: vec![],
-                }),
-                _ => Some(Selector {
-                    match_labels: BTreeMap::new(),
-                    match_expressions: vec![Requirement::In("rack".into(), vec!["a".into()])],
-                }),
+                1 => Some(spare_label().into_iter().collect()),
+                _ => Some(Selector::from(Expression::In(
+                    "rack".into(),
+                    ["a".to_owned()].into(),
+                ))),
             };
             ContractView {
                 name: format!("k{i}"),

@@ -49,7 +49,7 @@ use crate::scheduler::render::kubernetes::{
 use crate::scheduler::sli::{ContractSli, SliSnapshot, WorkerSli};
 use crate::scheduler::status::{
     HubObservation, contract_status, customer_status, merge_pool_facts, pool_endpoint_status,
-    pool_spec_condition, stratum_hub_status, worker_status,
+    pool_spec_condition, reports_by_name, stratum_hub_status, worker_status,
 };
 
 /// Default time between two cycles when nothing changes.
@@ -76,6 +76,25 @@ impl World {
             .chain(self.contracts.iter().map(|o| ns(&o.metadata)))
             .chain(self.hubs.iter().map(|o| ns(&o.metadata)))
             .collect()
+    }
+
+    /// The objects of one namespace, borrowed when every object is in it (the common
+    /// single-namespace farm: no copy of 10,000 Workers per cycle).
+    pub fn part(&self, namespace: &str) -> std::borrow::Cow<'_, World> {
+        fn all_in<K: ResourceExt>(v: &[K], ns: &str) -> bool {
+            v.iter()
+                .all(|o| o.meta().namespace.as_deref().unwrap_or_default() == ns)
+        }
+        if all_in(&self.workers, namespace)
+            && all_in(&self.contracts, namespace)
+            && all_in(&self.customers, namespace)
+            && all_in(&self.pools, namespace)
+            && all_in(&self.hubs, namespace)
+        {
+            std::borrow::Cow::Borrowed(self)
+        } else {
+            std::borrow::Cow::Owned(self.in_namespace(namespace))
+        }
     }
 
     /// The objects of one namespace.
@@ -290,7 +309,7 @@ impl Scheduler {
             by_hub.insert((h.namespace().unwrap_or_default(), h.name_any()), s);
         }
         for ns in world.namespaces() {
-            let part = world.in_namespace(&ns);
+            let part = world.part(&ns);
             for h in &part.hubs {
                 self.seed_routing(&ns, &h.name_any()).await;
             }
@@ -357,7 +376,8 @@ impl Scheduler {
             f.last_change_unix = Some(seen.1);
         }
         let merged = facts_by_worker(&world.workers, facts);
-        let memory = self.memory.get(ns).cloned().unwrap_or_default();
+        // Taken, not copied: the cycle returns the next memory, stored back below.
+        let memory = self.memory.remove(ns).unwrap_or_default();
         let input = CycleInput {
             now,
             workers: &world.workers,
@@ -390,6 +410,10 @@ impl Scheduler {
                 out.memory.routing.insert(key.1.clone(), doc.clone());
             }
         }
+        // The decision is kept at once (a cycle cut short by shutdown keeps it too; deliveries
+        // and statuses are redone from it next cycle).
+        self.memory
+            .insert(ns.to_owned(), std::mem::take(&mut out.memory));
         for c in &out.changes {
             info!(namespace = %ns, worker = %c.worker, contract = c.contract().unwrap_or("-"), "{c}");
         }
@@ -403,7 +427,6 @@ impl Scheduler {
         for e in plan_events(&out, &before) {
             self.publish(ns, world, &e, summary).await;
         }
-        self.memory.insert(ns.to_owned(), out.memory);
     }
 
     async fn admin_token(&self, ns: &str, hub: &str) -> Result<String, String> {
@@ -660,11 +683,12 @@ impl Scheduler {
             )
             .await;
         }
+        let reports = reports_by_name(&out.workers);
         for r in &out.contracts {
             let Some(obj) = contracts.get(&r.name).copied() else {
                 continue;
             };
-            let desired = contract_status(obj.status.as_ref(), r, &out.workers, now);
+            let desired = contract_status(obj.status.as_ref(), r, &reports, now);
             let mut decided = obj.clone();
             decided.status = Some(desired.clone());
             slis.contracts.push(ContractSli::from_object(&decided, ns));
@@ -763,11 +787,25 @@ impl Scheduler {
                     .copied()
             })
             .min();
+        let desired = out.routing.get(&key.1).map(|d| d.generation);
+        let pods_behind = ok
+            .iter()
+            .filter(|p| {
+                desired.is_some()
+                    && self
+                        .applied
+                        .get(&(key.clone(), p.target.pod.clone()))
+                        .copied()
+                        != desired
+            })
+            .map(|p| p.target.pod.clone())
+            .collect();
         let obs = HubObservation {
             pods: u32::try_from(pods.len()).unwrap_or(u32::MAX),
             answering: u32::try_from(ok.len()).unwrap_or(u32::MAX),
             connected_workers: Some(u32::try_from(connected.len()).unwrap_or(u32::MAX)),
             applied_generation: applied,
+            pods_behind,
             stratum_endpoint: Some(format!(
                 "{}.{}.svc:{}",
                 hub.name_any(),
@@ -777,7 +815,6 @@ impl Scheduler {
             render_error: self.shared.render_error(key),
             routing_refused: out.routing_errors.get(&key.1).cloned(),
         };
-        let desired = out.routing.get(&key.1).map(|d| d.generation);
         stratum_hub_status(
             hub.status.as_ref(),
             &obs,

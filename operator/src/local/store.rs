@@ -16,7 +16,7 @@ use super::manifests::Manifests;
 use crate::crd::{RentalContract, RentalContractStatus, Worker, WorkerStatus};
 use crate::quantity::Hashrate;
 use crate::scheduler::cycle::CycleOutput;
-pub use crate::scheduler::status::{contract_status, worker_status};
+pub use crate::scheduler::status::{contract_status, reports_by_name, worker_status};
 
 /// The status local mode keeps for each object, by name.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -87,9 +87,10 @@ impl Store {
             );
         }
         let mut contracts = BTreeMap::new();
+        let reports = reports_by_name(&out.workers);
         for r in &out.contracts {
             let prev = self.statuses.contracts.get(&r.name);
-            contracts.insert(r.name.clone(), contract_status(prev, r, &out.workers, now));
+            contracts.insert(r.name.clone(), contract_status(prev, r, &reports, now));
         }
         self.statuses = Statuses { workers, contracts };
     }

@@ -106,35 +106,9 @@ impl Placement {
     }
 }
 
-/// One Kubernetes-style label selector requirement.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Requirement {
-    In(String, Vec<String>),
-    NotIn(String, Vec<String>),
-    Exists(String),
-    DoesNotExist(String),
-}
-
-/// A label selector (`matchLabels` + `matchExpressions`); the empty selector matches everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Selector {
-    pub match_labels: BTreeMap<String, String>,
-    pub match_expressions: Vec<Requirement>,
-}
-
-impl Selector {
-    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels
-            .iter()
-            .all(|(k, v)| labels.get(k) == Some(v))
-            && self.match_expressions.iter().all(|r| match r {
-                Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
-                Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),
-                Requirement::Exists(k) => labels.contains_key(k),
-                Requirement::DoesNotExist(k) => !labels.contains_key(k),
-            })
-    }
-}
+/// Label selectors are kube's own (`matchLabels` + `matchExpressions`, the empty selector matches
+/// everything); the CRDs' `LabelSelector` converts through [`crate::scheduler::cycle::selector_from`].
+pub use kube::core::{Expression, Selector, SelectorExt};
 
 /// A worker as the allocator sees it.
 #[derive(Debug, Clone, PartialEq)]
@@ -960,21 +934,24 @@ impl<'w> Pass<'w> {
         // nothing to do (a fixed point). Each round frees at least one old substitute, so this
         // ends.
         loop {
-            let mut selector_cache: BTreeMap<Option<&Selector>, Vec<usize>> = BTreeMap::new();
+            // Keyed by the selector's canonical text (kube's selectors are not `Ord`).
+            let mut selector_cache: BTreeMap<Option<String>, Vec<usize>> = BTreeMap::new();
             for c in self.fill_order() {
                 let Some(need) = pending.remove(&c) else {
                     continue;
                 };
                 // Selector matches are cached per distinct selector (contracts share a few).
                 let selector = self.world.contracts[c].spare_selector.as_ref();
-                let matching = selector_cache.entry(selector).or_insert_with(|| {
-                    free.iter()
-                        .copied()
-                        .filter(|&w| {
-                            selector.is_none_or(|s| s.matches(&self.world.workers[w].labels))
-                        })
-                        .collect()
-                });
+                let matching = selector_cache
+                    .entry(selector.map(|s| s.to_string()))
+                    .or_insert_with(|| {
+                        free.iter()
+                            .copied()
+                            .filter(|&w| {
+                                selector.is_none_or(|s| s.matches(&self.world.workers[w].labels))
+                            })
+                            .collect()
+                    });
                 let candidates: Vec<usize> = matching
                     .iter()
                     .copied()

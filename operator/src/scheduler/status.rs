@@ -7,6 +7,8 @@
 //! the same words. Conditions keep `lastTransitionTime` unless their status flips
 //! ([`set_condition`]) and carry the `metadata.generation` the status describes.
 
+use std::collections::BTreeMap;
+
 use hashsched_hub::facts::{PoolFacts, WorkerFacts};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -182,11 +184,18 @@ pub fn worker_status(
     s
 }
 
-/// A RentalContract's status (its SLA ledger) after one cycle.
+/// The cycle's worker reports by name, built once per cycle for every contract's status (a
+/// search per assigned worker would be O(contracts × workers)).
+pub fn reports_by_name(workers: &[WorkerReport]) -> BTreeMap<&str, &WorkerReport> {
+    workers.iter().map(|w| (w.name.as_str(), w)).collect()
+}
+
+/// A RentalContract's status (its SLA ledger) after one cycle; `workers` from
+/// [`reports_by_name`].
 pub fn contract_status(
     prev: Option<&RentalContractStatus>,
     r: &ContractReport,
-    workers: &[WorkerReport],
+    workers: &BTreeMap<&str, &WorkerReport>,
     now: Timestamp,
 ) -> RentalContractStatus {
     let mut s = prev.cloned().unwrap_or_default();
@@ -194,8 +203,7 @@ pub fn contract_status(
     s.phase = Some(r.phase);
     let since_of = |name: &str| {
         workers
-            .iter()
-            .find(|w| w.name == name)
+            .get(name)
             .map(|w| Time(w.placement.since))
             .unwrap_or_else(|| now_t.clone())
     };
@@ -512,6 +520,9 @@ pub struct HubObservation {
     pub connected_workers: Option<u32>,
     /// Lowest routing generation applied by the answering pods.
     pub applied_generation: Option<u64>,
+    /// Answering pods that have not confirmed the desired generation (a push failed or is
+    /// pending), by name: the status says which replica lags.
+    pub pods_behind: Vec<String>,
     /// Service host:port miners use.
     pub stratum_endpoint: Option<String>,
     /// The hub spec cannot be rendered into its objects (e.g. a bad image): why.
@@ -615,9 +626,16 @@ pub fn stratum_hub_status(
                 (None, Some(d), Some(a)) if a == d => {
                     format!("every ready pod runs routing generation {d}")
                 }
-                (None, Some(d), Some(a)) => {
+                (None, Some(d), Some(a)) if obs.pods_behind.is_empty() => {
                     format!("routing generation {d} rendered; lowest applied by a pod is {a}")
                 }
+                (None, Some(d), Some(a)) => truncate(
+                    &format!(
+                        "routing generation {d} rendered; not yet applied by pod(s) {} (lowest applied: {a}); the push is retried every cycle: check those pods' admin port and the operator's log",
+                        obs.pods_behind.join(", ")
+                    ),
+                    MAX_MESSAGE,
+                ),
                 (None, Some(d), None) => {
                     format!("routing generation {d} rendered; no pod confirmed it yet")
                 }
