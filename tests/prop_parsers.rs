@@ -241,6 +241,16 @@ proptest! {
     }
 
     #[test]
+    fn hub_pages_read_back_and_mangled_pages_never_panic(
+        which in 0usize..EXPOSITION_SEEDS.len(),
+        edits in proptest::collection::vec(any::<(usize, u8, u8)>(), 0..4),
+    ) {
+        let seed = EXPOSITION_SEEDS[which];
+        check_exposition(seed.as_bytes());
+        check_exposition(&mangled(seed.to_owned(), edits));
+    }
+
+    #[test]
     fn manifests_never_panic(
         which in 0usize..MANIFEST_SEEDS.len(),
         edits in proptest::collection::vec(any::<(usize, u8, u8)>(), 0..3),
@@ -262,6 +272,11 @@ const ROUTING_SEEDS: &[&str] = &[
     include_str!("../hub/fuzz/corpus/routing_document/full.json"),
 ];
 
+const EXPOSITION_SEEDS: &[&str] = &[
+    include_str!("../hub/fuzz/corpus/exposition/one-worker.txt"),
+    include_str!("../hub/fuzz/corpus/exposition/local-mode-page.txt"),
+];
+
 const MANIFEST_SEEDS: &[&str] = &[
     include_str!("../examples/demo/10-hub.yaml"),
     include_str!("../examples/demo/20-pools.yaml"),
@@ -276,12 +291,13 @@ const MANIFEST_SEEDS: &[&str] = &[
 fn the_fuzz_corpus_passes_its_checks() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../hub/fuzz/corpus");
     type Check = fn(&[u8]);
-    let targets: [(&str, Check); 5] = [
+    let targets: [(&str, Check); 6] = [
         ("stratum_line", check_stratum_line),
         ("share_path", check_share_path),
         ("routing_document", check_routing_document),
         ("manifests", check_manifests),
         ("quantities", check_quantities),
+        ("exposition", check_exposition),
     ];
     let mut seen = 0;
     for (name, check) in targets {

@@ -42,3 +42,54 @@ pub fn check_quantities(data: &[u8]) {
     }
     check_hub_quantities(data);
 }
+
+/// The Prometheus text the operator reads from every hub pod: never a panic (parser and the
+/// facts built from its samples); the samples of a page that parses, written again in canonical
+/// form, parse back to the same samples (parse ∘ encode = id).
+pub fn check_exposition(data: &[u8]) {
+    use hashsched_operator::controller::exposition::{Sample, hub_report, parse};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(samples) = parse(text) else {
+        return;
+    };
+    let _ = hub_report(&samples);
+    fn value(v: f64) -> String {
+        if v.is_nan() {
+            "NaN".into()
+        } else if v == f64::INFINITY {
+            "+Inf".into()
+        } else if v == f64::NEG_INFINITY {
+            "-Inf".into()
+        } else {
+            format!("{v:?}")
+        }
+    }
+    fn escape(s: &str) -> String {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    }
+    let encoded: String = samples
+        .iter()
+        .map(|s| {
+            let labels: Vec<String> = s
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            format!("{}{{{}}} {}\n", s.name, labels.join(","), value(s.value))
+        })
+        .collect();
+    let again = parse(&encoded).unwrap_or_else(|e| panic!("re-encoded page fails: {e}\n{encoded}"));
+    let same = |a: &Sample, b: &Sample| {
+        a.name == b.name
+            && a.labels == b.labels
+            && (a.value == b.value || (a.value.is_nan() && b.value.is_nan()))
+    };
+    assert_eq!(again.len(), samples.len(), "{encoded}");
+    for (a, b) in samples.iter().zip(&again) {
+        assert!(same(a, b), "{a:?} became {b:?}");
+    }
+}

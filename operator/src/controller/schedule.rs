@@ -175,6 +175,18 @@ pub struct Scheduler {
     slis: BTreeMap<String, SliSnapshot>,
 }
 
+/// Status patches in flight at once (a failover burst; the apiserver's default in-flight limit
+/// for mutating requests is 200).
+pub const STATUS_WRITES_IN_FLIGHT: usize = 16;
+
+/// One queued `/status` merge patch.
+struct StatusWrite {
+    key: (Regarding, String, String),
+    kind: String,
+    reason: WriteReason,
+    send: std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), kube::Error>> + Send>>,
+}
+
 fn key_of<K: ResourceExt>(o: &K) -> String {
     format!("{}/{}", o.namespace().unwrap_or_default(), o.name_any())
 }
@@ -424,9 +436,8 @@ impl Scheduler {
         self.write_statuses(ns, world, &out, &merged, scrapes, now, summary)
             .await;
         let before = previous_phases(world);
-        for e in plan_events(&out, &before) {
-            self.publish(ns, world, &e, summary).await;
-        }
+        let events = plan_events(&out, &before);
+        self.publish_all(ns, world, &events, summary).await;
     }
 
     async fn admin_token(&self, ns: &str, hub: &str) -> Result<String, String> {
@@ -583,30 +594,34 @@ impl Scheduler {
         }
     }
 
+    /// Decides whether `desired` is worth writing over `current` and, if so, queues the
+    /// `/status` merge patch (sent by [`Self::send_status_writes`]).
     #[allow(clippy::too_many_arguments)]
-    async fn patch_status<K>(
-        &mut self,
+    fn plan_status<K>(
+        &self,
         ns: &str,
         regarding: Regarding,
         obj: &K,
         current: Option<&Value>,
         mut desired: Value,
         vol: &[&str],
-        summary: &mut CycleSummary,
+        queue: &mut Vec<StatusWrite>,
     ) where
         K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
             + Clone
             + serde::de::DeserializeOwned
-            + std::fmt::Debug,
+            + std::fmt::Debug
+            + Send
+            + 'static,
     {
         stamp_observed(&mut desired, obj.meta().generation);
         let name = obj.meta().name.clone().unwrap_or_default();
-        let wkey = (regarding, ns.to_owned(), name.clone());
+        let key = (regarding, ns.to_owned(), name.clone());
         let Some(reason) = status_writes::decide(
             current,
             &desired,
             vol,
-            self.last_write.get(&wkey).copied(),
+            self.last_write.get(&key).copied(),
             Instant::now(),
             self.opts.heartbeat,
         ) else {
@@ -614,23 +629,46 @@ impl Scheduler {
         };
         let api: Api<K> = Api::namespaced(self.client.clone(), ns);
         let patch = status_writes::status_patch(current, &desired);
-        match api
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
-            Ok(_) => {
-                self.shared.metrics.write(&K::kind(&()), "patch_status");
-                self.last_write.insert(wkey, Instant::now());
-                match reason {
-                    WriteReason::Changed => summary.status_writes += 1,
-                    WriteReason::Heartbeat => summary.heartbeat_writes += 1,
+        queue.push(StatusWrite {
+            key,
+            kind: K::kind(&()).into_owned(),
+            reason,
+            send: Box::pin(async move {
+                api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                    .await
+                    .map(|_| ())
+            }),
+        });
+    }
+
+    /// Sends the queued status patches, [`STATUS_WRITES_IN_FLIGHT`] at a time: a failover burst
+    /// (hundreds of Workers and contracts changing at once) costs round trips in parallel, not
+    /// one after the other.
+    async fn send_status_writes(&mut self, queue: Vec<StatusWrite>, summary: &mut CycleSummary) {
+        use futures::StreamExt;
+        let results: Vec<_> = futures::stream::iter(queue.into_iter().map(|w| async move {
+            let r = w.send.await;
+            (w.key, w.kind, w.reason, r)
+        }))
+        .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
+        .collect()
+        .await;
+        for (key, kind, reason, r) in results {
+            match r {
+                Ok(()) => {
+                    self.shared.metrics.write(&kind, "patch_status");
+                    self.last_write.insert(key, Instant::now());
+                    match reason {
+                        WriteReason::Changed => summary.status_writes += 1,
+                        WriteReason::Heartbeat => summary.heartbeat_writes += 1,
+                    }
                 }
-            }
-            Err(kube::Error::Api(e)) if e.code == 404 => {} // deleted meanwhile
-            Err(e) => {
-                warn!(object = %format!("{ns}/{name}"), kind = %K::kind(&()), error = %e,
-                    "cannot write status; retrying next cycle");
-                summary.errors.push(e.to_string());
+                Err(kube::Error::Api(e)) if e.code == 404 => {} // deleted meanwhile
+                Err(e) => {
+                    warn!(object = %format!("{}/{}", key.1, key.2), kind = %kind, error = %e,
+                        "cannot write status; retrying next cycle");
+                    summary.errors.push(e.to_string());
+                }
             }
         }
     }
@@ -652,6 +690,7 @@ impl Scheduler {
         let contracts: BTreeMap<String, &RentalContract> =
             world.contracts.iter().map(|c| (c.name_any(), c)).collect();
         let mut slis = SliSnapshot::default();
+        let mut queue: Vec<StatusWrite> = Vec::new();
         let mut moves: BTreeMap<&str, Vec<String>> = BTreeMap::new();
         for c in &out.changes {
             moves
@@ -672,16 +711,15 @@ impl Scheduler {
                 phase: desired.phase.unwrap_or_default(),
             });
             let current = obj.status.as_ref().map(to_value);
-            self.patch_status(
+            self.plan_status(
                 ns,
                 Regarding::Worker,
                 obj,
                 current.as_ref(),
                 to_value(&desired),
                 volatile::WORKER,
-                summary,
-            )
-            .await;
+                &mut queue,
+            );
         }
         let reports = reports_by_name(&out.workers);
         for r in &out.contracts {
@@ -693,31 +731,29 @@ impl Scheduler {
             decided.status = Some(desired.clone());
             slis.contracts.push(ContractSli::from_object(&decided, ns));
             let current = obj.status.as_ref().map(to_value);
-            self.patch_status(
+            self.plan_status(
                 ns,
                 Regarding::RentalContract,
                 obj,
                 current.as_ref(),
                 to_value(&desired),
                 volatile::CONTRACT,
-                summary,
-            )
-            .await;
+                &mut queue,
+            );
         }
         self.slis.insert(ns.to_owned(), slis);
         for p in &world.pools {
             let desired = pool_status(p, ns, scrapes, out.invalid_pools.get(&p.name_any()), now);
             let current = p.status.as_ref().map(to_value);
-            self.patch_status(
+            self.plan_status(
                 ns,
                 Regarding::PoolEndpoint,
                 p,
                 current.as_ref(),
                 to_value(&desired),
                 volatile::POOL,
-                summary,
-            )
-            .await;
+                &mut queue,
+            );
         }
         for c in &world.customers {
             let desired = customer_status(
@@ -728,32 +764,31 @@ impl Scheduler {
                 now,
             );
             let current = c.status.as_ref().map(to_value);
-            self.patch_status(
+            self.plan_status(
                 ns,
                 Regarding::Customer,
                 c,
                 current.as_ref(),
                 to_value(&desired),
                 volatile::CUSTOMER,
-                summary,
-            )
-            .await;
+                &mut queue,
+            );
         }
         for h in &world.hubs {
             let key: HubKey = (ns.to_owned(), h.name_any());
             let desired = self.hub_status(h, &key, out, scrapes, now);
             let current = h.status.as_ref().map(to_value);
-            self.patch_status(
+            self.plan_status(
                 ns,
                 Regarding::StratumHub,
                 h,
                 current.as_ref(),
                 to_value(&desired),
                 volatile::HUB,
-                summary,
-            )
-            .await;
+                &mut queue,
+            );
         }
+        self.send_status_writes(queue, summary).await;
     }
 
     fn hub_status(
@@ -825,52 +860,93 @@ impl Scheduler {
     }
 
     async fn publish(&self, ns: &str, world: &World, e: &PlannedEvent, summary: &mut CycleSummary) {
-        let reference = match e.regarding {
-            Regarding::Worker => world
-                .workers
+        self.publish_all(ns, world, std::slice::from_ref(e), summary)
+            .await;
+    }
+
+    /// Publishes a cycle's Events, [`STATUS_WRITES_IN_FLIGHT`] at a time. The objects they are
+    /// about are looked up in one pass per kind (a failover burst has hundreds of Events; a
+    /// search of 10,000 Workers per Event would dominate the cycle).
+    async fn publish_all(
+        &self,
+        ns: &str,
+        world: &World,
+        events: &[PlannedEvent],
+        summary: &mut CycleSummary,
+    ) {
+        use futures::StreamExt;
+        use k8s_openapi::api::core::v1::ObjectReference;
+        fn refs<'a, K: Resource<DynamicType = ()>>(
+            objects: &'a [K],
+            wanted: &BTreeSet<&str>,
+        ) -> BTreeMap<&'a str, ObjectReference> {
+            objects
                 .iter()
-                .find(|o| o.name_any() == e.name)
-                .map(|o| o.object_ref(&())),
-            Regarding::RentalContract => world
-                .contracts
+                .filter_map(|o| {
+                    let name = o.meta().name.as_deref()?;
+                    wanted.contains(name).then(|| (name, o.object_ref(&())))
+                })
+                .collect()
+        }
+        let wanted = |kind: Regarding| -> BTreeSet<&str> {
+            events
                 .iter()
-                .find(|o| o.name_any() == e.name)
-                .map(|o| o.object_ref(&())),
-            Regarding::StratumHub => world
-                .hubs
-                .iter()
-                .find(|o| o.name_any() == e.name)
-                .map(|o| o.object_ref(&())),
-            Regarding::PoolEndpoint => world
-                .pools
-                .iter()
-                .find(|o| o.name_any() == e.name)
-                .map(|o| o.object_ref(&())),
-            Regarding::Customer => world
-                .customers
-                .iter()
-                .find(|o| o.name_any() == e.name)
-                .map(|o| o.object_ref(&())),
+                .filter(|e| e.regarding == kind)
+                .map(|e| e.name.as_str())
+                .collect()
         };
-        let Some(reference) = reference else { return };
-        let ev = Event {
-            type_: if e.warning {
-                EventType::Warning
-            } else {
-                EventType::Normal
-            },
-            reason: e.reason.to_owned(),
-            note: Some(e.note.chars().take(1000).collect()),
-            action: e.action.to_owned(),
-            secondary: None,
-        };
-        match self.recorder.publish(&ev, &reference).await {
-            Ok(()) => {
-                self.shared.metrics.write("Event", "event");
-                summary.events += 1;
-            }
-            Err(err) => {
-                warn!(namespace = %ns, object = %e.name, reason = e.reason, error = %err, "cannot publish Event");
+        let by_kind: BTreeMap<Regarding, BTreeMap<&str, ObjectReference>> = [
+            (
+                Regarding::Worker,
+                refs(&world.workers, &wanted(Regarding::Worker)),
+            ),
+            (
+                Regarding::RentalContract,
+                refs(&world.contracts, &wanted(Regarding::RentalContract)),
+            ),
+            (
+                Regarding::StratumHub,
+                refs(&world.hubs, &wanted(Regarding::StratumHub)),
+            ),
+            (
+                Regarding::PoolEndpoint,
+                refs(&world.pools, &wanted(Regarding::PoolEndpoint)),
+            ),
+            (
+                Regarding::Customer,
+                refs(&world.customers, &wanted(Regarding::Customer)),
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let sends = events.iter().filter_map(|e| {
+            let reference = by_kind.get(&e.regarding)?.get(e.name.as_str())?.clone();
+            let ev = Event {
+                type_: if e.warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason: e.reason.to_owned(),
+                note: Some(e.note.chars().take(1000).collect()),
+                action: e.action.to_owned(),
+                secondary: None,
+            };
+            Some(async move { (e, self.recorder.publish(&ev, &reference).await) })
+        });
+        let results: Vec<_> = futures::stream::iter(sends)
+            .buffer_unordered(STATUS_WRITES_IN_FLIGHT)
+            .collect()
+            .await;
+        for (e, r) in results {
+            match r {
+                Ok(()) => {
+                    self.shared.metrics.write("Event", "event");
+                    summary.events += 1;
+                }
+                Err(err) => {
+                    warn!(namespace = %ns, object = %e.name, reason = e.reason, error = %err, "cannot publish Event");
+                }
             }
         }
     }
