@@ -14,6 +14,7 @@
 //! window (from the window's hashrate and the current difficulty) and the time of the last
 //! connect/disconnect (the operator notes when it first saw the change).
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use hashsched_hub::facts::{AssignmentLabels, PoolFacts, ShareResult, WindowHashrate, WorkerFacts};
@@ -21,21 +22,23 @@ use hashsched_hub::metrics::{self as m, label};
 
 use crate::scheduler::health::HASHES_PER_DIFFICULTY;
 
-/// One sample line: `name{labels} value [timestamp]`.
+/// One sample line: `name{labels} value [timestamp]`. Names and label values borrow from the
+/// page (a label value is copied only when it has escapes): a 10,000-worker page has some
+/// 170,000 samples, read every cycle.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub labels: Vec<(String, String)>,
+pub struct Sample<'a> {
+    pub name: Cow<'a, str>,
+    pub labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     pub value: f64,
 }
 
-impl Sample {
+impl Sample<'_> {
     /// The value of label `name`, if present.
     pub fn label(&self, name: &str) -> Option<&str> {
         self.labels
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.as_ref())
     }
 }
 
@@ -48,7 +51,7 @@ pub struct ParseError {
 }
 
 /// Every sample of an exposition page (Prometheus text 0.0.4 or OpenMetrics 1.0), in order.
-pub fn parse(text: &str) -> Result<Vec<Sample>, ParseError> {
+pub fn parse(text: &str) -> Result<Vec<Sample<'_>>, ParseError> {
     let mut out = Vec::new();
     for (i, raw) in text.lines().enumerate() {
         let line = raw.trim_end_matches('\r');
@@ -67,7 +70,7 @@ fn is_name_char(c: char, first: bool) -> bool {
     c.is_ascii_alphabetic() || c == '_' || c == ':' || (!first && c.is_ascii_digit())
 }
 
-fn parse_sample(line: &str) -> Result<Sample, String> {
+fn parse_sample(line: &str) -> Result<Sample<'_>, String> {
     let name_end = line
         .char_indices()
         .find(|&(i, c)| !is_name_char(c, i == 0))
@@ -76,7 +79,7 @@ fn parse_sample(line: &str) -> Result<Sample, String> {
     if name_end == 0 {
         return Err(format!("no metric name in {line:?}"));
     }
-    let name = line[..name_end].to_owned();
+    let name = Cow::Borrowed(&line[..name_end]);
     let mut rest = &line[name_end..];
     let mut labels = Vec::new();
     if let Some(after) = rest.strip_prefix('{') {
@@ -115,10 +118,10 @@ fn parse_value(s: &str) -> Option<f64> {
 }
 
 /// Label pairs of one sample, in the order written.
-type Labels = Vec<(String, String)>;
+type Labels<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
 /// Labels after `{` up to the closing `}`; returns them and the text after `}`.
-fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
+fn parse_labels(mut s: &str) -> Result<(Labels<'_>, &str), String> {
     let mut labels = Vec::new();
     loop {
         s = s.trim_start_matches([' ', ',']);
@@ -138,26 +141,35 @@ fn parse_labels(mut s: &str) -> Result<(Labels, &str), String> {
         s = s[eq + 1..]
             .strip_prefix('"')
             .ok_or_else(|| format!("label {key}: value not quoted"))?;
-        let mut value = String::new();
-        let mut chars = s.char_indices();
-        let end = loop {
-            match chars.next() {
-                None => return Err(format!("label {key}: unterminated value")),
-                Some((i, '"')) => break i,
-                Some((_, '\\')) => match chars.next() {
-                    Some((_, 'n')) => value.push('\n'),
-                    Some((_, '\\')) => value.push('\\'),
-                    Some((_, '"')) => value.push('"'),
-                    Some((_, c)) => {
-                        value.push('\\');
-                        value.push(c);
+        // The common case, no escape: borrow up to the closing quote.
+        let plain_end = s.find(['"', '\\']);
+        let (value, end) = match plain_end {
+            Some(i) if s.as_bytes()[i] == b'"' => (Cow::Borrowed(&s[..i]), i),
+            None => return Err(format!("label {key}: unterminated value")),
+            Some(_) => {
+                let mut value = String::new();
+                let mut chars = s.char_indices();
+                let end = loop {
+                    match chars.next() {
+                        None => return Err(format!("label {key}: unterminated value")),
+                        Some((i, '"')) => break i,
+                        Some((_, '\\')) => match chars.next() {
+                            Some((_, 'n')) => value.push('\n'),
+                            Some((_, '\\')) => value.push('\\'),
+                            Some((_, '"')) => value.push('"'),
+                            Some((_, c)) => {
+                                value.push('\\');
+                                value.push(c);
+                            }
+                            None => return Err(format!("label {key}: unterminated escape")),
+                        },
+                        Some((_, c)) => value.push(c),
                     }
-                    None => return Err(format!("label {key}: unterminated escape")),
-                },
-                Some((_, c)) => value.push(c),
+                };
+                (Cow::Owned(value), end)
             }
         };
-        labels.push((key.to_owned(), value));
+        labels.push((Cow::Borrowed(key), value));
         s = &s[end + 1..];
         if !(s.starts_with(',') || s.starts_with('}') || s.starts_with(' ')) {
             return Err(format!("label {key}: expected ',' or '}}'"));
@@ -244,19 +256,23 @@ fn share_result(label: &str) -> Option<ShareResult> {
 
 /// The hub's state from its samples. Unknown series are ignored (a newer hub may export more);
 /// series of a known name without their identifying label are ignored too.
-pub fn hub_report(samples: &[Sample]) -> HubReport {
+pub fn hub_report(samples: &[Sample<'_>]) -> HubReport {
     let mut workers: BTreeMap<String, WorkerFacts> = BTreeMap::new();
     let mut pools: BTreeMap<String, PoolFacts> = BTreeMap::new();
     let mut report = HubReport::default();
     for s in samples {
-        let name = s.name.as_str();
+        let name = s.name.as_ref();
         if let Some(w) = s
             .label(label::WORKER)
             .filter(|_| name.starts_with("hashsched_worker_"))
         {
-            let f = workers
-                .entry(w.to_owned())
-                .or_insert_with(|| empty_worker(w));
+            // Looked up before inserting: a worker has a dozen samples, one key copy is enough.
+            if !workers.contains_key(w) {
+                workers.insert(w.to_owned(), empty_worker(w));
+            }
+            let Some(f) = workers.get_mut(w) else {
+                continue;
+            };
             match name {
                 m::WORKER_CONNECTED => f.connected = s.value >= 0.5,
                 m::WORKER_SHARES_TOTAL => {
@@ -364,7 +380,7 @@ mod tests {
         assert_eq!(s[0].label("b"), Some("back\\slash"));
         assert_eq!(s[0].label("c"), Some("new\nline"));
         assert_eq!(s[0].value, 1.5);
-        assert_eq!((s[1].name.as_str(), s[1].value), ("y_total", 3.0));
+        assert_eq!((s[1].name.as_ref(), s[1].value), ("y_total", 3.0));
         assert_eq!(s[2].value, f64::INFINITY);
         assert!(s[3].value.is_nan());
         assert_eq!(s[4].value, 2.0);
