@@ -192,6 +192,7 @@ struct Story {
     hub: FakeHub,
     shared: Arc<Shared>,
     scheduler: Scheduler,
+    opts: ScheduleOptions,
 }
 
 impl Story {
@@ -202,8 +203,6 @@ impl Story {
     /// A story whose hub `site-a` runs as the given pods (replicas).
     fn with_pods(admin_token: bool, pods: &[&str]) -> Story {
         let api = api_with_examples(admin_token);
-        let client = api.client();
-        let shared = Arc::new(Shared::new(false, None));
         let hub = FakeHub::default();
         if pods.len() > 1 {
             hub.0.lock().unwrap().pods = pods.iter().map(|p| (*p).to_owned()).collect();
@@ -220,6 +219,14 @@ impl Story {
             hub_urls: BTreeMap::from([((NS.to_owned(), "site-a".to_owned()), targets)]),
             ..ScheduleOptions::default()
         };
+        Story::build(api, hub, opts)
+    }
+
+    /// A story around an existing apiserver and hub (a restarted operator is a new `Scheduler`
+    /// over the same objects).
+    fn build(api: FakeApi, hub: FakeHub, opts: ScheduleOptions) -> Story {
+        let client = api.client();
+        let shared = Arc::new(Shared::new(false, None));
         let recorder = Recorder::new(
             client.clone(),
             Reporter {
@@ -232,14 +239,33 @@ impl Story {
             shared.clone(),
             Arc::new(hub.clone()),
             recorder,
-            opts,
+            opts.clone(),
         );
         Story {
             api,
             hub,
             shared,
             scheduler,
+            opts,
         }
+    }
+
+    /// The operator process restarts: a new scheduler (no memory) over the same apiserver
+    /// objects and hub.
+    fn restart(self) -> Story {
+        Story::build(self.api, self.hub, self.opts)
+    }
+
+    /// The SLIs of one contract the last cycle decided (what the operator's /metrics serves).
+    fn sli(&self, contract: &str) -> hashsched_operator::scheduler::sli::ContractSli {
+        self.shared
+            .slis
+            .borrow()
+            .contracts
+            .iter()
+            .find(|c| c.contract == contract)
+            .cloned()
+            .expect("the contract's SLIs")
     }
 
     /// Sets the hub's facts: every Worker hashing, except as `tweak` says.
@@ -663,6 +689,117 @@ async fn contracts_failover_recovery_and_a_steady_farm() {
         s.status("Worker", &spare)["currentAssignment"]["role"],
         "Spare"
     );
+}
+
+/// The operator restarts in the middle of a failover (the rented miner Dead, a spare lent). The
+/// new process has no memory: it reads its state back from the objects' statuses and the
+/// routing ConfigMap. It lends nothing again, returns nothing early, keeps the routing
+/// generation, and from then on every contract's accounting is the same as that of a twin
+/// operator that ran the same story without the restart. (Statuses are written on every change
+/// here, heartbeat 0, so the twin's objects hold exactly what it decided.)
+#[tokio::test]
+async fn an_operator_restarted_mid_failover_reassigns_nothing_and_accounts_alike() {
+    let victim = "acme-s19-02";
+    let every_change = |s: Story| {
+        let opts = ScheduleOptions {
+            heartbeat: std::time::Duration::ZERO,
+            ..s.opts.clone()
+        };
+        Story::build(s.api, s.hub, opts)
+    };
+    let mut twin = every_change(Story::new(true));
+    let mut s = every_change(Story::new(true));
+    let dies = 200;
+    let dead =
+        |t: i64| move |n: &str, h: f64| (n == victim).then(|| facts(n, h, false, t - dies, dies));
+    let mut t_fail = None;
+    for t in (0..dies + 120).step_by(5) {
+        for story in [&mut twin, &mut s] {
+            if t < dies {
+                story.farm(t, |_, _| None);
+            } else {
+                story.farm(t, dead(t));
+            }
+        }
+        twin.cycle(t).await;
+        let (_, log) = s.cycle(t).await;
+        if events(&log).iter().any(|e| e.2 == "SpareLent") {
+            t_fail = Some(t);
+            break;
+        }
+    }
+    let t_fail = t_fail.expect("a spare was lent");
+    let before = s.status("RentalContract", "acme-m2m");
+    assert_eq!(before["failoverCount"], 1, "{before}");
+    let generation = s.status("StratumHub", "site-a")["desiredRoutingGeneration"].clone();
+    s.pushes();
+
+    let mut s = s.restart();
+    // Still failed over: the restarted operator changes nothing.
+    for t in (t_fail + 5..t_fail + 120).step_by(5) {
+        for story in [&mut twin, &mut s] {
+            story.farm(t, dead(t));
+        }
+        twin.cycle(t).await;
+        let (_, log) = s.cycle(t).await;
+        let ev = events(&log);
+        assert!(
+            !ev.iter()
+                .any(|e| e.2 == "SpareLent" || e.2 == "SpareReturned" || e.2 == "WorkerDead"),
+            "t={t}: the restarted operator re-decided the failover: {ev:?}"
+        );
+        let c = s.status("RentalContract", "acme-m2m");
+        assert_eq!(c["assignedWorkers"], before["assignedWorkers"], "t={t}");
+        assert_eq!(c["failoverCount"], 1, "t={t}");
+        assert_eq!(
+            s.status("StratumHub", "site-a")["desiredRoutingGeneration"],
+            generation,
+            "t={t}: routing generation kept"
+        );
+    }
+    assert!(
+        s.pushes().iter().all(|p| Some(p.1) == generation.as_u64()),
+        "no new routing after the restart"
+    );
+    assert_eq!(
+        s.sli("acme-m2m"),
+        twin.sli("acme-m2m"),
+        "accounting as without the restart"
+    );
+
+    // The original returns: given back once, by both, at the same moment.
+    let back = t_fail + 120;
+    let mut returned = (None, None);
+    for t in (back..back + 900).step_by(5) {
+        for story in [&mut twin, &mut s] {
+            story.farm(t, |n, h| (n == victim).then(|| facts(n, h, true, 0, t - 1)));
+        }
+        let (_, twin_log) = twin.cycle(t).await;
+        let (_, log) = s.cycle(t).await;
+        if returned.0.is_none() && events(&twin_log).iter().any(|e| e.2 == "SpareReturned") {
+            returned.0 = Some(t);
+        }
+        if returned.1.is_none() && events(&log).iter().any(|e| e.2 == "SpareReturned") {
+            returned.1 = Some(t);
+        }
+        if returned.0.is_some() && returned.1.is_some() {
+            break;
+        }
+    }
+    assert!(
+        returned.1.is_some(),
+        "the restarted operator gave the spare back"
+    );
+    assert_eq!(
+        returned.0, returned.1,
+        "given back at the same cycle as the twin"
+    );
+    assert_eq!(
+        s.sli("acme-m2m"),
+        twin.sli("acme-m2m"),
+        "accounting as without the restart"
+    );
+    assert_eq!(s.status("RentalContract", "acme-m2m")["failoverCount"], 1);
 }
 
 /// A hub of two replicas whose second pod's admin API cannot be reached while a failover happens:
