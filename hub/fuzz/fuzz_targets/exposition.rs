@@ -4,6 +4,7 @@
 #[allow(dead_code)]
 #[path = "../../../tests/support/properties.rs"]
 mod properties;
+#[allow(dead_code)]
 #[path = "../../../tests/support/properties_operator.rs"]
 mod properties_operator;
 

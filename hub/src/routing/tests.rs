@@ -483,6 +483,17 @@ fn durations() {
     assert_eq!(DurationSpec::from_secs(120).to_string(), "2m");
 }
 
+/// Regression (fuzz target `quantities`): a duration finer than the grammar's millisecond
+/// rounds to it, so that it prints back to the value it parsed as.
+#[test]
+fn sub_millisecond_durations_round_to_the_millisecond() {
+    let d = DurationSpec::parse("0.610610").unwrap();
+    assert_eq!(d.get(), Duration::from_millis(611));
+    assert_eq!(DurationSpec::parse(&d.to_string()), Ok(d));
+    let d: DurationSpec = serde_json::from_str("0.0004").unwrap();
+    assert_eq!(d.get(), Duration::ZERO);
+}
+
 #[test]
 fn quick_start_document_is_valid() {
     let pools = vec![
