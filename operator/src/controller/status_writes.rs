@@ -76,7 +76,8 @@ fn strip(value: &mut Value, path: &[&str]) {
     }
 }
 
-/// `v` without the volatile fields.
+/// `v` without the volatile fields: the definition of "only measurements changed". [`decide`]
+/// uses the copy-free [`same_ignoring`], which a test holds to this definition.
 pub fn stable_part(v: &Value, volatile: &[&str]) -> Value {
     let mut v = v.clone();
     for path in volatile {
