@@ -575,13 +575,142 @@ mod tests {
         let addr = hub.metrics_addr().unwrap();
         let text = http_get(addr, "/metrics").await;
         assert!(
-            text.contains("hashsched_worker_shares_total{worker=\"rig-a\",result=\"accepted\"}"),
+            text.contains(&format!(
+                "{}{{worker=\"rig-a\",result=\"accepted\"}}",
+                crate::metrics::WORKER_SHARES_TOTAL
+            )),
             "{text}"
         );
         assert!(
-            text.contains("hashsched_pool_up{pool=\"pool-1\"} 1"),
+            text.contains(&format!("{}{{pool=\"pool-1\"}} 1", crate::metrics::POOL_UP)),
             "{text}"
         );
+        hub.shutdown().await;
+    }
+
+    /// A share handed to an upstream session in the same instant the hub closes that session
+    /// (it was queued behind the `Close`) is answered as lost: never left without a verdict.
+    /// Before, the session ended on the `Close` and dropped what was queued behind it, and the
+    /// miner waited forever for an answer (found by the soak).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_share_queued_behind_a_session_close_is_answered_as_lost() {
+        use crate::upstream::{self, PoolCounters, SessionParams, UpSubmit};
+
+        let pool = SimPool::start(PoolConfig::default()).await.unwrap();
+        let hub = Hub::start(quick(vec![pool.url()])).await.unwrap();
+        let sh = hub.shared.clone();
+        // A session of its own (under a name the router does not know, so that its end does
+        // not touch the hub's pool), to the same pool.
+        let mut probe = sh
+            .core
+            .router()
+            .routing()
+            .and_then(|r| r.pool("pool-1").cloned())
+            .expect("quick start routes to pool-1");
+        probe.name = "probe".into();
+        let counters = Arc::new(PoolCounters::default());
+        let session = upstream::spawn(
+            &sh,
+            SessionParams {
+                pool: Arc::new(probe),
+                dial_override: None,
+                delay: Duration::ZERO,
+                send_configure: false,
+                connect_timeout: T,
+                counters: counters.clone(),
+            },
+        );
+        let now = unix_now();
+        let worker = sh.core.workers.entry("rig-q", now);
+        let share = |w: &Arc<WorkerEntry>| UpSubmit {
+            worker: w.clone(),
+            upstream_user: Arc::from("acct.rig-q"),
+            pool_job_id: Arc::from("1"),
+            extranonce2: vec![0; 4],
+            ntime: 0,
+            nonce: 0,
+            version_bits: None,
+            difficulty: 1.0,
+            received: Instant::now(),
+            reply: None,
+        };
+        // As the miner side does: counted as forwarded, then handed to the session.
+        worker.lock().forwarded(1.0, now);
+        session.close();
+        let queued = session.submit(share(&worker));
+        if !queued {
+            // The session was already gone: the caller books the share (the miner's path).
+            worker.lock().verdict(crate::facts::ShareResult::Lost, 1.0);
+        }
+        let settled = wait_until(T, || (worker.lock().pending == 0).then_some(())).await;
+        assert!(
+            settled.is_some(),
+            "a share queued behind the close never got a verdict: {:?}",
+            worker.lock().shares
+        );
+        assert_eq!(worker.lock().shares.lost, 1, "{:?}", worker.lock().shares);
+        if queued {
+            assert_eq!(counters.lost.load(Ordering::Relaxed), 1);
+        }
+        // Closed for good: a later share is refused at once, for the caller to book.
+        assert!(
+            wait_until(T, || (!session.is_alive()).then_some(()))
+                .await
+                .is_some()
+        );
+        assert!(!session.submit(share(&worker)));
+        hub.shutdown().await;
+    }
+
+    /// A pool that drops a worker's authorize (silent for a moment) must not refuse every later
+    /// share of that worker as "unauthorized" (24): the hub authorizes the name again. Before,
+    /// the name counted as authorized when the authorize was sent, and a miner joining during
+    /// the silence had all its shares refused for the life of the session (found by the soak).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_authorize_the_pool_dropped_is_sent_again() {
+        let pool = SimPool::start(PoolConfig::default()).await.unwrap();
+        let mut cfg = quick(vec![pool.url()]);
+        cfg.upstream.submit_timeout_seconds = 2;
+        let hub = Hub::start(cfg).await.unwrap();
+        // The hub's own session is up before the pool goes quiet.
+        let up = wait_until(T, || {
+            hub.pool_facts()
+                .iter()
+                .any(|p| p.pool == "pool-1" && p.up)
+                .then_some(())
+        })
+        .await;
+        assert!(up.is_some(), "{:?}", hub.pool_facts());
+        pool.set_silent(true);
+        let miner = SimMiner::spawn(hub.stratum_addr(), MinerConfig::new("rig-late"));
+        // The worker's authorize reached the silent pool and was dropped.
+        let dropped = wait_until(T, || {
+            (miner.stats().jobs_received > 0 && pool.stats().ignored_while_silent > 0)
+                .then_some(())
+        })
+        .await;
+        assert!(dropped.is_some(), "{:?} {:?}", miner.stats(), pool.stats());
+        pool.set_silent(false);
+        // The pool itself credits the worker again (the miner's own count also holds shares
+        // the hub answers without forwarding, below the pool's difficulty).
+        let credited = wait_until(T, || {
+            (pool.stats().worker("acct.rig-late").accepted >= 3).then_some(())
+        })
+        .await;
+        assert!(
+            credited.is_some(),
+            "no share accepted after the pool came back: {:?} {:?}",
+            pool.stats(),
+            miner.stats()
+        );
+        // At most the shares that raced the new authorize are refused.
+        let s = miner.stats();
+        let unauthorized = s
+            .rejected
+            .get(&crate::protocol::error_code::UNAUTHORIZED)
+            .copied()
+            .unwrap_or(0);
+        assert!(unauthorized <= 2, "{s:?}");
         hub.shutdown().await;
     }
 
@@ -622,7 +751,10 @@ mod tests {
         miner.wait_for(T, |s| s.accepted > 0).await.unwrap();
         assert!(
             hub.metrics_text()
-                .contains("hashsched_worker_connected{worker=\"rig-gone\"} 1")
+                .contains(&format!(
+                    "{}{{worker=\"rig-gone\"}} 1",
+                    crate::metrics::WORKER_CONNECTED
+                ))
         );
         miner.die();
         let gone = wait_until(T, || {

@@ -14,7 +14,7 @@
 //! ratio), and a pool's `client.reconnect` (the router opens a replacement and moves the miners;
 //! they are not disturbed).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -260,12 +260,47 @@ pub fn spawn(shared: &Arc<Shared>, params: SessionParams) -> Arc<SessionHandle> 
     shared.tracker.spawn(async move {
         let pool = h.pool.clone();
         let span = tracing::info_span!("upstream", pool = %pool, session = h.id);
-        let event =
-            tracing::Instrument::instrument(run(sh.clone(), h.clone(), rx, params), span).await;
+        let counters = params.counters.clone();
+        let mut rx = rx;
+        let event = tracing::Instrument::instrument(
+            run(sh.clone(), h.clone(), &mut rx, params),
+            span.clone(),
+        )
+        .await;
         h.alive.store(false, Ordering::Relaxed);
+        span.in_scope(|| lose_queued(&mut rx, &counters));
         sh.session_event(&pool, h.id, event);
     });
     handle
+}
+
+/// Shares handed to a session that ended before it read them (they were queued behind a
+/// `Close`, or came in while the pool connection broke): each is lost and its miner answered
+/// with error 20, or the miner would wait forever for a verdict. The channel is closed first, so
+/// a later [`SessionHandle::submit`] fails and its caller books the share itself.
+fn lose_queued(rx: &mut mpsc::Receiver<SessionCmd>, counters: &PoolCounters) {
+    rx.close();
+    let mut n = 0u64;
+    while let Ok(cmd) = rx.try_recv() {
+        let SessionCmd::Submit(u) = cmd else { continue };
+        u.worker.lock().verdict(ShareResult::Lost, u.difficulty);
+        if let Some(r) = u.reply {
+            let l = protocol::error_line(
+                &r.id,
+                protocol::error_code::OTHER,
+                "pool connection lost before the share could be sent",
+            );
+            r.answer(l);
+        }
+        n += 1;
+    }
+    if n > 0 {
+        counters.lost.fetch_add(n, Ordering::Relaxed);
+        warn!(
+            lost = n,
+            "session ended with shares still queued for it; counted as lost"
+        );
+    }
 }
 
 /// Re-send work to miners after this long without a new pool job.
@@ -281,12 +316,33 @@ const FIRST_FREE_ID: u64 = 10;
 enum Pending {
     Submit {
         worker: Arc<WorkerEntry>,
+        /// The name the share went out under.
+        user: Arc<str>,
         difficulty: f64,
         sent: Instant,
         reply: Option<Reply>,
     },
-    Authorize(Arc<str>),
+    Authorize {
+        user: Arc<str>,
+        sent: Instant,
+    },
 }
+
+/// Where a worker name stands on one session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum UserAuth {
+    /// `mining.authorize` sent, no answer yet (shares sent meanwhile follow it on the same
+    /// connection, so pools see them after the authorize).
+    Sent,
+    /// The pool said true.
+    Authorized,
+    /// The pool said no: not asked again before this instant (a refused name is not
+    /// re-authorized on every share).
+    RefusedUntil(Instant),
+}
+
+/// How long a worker name the pool refused is left alone before the next share asks again.
+const REFUSED_NAME_RETRY: Duration = Duration::from_secs(30);
 
 struct Session {
     shared: Arc<Shared>,
@@ -301,7 +357,11 @@ struct Session {
     job: Option<Arc<PoolJob>>,
     variants: Vec<Arc<JobVariant>>,
     members: HashMap<u64, Arc<MinerLink>>,
-    users: HashSet<Arc<str>>,
+    /// Worker names authorized on this session, or with an authorize in flight. A name is
+    /// taken out again when the pool refuses it, does not answer in time, or rejects a share
+    /// with "unauthorized" (24), so that the next share authorizes it again: a pool that
+    /// dropped one authorize (silent for a moment, restarted) must not refuse every later share.
+    users: HashMap<Arc<str>, UserAuth>,
     pending: HashMap<u64, Pending>,
     next_id: u64,
     accepted_batch: u64,
@@ -316,7 +376,7 @@ struct Session {
 async fn run(
     shared: Arc<Shared>,
     handle: Arc<SessionHandle>,
-    mut rx: mpsc::Receiver<SessionCmd>,
+    rx: &mut mpsc::Receiver<SessionCmd>,
     params: SessionParams,
 ) -> SessionEvent {
     let fail = |reason: String, configure_suspect: bool| SessionEvent::Failed {
@@ -363,7 +423,7 @@ async fn run(
         job: None,
         variants: Vec::new(),
         members: HashMap::new(),
-        users: HashSet::new(),
+        users: HashMap::new(),
         pending: HashMap::new(),
         next_id: FIRST_FREE_ID,
         accepted_batch: 0,
@@ -432,18 +492,24 @@ async fn run(
                 if s.on_cmd(cmd) {
                     break s.closed("closed by the hub");
                 }
-                // drain what is queued, then write once
-                let mut n = 0;
-                while n < 4096 {
+                // drain what is queued, then write once; a `Close` among them ends the session
+                // (the commands still queued behind it are answered below, not dropped)
+                let mut close = false;
+                for _ in 0..4096 {
                     match rx.try_recv() {
                         Ok(cmd) => {
                             if s.on_cmd(cmd) {
+                                close = true;
                                 break;
                             }
                         }
                         Err(_) => break,
                     }
-                    n += 1;
+                }
+                if close {
+                    // what was written for this batch still goes out before the close
+                    let _ = flush(&mut writer, &mut s.out).await;
+                    break s.closed("closed by the hub");
                 }
             }
             _ = tick.tick() => {
@@ -479,6 +545,7 @@ async fn run(
         }
     };
     handle.alive.store(false, Ordering::Relaxed);
+    // Sent but unanswered; the ones still queued are answered by `lose_queued`.
     s.lose_pending();
     let _ = writer.shutdown().await;
     match outcome {
@@ -588,11 +655,24 @@ impl Session {
             .pending
             .iter()
             .filter_map(|(id, p)| match p {
-                Pending::Submit { sent, .. } if now.duration_since(*sent) > timeout => Some(*id),
+                Pending::Submit { sent, .. } | Pending::Authorize { sent, .. }
+                    if now.duration_since(*sent) > timeout =>
+                {
+                    Some(*id)
+                }
                 _ => None,
             })
             .collect();
         for id in expired {
+            if let Some(Pending::Authorize { user, .. }) = self.pending.get(&id) {
+                // Unanswered: the next share of this name authorizes it again.
+                warn!(user = %user, "pool did not answer a worker authorize in time; asking again with its next share");
+                if self.users.get(user) == Some(&UserAuth::Sent) {
+                    self.users.remove(user);
+                }
+                self.pending.remove(&id);
+                continue;
+            }
             if let Some(Pending::Submit {
                 worker,
                 difficulty,
@@ -644,13 +724,22 @@ impl Session {
     /// Authorize a worker's upstream name on this session once. Done when a miner joins (or
     /// authorizes another worker), before its first share: pools answer an authorize by sending
     /// their current work again, which must not come between a miner and its first shares.
+    /// Asked again only when the last authorize went unanswered, or was refused long enough ago.
     fn authorize_user(&mut self, user: &Arc<str>) {
-        if self.users.contains(user) {
-            return;
+        match self.users.get(user) {
+            Some(UserAuth::Sent | UserAuth::Authorized) => return,
+            Some(UserAuth::RefusedUntil(t)) if Instant::now() < *t => return,
+            _ => {}
         }
         let id = self.alloc_id();
-        self.users.insert(user.clone());
-        self.pending.insert(id, Pending::Authorize(user.clone()));
+        self.users.insert(user.clone(), UserAuth::Sent);
+        self.pending.insert(
+            id,
+            Pending::Authorize {
+                user: user.clone(),
+                sent: Instant::now(),
+            },
+        );
         let line = MinerRequest::Authorize(Authorize {
             user: user.to_string(),
             password: Some(self.params.pool.password.expose().to_owned()),
@@ -687,6 +776,7 @@ impl Session {
             id,
             Pending::Submit {
                 worker: s.worker,
+                user: s.upstream_user,
                 difficulty: s.difficulty,
                 sent: now,
                 reply: s.reply,
@@ -842,6 +932,7 @@ impl Session {
                 match self.pending.remove(&id) {
                     Some(Pending::Submit {
                         worker,
+                        user,
                         difficulty,
                         sent,
                         reply,
@@ -866,6 +957,17 @@ impl Session {
                                     (protocol::error_code::OTHER, "rejected by pool".to_owned())
                                 }
                             };
+                            if code == protocol::error_code::UNAUTHORIZED {
+                                // The pool does not know this name on this connection (it lost
+                                // an authorize, or restarted its side): authorize it again with
+                                // the next share instead of having every later one refused.
+                                if matches!(
+                                    self.users.get(&user),
+                                    Some(UserAuth::Authorized | UserAuth::Sent)
+                                ) {
+                                    self.users.remove(&user);
+                                }
+                            }
                             debug!(worker = %worker.name, code, error = %msg, "pool rejected a share");
                             if let Some(reply) = reply {
                                 let l = protocol::error_line(&reply.id, code, &msg);
@@ -873,9 +975,13 @@ impl Session {
                             }
                         }
                     }
-                    Some(Pending::Authorize(user)) => {
-                        if !r.is_true() {
-                            warn!(user = %user, "pool refused a worker name; its shares will be rejected");
+                    Some(Pending::Authorize { user, .. }) => {
+                        if r.is_true() {
+                            self.users.insert(user, UserAuth::Authorized);
+                        } else {
+                            warn!(user = %user, retry_in_secs = REFUSED_NAME_RETRY.as_secs(), "pool refused a worker name; its shares will be rejected until it accepts it");
+                            self.users
+                                .insert(user, UserAuth::RefusedUntil(Instant::now() + REFUSED_NAME_RETRY));
                         }
                     }
                     None => {
