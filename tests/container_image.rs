@@ -23,6 +23,7 @@ use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use hashsched_hub::admin::client::request;
+use hashsched_hub::metrics::{HUB_CONNECTIONS, POOL_SHARES_TOTAL};
 use hashsched_hub::sim::miner::{MinerConfig, SimMiner};
 use hashsched_hub::sim::pool::{PoolConfig, SimPool};
 
@@ -434,8 +435,8 @@ async fn the_image_builds_and_its_hub_forwards_shares_on_a_private_network() {
         .await
         .unwrap()
         .body;
-    assert!(metric(&body, "hashsched_pool_shares_total") > 0.0, "{body}");
-    assert_eq!(metric(&body, "hashsched_hub_connections"), 3.0, "{body}");
+    assert!(metric(&body, POOL_SHARES_TOTAL) > 0.0, "{body}");
+    assert_eq!(metric(&body, HUB_CONNECTIONS), 3.0, "{body}");
     for i in 1..=3 {
         assert!(body.contains(&format!("worker=\"rig-{i}\"")), "{body}");
     }

@@ -7,6 +7,8 @@ mod observability_common;
 
 use std::collections::BTreeSet;
 
+use hashsched_hub::metrics::WORKER_INFO;
+use hashsched_operator::metrics::{CONTRACT_CREDIT, CONTRACT_FAILOVERS_TOTAL};
 use observability_common::{dashboard_files, promtool, unknown_names};
 use serde_json::Value;
 
@@ -160,9 +162,9 @@ fn the_customer_dashboard_shows_what_the_customer_paid_for() {
         "hashsched:customer_delivered_hashrate:avg5m",
         "hashsched:customer_uptime:ratio24h",
         "hashsched:customer_uptime:ratio30d",
-        "hashsched_contract_failovers_total",
-        "hashsched_contract_credit",
-        "hashsched_worker_info",
+        CONTRACT_FAILOVERS_TOTAL,
+        CONTRACT_CREDIT,
+        WORKER_INFO,
     ] {
         assert!(
             all.contains(needle),

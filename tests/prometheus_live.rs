@@ -18,6 +18,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hashsched_hub::admin::client::request;
+use hashsched_hub::metrics::{WORKER_HASHRATE, WORKER_SHARE_DIFFICULTY_TOTAL, WORKER_SHARES_TOTAL};
 use hashsched_hub::sim::miner::{MinerConfig, SimMiner};
 use hashsched_hub::sim::pool::{PoolConfig, SimPool};
 use hashsched_operator::local::runner::{LocalHandle, LocalOptions, Runner};
@@ -382,24 +383,18 @@ async fn recording_rules_agree_with_the_hubs_own_counters() {
     let acme_diff = || {
         hub_sum(
             m,
-            "hashsched_worker_share_difficulty_total",
+            WORKER_SHARE_DIFFICULTY_TOTAL,
             &[("worker", "w-acme"), ("result", "accepted")],
         )
     };
-    let accepted = || {
-        hub_sum(
-            m,
-            "hashsched_worker_shares_total",
-            &[("result", "accepted")],
-        )
-    };
+    let accepted = || hub_sum(m, WORKER_SHARES_TOTAL, &[("result", "accepted")]);
     let (diff_before, shares_before) = (acme_diff().await, accepted().await);
     tokio::time::sleep(Duration::from_secs(10)).await;
 
     // Gauge rules: the hub's own 5 m hashrate of the customer's worker, read at the same moment.
     let hub_gauge = hub_sum(
         m,
-        "hashsched_worker_hashrate_hashes_per_second",
+        WORKER_HASHRATE,
         &[("worker", "w-acme"), ("window", "5m")],
     )
     .await;
@@ -415,12 +410,7 @@ async fn recording_rules_agree_with_the_hubs_own_counters() {
     let pools = query(prom, "sum(hashsched:pool_hashrate:5m)")
         .await
         .unwrap();
-    let all_workers = hub_sum(
-        m,
-        "hashsched_worker_hashrate_hashes_per_second",
-        &[("window", "5m")],
-    )
-    .await;
+    let all_workers = hub_sum(m, WORKER_HASHRATE, &[("window", "5m")]).await;
     assert!(
         relative_gap(sample_value(&pools[0]), all_workers) < 0.15,
         "pool hashrate rules {pools:?} vs the hub's worker gauges {all_workers}"

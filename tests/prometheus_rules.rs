@@ -8,6 +8,8 @@ mod observability_common;
 
 use std::collections::BTreeSet;
 
+use hashsched_hub::metrics::WORKER_HASHRATE;
+use hashsched_operator::metrics::CONTRACT_SLOTS_TOTAL;
 use observability_common::{
     catalogue, identifiers, promtool, recorded_names, repo, rule_files, rules_dir, run_promtool,
     unknown_names,
@@ -40,8 +42,8 @@ fn rules() -> (BTreeSet<String>, BTreeSet<String>, Vec<serde_yaml::Value>) {
 #[test]
 fn rules_only_read_metrics_the_product_exports() {
     let exported = catalogue();
-    assert!(exported.contains("hashsched_worker_hashrate_hashes_per_second"));
-    assert!(exported.contains("hashsched_contract_slots_total"));
+    assert!(exported.contains(WORKER_HASHRATE));
+    assert!(exported.contains(CONTRACT_SLOTS_TOTAL));
     let files = rule_files();
     assert_eq!(files.len(), 2, "{files:?}");
     let mut used = BTreeSet::new();

@@ -9,6 +9,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 
 use hashsched_hub::admin::client::{push_routing, request};
+use hashsched_hub::metrics::HUB_ROUTING_UPDATES_TOTAL;
 use hashsched_hub::routing::{PasswordRef, RoutingDocument};
 use hashsched_hub::server::Hub;
 use hashsched_hub::sim::miner::SimMiner;
@@ -117,7 +118,7 @@ async fn bad_documents_are_refused_and_the_hub_keeps_mining() {
     assert_eq!(
         metric_value(
             &t.hub.metrics_text(),
-            r#"hashsched_hub_routing_updates_total{source="api",result="invalid"}"#
+            &format!(r#"{HUB_ROUTING_UPDATES_TOTAL}{{source="api",result="invalid"}}"#)
         ),
         Some(6.0),
         "invalid pushes are counted:\n{}",
@@ -183,7 +184,7 @@ async fn configmap_file_changes_reroute_live_and_bad_files_are_ignored() {
     wait_until(DEADLINE, || {
         (metric_value(
             &hub.metrics_text(),
-            r#"hashsched_hub_routing_updates_total{source="file",result="invalid"}"#,
+            &format!(r#"{HUB_ROUTING_UPDATES_TOTAL}{{source="file",result="invalid"}}"#),
         ) == Some(1.0))
         .then_some(())
     })

@@ -7,6 +7,7 @@ mod routing_common;
 
 use std::time::Duration;
 
+use hashsched_hub::metrics::POOL_UP;
 use hashsched_hub::sim::miner::SimMiner;
 use hashsched_hub::sim::pool::{PoolConfig, SimPool};
 use hashsched_tests::{init_tracing, test_miner, test_pool};
@@ -97,10 +98,7 @@ async fn killed_pool_fails_over_and_workers_return_after_restart() {
     all_mine_at(&f.primary).await;
     assert_no_miner_reconnect(&f);
     let text = f.t.hub.metrics_text();
-    assert!(
-        text.contains("hashsched_pool_up"),
-        "pool up metric exported"
-    );
+    assert!(text.contains(POOL_UP), "pool up metric exported");
     let refs: Vec<&SimMiner> = f.miners.iter().collect();
     // The old primary's counts are gone with its process; conservation over what is observable:
     // backup + restarted primary must not exceed the hub's accepted, miners stay conserved.

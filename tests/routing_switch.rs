@@ -5,6 +5,7 @@
 
 mod routing_common;
 
+use hashsched_hub::metrics::HUB_ROUTING_GENERATION;
 use hashsched_hub::sim::miner::{MinerConfig, SimMiner};
 use hashsched_hub::sim::pool::{ConfigureSupport, PoolConfig, SimPool};
 use hashsched_tests::{init_tracing, test_miner, test_pool};
@@ -90,7 +91,7 @@ async fn routing_change_moves_named_workers_without_reconnect() {
         Some("pool-a")
     );
     assert_eq!(
-        metric_value(&t.hub.metrics_text(), "hashsched_hub_routing_generation"),
+        metric_value(&t.hub.metrics_text(), HUB_ROUTING_GENERATION),
         Some(2.0),
         "generation metric:\n{}",
         t.hub.metrics_text()

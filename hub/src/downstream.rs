@@ -974,10 +974,7 @@ impl Miner {
             s.labels = crate::facts::AssignmentLabels {
                 contract: route.assignment.as_ref().and_then(|a| a.contract.clone()),
                 customer: route.assignment.as_ref().and_then(|a| a.customer.clone()),
-                role: route
-                    .assignment
-                    .as_ref()
-                    .map(|a| a.role.as_str().to_owned()),
+                role: route.assignment.as_ref().map(|a| a.role),
             };
             s.miner_difficulty = Some(self.vardiff.difficulty());
             if let Some(p) = &self.pool {

@@ -164,8 +164,8 @@ impl<T: Copy + std::ops::Add<Output = T> + std::ops::AddAssign + Default> ShareB
 pub struct AssignmentLabels {
     pub contract: Option<String>,
     pub customer: Option<String>,
-    /// `primary`, `substitute`, `spare`, ... as written by the operator.
-    pub role: Option<String>,
+    /// The worker's part in it, as the routing document says.
+    pub role: Option<crate::routing::Role>,
 }
 
 /// Hashrate over one window.

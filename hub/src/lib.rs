@@ -21,6 +21,7 @@ pub(crate) mod router;
 pub mod routing;
 pub mod server;
 pub mod share;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod stats;
 pub mod tls;

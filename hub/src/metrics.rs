@@ -82,8 +82,17 @@ pub const HUB_MINER_RECONNECTS_TOTAL: &str = "hashsched_hub_miner_reconnects_tot
 /// applied, failover or return decided) to writing the new pool's first job to the miner.
 pub const HUB_SWITCH_DURATION: &str = "hashsched_hub_switch_duration_seconds";
 
-/// Every exposed name of the hub (the routing updates counter is defined next to its engine in
-/// [`crate::routing::control`]), for the check that rules and dashboards read only exported
+/// Counter: routing documents submitted, by where from and what became of them. `{source,
+/// result}`; `source` ∈ file/api, `result` ∈ applied/unchanged/invalid/stale/conflict (counted
+/// by [`crate::routing::control`]).
+pub const HUB_ROUTING_UPDATES_TOTAL: &str = "hashsched_hub_routing_updates_total";
+
+/// Prefix of every per-worker series of the hub (the operator reads the hub's page by it).
+pub const WORKER_PREFIX: &str = "hashsched_worker_";
+/// Prefix of every per-pool series of the hub.
+pub const POOL_PREFIX: &str = "hashsched_pool_";
+
+/// Every exposed name of the hub, for the check that rules and dashboards read only exported
 /// names. Histograms also expose `_bucket`, `_sum` and `_count` series of [`HISTOGRAMS`].
 pub const CATALOGUE: &[&str] = &[
     WORKER_CONNECTED,
@@ -112,7 +121,7 @@ pub const CATALOGUE: &[&str] = &[
     HUB_SHARES_PENDING,
     HUB_MINER_RECONNECTS_TOTAL,
     HUB_SWITCH_DURATION,
-    crate::routing::control::METRIC_ROUTING_UPDATES_TOTAL,
+    HUB_ROUTING_UPDATES_TOTAL,
 ];
 
 /// The histograms among [`CATALOGUE`].
@@ -532,7 +541,10 @@ impl Collector for StateCollector {
                             label::CUSTOMER,
                             f.labels.customer.clone().unwrap_or_default(),
                         ),
-                        (label::ROLE, f.labels.role.clone().unwrap_or_default()),
+                        (
+                            label::ROLE,
+                            f.labels.role.map(|r| r.as_str()).unwrap_or("").to_owned(),
+                        ),
                     ],
                     1i64,
                 )

@@ -767,10 +767,7 @@ fn labels_of(route: &Route) -> crate::facts::AssignmentLabels {
     crate::facts::AssignmentLabels {
         contract: route.assignment.as_ref().and_then(|a| a.contract.clone()),
         customer: route.assignment.as_ref().and_then(|a| a.customer.clone()),
-        role: route
-            .assignment
-            .as_ref()
-            .map(|a| a.role.as_str().to_owned()),
+        role: route.assignment.as_ref().map(|a| a.role),
     }
 }
 

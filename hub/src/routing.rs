@@ -236,26 +236,100 @@ pub struct Assignment {
     pub role: Role,
 }
 
-/// The part a worker plays in its assignment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// The part a worker plays: the one role type of the product. The scheduler places workers in
+/// these roles, Worker and RentalContract statuses report them, routing documents carry them to
+/// the hub, and the hub labels a worker's series with [`Role::as_str`].
+///
+/// Written `Primary`, `Substitute`, `Benched`, `Spare` (the Kubernetes enum style of the custom
+/// resources); routing documents may also spell them in lower case, as they did before.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 pub enum Role {
     /// A rented worker mining for its own contract.
+    #[serde(alias = "primary")]
     Primary,
-    /// A spare lent to a contract in place of a failed primary.
+    /// A spare lent to a contract in place of a failed primary (or to cover a shortfall).
+    #[serde(alias = "substitute")]
     Substitute,
-    /// An idle house worker.
+    /// A failed original swapped out of its contract: it mines for the house until it has
+    /// recovered and is given back. Statuses show it as `Spare` of its contract.
+    #[serde(alias = "benched")]
+    Benched,
+    /// Serves no contract: an idle house worker that may be lent.
+    #[serde(alias = "spare")]
+    #[default]
     Spare,
 }
 
 impl Role {
+    /// Every role, in order.
+    pub const ALL: [Role; 4] = [Role::Primary, Role::Substitute, Role::Benched, Role::Spare];
+
     /// Metric label value.
     pub fn as_str(self) -> &'static str {
         match self {
             Role::Primary => "primary",
             Role::Substitute => "substitute",
+            Role::Benched => "benched",
             Role::Spare => "spare",
         }
+    }
+
+    /// Whether the worker's hashrate goes to its contract's pools.
+    pub fn serves(self) -> bool {
+        matches!(self, Role::Primary | Role::Substitute)
+    }
+
+    /// The role an object's status shows: a benched original is a `Spare` (of its contract).
+    pub fn in_status(self) -> Role {
+        match self {
+            Role::Benched => Role::Spare,
+            r => r,
+        }
+    }
+
+    /// The name written in objects and documents (`Primary`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Primary => "Primary",
+            Role::Substitute => "Substitute",
+            Role::Benched => "Benched",
+            Role::Spare => "Spare",
+        }
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    /// The written name (`Primary`) or the label value (`primary`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.name() == s || r.as_str() == s)
+            .ok_or_else(|| format!("unknown role {s:?} (Primary, Substitute, Benched or Spare)"))
+    }
+}
+
+impl std::fmt::Display for Role {
+    /// The written name (`Primary`), as in statuses and `kubectl get` columns.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The schema of a role in the custom resources: a plain string enum (a structural schema has
+/// no per-value descriptions).
+impl schemars::JsonSchema for Role {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Role".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let names: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
+        schemars::json_schema!({ "type": "string", "enum": names })
     }
 }
 
@@ -1146,8 +1220,10 @@ fn check_object_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A stratum login or worker name: printable, no whitespace, bounded.
-fn check_login(name: &str) -> Result<(), String> {
+/// A stratum login or worker name: printable, no whitespace, bounded. The operator checks pool
+/// accounts with it before they reach a routing document (one refused login would have the hub
+/// refuse the whole document).
+pub fn check_login(name: &str) -> Result<(), String> {
     if name.is_empty() {
         return Err("empty name".into());
     }

@@ -685,8 +685,7 @@ mod tests {
         let miner = SimMiner::spawn(hub.stratum_addr(), MinerConfig::new("rig-late"));
         // The worker's authorize reached the silent pool and was dropped.
         let dropped = wait_until(T, || {
-            (miner.stats().jobs_received > 0 && pool.stats().ignored_while_silent > 0)
-                .then_some(())
+            (miner.stats().jobs_received > 0 && pool.stats().ignored_while_silent > 0).then_some(())
         })
         .await;
         assert!(dropped.is_some(), "{:?} {:?}", miner.stats(), pool.stats());
@@ -749,13 +748,10 @@ mod tests {
         mc.reconnect_delay = None;
         let miner = SimMiner::spawn(hub.stratum_addr(), mc);
         miner.wait_for(T, |s| s.accepted > 0).await.unwrap();
-        assert!(
-            hub.metrics_text()
-                .contains(&format!(
-                    "{}{{worker=\"rig-gone\"}} 1",
-                    crate::metrics::WORKER_CONNECTED
-                ))
-        );
+        assert!(hub.metrics_text().contains(&format!(
+            "{}{{worker=\"rig-gone\"}} 1",
+            crate::metrics::WORKER_CONNECTED
+        )));
         miner.die();
         let gone = wait_until(T, || {
             hub.facts()

@@ -980,8 +980,10 @@ impl Session {
                             self.users.insert(user, UserAuth::Authorized);
                         } else {
                             warn!(user = %user, retry_in_secs = REFUSED_NAME_RETRY.as_secs(), "pool refused a worker name; its shares will be rejected until it accepts it");
-                            self.users
-                                .insert(user, UserAuth::RefusedUntil(Instant::now() + REFUSED_NAME_RETRY));
+                            self.users.insert(
+                                user,
+                                UserAuth::RefusedUntil(Instant::now() + REFUSED_NAME_RETRY),
+                            );
                         }
                     }
                     None => {

@@ -54,17 +54,13 @@ pub const OPERATOR_API_WRITES_TOTAL: &str = "hashsched_operator_api_writes_total
 /// Gauge 0/1: this replica holds the leader lease.
 pub const OPERATOR_LEADER: &str = "hashsched_operator_leader";
 
-/// Label names.
+/// Label names: the ones both sides use are the hub's, so a join in PromQL cannot drift.
 pub mod label {
+    pub use hashsched_hub::metrics::label::{CONTRACT, CUSTOMER, KIND, RESULT, WORKER};
     pub const NAMESPACE: &str = "namespace";
-    pub const CONTRACT: &str = "contract";
-    pub const CUSTOMER: &str = "customer";
-    pub const WORKER: &str = "worker";
     pub const OWNER: &str = "owner";
     pub const PHASE: &str = "phase";
     pub const VERDICT: &str = "verdict";
-    pub const KIND: &str = "kind";
-    pub const RESULT: &str = "result";
     pub const HUB: &str = "hub";
     pub const POD: &str = "pod";
     pub const VERB: &str = "verb";

@@ -14,6 +14,7 @@ use hashsched_operator::crd::{
 use hashsched_operator::quantity::{Duration, Hashrate, Percentage};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::core::{Selector, SelectorExt};
 use serde_json::{Value, json};
 
 fn repo_root() -> PathBuf {
@@ -489,24 +490,11 @@ fn examples_load_into_the_types_and_pass_admission() {
     assert_eq!(farm.contracts.len(), 3);
 }
 
+/// Label selectors are kube's own `Selector` (the scheduler matches with the same type).
 fn selector_matches(sel: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    let labels_ok = sel
-        .match_labels
-        .as_ref()
-        .is_none_or(|m| m.iter().all(|(k, v)| labels.get(k) == Some(v)));
-    let exprs_ok = sel.match_expressions.as_ref().is_none_or(|exprs| {
-        exprs.iter().all(|e| {
-            let values = e.values.clone().unwrap_or_default();
-            match e.operator.as_str() {
-                "In" => labels.get(&e.key).is_some_and(|v| values.contains(v)),
-                "NotIn" => labels.get(&e.key).is_none_or(|v| !values.contains(v)),
-                "Exists" => labels.contains_key(&e.key),
-                "DoesNotExist" => !labels.contains_key(&e.key),
-                _ => false,
-            }
-        })
-    });
-    labels_ok && exprs_ok
+    Selector::try_from(sel.clone())
+        .unwrap_or_else(|e| panic!("selector {sel:?} does not parse: {e}"))
+        .matches(labels)
 }
 
 #[test]

@@ -9,7 +9,10 @@
 
 mod local_common;
 
+use hashsched_hub::metrics::WORKER_CONNECTED;
 use hashsched_hub::sim::miner::{MinerConfig, SimMiner};
+use hashsched_operator::crd::Role;
+use hashsched_operator::metrics::{CONTRACT_SLOTS_TOTAL, WORKER_PHASE};
 use local_common::{Farm, contract_yaml, wait_for, wait_status};
 
 fn miner(farm_hub: std::net::SocketAddr, name: &str) -> SimMiner {
@@ -39,7 +42,7 @@ async fn routes_by_the_manifests_and_an_edit_reroutes_without_reconnect() {
             w.is_some_and(|w| {
                 w.pool.as_deref() == Some("pool-a")
                     && w.contract.as_deref() == Some("c1")
-                    && w.role.as_deref() == Some("Primary")
+                    && w.role == Some(Role::Primary)
             }) && s.is_some_and(|s| s.pool.as_deref() == Some("house"))
         },
     )
@@ -114,16 +117,16 @@ async fn routes_by_the_manifests_and_an_edit_reroutes_without_reconnect() {
     assert_eq!(body.matches("# EOF").count(), 1, "{body}");
     assert!(body.trim_end().ends_with("# EOF"), "{body}");
     assert!(
-        body.contains("hashsched_worker_phase{namespace=\"") && body.contains("worker=\"w1\""),
+        body.contains(&format!("{WORKER_PHASE}{{namespace=\"")) && body.contains("worker=\"w1\""),
         "{body}"
     );
     assert!(
-        body.contains("hashsched_contract_slots_total{")
+        body.contains(&format!("{CONTRACT_SLOTS_TOTAL}{{"))
             && body.contains("contract=\"c1\"")
             && body.contains("verdict=\"unobserved\""),
         "{body}"
     );
-    assert!(body.contains("hashsched_worker_connected"), "{body}");
+    assert!(body.contains(WORKER_CONNECTED), "{body}");
 
     // pool-a gets nothing more from w1 (it may still answer shares in flight at the switch).
     wait_for("pool-b keeps receiving", || {
@@ -250,7 +253,7 @@ async fn the_state_file_carries_status_and_ledger_across_a_restart() {
     assert!(c1.observed_slots >= saved_slots, "{c1:?}");
     let w = doc.worker("w1").expect("w1 restored");
     assert_eq!(w.contract.as_deref(), Some("c1"));
-    assert_eq!(w.role.as_deref(), Some("Primary"));
+    assert_eq!(w.role, Some(Role::Primary));
     // The ledger keeps counting from where it was, not from zero.
     let _w1 = miner(local.stratum_addr(), "w1");
     wait_status(&local, "ledger continues after the restart", |d| {
@@ -282,7 +285,7 @@ async fn a_restart_mid_failover_keeps_the_spare_lent_and_the_accounting() {
     let lent = |d: &hashsched_operator::local::store::StatusDocument| {
         d.worker("spare-1").is_some_and(|s| {
             s.contract.as_deref() == Some("c1")
-                && s.role.as_deref() == Some("Substitute")
+                && s.role == Some(Role::Substitute)
                 && s.replaces.as_deref() == Some("w1")
         })
     };
@@ -332,7 +335,7 @@ async fn a_restart_mid_failover_keeps_the_spare_lent_and_the_accounting() {
             d.worker("w1").is_some_and(|w| {
                 w.phase == "Healthy"
                     && w.contract.as_deref() == Some("c1")
-                    && w.role.as_deref() == Some("Primary")
+                    && w.role == Some(Role::Primary)
             }) && d.worker("spare-1").is_some_and(|s| s.contract.is_none())
         },
     )

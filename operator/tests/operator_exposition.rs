@@ -98,7 +98,7 @@ fn worker(name: &str) -> WorkerFacts {
         labels: AssignmentLabels {
             contract: Some("contract-a".into()),
             customer: Some("acme".into()),
-            role: Some("substitute".into()),
+            role: Some(hashsched_hub::routing::Role::Substitute),
         },
     }
 }
@@ -211,7 +211,7 @@ prop_compose! {
             last_change_unix: None,
             miner_difficulty: difficulty,
             pool,
-            labels: AssignmentLabels { contract, customer: None, role: Some("primary".into()) },
+            labels: AssignmentLabels { contract, customer: None, role: Some(hashsched_hub::routing::Role::Primary) },
         }
     }
 }

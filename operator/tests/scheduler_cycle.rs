@@ -458,13 +458,38 @@ fn a_threshold_contract_borrows_the_fewest_spares_and_returns_them() {
 /// still passes the hub's validation, and the other customers' workers keep their routes.
 #[test]
 fn a_pool_the_hub_refuses_is_left_out_and_everyone_else_is_routed() {
+    type Spoil = fn(&mut hashsched_operator::crd::PoolEndpointSpec);
+    let cases: [(&str, Spoil, &str); 3] = [
+        (
+            "port 0",
+            |p| p.url = "stratum+ssl://stratum.acme-pool.example:0".into(),
+            "port",
+        ),
+        // The hub refuses a login with whitespace; a document carrying it would be refused
+        // whole and freeze every customer's routing on that hub.
+        ("user with a space", |p| p.user = "acme ops".into(), "user"),
+        ("user too long", |p| p.user = "a".repeat(254), "user"),
+    ];
+    for (case, spoil, expected) in cases {
+        let out = one_pool_spoiled(spoil);
+        let reason = out
+            .invalid_pools
+            .get("acme-primary")
+            .unwrap_or_else(|| panic!("{case}: not reported: {:?}", out.invalid_pools));
+        assert!(reason.contains(expected), "{case}: {reason}");
+    }
+}
+
+/// The examples with acme's primary PoolEndpoint spoiled by `spoil`: that pool is left out of
+/// the routing document, which the hub accepts, and every other worker keeps its route.
+fn one_pool_spoiled(spoil: fn(&mut hashsched_operator::crd::PoolEndpointSpec)) -> CycleOutput {
     let mut o = load_examples();
     let bad = o
         .pools
         .iter_mut()
         .find(|p| p.metadata.name.as_deref() == Some("acme-primary"))
         .unwrap();
-    bad.spec.url = "stratum+ssl://stratum.acme-pool.example:0".into();
+    spoil(&mut bad.spec);
     let facts: BTreeMap<String, WorkerFacts> = o
         .workers
         .iter()
@@ -475,8 +500,11 @@ fn a_pool_the_hub_refuses_is_left_out_and_everyone_else_is_routed() {
         })
         .collect();
     let out = cycle(&o, &facts, 0, &CycleMemory::default());
-    let reason = out.invalid_pools.get("acme-primary").expect("reported");
-    assert!(reason.contains("port"), "{reason}");
+    assert!(
+        out.invalid_pools.contains_key("acme-primary"),
+        "{:?}",
+        out.invalid_pools
+    );
     assert_eq!(out.invalid_pools.len(), 1, "{:?}", out.invalid_pools);
     assert!(out.routing_errors.is_empty(), "{:?}", out.routing_errors);
     let doc = &out.routing["site-a"];
@@ -505,4 +533,5 @@ fn a_pool_the_hub_refuses_is_left_out_and_everyone_else_is_routed() {
     for pools in borealis {
         assert!(pools.contains(&"borealis-primary".to_owned()), "{pools:?}");
     }
+    out
 }

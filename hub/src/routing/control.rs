@@ -270,10 +270,6 @@ impl RoutingControl {
     }
 }
 
-/// Counter of routing submissions by `source` and `result` (exposed name; the engine exports the
-/// applied generation itself as `crate::metrics::HUB_ROUTING_GENERATION`).
-pub const METRIC_ROUTING_UPDATES_TOTAL: &str = "hashsched_hub_routing_updates_total";
-
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct UpdateLabels {
     source: &'static str,
@@ -293,9 +289,9 @@ impl RoutingMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         registry.register(
-            METRIC_ROUTING_UPDATES_TOTAL
+            crate::metrics::HUB_ROUTING_UPDATES_TOTAL
                 .strip_suffix("_total")
-                .unwrap_or(METRIC_ROUTING_UPDATES_TOTAL),
+                .unwrap_or(crate::metrics::HUB_ROUTING_UPDATES_TOTAL),
             "Routing documents received, by source (file, api) and result",
             m.updates.clone(),
         );
@@ -359,6 +355,7 @@ workers:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::metrics::HUB_ROUTING_UPDATES_TOTAL;
 
     #[test]
     fn generations_apply_forward_only() {
@@ -406,9 +403,9 @@ mod tests {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &reg).expect("encodes");
         assert!(
-            text.contains(
-                r#"hashsched_hub_routing_updates_total{source="file",result="conflict"} 1"#
-            ),
+            text.contains(&format!(
+                r#"{HUB_ROUTING_UPDATES_TOTAL}{{source="file",result="conflict"}} 1"#
+            )),
             "{text}"
         );
     }

@@ -258,7 +258,7 @@ mod tests {
         assert_eq!(doc.source, "cluster, namespace mining");
         let w = doc.worker("acme-s19-01").unwrap();
         assert_eq!((w.phase.as_str(), w.owner.as_str()), ("Dead", "acme"));
-        assert_eq!(w.role.as_deref(), Some("Spare"));
+        assert_eq!(w.role, Some(hashsched_operator::crd::Role::Spare));
         let c = doc.contract("acme-m2m").unwrap();
         assert_eq!(c.failovers, 3);
         assert_eq!((c.up_slots, c.observed_slots), (99, 100));

@@ -264,7 +264,7 @@ pub fn hub_report(samples: &[Sample<'_>]) -> HubReport {
         let name = s.name.as_ref();
         if let Some(w) = s
             .label(label::WORKER)
-            .filter(|_| name.starts_with("hashsched_worker_"))
+            .filter(|_| name.starts_with(m::WORKER_PREFIX))
         {
             // Looked up before inserting: a worker has a dozen samples, one key copy is enough.
             if !workers.contains_key(w) {
@@ -302,7 +302,8 @@ pub fn hub_report(samples: &[Sample<'_>]) -> HubReport {
                     f.labels = AssignmentLabels {
                         contract: non_empty(s.label(label::CONTRACT)),
                         customer: non_empty(s.label(label::CUSTOMER)),
-                        role: non_empty(s.label(label::ROLE)),
+                        // a role this operator does not know (a newer hub) is left out
+                        role: s.label(label::ROLE).and_then(|r| r.parse().ok()),
                     };
                 }
                 _ => {}
@@ -311,7 +312,7 @@ pub fn hub_report(samples: &[Sample<'_>]) -> HubReport {
         }
         if let Some(p) = s
             .label(label::POOL)
-            .filter(|_| name.starts_with("hashsched_pool_"))
+            .filter(|_| name.starts_with(m::POOL_PREFIX))
         {
             let f = pools.entry(p.to_owned()).or_insert_with(|| empty_pool(p));
             match name {

@@ -62,30 +62,9 @@ pub struct SecretKeyRef {
     pub key: String,
 }
 
-/// The part a worker plays in a contract.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[schemars(transform = drop_description)]
-pub enum AssignmentRole {
-    /// A rented machine serving its own contract (named in a MinerToMiner contract, or owned by
-    /// the customer of a Threshold contract).
-    Primary,
-    /// A spare lent to a contract: in place of a failed primary, or to cover a Threshold deficit.
-    Substitute,
-    /// Idle house spare mining for the house pool, available to be lent.
-    Spare,
-}
-
-impl fmt::Display for AssignmentRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            AssignmentRole::Primary => "Primary",
-            AssignmentRole::Substitute => "Substitute",
-            AssignmentRole::Spare => "Spare",
-        })
-    }
-}
+/// The part a worker plays (`Primary`, `Substitute`, `Spare`; the scheduler's `Benched` shows as
+/// `Spare` of its contract): the product's one role type, shared with the hub's routing documents.
+pub use hashsched_hub::routing::Role;
 
 /// Who owns a worker: the farm itself (`house`) or a customer (the Customer's name).
 ///
@@ -188,7 +167,7 @@ pub struct Assignment {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<String>,
     /// Part the worker plays: Primary, Substitute or Spare.
-    pub role: AssignmentRole,
+    pub role: Role,
     /// For a Substitute, the primary worker it stands in for (MinerToMiner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
@@ -207,7 +186,7 @@ pub struct AssignmentRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customer: Option<String>,
     /// Part the worker played.
-    pub role: AssignmentRole,
+    pub role: Role,
     /// For a Substitute, the primary it stood in for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
@@ -262,7 +241,7 @@ mod tests {
                 AssignmentRecord {
                     contract: Some(format!("c{i}")),
                     customer: None,
-                    role: AssignmentRole::Substitute,
+                    role: Role::Substitute,
                     replaces: None,
                     start: t.clone(),
                     end: None,

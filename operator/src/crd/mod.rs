@@ -23,8 +23,8 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 use kube::CustomResourceExt;
 
 pub use common::{
-    API_VERSION, Assignment, AssignmentRecord, AssignmentRole, CATEGORY, GROUP, HOUSE, LABEL_ROLE,
-    ROLE_SPARE, SecretKeyRef, VERSION, WorkerOwner,
+    API_VERSION, Assignment, AssignmentRecord, CATEGORY, GROUP, HOUSE, LABEL_ROLE, ROLE_SPARE,
+    Role, SecretKeyRef, VERSION, WorkerOwner,
 };
 pub use customer::{Customer, CustomerSpec, CustomerStatus};
 pub use pool_endpoint::{PoolEndpoint, PoolEndpointSpec, PoolEndpointStatus};

@@ -11,7 +11,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use hashsched_hub::routing::{PoolUrl, WorkerNameTemplate};
+use hashsched_hub::routing::{
+    DEFAULT_WORKER_NAME_TEMPLATE, PoolUrl, WorkerNameTemplate, check_login,
+};
 
 use super::common::{MAX_TEXT_LEN, SecretKeyRef};
 use crate::quantity::Percentage;
@@ -20,8 +22,9 @@ use crate::quantity::Percentage;
 /// Admission's first line of defence; [`PoolEndpointSpec::validate`] then runs the hub's own URL
 /// parser, so nothing the schema admits can be refused by the hub later.
 pub const POOL_URL_PATTERN: &str = r"^stratum\+(tcp|ssl)://([a-zA-Z0-9]([-a-zA-Z0-9.]*[a-zA-Z0-9])?|\[[0-9a-fA-F:.]+\]):([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$";
-/// Default worker-name template: the pool account, a dot, and the worker's stratum name.
-pub const DEFAULT_WORKER_NAME_TEMPLATE: &str = "{user}.{worker}";
+/// Pool account: what the hub accepts as a stratum login (no whitespace, no control
+/// characters; the length bound is the schema's `maxLength`). RE2 syntax.
+pub const POOL_USER_PATTERN: &str = r"^[^\s\p{Z}\p{Cc}]+$";
 /// Password sent when the pool needs none (`passwordSecretRef` unset): what pools expect.
 pub const DEFAULT_POOL_PASSWORD: &str = "x";
 
@@ -66,8 +69,9 @@ pub struct PoolEndpointSpec {
     /// Pool address: `stratum+tcp://host:port`, or `stratum+ssl://host:port` for TLS.
     #[schemars(length(min = 1, max = 512), pattern(POOL_URL_PATTERN))]
     pub url: String,
-    /// Pool account (user name or payout address) the hub authorizes as.
-    #[schemars(length(min = 1, max = 256))]
+    /// Pool account (user name or payout address) the hub authorizes as: no whitespace or
+    /// control characters, at most 253 characters (what the hub accepts as a stratum login).
+    #[schemars(length(min = 1, max = 253), pattern(POOL_USER_PATTERN))]
     pub user: String,
     /// How the worker name sent to the pool is built: `{user}` is `spec.user`, `{worker}` the
     /// worker's stratum user. Default `{user}.{worker}`, so the pool's dashboard shows each machine.
@@ -110,19 +114,13 @@ impl PoolEndpointSpec {
             .unwrap_or(DEFAULT_WORKER_NAME_TEMPLATE)
     }
 
-    /// The worker name this pool is sent for a worker whose stratum user is `worker`.
-    pub fn worker_name(&self, worker: &str) -> String {
-        self.worker_name_template()
-            .replace("{user}", &self.user)
-            .replace("{worker}", worker)
-    }
-
     /// Problems admission cannot see, checked with the hub's own parsers (the URL and the
     /// worker-name template mean exactly what the hub will make of them), plus one rule of ours:
     /// a template that mentions neither placeholder would give every worker the same name at the
     /// pool.
     pub fn validate(&self) -> Result<(), String> {
         PoolUrl::parse(&self.url).map_err(|e| format!("url {:?}: {e}", self.url))?;
+        check_login(&self.user).map_err(|e| format!("user: {e}"))?;
         let t = self.worker_name_template();
         WorkerNameTemplate::parse(t).map_err(|e| format!("workerNameTemplate: {e}"))?;
         if !t.contains("{user}") && !t.contains("{worker}") {
@@ -179,8 +177,13 @@ mod tests {
 
     #[test]
     fn worker_name_uses_template_with_default() {
-        assert_eq!(spec(None).worker_name("s19-01"), "acme.s19-01");
-        assert_eq!(spec(Some("{worker}")).worker_name("s19-01"), "s19-01");
+        let name = |s: PoolEndpointSpec| {
+            WorkerNameTemplate::parse(s.worker_name_template())
+                .unwrap()
+                .render(&s.user, "s19-01")
+        };
+        assert_eq!(name(spec(None)), "acme.s19-01");
+        assert_eq!(name(spec(Some("{worker}"))), "s19-01");
         assert!(spec(None).validate().is_ok());
         let err = spec(Some("fixed")).validate().unwrap_err();
         assert!(err.contains("same name"), "{err}");
@@ -216,6 +219,36 @@ mod tests {
                 hashsched_hub::routing::PoolUrl::parse(url).is_ok(),
                 ok,
                 "hub parser on {url}"
+            );
+        }
+        // Pool accounts: the schema (pattern and maxLength), the operator and the hub's login
+        // check. A login the hub refuses would have it refuse the whole routing document.
+        let user_re = regex::Regex::new(POOL_USER_PATTERN).unwrap();
+        let max = hashsched_hub::routing::MAX_NAME_LEN;
+        for (user, ok) in [
+            ("acme".to_owned(), true),
+            (
+                "bc1qxy2kgdygjrsqtzq2n0yrf2493p83kkfjhx0wlh".to_owned(),
+                true,
+            ),
+            ("acme.ops-1_x".to_owned(), true),
+            ("a".repeat(max), true),
+            ("a".repeat(max + 1), false),
+            ("acme ops".to_owned(), false),
+            ("acme\tops".to_owned(), false),
+            ("acme\u{a0}ops".to_owned(), false),
+            ("acme\u{7}".to_owned(), false),
+            (String::new(), false),
+        ] {
+            let mut s = spec(None);
+            s.user = user.clone();
+            let schema = user_re.is_match(&user) && (1..=max).contains(&user.chars().count());
+            assert_eq!(schema, ok, "schema on {user:?}");
+            assert_eq!(s.validate().is_ok(), ok, "operator validate on {user:?}");
+            assert_eq!(
+                check_login(&user).is_ok(),
+                ok,
+                "hub login check on {user:?}"
             );
         }
         for (template, ok) in [

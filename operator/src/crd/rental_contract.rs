@@ -15,8 +15,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::common::{
-    AssignmentRole, LABEL_NAME_MAX_LEN, LABEL_NAME_PATTERN, LABEL_ROLE, MAX_LIST_ITEMS, MAX_POOLS,
-    NAME_MAX_LEN, NAME_PATTERN, ROLE_SPARE,
+    LABEL_NAME_MAX_LEN, LABEL_NAME_PATTERN, LABEL_ROLE, MAX_LIST_ITEMS, MAX_POOLS, NAME_MAX_LEN,
+    NAME_PATTERN, ROLE_SPARE, Role,
 };
 use crate::quantity::{Duration, Hashrate, Percentage};
 
@@ -432,7 +432,7 @@ pub struct AssignedWorker {
     /// Worker name.
     pub worker: String,
     /// Primary (rented) or Substitute (lent spare).
-    pub role: AssignmentRole,
+    pub role: Role,
     /// For a Substitute, the primary it stands in for (MinerToMiner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::crd::Role;
 use crate::local::store::{StatusDocument, WorkerRow};
 
 /// The five incidents of the story.
@@ -103,7 +104,7 @@ impl IncidentKind {
 fn serving<'a>(doc: &'a StatusDocument, contract: &'a str) -> impl Iterator<Item = &'a WorkerRow> {
     doc.workers.iter().filter(move |w| {
         w.contract.as_deref() == Some(contract)
-            && matches!(w.role.as_deref(), Some("Primary" | "Substitute"))
+            && matches!(w.role, Some(Role::Primary | Role::Substitute))
     })
 }
 
@@ -136,20 +137,20 @@ pub fn restored(kind: IncidentKind, cast: &Cast, doc: &StatusDocument) -> bool {
     let customer_pools = [cast.primary_pool.as_str(), cast.backup_pool.as_str()];
     match kind {
         IncidentKind::MinerDies => serving(doc, &cast.m2m_contract).any(|w| {
-            w.role.as_deref() == Some("Substitute")
+            w.role == Some(Role::Substitute)
                 && w.replaces.as_deref() == Some(cast.rented.as_str())
                 && w.phase == "Healthy"
                 && on_pool(w, &customer_pools)
         }),
         IncidentKind::MinerDegrades => serving(doc, &cast.threshold_contract).any(|w| {
-            w.role.as_deref() == Some("Substitute")
+            w.role == Some(Role::Substitute)
                 && w.phase == "Healthy"
                 && on_pool(w, &[cast.threshold_pool.as_str()])
         }),
         IncidentKind::MinerReturns => {
             let back = doc.worker(&cast.rented).is_some_and(|w| {
                 w.contract.as_deref() == Some(cast.m2m_contract.as_str())
-                    && w.role.as_deref() == Some("Primary")
+                    && w.role == Some(Role::Primary)
                     && on_pool(w, &customer_pools)
             });
             let still_covered = doc
@@ -266,7 +267,7 @@ fn outcome(kind: IncidentKind, cast: &Cast, doc: &StatusDocument) -> String {
             .unwrap_or_default(),
         IncidentKind::MinerDegrades => {
             let subs: Vec<&str> = serving(doc, &cast.threshold_contract)
-                .filter(|w| w.role.as_deref() == Some("Substitute"))
+                .filter(|w| w.role == Some(Role::Substitute))
                 .map(|w| w.name.as_str())
                 .collect();
             format!("{} lent to {}", subs.join(", "), cast.threshold_contract)
@@ -301,7 +302,7 @@ mod tests {
             phase: phase.into(),
             connected: Some(phase != "Dead"),
             contract: contract.map(Into::into),
-            role: Some(role.into()),
+            role: Some(role.parse().expect("a role name")),
             pool: Some(pool.into()),
             owner: "house".into(),
             ..WorkerRow::default()

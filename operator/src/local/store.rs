@@ -13,7 +13,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use super::manifests::Manifests;
-use crate::crd::{RentalContract, RentalContractStatus, Worker, WorkerStatus};
+use crate::crd::{RentalContract, RentalContractStatus, Role, Worker, WorkerStatus};
 use crate::quantity::Hashrate;
 use crate::scheduler::cycle::CycleOutput;
 pub use crate::scheduler::status::{contract_status, reports_by_name, worker_status};
@@ -135,7 +135,7 @@ pub struct WorkerRow {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub contract: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub role: Option<String>,
+    pub role: Option<Role>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
     pub owner: String,
@@ -165,7 +165,7 @@ impl WorkerRow {
             hashrate,
             expected: w.spec.expected_hashrate.as_f64(),
             contract: a.and_then(|a| a.contract.clone()),
-            role: a.map(|a| a.role.to_string()),
+            role: a.map(|a| a.role),
             replaces: a.and_then(|a| a.replaces.clone()),
             owner: w.spec.owner.to_string(),
             pool: st.current_pool.clone(),
@@ -180,7 +180,7 @@ impl WorkerRow {
 pub struct AssignedRow {
     pub worker: String,
     /// `Primary` or `Substitute`.
-    pub role: String,
+    pub role: Role,
     /// The original a substitute stands in for (MinerToMiner).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
@@ -192,7 +192,7 @@ impl AssignedRow {
     pub fn display(&self) -> String {
         match &self.replaces {
             Some(r) => format!("{}→{r}", self.worker),
-            None if self.role == "Substitute" => format!("{}+", self.worker),
+            None if self.role == Role::Substitute => format!("{}+", self.worker),
             None => self.worker.clone(),
         }
     }
@@ -202,19 +202,19 @@ impl AssignedRow {
         if let Some((w, r)) = s.split_once('→') {
             return AssignedRow {
                 worker: w.to_owned(),
-                role: "Substitute".into(),
+                role: Role::Substitute,
                 replaces: Some(r.to_owned()),
             };
         }
         match s.strip_suffix('+') {
             Some(w) => AssignedRow {
                 worker: w.to_owned(),
-                role: "Substitute".into(),
+                role: Role::Substitute,
                 replaces: None,
             },
             None => AssignedRow {
                 worker: s.to_owned(),
-                role: "Primary".into(),
+                role: Role::Primary,
                 replaces: None,
             },
         }
@@ -365,7 +365,7 @@ impl ContractRow {
                 .iter()
                 .map(|a| AssignedRow {
                     worker: a.worker.clone(),
-                    role: a.role.to_string(),
+                    role: a.role,
                     replaces: a.replaces.clone(),
                 })
                 .collect(),

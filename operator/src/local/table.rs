@@ -290,6 +290,7 @@ pub fn status_text(doc: &StatusDocument, now: Timestamp) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::crd::Role;
 
     #[test]
     fn columns_align_and_missing_values_are_dashes() {
@@ -301,7 +302,7 @@ mod tests {
                 hashrate: Some(201_000.0),
                 expected: 200_000.0,
                 contract: Some("acme-m2m".into()),
-                role: Some("Primary".into()),
+                role: Some(Role::Primary),
                 owner: "acme".into(),
                 pool: Some("acme-primary".into()),
                 last_share: Some("2026-07-01T00:00:58Z".parse().unwrap()),
@@ -311,7 +312,7 @@ mod tests {
                 name: "spare-1".into(),
                 phase: "Unknown".into(),
                 expected: 150_000.0,
-                role: Some("Spare".into()),
+                role: Some(Role::Spare),
                 owner: "house".into(),
                 ..WorkerRow::default()
             },
@@ -349,12 +350,12 @@ mod tests {
             workers: vec![
                 AssignedRow {
                     worker: "acme-01".into(),
-                    role: "Primary".into(),
+                    role: Role::Primary,
                     replaces: None,
                 },
                 AssignedRow {
                     worker: "spare-1".into(),
-                    role: "Substitute".into(),
+                    role: Role::Substitute,
                     replaces: Some("acme-02".into()),
                 },
             ],

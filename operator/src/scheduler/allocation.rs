@@ -43,40 +43,9 @@ pub enum Owner {
     Customer(String),
 }
 
-/// A worker's role in its placement.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Role {
-    /// One of the contract's own workers, serving it.
-    Primary,
-    /// A spare lent to the contract.
-    Substitute,
-    /// A failed original swapped out of its contract; mines for the house until it is given back.
-    Benched,
-    /// Serves no contract (house pools).
-    Spare,
-}
-
-impl Role {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Primary => "primary",
-            Role::Substitute => "substitute",
-            Role::Benched => "benched",
-            Role::Spare => "spare",
-        }
-    }
-
-    /// Whether the worker's hashrate goes to the contract's pools.
-    pub fn serves(self) -> bool {
-        matches!(self, Role::Primary | Role::Substitute)
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// A worker's role in its placement: the product's one role type (the hub's, because routing
+/// documents carry it there).
+pub use hashsched_hub::routing::Role;
 
 /// Where a worker is: contract (None for a spare), role, which original a substitute covers
 /// (MinerToMiner), and since when.

@@ -9,9 +9,9 @@
 //! restart neither forgets what it owes nor reshuffles the farm.
 
 use crate::crd::{
-    AccountingState, Assignment, AssignmentRole, ContractMode, ContractPhase, Customer,
-    PoolEndpoint, RentalContract, StratumHub, UnknownWorkerPolicy as CrdUnknown, Worker,
-    WorkerOwner, WorkerPhase,
+    AccountingState, Assignment, ContractMode, ContractPhase, Customer, PoolEndpoint,
+    RentalContract, StratumHub, UnknownWorkerPolicy as CrdUnknown, Worker, WorkerOwner,
+    WorkerPhase,
 };
 use crate::scheduler::accounting::{
     ClosedSlot, Delivery, Ledger, OpenSlot, SlaTerms, SlotVerdict, Unobserved, record,
@@ -137,15 +137,10 @@ impl WorkerReport {
 
     /// `status.currentAssignment`. A benched original is `Spare` with its contract kept.
     pub fn assignment(&self) -> Assignment {
-        let role = match self.placement.role {
-            Role::Primary => AssignmentRole::Primary,
-            Role::Substitute => AssignmentRole::Substitute,
-            Role::Benched | Role::Spare => AssignmentRole::Spare,
-        };
         Assignment {
             contract: self.placement.contract.clone(),
             customer: self.customer.clone(),
-            role,
+            role: self.placement.role.in_status(),
             replaces: self.placement.covers.clone(),
             since: Time(self.placement.since),
         }
@@ -462,11 +457,12 @@ fn placement_from_status(w: &Worker, now: Timestamp) -> Placement {
     else {
         return Placement::spare(now);
     };
+    // A status shows a benched original as `Spare` with its contract kept (`Role::in_status`).
     let role = match (a.role, &a.contract) {
-        (AssignmentRole::Primary, Some(_)) => Role::Primary,
-        (AssignmentRole::Substitute, Some(_)) => Role::Substitute,
-        (AssignmentRole::Spare, Some(_)) => Role::Benched,
-        _ => Role::Spare,
+        (Role::Primary, Some(_)) => Role::Primary,
+        (Role::Substitute, Some(_)) => Role::Substitute,
+        (Role::Spare | Role::Benched, Some(_)) => Role::Benched,
+        (_, None) => Role::Spare,
     };
     let contract = if role == Role::Spare {
         None

@@ -16,11 +16,11 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use crate::crd::common::{AssignmentRecord, push_history};
 use crate::crd::conditions::{self, new_condition, set_condition};
 use crate::crd::{
-    AssignedWorker, AssignmentRole, ContractPhase, CustomerStatus, PoolEndpointStatus,
-    RentalContractStatus, StratumHubStatus, WorkerHashrate, WorkerStatus,
+    AssignedWorker, ContractPhase, CustomerStatus, PoolEndpointStatus, RentalContractStatus,
+    StratumHubStatus, WorkerHashrate, WorkerStatus,
 };
 use crate::quantity::{Hashrate, Percentage};
-use crate::scheduler::allocation::{ContractCondition, Role};
+use crate::scheduler::allocation::ContractCondition;
 use crate::scheduler::cycle::{ContractReport, WorkerReport};
 use crate::scheduler::health::Verdict;
 
@@ -64,14 +64,6 @@ fn hashrate_of(f: &WorkerFacts, window: u64) -> Option<Hashrate> {
 fn stamp_generation(conds: &mut [Condition], generation: Option<i64>) {
     for c in conds {
         c.observed_generation = generation;
-    }
-}
-
-fn role_of(role: Role) -> AssignmentRole {
-    match role {
-        Role::Primary => AssignmentRole::Primary,
-        Role::Substitute => AssignmentRole::Substitute,
-        Role::Benched | Role::Spare => AssignmentRole::Spare,
     }
 }
 
@@ -212,7 +204,7 @@ pub fn contract_status(
         .iter()
         .map(|(name, role, covers)| AssignedWorker {
             worker: name.clone(),
-            role: role_of(*role),
+            role: role.in_status(),
             replaces: covers.clone(),
             since: since_of(name),
         })
@@ -773,7 +765,7 @@ pub fn worth_writing<T: WorthWriting>(old: Option<&T>, new: &T) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::Worker;
+    use crate::crd::{Role, Worker};
     use crate::local::store::WorkerRow;
     use crate::scheduler::allocation::Placement;
     use crate::scheduler::health::HealthState;
@@ -805,7 +797,7 @@ mod tests {
         let idle = report(Verdict::Healthy, Placement::spare(t0), None);
         let s0 = worker_status(None, &idle, None, &[], t0);
         assert_eq!(s0.history.len(), 1);
-        assert_eq!(s0.history[0].role, AssignmentRole::Spare);
+        assert_eq!(s0.history[0].role, Role::Spare);
         assert_eq!(s0.phase, Some(crate::crd::WorkerPhase::Healthy));
         // Nothing moved: the ledger does not grow.
         let s0b = worker_status(Some(&s0), &idle, None, &[], t1);
@@ -836,7 +828,7 @@ mod tests {
         assert_eq!(open.end, None);
         assert_eq!(open.reason.as_deref(), Some("covers acme-02 (Dead)"));
         let a = s1.current_assignment.as_ref().unwrap();
-        assert_eq!(a.role, AssignmentRole::Substitute);
+        assert_eq!(a.role, Role::Substitute);
         assert_eq!(a.customer.as_deref(), Some("acme"));
 
         // The row `hashsched status` prints for it (local or from a cluster).
@@ -849,7 +841,7 @@ mod tests {
         w.status = Some(s1);
         let row = WorkerRow::from_object(&w);
         assert_eq!(row.contract.as_deref(), Some("acme-m2m"));
-        assert_eq!(row.role.as_deref(), Some("Substitute"));
+        assert_eq!(row.role, Some(Role::Substitute));
         assert_eq!(row.replaces.as_deref(), Some("acme-02"));
         assert_eq!(row.owner, "house");
         assert_eq!(row.expected, 2e5);

@@ -17,8 +17,9 @@
 //! labelled with the `app.kubernetes.io/*` set.
 
 use crate::crd::StratumHub;
-use hashsched_hub::config::HubConfig;
+use hashsched_hub::config::{AdminConfig, HubConfig, Limits};
 use hashsched_hub::routing::RoutingDocument;
+use hashsched_hub::vardiff::VardiffConfig;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
@@ -63,7 +64,7 @@ pub const HUB_UID: i64 = 65532;
 pub enum RenderError {
     #[error("StratumHub has no metadata.name")]
     NoName,
-    #[error("hub config rejected by the hub's own schema: {0}")]
+    #[error("hub config does not serialize: {0}")]
     HubConfig(String),
     #[error("routing document does not serialize: {0}")]
     Routing(String),
@@ -153,24 +154,31 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The hub's config file for this StratumHub, checked against the hub's own config type.
-pub fn hub_config(hub: &StratumHub) -> Result<HubConfig, RenderError> {
+/// The hub's config file for this StratumHub, built from the hub's own config types (so a field
+/// the hub renames or drops fails to compile here instead of failing in a pod at start-up).
+pub fn hub_config(hub: &StratumHub) -> HubConfig {
     let spec = &hub.spec;
-    let mut value = serde_json::json!({
-        "listen": format!("0.0.0.0:{}", spec.stratum_port()),
-        "metrics": format!("0.0.0.0:{}", spec.metrics_port()),
-        "admin": {
-            "listen": format!("0.0.0.0:{ADMIN_PORT}"),
-            "tokenFile": format!("{ADMIN_TOKEN_DIR}/{ADMIN_TOKEN_KEY}"),
-        },
-        "routingFile": format!("{CONFIG_DIR}/{ROUTING_KEY}"),
-        "secretsDir": SECRETS_DIR,
-        "vardiff": { "shareIntervalSeconds": spec.share_interval().as_secs_f64() },
-    });
+    let mut limits = Limits::default();
     if let Some(max) = spec.max_connections {
-        value["limits"] = serde_json::json!({ "maxConnections": max });
+        limits.max_connections = usize::try_from(max).unwrap_or(usize::MAX);
     }
-    serde_json::from_value(value).map_err(|e| RenderError::HubConfig(e.to_string()))
+    HubConfig {
+        listen: format!("0.0.0.0:{}", spec.stratum_port()),
+        metrics: Some(format!("0.0.0.0:{}", spec.metrics_port())),
+        admin: Some(AdminConfig {
+            listen: format!("0.0.0.0:{ADMIN_PORT}"),
+            token_file: Some(format!("{ADMIN_TOKEN_DIR}/{ADMIN_TOKEN_KEY}").into()),
+        }),
+        routing: None,
+        routing_file: Some(format!("{CONFIG_DIR}/{ROUTING_KEY}").into()),
+        secrets_dir: Some(SECRETS_DIR.into()),
+        vardiff: VardiffConfig {
+            share_interval_seconds: spec.share_interval().as_secs_f64(),
+            ..VardiffConfig::default()
+        },
+        limits,
+        ..HubConfig::default()
+    }
 }
 
 fn meta(hub: &StratumHub, name: String, owner: &Option<OwnerReference>) -> ObjectMeta {
@@ -196,7 +204,7 @@ pub fn render_hub(
         .as_ref()
         .and_then(|_| hub.controller_owner_ref(&()));
     let spec = &hub.spec;
-    let config = hub_config(hub)?;
+    let config = hub_config(hub);
     let config_yaml =
         serde_yaml::to_string(&config).map_err(|e| RenderError::HubConfig(e.to_string()))?;
     let routing_json =

@@ -13,7 +13,7 @@
 use crate::scheduler::allocation::{Owner, Placement, Role};
 use hashsched_hub::routing::{
     Assignment, DefaultRoute, FailoverPolicy, HealthWindows, MAX_EXPECTED_HASHRATE, PoolSpec,
-    ROUTING_API_VERSION, Role as HubRole, RoutingDocument, UnknownWorkerPolicy, WorkerRoute,
+    ROUTING_API_VERSION, RoutingDocument, UnknownWorkerPolicy, WorkerRoute,
 };
 use std::collections::BTreeMap;
 
@@ -66,16 +66,11 @@ pub fn render_routing(
             .and_then(|(c, role)| inputs.contracts.get(c).map(|r| (c, r, role)));
         let (pools, assignment) = match serving {
             Some((contract, route, role)) => {
-                let hub_role = if role == Role::Primary {
-                    HubRole::Primary
-                } else {
-                    HubRole::Substitute
-                };
                 let pools = (!route.pools.is_empty()).then(|| route.pools.clone());
                 let a = Assignment {
                     contract: Some(contract.to_string()),
                     customer: Some(route.customer.clone()),
-                    role: hub_role,
+                    role,
                 };
                 (pools, a)
             }
@@ -91,7 +86,7 @@ pub fn render_routing(
                         Assignment {
                             contract: None,
                             customer: Some(c.clone()),
-                            role: HubRole::Spare,
+                            role: Role::Spare,
                         },
                     )
                 }
@@ -100,7 +95,7 @@ pub fn render_routing(
                     Assignment {
                         contract: None,
                         customer: None,
-                        role: HubRole::Spare,
+                        role: Role::Spare,
                     },
                 ),
             },
@@ -234,10 +229,7 @@ mod tests {
         let acme = Some(vec!["acme-main".to_string(), "acme-backup".to_string()]);
         assert_eq!(by["r1"].pools, acme);
         assert_eq!(by["s1"].pools, acme);
-        assert_eq!(
-            by["s1"].assignment.as_ref().unwrap().role,
-            HubRole::Substitute
-        );
+        assert_eq!(by["s1"].assignment.as_ref().unwrap().role, Role::Substitute);
         assert_eq!(by["r2"].pools, None, "benched original mines for the house");
         assert_eq!(by["idle"].pools, None);
         assert_eq!(by["hosted-1"].pools, Some(vec!["hosted".to_string()]));
