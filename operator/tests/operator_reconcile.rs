@@ -2,7 +2,8 @@
 //! requests for a new StratumHub (server-side applies with owner references, the admin token
 //! created once, stale children deleted), a new contract, a failed rented worker, its recovery
 //! and give-back (status patches, Events on the Worker and the RentalContract, routing pushes
-//! and the routing ConfigMap), a bad object and a missing Secret, and a steady farm (no writes).
+//! and the routing ConfigMap), a bad object and a missing Secret, a PoolEndpoint the hub would
+//! refuse (left out of the routing, `SpecValid` False), and a steady farm (no writes).
 
 mod operator_common;
 
@@ -12,11 +13,13 @@ use std::sync::{Arc, Mutex};
 use hashsched_hub::admin::client::AdminResponse;
 use hashsched_hub::facts::{AssignmentLabels, ShareBuckets, WindowHashrate, WorkerFacts};
 use hashsched_hub::metrics::{HubMetrics, Snapshot, SnapshotSource};
-use hashsched_hub::routing::RoutingDocument;
+use hashsched_hub::routing::{PoolUrl, RoutingDocument, check_login};
 use hashsched_operator::controller::hub_io::{BoxFut, HubIo, HubIoError, HubTarget};
 use hashsched_operator::controller::schedule::{CycleSummary, ScheduleOptions, Scheduler, World};
 use hashsched_operator::controller::{Context, FIELD_MANAGER, Shared, children};
-use hashsched_operator::crd::{Customer, PoolEndpoint, RentalContract, StratumHub, Worker};
+use hashsched_operator::crd::{
+    Customer, PoolEndpoint, RentalContract, StratumHub, Worker, conditions,
+};
 use hashsched_operator::metrics::{CONTRACT_UPTIME_RATIO, WORKER_PHASE};
 use jiff::Timestamp;
 use kube::runtime::events::{Recorder, Reporter};
@@ -997,4 +1000,140 @@ async fn a_bad_contract_and_a_missing_admin_secret_are_reported_and_the_rest_goe
     s.farm(5, |_, _| None);
     let (_, log) = s.cycle(5).await;
     assert!(!events(&log).iter().any(|e| e.2 == "InvalidSpec"));
+}
+
+/// Two PoolEndpoints that slipped past admission (the fake apiserver does not enforce the CRD
+/// schema): a `user` with a space and a URL with port 0, both of which the hub refuses. Each is
+/// left out of the routing document (the hub would refuse the whole document, freezing routing
+/// for every customer) and says so in a `SpecValid` False / `InvalidSpec` condition written
+/// through `/status`; valid pools say `SpecValid` True / `Valid`; the document still reaches the
+/// hub pod and the ConfigMap, another customer's workers still mine on their pools, and the
+/// bad pools' customers fall back to their next pool.
+#[tokio::test]
+async fn a_pool_endpoint_the_hub_would_refuse_is_reported_invalid_and_left_out_while_the_rest_is_routed()
+ {
+    let mut s = Story::new(true);
+    let pool_path = |name: &str| {
+        format!(
+            "{}/{name}",
+            operator_common::collection("hashsched.io/v1alpha1", "PoolEndpoint", NS)
+        )
+    };
+    let (typo_user, port_0) = ("cygnus team", "stratum+tcp://eu.borealis-pool.example:0");
+    // The premise: the hub's own checks refuse both.
+    assert!(check_login(typo_user).is_err());
+    assert!(PoolUrl::parse(port_0).is_err());
+    let mut typo = s.api.get(&pool_path("cygnus-primary")).unwrap();
+    typo["spec"]["user"] = json!(typo_user);
+    s.api.put(typo);
+    let mut closed = s.api.get(&pool_path("borealis-primary")).unwrap();
+    closed["spec"]["url"] = json!(port_0);
+    s.api.put(closed);
+    let bad = ["cygnus-primary", "borealis-primary"];
+
+    s.farm(0, |_, _| None);
+    let (_, log) = s.cycle(0).await;
+
+    // The SpecValid condition of a pool, from its /status merge patch in this cycle.
+    let spec_valid = |pool: &str| -> Value {
+        let path = format!("{}/status", pool_path(pool));
+        let patch = log
+            .iter()
+            .find(|r| r.method == "PATCH" && r.path == path)
+            .unwrap_or_else(|| panic!("no status patch for {pool}: {:?}", writes(&log)));
+        assert_eq!(
+            patch.content_type,
+            "application/merge-patch+json",
+            "{}",
+            patch.line()
+        );
+        patch.body["status"]["conditions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{pool}: {}", patch.body))
+            .iter()
+            .find(|c| c["type"] == conditions::SPEC_VALID)
+            .cloned()
+            .unwrap_or_else(|| panic!("{pool}: no {} in {}", conditions::SPEC_VALID, patch.body))
+    };
+    let typo_cond = spec_valid("cygnus-primary");
+    assert_eq!(typo_cond["status"], conditions::FALSE, "{typo_cond}");
+    assert_eq!(typo_cond["reason"], "InvalidSpec", "{typo_cond}");
+    let msg = typo_cond["message"].as_str().unwrap();
+    assert!(
+        msg.contains("user") && msg.contains("whitespace") && msg.contains("left out"),
+        "{typo_cond}"
+    );
+    let port_cond = spec_valid("borealis-primary");
+    assert_eq!(port_cond["status"], conditions::FALSE, "{port_cond}");
+    assert_eq!(port_cond["reason"], "InvalidSpec", "{port_cond}");
+    assert!(
+        port_cond["message"].as_str().unwrap().contains("port 0"),
+        "{port_cond}"
+    );
+    for good in ["acme-primary", "cygnus-backup", "house-pool"] {
+        let cond = spec_valid(good);
+        assert_eq!(cond["status"], conditions::TRUE, "{good}: {cond}");
+        assert_eq!(cond["reason"], "Valid", "{good}: {cond}");
+    }
+    // The apiserver holds it: the object's status says why.
+    let stored = s.status("PoolEndpoint", "cygnus-primary");
+    assert!(
+        stored["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == conditions::SPEC_VALID
+                && c["status"] == conditions::FALSE
+                && c["reason"] == "InvalidSpec"),
+        "{stored}"
+    );
+
+    // The routing document of this cycle (the ConfigMap the operator applied) leaves the bad
+    // pools out, and the hub pod accepted it (the fake hub validates every push).
+    let cm = log
+        .iter()
+        .find(|r| {
+            r.method == "PATCH" && r.path == "/api/v1/namespaces/mining/configmaps/site-a-routing"
+        })
+        .unwrap_or_else(|| panic!("no routing ConfigMap written: {:?}", writes(&log)));
+    let doc: RoutingDocument =
+        serde_json::from_str(cm.body["data"]["routing.json"].as_str().unwrap()).unwrap();
+    let pushes = s.pushes();
+    assert_eq!(pushes.len(), 1, "{pushes:?}");
+    assert_eq!(pushes[0].1, doc.generation, "{pushes:?}");
+    let pools: Vec<&str> = doc.pools.iter().map(|p| p.name.as_str()).collect();
+    for b in bad {
+        assert!(!pools.contains(&b), "{b} in the document: {pools:?}");
+    }
+    for good in [
+        "acme-primary",
+        "acme-backup",
+        "cygnus-backup",
+        "borealis-backup",
+    ] {
+        assert!(pools.contains(&good), "{good} missing: {pools:?}");
+    }
+    for w in &doc.workers {
+        let named = w.pools.as_deref().unwrap_or_default();
+        assert!(
+            !named.iter().any(|p| bad.contains(&p.as_str())),
+            "{} routed to a refused pool: {named:?}",
+            w.name
+        );
+    }
+    let route = |worker: &str| -> Option<Vec<String>> {
+        doc.workers
+            .iter()
+            .find(|w| w.name == worker)
+            .unwrap_or_else(|| panic!("{worker} not in the document"))
+            .pools
+            .clone()
+    };
+    let names = |v: &[&str]| Some(v.iter().map(|p| p.to_string()).collect::<Vec<_>>());
+    // Another customer's workers mine on their pools as before.
+    for w in ["acme-s19-01", "acme-s19-04"] {
+        assert_eq!(route(w), names(&["acme-primary", "acme-backup"]), "{w}");
+    }
+    // The typo's customer mines on its next pool.
+    assert_eq!(route("cygnus-xp-01"), names(&["cygnus-backup"]));
 }
