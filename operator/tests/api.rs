@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use hashsched_operator::crd::admission::{self, AdmissionError, Object};
 use hashsched_operator::crd::{
-    self, ContractMode, Customer, PoolEndpoint, RentalContract, StratumHub, Worker, manifests,
+    self, ContractMode, Customer, PoolEndpoint, RentalContract, StratumHub, Worker, generate,
 };
 use hashsched_operator::quantity::{Duration, Hashrate, Percentage};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
@@ -24,7 +24,7 @@ fn repo_root() -> PathBuf {
 #[test]
 fn committed_crds_and_api_docs_match_the_types() {
     let mut stale = Vec::new();
-    for file in manifests::generate_all().expect("CRDs render") {
+    for file in generate::generate_all().expect("CRDs render") {
         let path = repo_root().join(&file.path);
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         if committed != file.content {
@@ -38,7 +38,7 @@ fn committed_crds_and_api_docs_match_the_types() {
     // No stray manifests either (e.g. a renamed kind leaving its old file behind).
     let expected: BTreeSet<String> = crd::all_crds()
         .iter()
-        .map(manifests::crd_file_name)
+        .map(generate::crd_file_name)
         .collect();
     let present: BTreeSet<String> = std::fs::read_dir(repo_root().join("crds"))
         .expect("crds/ exists")

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use hashsched_operator::local::manifests::load_dir;
+use hashsched_operator::local::load::load_dir;
 
 fn repo(path: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(path)

@@ -6,7 +6,7 @@ use super::properties::check_hub_quantities;
 /// A folder of local-mode manifests with this one file: never a panic, and an error names the
 /// file.
 pub fn check_manifests(data: &[u8]) {
-    use hashsched_operator::local::manifests::{ManifestsError, Source, load};
+    use hashsched_operator::local::load::{ManifestsError, Source, load};
     let text = String::from_utf8_lossy(data).into_owned();
     let sources = [Source {
         name: "fuzz.yaml".into(),

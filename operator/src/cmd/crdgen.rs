@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use hashsched_operator::crd::manifests;
+use hashsched_operator::crd::generate;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,7 +21,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let files = manifests::generate_all().context("rendering CRDs")?;
+    let files = generate::generate_all().context("rendering CRDs")?;
     if args.stdout {
         for file in files.iter().filter(|f| f.path.starts_with("crds")) {
             print!("{}", file.content);
@@ -46,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{} generated files up to date", files.len());
         return Ok(());
     }
-    let written = manifests::write_all(&args.root).context("writing generated files")?;
+    let written = generate::write_all(&args.root).context("writing generated files")?;
     for path in written {
         println!("wrote {}", path.display());
     }

@@ -13,7 +13,7 @@ pub mod admission;
 pub mod common;
 pub mod conditions;
 pub mod customer;
-pub mod manifests;
+pub mod generate;
 pub mod pool_endpoint;
 pub mod rental_contract;
 pub mod stratum_hub;

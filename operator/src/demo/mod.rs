@@ -7,8 +7,8 @@
 //! customer's primary pool dies and recovers — and measures from the status how long detection
 //! and restoration took. It ends with a [`summary::Summary`].
 
+pub mod examples;
 pub mod live;
-pub mod manifests;
 pub mod story;
 pub mod summary;
 
@@ -136,7 +136,7 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, DemoError> {
 
     // Pools first: the hub connects to them as soon as it starts.
     let mut pools: BTreeMap<String, SimPool> = BTreeMap::new();
-    for (name, _) in manifests::POOLS {
+    for (name, _) in examples::POOLS {
         let password = match *name {
             "acme-primary" => Some("acme-demo-primary".to_owned()),
             "acme-backup" => Some("acme-demo-backup".to_owned()),
@@ -153,7 +153,7 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, DemoError> {
         .map_err(DemoError::Pool)?;
         pools.insert((*name).to_owned(), pool);
     }
-    let sources = manifests::sources(|name| pools.get(name).map(SimPool::url));
+    let sources = examples::sources(|name| pools.get(name).map(SimPool::url));
     let dir = tempfile::Builder::new()
         .prefix("hashsched-demo-")
         .tempdir()
@@ -163,7 +163,7 @@ pub async fn run(opts: DemoOptions) -> Result<Summary, DemoError> {
         let file_name = file.file_name().unwrap_or_default();
         std::fs::write(dir.path().join(file_name), &s.text).map_err(DemoError::Manifests)?;
     }
-    let loaded = crate::local::manifests::load(&sources).map_err(LocalError::from)?;
+    let loaded = crate::local::load::load(&sources).map_err(LocalError::from)?;
 
     let local = Runner::start(LocalOptions {
         manifests: dir.path().to_owned(),

@@ -8,13 +8,13 @@
 //! `hashsched status` prints.
 
 pub mod http;
-pub mod manifests;
+pub mod load;
 pub mod runner;
 pub mod state;
 pub mod store;
 pub mod table;
 
-pub use manifests::{Manifests, ManifestsError, Source};
+pub use load::{Manifests, ManifestsError, Source};
 pub use runner::{LocalHandle, LocalOptions, Runner};
 pub use state::LocalState;
 pub use store::{ContractRow, PoolRow, StatusDocument, WorkerRow};

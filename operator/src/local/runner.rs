@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::http;
-use super::manifests::{self, Manifests, ManifestsError, Source};
+use super::load::{self, Manifests, ManifestsError, Source};
 use super::state::{self, LocalState, StateError};
 use super::store::{HubRow, PoolRow, StatusDocument, Store};
 use crate::crd::StratumHub;
@@ -180,8 +180,8 @@ impl Runner {
     /// the embedded hub with the routing the scheduler renders, and starts the loop.
     pub async fn start(opts: LocalOptions) -> Result<LocalHandle, LocalError> {
         let dir = opts.manifests.clone();
-        let sources = manifests::read_dir(&dir)?;
-        let m = manifests::load(&sources)?;
+        let sources = load::read_dir(&dir)?;
+        let m = load::load(&sources)?;
         let hub_spec = m.hub(opts.hub.as_deref()).map_err(LocalError::Hub)?.clone();
         let hub_name = hub_spec.metadata.name.clone().unwrap_or_default();
         let state_path = opts.persist.then(|| state::state_path(&dir));
@@ -380,7 +380,7 @@ fn write_secrets(dir: &Path, m: &Manifests) -> std::io::Result<()> {
         let Some(name) = s.metadata.name.as_deref() else {
             continue;
         };
-        // Names and keys were checked by `manifests::load` (no path separators, no dot-names).
+        // Names and keys were checked by `load::load` (no path separators, no dot-names).
         keep.insert(name.to_owned());
         let sdir = dir.join(name);
         std::fs::create_dir_all(&sdir)?;
@@ -491,7 +491,7 @@ impl Loop {
 
     /// Re-reads the folder; on a change, admits it or keeps the last good manifests.
     fn poll_manifests(&mut self) {
-        let sources = match manifests::read_dir(&self.dir) {
+        let sources = match load::read_dir(&self.dir) {
             Ok(s) => s,
             Err(e) => {
                 let msg = e.to_string();
@@ -516,7 +516,7 @@ impl Loop {
         }
         self.settling = None;
         self.last_sources = sources;
-        match manifests::load(&self.last_sources) {
+        match load::load(&self.last_sources) {
             Ok(m) => match m.hub(Some(&self.hub_name)) {
                 Ok(hub) => {
                     let hub = hub.clone();

@@ -12,7 +12,7 @@ use hashsched_hub::facts::{PoolFacts, WorkerFacts};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::manifests::Manifests;
+use super::load::Manifests;
 use crate::crd::{RentalContract, RentalContractStatus, Role, Worker, WorkerStatus};
 use crate::quantity::Hashrate;
 use crate::scheduler::cycle::CycleOutput;

@@ -64,7 +64,7 @@ mod tests {
 
     #[test]
     fn demo_manifests_load_and_urls_are_rewritten() {
-        let m = crate::local::manifests::load(&sources(|p| {
+        let m = crate::local::load::load(&sources(|p| {
             Some(format!(
                 "stratum+tcp://127.0.0.1:{}",
                 40000 + POOLS.iter().position(|(n, _)| *n == p).unwrap_or(99)
