@@ -7,7 +7,7 @@
 //! share is answered with the pool's own verdict under the miner's request id (so the miner's
 //! accepted/rejected counts match the pool's, even when miners reuse ids like cpuminer's `4`).
 //! Switches, answers and fallbacks arrive on the connection's queue ([`ToMiner`]) from upstream
-//! sessions and the router.
+//! sessions and the switchboard.
 //!
 //! Jobs take a shorter road: the miner's state sits behind a small lock ([`MinerCell`]) that
 //! its session's fan-out takes to record the job and write it straight to the socket, without
@@ -62,7 +62,7 @@ pub enum ToMiner {
         pool: Arc<ResolvedPool>,
         job: Option<Arc<JobVariant>>,
         pool_mask: u32,
-        /// When the router decided to move the miner here from another pool (`None`: first
+        /// When the switchboard decided to move the miner here from another pool (`None`: first
         /// assignment or another session of the same pool).
         switch_started: Option<Instant>,
     },
@@ -85,7 +85,7 @@ pub enum ToMiner {
     Flush,
 }
 
-/// How the router and sessions reach a miner.
+/// How the switchboard and sessions reach a miner.
 #[derive(Debug, Clone)]
 pub struct MinerLink {
     pub id: u64,
@@ -501,7 +501,7 @@ impl Miner {
         }
         self.sh.metrics.connection_closed(reason);
         if self.registered {
-            self.sh.router_miner_leave(self.id);
+            self.sh.switchboard_miner_leave(self.id);
         }
         if let Some(t) = self.tail.take() {
             self.sh.release_tail(&t);
@@ -797,7 +797,7 @@ impl Miner {
             MinerRequest::ExtranonceSubscribe => {
                 self.extranonce_subscribed = true;
                 if self.registered {
-                    self.sh.router_miner_extranonce_subscribed(self.id);
+                    self.sh.switchboard_miner_extranonce_subscribed(self.id);
                 }
                 self.write(protocol::true_line(&id));
             }
@@ -996,7 +996,7 @@ impl Miner {
         });
         self.write(protocol::true_line(&id));
         if self.registered {
-            self.sh.router_miner_add_worker(self.id, login, entry);
+            self.sh.switchboard_miner_add_worker(self.id, login, entry);
         } else {
             self.pending_route = Some(route);
             self.maybe_register();
@@ -1013,7 +1013,7 @@ impl Miner {
             return;
         };
         self.registered = true;
-        let join = crate::router::MinerJoin {
+        let join = crate::switchboard::MinerJoin {
             link: self.link.clone(),
             extranonce_subscribed: self.extranonce_subscribed,
             login: first.login.clone(),
@@ -1024,7 +1024,7 @@ impl Miner {
                 .map(|w| (w.login.clone(), w.entry.clone()))
                 .collect(),
         };
-        self.sh.router_miner_join(join);
+        self.sh.switchboard_miner_join(join);
     }
 
     fn reply_error(&mut self, id: &Value, code: i64, msg: &str) {

@@ -17,13 +17,13 @@ pub mod logging;
 pub mod metrics;
 pub mod pool_health;
 pub mod protocol;
-pub(crate) mod router;
 pub mod routing;
 pub mod server;
 pub mod share;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod stats;
+pub(crate) mod switchboard;
 pub mod tls;
 pub(crate) mod upstream;
 pub mod vardiff;

@@ -3,7 +3,7 @@
 //! the same API for the `stratum-hub` binary, `hashsched local` and the end-to-end tests.
 //!
 //! Shape (mini-redis style): one task per miner connection ([`crate::downstream`]), one task per
-//! upstream session ([`crate::upstream`]), the router behind one mutex ([`crate::router`]), a
+//! upstream session ([`crate::upstream`]), the switchboard behind one mutex ([`crate::switchboard`]), a
 //! tick task (pool health clock, idle sessions, pruning departed workers), the `/metrics` server
 //! ([`crate::http`]) and the admin API ([`crate::admin`]). Shutdown: stop accepting, tell miners
 //! to reconnect, give forwarded shares up to 2 s for their verdicts, close sessions.
@@ -24,13 +24,13 @@ use crate::extranonce::{Tail, TailAllocator};
 use crate::facts::{PoolFacts, WorkerFacts};
 use crate::fanout::FanOut;
 use crate::metrics::{HubMetrics, Snapshot, SnapshotSource};
-use crate::router::{MinerJoin, Router};
 use crate::routing::control::{
     Accepted, RoutingControl, RoutingMetrics, RoutingSink, RoutingSource, SubmitError,
 };
 use crate::routing::reload::{DEFAULT_POLL_INTERVAL, FileReloader};
 use crate::routing::{RoutingDocument, SecretStore, ValidRouting, WorkerDecision};
 use crate::stats::{WorkerEntry, WorkerTable, unix_now};
+use crate::switchboard::{MinerJoin, Switchboard};
 use crate::upstream::SessionEvent;
 
 /// Why the hub could not start.
@@ -57,20 +57,20 @@ pub enum HubError {
 #[derive(Debug)]
 pub(crate) struct Core {
     pub workers: WorkerTable,
-    pub router: Mutex<Router>,
+    pub switchboard: Mutex<Switchboard>,
     pub connections: AtomicU64,
     pub generation: AtomicU64,
 }
 
 impl Core {
-    pub fn router(&self) -> MutexGuard<'_, Router> {
-        self.router.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn switchboard(&self) -> MutexGuard<'_, Switchboard> {
+        self.switchboard.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl SnapshotSource for Core {
     fn snapshot(&self) -> Snapshot {
-        let pools = self.router().pool_facts();
+        let pools = self.switchboard().pool_facts();
         let workers = self.workers.facts(unix_now());
         let pending = workers.iter().map(|w| w.pending).sum();
         Snapshot {
@@ -123,30 +123,30 @@ impl Shared {
     }
 
     pub fn session_event(self: &Arc<Self>, pool: &str, sid: u64, ev: SessionEvent) {
-        self.core.router().session_event(self, pool, sid, ev);
+        self.core.switchboard().session_event(self, pool, sid, ev);
     }
-    pub fn router_miner_join(self: &Arc<Self>, j: MinerJoin) {
-        self.core.router().miner_join(self, j);
+    pub fn switchboard_miner_join(self: &Arc<Self>, j: MinerJoin) {
+        self.core.switchboard().miner_join(self, j);
     }
-    pub fn router_miner_leave(&self, id: u64) {
-        self.core.router().miner_leave(id);
+    pub fn switchboard_miner_leave(&self, id: u64) {
+        self.core.switchboard().miner_leave(id);
     }
-    pub fn router_miner_add_worker(&self, id: u64, login: String, entry: Arc<WorkerEntry>) {
-        self.core.router().miner_add_worker(id, login, entry);
+    pub fn switchboard_miner_add_worker(&self, id: u64, login: String, entry: Arc<WorkerEntry>) {
+        self.core.switchboard().miner_add_worker(id, login, entry);
     }
-    pub fn router_miner_extranonce_subscribed(&self, id: u64) {
-        self.core.router().miner_extranonce_subscribed(id);
+    pub fn switchboard_miner_extranonce_subscribed(&self, id: u64) {
+        self.core.switchboard().miner_extranonce_subscribed(id);
     }
     /// Where a miner authorizing as `login` goes (`None` before any routing is applied).
     pub fn decide(&self, login: &str) -> Option<WorkerDecision> {
-        let r = self.core.router().routing();
+        let r = self.core.switchboard().routing();
         r.map(|r| r.decide(login))
     }
     pub fn known_min_n2(&self) -> Option<usize> {
-        self.core.router().known_min_n2()
+        self.core.switchboard().known_min_n2()
     }
     pub fn awaiting_first_pool(&self) -> bool {
-        self.core.router().awaiting_first_pool()
+        self.core.switchboard().awaiting_first_pool()
     }
     pub fn alloc_tail(&self) -> Option<Tail> {
         self.tails
@@ -176,7 +176,7 @@ struct EngineSink(Weak<Shared>);
 impl RoutingSink for EngineSink {
     fn apply_routing(&self, routing: Arc<ValidRouting>) {
         if let Some(sh) = self.0.upgrade() {
-            sh.core.router().apply_routing(&sh, routing);
+            sh.core.switchboard().apply_routing(&sh, routing);
         }
     }
 }
@@ -206,7 +206,7 @@ impl Hub {
                 config.stats.bucket_seconds,
                 config.stats.worker_retention_seconds,
             ),
-            router: Mutex::new(Router::new()),
+            switchboard: Mutex::new(Switchboard::new()),
             connections: AtomicU64::new(0),
             generation: AtomicU64::new(0),
         });
@@ -386,7 +386,7 @@ async fn tick_loop(sh: Arc<Shared>) {
             _ = sh.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        sh.core.router().tick(&sh, Instant::now());
+        sh.core.switchboard().tick(&sh, Instant::now());
         n += 1;
         if n.is_multiple_of(20) {
             sh.core.workers.prune(unix_now());
@@ -423,7 +423,7 @@ impl HubHandle {
     }
     /// Per-pool facts now.
     pub fn pool_facts(&self) -> Vec<PoolFacts> {
-        self.shared.core.router().pool_facts()
+        self.shared.core.switchboard().pool_facts()
     }
     /// Open miner connections.
     pub fn connections(&self) -> u64 {
@@ -599,11 +599,11 @@ mod tests {
         let pool = SimPool::start(PoolConfig::default()).await.unwrap();
         let hub = Hub::start(quick(vec![pool.url()])).await.unwrap();
         let sh = hub.shared.clone();
-        // A session of its own (under a name the router does not know, so that its end does
+        // A session of its own (under a name the switchboard does not know, so that its end does
         // not touch the hub's pool), to the same pool.
         let mut probe = sh
             .core
-            .router()
+            .switchboard()
             .routing()
             .and_then(|r| r.pool("pool-1").cloned())
             .expect("quick start routes to pool-1");

@@ -8,11 +8,10 @@
 //! not unique), books the pool's verdicts on the worker that found the share and relays each
 //! verdict to the miner under the miner's own id (a share without a verdict after
 //! `submitTimeoutSeconds`, or when the session dies, is `lost` and answered with error 20). It
-//! reports to the
-//! router ([`crate::router`]) only: ready (subscribed, authorized, first job in hand — "connect
-//! first, then cut over"), failed or closed, each job (starvation clock), verdict counts (reject
-//! ratio), and a pool's `client.reconnect` (the router opens a replacement and moves the miners;
-//! they are not disturbed).
+//! reports to the switchboard ([`crate::switchboard`]) only: ready (subscribed, authorized, first
+//! job in hand — "connect first, then cut over"), failed or closed, each job (starvation clock),
+//! verdict counts (reject ratio), and a pool's `client.reconnect` (the switchboard opens a
+//! replacement and moves the miners; they are not disturbed).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -148,7 +147,7 @@ impl Reply {
 #[derive(Debug)]
 pub enum SessionCmd {
     Submit(UpSubmit),
-    /// A miner joins the session; `switch_started`: when the router decided to move it here from
+    /// A miner joins the session; `switch_started`: when the switchboard decided to move it here from
     /// another pool (for the switch-duration histogram).
     Attach {
         link: MinerLink,
@@ -160,7 +159,7 @@ pub enum SessionCmd {
     Close,
 }
 
-/// The router's and miners' handle on a session.
+/// The switchboard's and miners' handle on a session.
 #[derive(Debug)]
 pub struct SessionHandle {
     pub id: u64,
@@ -180,7 +179,7 @@ impl SessionHandle {
         self.alive.load(Ordering::Relaxed) && self.tx.try_send(SessionCmd::Submit(s)).is_ok()
     }
 
-    /// Attach a miner; `switch_started`: when the router decided to move it here from another
+    /// Attach a miner; `switch_started`: when the switchboard decided to move it here from another
     /// pool (`None` for a first assignment or another session of the same pool).
     pub fn attach(&self, link: MinerLink, switch_started: Option<Instant>) -> bool {
         self.tx
@@ -205,7 +204,7 @@ impl SessionHandle {
     }
 }
 
-/// What a session tells the router.
+/// What a session tells the switchboard.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SessionEvent {
     /// Subscribed, authorized, first job received.
@@ -245,7 +244,7 @@ pub struct SessionParams {
     pub counters: Arc<PoolCounters>,
 }
 
-/// Start a session task; returns its handle at once (the router attaches miners when it is ready).
+/// Start a session task; returns its handle at once (the switchboard attaches miners when it is ready).
 pub fn spawn(shared: &Arc<Shared>, params: SessionParams) -> Arc<SessionHandle> {
     let id = shared.next_session_id();
     let (tx, rx) = mpsc::channel(16 * 1024);
@@ -488,7 +487,7 @@ async fn run(
                 }
             }
             cmd = rx.recv() => {
-                let Some(cmd) = cmd else { break s.closed("router dropped the session") };
+                let Some(cmd) = cmd else { break s.closed("switchboard dropped the session") };
                 if s.on_cmd(cmd) {
                     break s.closed("closed by the hub");
                 }
@@ -1152,7 +1151,7 @@ impl Session {
         ));
         self.variants.clear();
         self.job = Some(job.clone());
-        // Miners first: the event takes the router's lock, which a routing pass may hold.
+        // Miners first: the event takes the switchboard's lock, which a routing pass may hold.
         self.broadcast(&job);
         self.shared
             .session_event(&self.handle.pool, self.handle.id, SessionEvent::Job);

@@ -1,4 +1,4 @@
-//! The router: which miner mines on which upstream session, and pool failover.
+//! The switchboard: which miner mines on which upstream session, and pool failover.
 //!
 //! It holds the applied routing, the pools' health ([`crate::pool_health::PoolHealthBook`]), the
 //! upstream sessions per pool and the miners registered after their first authorize. Every event
@@ -94,7 +94,7 @@ struct PoolRt {
 
 /// See the module docs.
 #[derive(Debug)]
-pub struct Router {
+pub struct Switchboard {
     routing: Option<Arc<ValidRouting>>,
     health: PoolHealthBook,
     pools: BTreeMap<String, PoolRt>,
@@ -103,13 +103,13 @@ pub struct Router {
     health_changed: bool,
 }
 
-impl Default for Router {
+impl Default for Switchboard {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Router {
+impl Switchboard {
     pub fn new() -> Self {
         Self {
             routing: None,
