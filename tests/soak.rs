@@ -142,6 +142,15 @@ async fn soak_with_pool_faults_and_routing_changes() {
         assert_eq!(f.submitted(), s.submitted, "{}: {f:?} {s:?}", m.worker());
         assert_eq!(f.shares.invalid, 0, "{f:?}");
     }
+    let mut rejected_by_code: std::collections::BTreeMap<i64, u64> = Default::default();
+    for stats in [a.stats(), b.stats()] {
+        for w in stats.workers.values() {
+            for (code, n) in &w.rejected {
+                *rejected_by_code.entry(*code).or_default() += n;
+            }
+        }
+    }
+    println!("rejected at the pools, by stratum error code: {rejected_by_code:?}");
     assert_eq!(
         a.stats().rejected_total() + b.stats().rejected_total(),
         0,
