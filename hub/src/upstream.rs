@@ -282,15 +282,12 @@ fn lose_queued(rx: &mut mpsc::Receiver<SessionCmd>, counters: &PoolCounters) {
     let mut n = 0u64;
     while let Ok(cmd) = rx.try_recv() {
         let SessionCmd::Submit(u) = cmd else { continue };
-        u.worker.lock().verdict(ShareResult::Lost, u.difficulty);
-        if let Some(r) = u.reply {
-            let l = protocol::error_line(
-                &r.id,
-                protocol::error_code::OTHER,
-                "pool connection lost before the share could be sent",
-            );
-            r.answer(l);
-        }
+        answer_lost(
+            &u.worker,
+            u.difficulty,
+            u.reply,
+            "pool connection lost before the share could be sent",
+        );
         n += 1;
     }
     if n > 0 {
@@ -299,6 +296,16 @@ fn lose_queued(rx: &mut mpsc::Receiver<SessionCmd>, counters: &PoolCounters) {
             lost = n,
             "session ended with shares still queued for it; counted as lost"
         );
+    }
+}
+
+/// Books a share the pool will never judge as lost and answers its miner with error 20,
+/// saying `why` (the one way a share ends without the pool's verdict).
+fn answer_lost(worker: &WorkerEntry, difficulty: f64, reply: Option<Reply>, why: &str) {
+    worker.lock().verdict(ShareResult::Lost, difficulty);
+    if let Some(r) = reply {
+        let l = protocol::error_line(&r.id, protocol::error_code::OTHER, why);
+        r.answer(l);
     }
 }
 
@@ -614,15 +621,12 @@ impl Session {
                 ..
             } = p
             {
-                worker.lock().verdict(ShareResult::Lost, difficulty);
-                if let Some(r) = reply {
-                    let l = protocol::error_line(
-                        &r.id,
-                        protocol::error_code::OTHER,
-                        "pool connection lost before its verdict",
-                    );
-                    r.answer(l);
-                }
+                answer_lost(
+                    &worker,
+                    difficulty,
+                    reply,
+                    "pool connection lost before its verdict",
+                );
                 n += 1;
             }
         }
@@ -679,15 +683,7 @@ impl Session {
                 ..
             }) = self.pending.remove(&id)
             {
-                worker.lock().verdict(ShareResult::Lost, difficulty);
-                if let Some(r) = reply {
-                    let l = protocol::error_line(
-                        &r.id,
-                        protocol::error_code::OTHER,
-                        "pool did not answer in time",
-                    );
-                    r.answer(l);
-                }
+                answer_lost(&worker, difficulty, reply, "pool did not answer in time");
                 self.counters().lost.fetch_add(1, Ordering::Relaxed);
             }
         }
