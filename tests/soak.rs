@@ -130,6 +130,8 @@ async fn soak_with_pool_faults_and_routing_changes() {
         m.stall();
     }
     let mut submitted = 0;
+    let mut lost_at_hub = 0;
+    let mut answered_by_code: std::collections::BTreeMap<i64, u64> = Default::default();
     for m in &miners {
         let s = m
             .wait_for(DEADLINE * 4, |s| s.in_flight == 0)
@@ -141,7 +143,15 @@ async fn soak_with_pool_faults_and_routing_changes() {
         let f = facts_of(&hub, m.worker()).expect("facts");
         assert_eq!(f.submitted(), s.submitted, "{}: {f:?} {s:?}", m.worker());
         assert_eq!(f.shares.invalid, 0, "{f:?}");
+        lost_at_hub += f.shares.lost;
+        for (code, n) in &s.rejected {
+            *answered_by_code.entry(*code).or_default() += n;
+        }
     }
+    // Shares the pools never judged (silent pool, closed sessions): answered 20 by the hub.
+    println!(
+        "lost (no verdict from a pool): {lost_at_hub}; refusals the miners saw, by code: {answered_by_code:?}"
+    );
     let mut rejected_by_code: std::collections::BTreeMap<i64, u64> = Default::default();
     for stats in [a.stats(), b.stats()] {
         for w in stats.workers.values() {

@@ -702,14 +702,53 @@ mod tests {
             pool.stats(),
             miner.stats()
         );
-        // At most the shares that raced the new authorize are refused.
+        // The shares sent meanwhile waited for the new authorize: none is refused.
         let s = miner.stats();
         let unauthorized = s
             .rejected
             .get(&crate::protocol::error_code::UNAUTHORIZED)
             .copied()
             .unwrap_or(0);
-        assert!(unauthorized <= 2, "{s:?}");
+        assert_eq!(unauthorized, 0, "{s:?}");
+        hub.shutdown().await;
+    }
+
+    /// Shares that waited for an authorize the pool then refused are answered 24 by the hub,
+    /// counted as rejected, and never reach the pool.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shares_waiting_for_a_refused_worker_name_are_answered_unauthorized() {
+        let pool = SimPool::start(PoolConfig::default()).await.unwrap();
+        let mut cfg = quick(vec![pool.url()]);
+        cfg.upstream.submit_timeout_seconds = 3;
+        let hub = Hub::start(cfg).await.unwrap();
+        let up = wait_until(T, || {
+            hub.pool_facts()
+                .iter()
+                .any(|p| p.pool == "pool-1" && p.up)
+                .then_some(())
+        })
+        .await;
+        assert!(up.is_some(), "{:?}", hub.pool_facts());
+        // The worker's first authorize is dropped, so its shares wait in the session.
+        pool.set_silent(true);
+        pool.refuse_worker_name("acct.rig-banned");
+        let miner = SimMiner::spawn(hub.stratum_addr(), MinerConfig::new("rig-banned"));
+        let waiting = miner
+            .wait_for(T, |s| s.in_flight >= 2)
+            .await;
+        assert!(waiting.is_ok(), "{:?}", miner.stats());
+        pool.set_silent(false);
+        // The authorize sent again is refused: the waiting shares get 24 from the hub.
+        let refused = miner
+            .wait_for(T, |s| {
+                s.rejected
+                    .get(&crate::protocol::error_code::UNAUTHORIZED)
+                    .is_some_and(|n| *n >= 2)
+            })
+            .await;
+        assert!(refused.is_ok(), "{:?} {:?}", miner.stats(), pool.stats());
+        let p = pool.stats();
+        assert!(p.authorizes_failed >= 1, "{p:?}");
         hub.shutdown().await;
     }
 

@@ -337,8 +337,8 @@ enum Pending {
 /// Where a worker name stands on one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum UserAuth {
-    /// `mining.authorize` sent, no answer yet (shares sent meanwhile follow it on the same
-    /// connection, so pools see them after the authorize).
+    /// `mining.authorize` sent, no answer yet: the name's shares wait in [`Session::held`]
+    /// until the pool answers (a pool that dropped the authorize would refuse them with 24).
     Sent,
     /// The pool said true.
     Authorized,
@@ -349,6 +349,22 @@ enum UserAuth {
 
 /// How long a worker name the pool refused is left alone before the next share asks again.
 const REFUSED_NAME_RETRY: Duration = Duration::from_secs(30);
+
+/// Shares one worker name may have waiting for its authorize; more are answered as lost (a
+/// miner this far ahead of a silent pool would lose them to the submit timeout anyway).
+const MAX_HELD_PER_NAME: usize = 256;
+
+/// An authorize unanswered this long is sent again (sooner when the submit timeout is
+/// shorter). Pools answer it within milliseconds; one that dropped it (silent for a moment)
+/// would otherwise hold the name's shares for the whole submit timeout.
+const AUTHORIZE_RETRY: Duration = Duration::from_secs(5);
+
+/// A share waiting for the pool's answer to its worker name's authorize.
+#[derive(Debug)]
+struct Held {
+    share: UpSubmit,
+    since: Instant,
+}
 
 struct Session {
     shared: Arc<Shared>,
@@ -368,6 +384,9 @@ struct Session {
     /// with "unauthorized" (24), so that the next share authorizes it again: a pool that
     /// dropped one authorize (silent for a moment, restarted) must not refuse every later share.
     users: HashMap<Arc<str>, UserAuth>,
+    /// Shares of names in [`UserAuth::Sent`], in arrival order: sent when the pool accepts the
+    /// name, answered 24 when it refuses it, lost when they wait longer than the submit timeout.
+    held: HashMap<Arc<str>, Vec<Held>>,
     pending: HashMap<u64, Pending>,
     next_id: u64,
     accepted_batch: u64,
@@ -430,6 +449,7 @@ async fn run(
         variants: Vec::new(),
         members: HashMap::new(),
         users: HashMap::new(),
+        held: HashMap::new(),
         pending: HashMap::new(),
         next_id: FIRST_FREE_ID,
         accepted_batch: 0,
@@ -613,6 +633,15 @@ impl Session {
     fn lose_pending(&mut self) {
         let lost: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();
         let mut n = 0u64;
+        for h in std::mem::take(&mut self.held).into_values().flatten() {
+            answer_lost(
+                &h.share.worker,
+                h.share.difficulty,
+                h.share.reply,
+                "pool connection lost before it answered the worker's authorize",
+            );
+            n += 1;
+        }
         for p in lost {
             if let Pending::Submit {
                 worker,
@@ -658,20 +687,26 @@ impl Session {
             .pending
             .iter()
             .filter_map(|(id, p)| match p {
-                Pending::Submit { sent, .. } | Pending::Authorize { sent, .. }
-                    if now.duration_since(*sent) > timeout =>
+                Pending::Submit { sent, .. } if now.duration_since(*sent) > timeout => Some(*id),
+                Pending::Authorize { sent, .. }
+                    if now.duration_since(*sent) > timeout.min(AUTHORIZE_RETRY) =>
                 {
                     Some(*id)
                 }
                 _ => None,
             })
             .collect();
+        let mut ask_again: Vec<Arc<str>> = Vec::new();
         for id in expired {
             if let Some(Pending::Authorize { user, .. }) = self.pending.get(&id) {
-                // Unanswered: the next share of this name authorizes it again.
-                warn!(user = %user, "pool did not answer a worker authorize in time; asking again with its next share");
+                // Unanswered (the pool dropped it, or is silent): asked again now when shares
+                // wait for it, else with the name's next share.
+                warn!(user = %user, "pool did not answer a worker authorize in time; asking again");
                 if self.users.get(user) == Some(&UserAuth::Sent) {
                     self.users.remove(user);
+                    if self.held.contains_key(user) {
+                        ask_again.push(user.clone());
+                    }
                 }
                 self.pending.remove(&id);
                 continue;
@@ -687,6 +722,10 @@ impl Session {
                 self.counters().lost.fetch_add(1, Ordering::Relaxed);
             }
         }
+        for user in ask_again {
+            self.authorize_user(&user);
+        }
+        self.lose_stale_held(now, timeout);
         if self.accepted_batch > 0 || self.rejected_batch > 0 {
             let ev = SessionEvent::Verdicts {
                 accepted: self.accepted_batch,
@@ -746,6 +785,60 @@ impl Session {
     fn submit(&mut self, s: UpSubmit) {
         // Normally authorized when the miner joined; a worker added since is caught here.
         self.authorize_user(&s.upstream_user);
+        if self.users.get(&s.upstream_user) == Some(&UserAuth::Sent) {
+            self.hold(s);
+            return;
+        }
+        self.forward(s);
+    }
+
+    /// Keeps a share until the pool answers its name's authorize.
+    fn hold(&mut self, share: UpSubmit) {
+        let waiting = self.held.entry(share.upstream_user.clone()).or_default();
+        if waiting.len() >= MAX_HELD_PER_NAME {
+            warn!(user = %share.upstream_user, waiting = waiting.len(), "too many shares waiting for the pool to answer a worker authorize; this one is lost");
+            answer_lost(
+                &share.worker,
+                share.difficulty,
+                share.reply,
+                "pool has not answered the worker's authorize",
+            );
+            self.counters().lost.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        waiting.push(Held {
+            share,
+            since: Instant::now(),
+        });
+    }
+
+    /// Held shares older than the submit timeout are lost, like a sent share the pool never
+    /// answered.
+    fn lose_stale_held(&mut self, now: Instant, timeout: Duration) {
+        let mut n = 0u64;
+        self.held.retain(|_, waiting| {
+            let (stale, fresh): (Vec<Held>, Vec<Held>) = std::mem::take(waiting)
+                .into_iter()
+                .partition(|h| now.duration_since(h.since) > timeout);
+            for h in stale {
+                answer_lost(
+                    &h.share.worker,
+                    h.share.difficulty,
+                    h.share.reply,
+                    "pool did not answer the worker's authorize in time",
+                );
+                n += 1;
+            }
+            *waiting = fresh;
+            !waiting.is_empty()
+        });
+        if n > 0 {
+            self.counters().lost.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends a share of an authorized name (or of one the pool refused: its verdict decides).
+    fn forward(&mut self, s: UpSubmit) {
         let id = self.alloc_id();
         let version_bits = if self.version_mask != 0 {
             Some(s.version_bits.unwrap_or(0) & self.version_mask)
@@ -943,9 +1036,6 @@ impl Session {
                                 reply.answer(l);
                             }
                         } else {
-                            worker.lock().verdict(ShareResult::Rejected, difficulty);
-                            self.counters().rejected.fetch_add(1, Ordering::Relaxed);
-                            self.rejected_batch += 1;
                             let (code, msg) = match &r.error {
                                 Some(e) => (e.code, format!("pool: {}", e.message)),
                                 None => {
@@ -963,22 +1053,35 @@ impl Session {
                                     self.users.remove(&user);
                                 }
                             }
-                            debug!(worker = %worker.name, code, error = %msg, "pool rejected a share");
-                            if let Some(reply) = reply {
-                                let l = protocol::error_line(&reply.id, code, &msg);
-                                reply.answer(l);
-                            }
+                            self.reject(&worker, difficulty, reply, code, &msg);
                         }
                     }
                     Some(Pending::Authorize { user, .. }) => {
+                        let waiting = self.held.remove(&user).unwrap_or_default();
                         if r.is_true() {
                             self.users.insert(user, UserAuth::Authorized);
+                            for h in waiting {
+                                self.forward(h.share);
+                            }
                         } else {
                             warn!(user = %user, retry_in_secs = REFUSED_NAME_RETRY.as_secs(), "pool refused a worker name; its shares will be rejected until it accepts it");
                             self.users.insert(
                                 user,
                                 UserAuth::RefusedUntil(Instant::now() + REFUSED_NAME_RETRY),
                             );
+                            let msg = match &r.error {
+                                Some(e) => format!("pool refused the worker name: {}", e.message),
+                                None => "pool refused the worker name".to_owned(),
+                            };
+                            for h in waiting {
+                                self.reject(
+                                    &h.share.worker,
+                                    h.share.difficulty,
+                                    h.share.reply,
+                                    protocol::error_code::UNAUTHORIZED,
+                                    &msg,
+                                );
+                            }
                         }
                     }
                     None => {
@@ -989,6 +1092,26 @@ impl Session {
                 }
                 None
             }
+        }
+    }
+
+    /// Books a share the pool refused (or whose name it refused) and answers its miner with the
+    /// pool's code.
+    fn reject(
+        &mut self,
+        worker: &WorkerEntry,
+        difficulty: f64,
+        reply: Option<Reply>,
+        code: i64,
+        msg: &str,
+    ) {
+        worker.lock().verdict(ShareResult::Rejected, difficulty);
+        self.counters().rejected.fetch_add(1, Ordering::Relaxed);
+        self.rejected_batch += 1;
+        debug!(worker = %worker.name, code, error = %msg, "pool rejected a share");
+        if let Some(reply) = reply {
+            let l = protocol::error_line(&reply.id, code, msg);
+            reply.answer(l);
         }
     }
 

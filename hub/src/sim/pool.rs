@@ -211,6 +211,8 @@ struct Shared {
     silent: AtomicBool,
     reject_all: AtomicBool,
     jobs_paused: AtomicBool,
+    /// Worker names `mining.authorize` refuses (whatever the password).
+    refused_names: Mutex<HashSet<String>>,
     difficulty: Mutex<f64>,
     jobs: RwLock<VecDeque<Arc<PoolJob>>>,
     job_seq: AtomicU64,
@@ -272,6 +274,7 @@ impl SimPool {
             silent: AtomicBool::new(false),
             reject_all: AtomicBool::new(false),
             jobs_paused: AtomicBool::new(false),
+            refused_names: Mutex::new(HashSet::new()),
             jobs: RwLock::new(VecDeque::new()),
             job_seq: AtomicU64::new(0),
             session_seq: AtomicU64::new(0),
@@ -364,6 +367,13 @@ impl SimPool {
     /// While true the pool sends nothing: no answers, no jobs (sockets stay open).
     pub fn set_silent(&self, silent: bool) {
         self.shared.silent.store(silent, Ordering::SeqCst);
+    }
+
+    /// From now on `mining.authorize` for this worker name is answered false.
+    pub fn refuse_worker_name(&self, name: &str) {
+        if let Ok(mut names) = self.shared.refused_names.lock() {
+            names.insert(name.to_owned());
+        }
     }
 
     /// While true every share is answered with error 20 (after being checked).
@@ -749,7 +759,11 @@ impl Session<'_> {
                 let ok = match &self.shared.config.password {
                     Some(p) => a.password.as_deref() == Some(p.as_str()),
                     None => true,
-                };
+                } && !self
+                    .shared
+                    .refused_names
+                    .lock()
+                    .is_ok_and(|names| names.contains(&a.user));
                 bump(self.shared, |s| {
                     if ok {
                         s.authorizes_ok += 1
@@ -1047,6 +1061,7 @@ mod tests {
             silent: AtomicBool::new(false),
             reject_all: AtomicBool::new(false),
             jobs_paused: AtomicBool::new(false),
+            refused_names: Mutex::new(HashSet::new()),
             difficulty: Mutex::new(1.0),
             jobs: RwLock::new(VecDeque::new()),
             job_seq: AtomicU64::new(0),
