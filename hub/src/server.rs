@@ -752,6 +752,38 @@ mod tests {
         hub.shutdown().await;
     }
 
+    /// A pool that answers one authorize per connection and ignores the rest (while it keeps
+    /// sending jobs): after two unanswered authorizes the worker's shares go out without
+    /// waiting, and the pool accepts them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pool_that_ignores_worker_authorizes_still_gets_the_shares() {
+        let pool = SimPool::start(PoolConfig {
+            ignores_extra_authorizes: true,
+            job_interval: Some(Duration::from_millis(300)),
+            ..PoolConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut cfg = quick(vec![pool.url()]);
+        cfg.upstream.submit_timeout_seconds = 1;
+        let hub = Hub::start(cfg).await.unwrap();
+        let miner = SimMiner::spawn(hub.stratum_addr(), MinerConfig::new("rig-quiet"));
+        let credited = wait_until(T, || {
+            (pool.stats().worker("acct.rig-quiet").accepted >= 3).then_some(())
+        })
+        .await;
+        assert!(
+            credited.is_some(),
+            "{:?} {:?}",
+            pool.stats(),
+            miner.stats()
+        );
+        assert!(pool.stats().authorizes_ignored >= 2, "{:?}", pool.stats());
+        let s = miner.stats();
+        assert!(s.is_conserved(), "{s:?}");
+        hub.shutdown().await;
+    }
+
     /// SIGTERM path: miners are told to reconnect, the hub's tasks all stop.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shutdown_tells_miners_to_reconnect_and_stops() {

@@ -345,7 +345,15 @@ enum UserAuth {
     /// The pool said no: not asked again before this instant (a refused name is not
     /// re-authorized on every share).
     RefusedUntil(Instant),
+    /// The pool kept talking (answers, jobs) but left this name's authorize unanswered
+    /// [`AUTHORIZE_ATTEMPTS`] times: a pool that ignores extra authorizes on a connection. The
+    /// name's shares go out without waiting; the pool's verdict on them decides.
+    Ignored,
 }
+
+/// Unanswered authorizes of one name, while the pool kept sending other lines, after which the
+/// pool is taken to ignore them (one unanswered authorize is a pool that dropped it).
+const AUTHORIZE_ATTEMPTS: u8 = 2;
 
 /// How long a worker name the pool refused is left alone before the next share asks again.
 const REFUSED_NAME_RETRY: Duration = Duration::from_secs(30);
@@ -387,6 +395,11 @@ struct Session {
     /// Shares of names in [`UserAuth::Sent`], in arrival order: sent when the pool accepts the
     /// name, answered 24 when it refuses it, lost when they wait longer than the submit timeout.
     held: HashMap<Arc<str>, Vec<Held>>,
+    /// Authorizes of a name that expired unanswered since its last answer.
+    authorize_misses: HashMap<Arc<str>, u8>,
+    /// When the pool last sent anything (an answer, a job): a pool that keeps talking but leaves
+    /// an authorize unanswered ignores authorizes; one that sends nothing is silent.
+    last_heard: Instant,
     pending: HashMap<u64, Pending>,
     next_id: u64,
     accepted_batch: u64,
@@ -450,6 +463,8 @@ async fn run(
         members: HashMap::new(),
         users: HashMap::new(),
         held: HashMap::new(),
+        authorize_misses: HashMap::new(),
+        last_heard: Instant::now(),
         pending: HashMap::new(),
         next_id: FIRST_FREE_ID,
         accepted_batch: 0,
@@ -697,18 +712,29 @@ impl Session {
             })
             .collect();
         let mut ask_again: Vec<Arc<str>> = Vec::new();
+        let mut release: Vec<Arc<str>> = Vec::new();
         for id in expired {
-            if let Some(Pending::Authorize { user, .. }) = self.pending.get(&id) {
+            if let Some(Pending::Authorize { .. }) = self.pending.get(&id)
+                && let Some(Pending::Authorize { user, sent }) = self.pending.remove(&id)
+            {
+                if self.users.get(&user) != Some(&UserAuth::Sent) {
+                    continue;
+                }
+                let misses = self.authorize_misses.entry(user.clone()).or_default();
+                *misses = misses.saturating_add(1);
+                if self.last_heard > sent && *misses >= AUTHORIZE_ATTEMPTS {
+                    warn!(user = %user, attempts = *misses, "pool answers other requests but not this worker's authorize; its shares are sent without waiting for it");
+                    self.users.insert(user.clone(), UserAuth::Ignored);
+                    release.push(user);
+                    continue;
+                }
                 // Unanswered (the pool dropped it, or is silent): asked again now when shares
                 // wait for it, else with the name's next share.
                 warn!(user = %user, "pool did not answer a worker authorize in time; asking again");
-                if self.users.get(user) == Some(&UserAuth::Sent) {
-                    self.users.remove(user);
-                    if self.held.contains_key(user) {
-                        ask_again.push(user.clone());
-                    }
+                self.users.remove(&user);
+                if self.held.contains_key(&user) {
+                    ask_again.push(user);
                 }
-                self.pending.remove(&id);
                 continue;
             }
             if let Some(Pending::Submit {
@@ -724,6 +750,11 @@ impl Session {
         }
         for user in ask_again {
             self.authorize_user(&user);
+        }
+        for user in release {
+            for h in self.held.remove(&user).unwrap_or_default() {
+                self.forward(h.share);
+            }
         }
         self.lose_stale_held(now, timeout);
         if self.accepted_batch > 0 || self.rejected_batch > 0 {
@@ -761,7 +792,7 @@ impl Session {
     /// Asked again only when the last authorize went unanswered, or was refused long enough ago.
     fn authorize_user(&mut self, user: &Arc<str>) {
         match self.users.get(user) {
-            Some(UserAuth::Sent | UserAuth::Authorized) => return,
+            Some(UserAuth::Sent | UserAuth::Authorized | UserAuth::Ignored) => return,
             Some(UserAuth::RefusedUntil(t)) if Instant::now() < *t => return,
             _ => {}
         }
@@ -943,6 +974,7 @@ impl Session {
                 return None;
             }
         };
+        self.last_heard = Instant::now();
         match msg {
             Message::Response(r) => self.on_response(r),
             Message::Request(req) => self.on_request(req),
@@ -1048,7 +1080,7 @@ impl Session {
                                 // the next share instead of having every later one refused.
                                 if matches!(
                                     self.users.get(&user),
-                                    Some(UserAuth::Authorized | UserAuth::Sent)
+                                    Some(UserAuth::Authorized | UserAuth::Sent | UserAuth::Ignored)
                                 ) {
                                     self.users.remove(&user);
                                 }
@@ -1057,6 +1089,7 @@ impl Session {
                         }
                     }
                     Some(Pending::Authorize { user, .. }) => {
+                        self.authorize_misses.remove(&user);
                         let waiting = self.held.remove(&user).unwrap_or_default();
                         if r.is_true() {
                             self.users.insert(user, UserAuth::Authorized);

@@ -89,6 +89,9 @@ pub struct PoolConfig {
     /// Accept submitted ntime up to this far ahead of now.
     pub ntime_future_slack: Duration,
     pub max_line_bytes: usize,
+    /// Pools that take one authorize per connection: later `mining.authorize` requests are
+    /// read and never answered, and shares are not checked against an authorized name.
+    pub ignores_extra_authorizes: bool,
 }
 
 impl Default for PoolConfig {
@@ -110,6 +113,7 @@ impl Default for PoolConfig {
             record_shares: true,
             ntime_future_slack: Duration::from_secs(7200),
             max_line_bytes: protocol::DEFAULT_MAX_LINE_BYTES,
+            ignores_extra_authorizes: false,
         }
     }
 }
@@ -162,6 +166,8 @@ pub struct PoolStats {
     pub configures: u64,
     pub authorizes_ok: u64,
     pub authorizes_failed: u64,
+    /// Authorizes left unanswered (`ignores_extra_authorizes`).
+    pub authorizes_ignored: u64,
     pub jobs_created: u64,
     /// Current jobs sent again after a successful `mining.authorize`.
     pub jobs_resent_on_authorize: u64,
@@ -756,6 +762,10 @@ impl Session<'_> {
                 }
             }
             MinerRequest::Authorize(a) => {
+                if self.shared.config.ignores_extra_authorizes && !self.authorized.is_empty() {
+                    bump(self.shared, |s| s.authorizes_ignored += 1);
+                    return true;
+                }
                 let ok = match &self.shared.config.password {
                     Some(p) => a.password.as_deref() == Some(p.as_str()),
                     None => true,
@@ -840,7 +850,7 @@ impl Session<'_> {
                 "not subscribed",
             ));
         }
-        if !self.authorized.contains(&s.worker) {
+        if !self.authorized.contains(&s.worker) && !self.shared.config.ignores_extra_authorizes {
             return Err(StratumError::new(
                 error_code::UNAUTHORIZED,
                 "unauthorized worker",
