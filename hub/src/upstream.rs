@@ -713,6 +713,7 @@ impl Session {
             .collect();
         let mut ask_again: Vec<Arc<str>> = Vec::new();
         let mut release: Vec<Arc<str>> = Vec::new();
+        let mut unanswered: Vec<Arc<str>> = Vec::new();
         for id in expired {
             if let Some(Pending::Authorize { .. }) = self.pending.get(&id)
                 && let Some(Pending::Authorize { user, sent }) = self.pending.remove(&id)
@@ -730,7 +731,7 @@ impl Session {
                 }
                 // Unanswered (the pool dropped it, or is silent): asked again now when shares
                 // wait for it, else with the name's next share.
-                warn!(user = %user, "pool did not answer a worker authorize in time; asking again");
+                unanswered.push(user.clone());
                 self.users.remove(&user);
                 if self.held.contains_key(&user) {
                     ask_again.push(user);
@@ -747,6 +748,10 @@ impl Session {
                 answer_lost(&worker, difficulty, reply, "pool did not answer in time");
                 self.counters().lost.fetch_add(1, Ordering::Relaxed);
             }
+        }
+        if let Some(first) = unanswered.first() {
+            // One line per session and tick: a silent pool leaves every member's name unanswered.
+            warn!(names = unanswered.len(), first = %first, "pool did not answer worker authorizes in time; asking again");
         }
         for user in ask_again {
             self.authorize_user(&user);
