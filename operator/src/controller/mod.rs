@@ -16,7 +16,7 @@ pub mod children;
 pub mod events;
 pub mod exposition;
 pub mod hub_io;
-pub mod metrics;
+pub mod telemetry;
 pub mod run;
 pub mod schedule;
 pub mod serve;
@@ -48,7 +48,7 @@ pub enum ControllerError {
 /// State the hub controller and the scheduling loop share.
 #[derive(Debug)]
 pub struct Shared {
-    pub metrics: metrics::OperatorMetrics,
+    pub metrics: telemetry::OperatorMetrics,
     /// The scheduling loop's latest routing document per hub (`namespace`, `name`): what the
     /// routing ConfigMap carries.
     pub routing: Mutex<BTreeMap<hub_io::HubKey, RoutingDocument>>,
@@ -68,7 +68,7 @@ impl Shared {
     pub fn new(pod_monitor_api: bool, default_image: Option<String>) -> Self {
         let (slis, sli_reader) = tokio::sync::watch::channel(Arc::new(SliSnapshot::default()));
         Shared {
-            metrics: metrics::OperatorMetrics::new_with(|registry| {
+            metrics: telemetry::OperatorMetrics::new_with(|registry| {
                 sli::register(registry, sli_reader)
             }),
             routing: Mutex::new(BTreeMap::new()),

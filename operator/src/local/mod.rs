@@ -7,7 +7,7 @@
 //! and picks up edits; [`http`] serves `/status` and the hub's `/metrics`; [`table`] renders what
 //! `hashsched status` prints.
 
-pub mod http;
+pub mod endpoint;
 pub mod load;
 pub mod runner;
 pub mod state;

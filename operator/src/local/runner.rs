@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
-use super::http;
+use super::endpoint;
 use super::load::{self, Manifests, ManifestsError, Source};
 use super::state::{self, LocalState, StateError};
 use super::store::{HubRow, PoolRow, StatusDocument, Store};
@@ -274,12 +274,12 @@ impl Runner {
                         source,
                     })?;
                 let bound = listener.local_addr().ok();
-                let state = http::HttpState {
+                let state = endpoint::HttpState {
                     status: status_rx.clone(),
                     hub: lp.hub.clone(),
                     slis: sli_rx.clone(),
                 };
-                (Some(tokio::spawn(http::serve(listener, state))), bound)
+                (Some(tokio::spawn(endpoint::serve(listener, state))), bound)
             }
             None => (None, None),
         };
