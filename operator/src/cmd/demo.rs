@@ -11,7 +11,7 @@ use hashsched_operator::demo::{self, DemoOptions, LiveView};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Upper bound of the run (the story needs about 90 s; it ends on its own when done).
-    #[arg(long, default_value = "120", value_parser = super::parse_duration)]
+    #[arg(long, default_value = "2m", value_parser = super::parse_duration)]
     pub duration: Duration,
     /// Also write the summary as JSON to this file (for scripts).
     #[arg(long)]

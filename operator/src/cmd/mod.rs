@@ -6,11 +6,9 @@ pub mod local;
 pub mod operator;
 pub mod status;
 
-/// Command-line durations: seconds (`120`) or a Kubernetes-style duration (`2m`, `90s`, `1h30m`).
+/// Command-line durations, in the one duration grammar of the API and the routing document
+/// (`90s`, `2m`, `1h30m`, `500ms`; see `quantity::Duration`).
 pub(crate) fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    if let Ok(secs) = s.parse::<u64>() {
-        return Ok(std::time::Duration::from_secs(secs));
-    }
     s.parse::<hashsched_operator::quantity::Duration>()
         .map(|d| d.as_std())
         .map_err(|e| e.to_string())

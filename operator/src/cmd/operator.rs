@@ -39,7 +39,7 @@ pub struct Args {
     /// `--hub-url mining/site-a=http://127.0.0.1:9100,http://127.0.0.1:9091`
     #[arg(long = "hub-url", value_name = "NAMESPACE/NAME=URL[,ADMIN_URL]")]
     pub hub_urls: Vec<String>,
-    /// Time between two decision cycles when nothing changes (seconds or `5s`, `1m`).
+    /// Time between two decision cycles when nothing changes (e.g. `5s`, `1m`).
     #[arg(long, default_value = "5s", value_parser = super::parse_duration)]
     pub period: Duration,
     /// Longest time a status whose only changes are measurements waits to be written.
