@@ -17,9 +17,8 @@
 //! labelled with the `app.kubernetes.io/*` set.
 
 use crate::crd::StratumHub;
+use hashsched_contract::config::{AdminConfig, HubConfig, Limits, VardiffConfig};
 use hashsched_contract::routing::RoutingDocument;
-use hashsched_hub::config::{AdminConfig, HubConfig, Limits};
-use hashsched_hub::vardiff::VardiffConfig;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
