@@ -1,8 +1,9 @@
 //! hashsched stratum hub: a Stratum V1 proxy that routes each worker to the pool of the customer it
 //! serves, switches pools without reconnecting miners, and measures every worker from its shares.
 //!
-//! The library is also the contract with the operator: routing document types ([`routing`]),
-//! metric names ([`metrics`]) and per-worker facts ([`facts`]) are defined here once.
+//! The contract with the operator (routing document types, metric names, per-worker facts) is
+//! defined once in the `hashsched-contract` crate and re-exported here under the paths it had:
+//! [`routing`], [`metrics`], [`facts`].
 
 pub mod admin;
 pub mod config;

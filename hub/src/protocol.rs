@@ -82,8 +82,8 @@ pub mod error_code {
 
 /// BIP 320 general-purpose version bits: what the hub offers miners.
 pub const BIP320_VERSION_MASK: u32 = 0x1fff_e000;
-/// Default bound on one line (real messages are < 4 KiB; a deep-branch notify is the longest).
-pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024;
+// The default line bound is a config default too: defined with the hub config in the contract.
+pub use hashsched_contract::config::DEFAULT_MAX_LINE_BYTES;
 /// Largest extranonce (1 or 2) we accept in bytes; real values are 0..=16.
 pub const MAX_EXTRANONCE_BYTES: usize = 32;
 /// Largest coinbase part (coinb1 or coinb2) we accept in bytes.

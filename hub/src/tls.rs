@@ -27,42 +27,20 @@ use tokio_rustls::rustls::client::danger::{
     HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier,
 };
 use tokio_rustls::rustls::crypto::{self, CryptoProvider};
-use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio_rustls::rustls::{
     self, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
 
-/// Largest CA bundle accepted (the Mozilla bundle is ~220 KiB).
-pub const MAX_CA_BYTES: usize = 1024 * 1024;
-
-/// How to verify one pool's certificate (resolved from the routing document).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PoolTls {
-    /// Name checked against the certificate and sent as SNI (the URL's host unless
-    /// `tls.serverName` says otherwise). An IP address is checked against IP SANs.
-    pub server_name: String,
-    /// Trust anchors instead of the system store (parsed and checked at load).
-    pub ca: Option<Arc<[CertificateDer<'static>]>>,
-}
+/// The pool TLS settings a routing document resolves to, defined with the routing contract.
+pub use hashsched_contract::tls::{MAX_CA_BYTES, PoolTls, check_server_name, parse_ca};
 
 /// Why a TLS connection could not be set up.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{0}: not a PEM certificate bundle")]
-    BadPem(String),
-    #[error("{0}: no certificate in the PEM data")]
-    NoCertificates(String),
-    #[error("{what}: certificate {index} is not usable as a trust anchor: {reason}")]
-    BadAnchor {
-        what: String,
-        index: usize,
-        reason: String,
-    },
-    #[error("{0}: larger than {MAX_CA_BYTES} bytes")]
-    TooLarge(String),
-    #[error("invalid TLS server name {0:?}")]
-    ServerName(String),
+    /// A CA bundle or server name that is not usable (see [`hashsched_contract::tls`]).
+    #[error(transparent)]
+    Settings(#[from] hashsched_contract::tls::TlsError),
     #[error(
         "no system CA certificates found ({0}); install the ca-certificates package or give the pool tls.caFile / tls.caSecretRef"
     )]
@@ -73,36 +51,6 @@ pub enum TlsError {
     Verifier(#[from] rustls::client::VerifierBuilderError),
     #[error("TLS handshake: {0}")]
     Handshake(std::io::Error),
-}
-
-/// Parses a PEM bundle of CA certificates; `what` names the source in errors.
-pub fn parse_ca(pem: &[u8], what: &str) -> Result<Arc<[CertificateDer<'static>]>, TlsError> {
-    if pem.len() > MAX_CA_BYTES {
-        return Err(TlsError::TooLarge(what.to_owned()));
-    }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-        .collect::<Result<_, _>>()
-        .map_err(|_| TlsError::BadPem(what.to_owned()))?;
-    if certs.is_empty() {
-        return Err(TlsError::NoCertificates(what.to_owned()));
-    }
-    // Same check the handshake would make later, made now so the document is refused instead.
-    for (index, c) in certs.iter().enumerate() {
-        let mut store = RootCertStore::empty();
-        store.add(c.clone()).map_err(|e| TlsError::BadAnchor {
-            what: what.to_owned(),
-            index,
-            reason: e.to_string(),
-        })?;
-    }
-    Ok(certs.into())
-}
-
-/// Checks a name for certificate verification / SNI (a DNS name or an IP address).
-pub fn check_server_name(name: &str) -> Result<(), TlsError> {
-    ServerName::try_from(name.to_owned())
-        .map(|_| ())
-        .map_err(|_| TlsError::ServerName(name.to_owned()))
 }
 
 /// The system trust store, read once per process.
@@ -231,7 +179,7 @@ impl ServerCertVerifier for PinnedOrWebPki {
 pub async fn connect(tcp: TcpStream, tls: &PoolTls) -> Result<TlsStream<TcpStream>, TlsError> {
     let config = client_config(tls)?;
     let name = ServerName::try_from(tls.server_name.clone())
-        .map_err(|_| TlsError::ServerName(tls.server_name.clone()))?;
+        .map_err(|_| hashsched_contract::tls::TlsError::ServerName(tls.server_name.clone()))?;
     TlsConnector::from(config)
         .connect(name, tcp)
         .await
@@ -247,42 +195,31 @@ mod tests {
         rcgen::generate_simple_self_signed(names).expect("rcgen")
     }
 
+    /// The contract crate checks CA certificates with WebPKI directly; a certificate is refused
+    /// exactly when `rustls::RootCertStore::add` refused it, with the same reason.
     #[test]
-    fn parses_a_ca_bundle_and_refuses_what_is_not_one() {
-        let a = self_signed(&["pool.example"]);
-        let b = self_signed(&["other.example"]);
-        let bundle = format!("{}\n{}", a.cert.pem(), b.cert.pem());
-        assert_eq!(parse_ca(bundle.as_bytes(), "ca").expect("bundle").len(), 2);
-
-        let err = parse_ca(b"", "caFile x.pem").unwrap_err().to_string();
-        assert!(err.contains("caFile x.pem: no certificate"), "{err}");
-        let err = parse_ca(
-            b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----\n",
-            "c",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(err.contains("not a PEM"), "{err}");
+    fn a_refused_anchor_reads_as_rustls_says_it() {
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
         let junk = "-----BEGIN CERTIFICATE-----\naGVsbG8gd29ybGQ=\n-----END CERTIFICATE-----\n";
-        let err = parse_ca(junk.as_bytes(), "c").unwrap_err().to_string();
-        assert!(err.contains("certificate 0 is not usable"), "{err}");
-        let big = vec![b'a'; MAX_CA_BYTES + 1];
-        assert!(matches!(parse_ca(&big, "c"), Err(TlsError::TooLarge(_))));
-        // A key is not a certificate.
-        let key = a.signing_key.serialize_pem();
-        assert!(matches!(
-            parse_ca(key.as_bytes(), "c"),
-            Err(TlsError::NoCertificates(_))
-        ));
-    }
-
-    #[test]
-    fn server_names_are_dns_names_or_ip_addresses() {
-        for ok in ["pool.example.com", "127.0.0.1", "::1", "localhost"] {
-            check_server_name(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
-        }
-        for bad in ["", "pool example", "pool..example", "-"] {
-            assert!(check_server_name(bad).is_err(), "{bad:?} accepted");
+        let mut critical = rcgen::CustomExtension::from_oid_content(&[1, 2, 3, 4, 5], vec![5, 0]);
+        critical.set_criticality(true);
+        let mut params =
+            rcgen::CertificateParams::new(vec!["pool.example".to_string()]).expect("params");
+        params.custom_extensions.push(critical);
+        let key = rcgen::KeyPair::generate().expect("key");
+        let unknown_critical = params.self_signed(&key).expect("cert").pem();
+        let plain = self_signed(&["pool.example"]).cert.pem();
+        for pem in [junk.to_string(), unknown_critical, plain] {
+            let der = CertificateDer::pem_slice_iter(pem.as_bytes())
+                .next()
+                .expect("one")
+                .expect("pem");
+            let rustls_says = RootCertStore::empty()
+                .add(der)
+                .err()
+                .map(|e| format!("c: certificate 0 is not usable as a trust anchor: {e}"));
+            let ours = parse_ca(pem.as_bytes(), "c").err().map(|e| e.to_string());
+            assert_eq!(ours, rustls_says);
         }
     }
 

@@ -28,87 +28,8 @@
 //! too low and is lifted by the "far too fast" retarget after its 4th share, a fraction of a
 //! second later. After the first share the normal rules apply.
 
-use serde::{Deserialize, Serialize};
-
-/// Vardiff settings (part of the hub config).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct VardiffConfig {
-    /// Desired seconds between shares of one miner.
-    pub share_interval_seconds: f64,
-    /// Difficulty a new miner starts at (before `mining.suggest_difficulty` or vardiff).
-    pub initial_difficulty: f64,
-    pub min_difficulty: f64,
-    pub max_difficulty: f64,
-    /// Retarget after this many shares in the window...
-    pub retarget_shares: u32,
-    /// ...or after this many seconds, whichever comes first.
-    pub retarget_seconds: f64,
-    /// Relative deviation below which the difficulty is left alone.
-    pub tolerance: f64,
-    /// Faster steps down before a new miner's first share (module docs, "the first minute").
-    pub fast_first_share: bool,
-}
-
-impl Default for VardiffConfig {
-    fn default() -> Self {
-        Self {
-            share_interval_seconds: 2.0,
-            initial_difficulty: 1024.0,
-            min_difficulty: 0.001,
-            max_difficulty: 1e15,
-            retarget_shares: 30,
-            retarget_seconds: 60.0,
-            tolerance: 0.25,
-            fast_first_share: true,
-        }
-    }
-}
-
-impl VardiffConfig {
-    /// Checks the settings; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
-        let pos = |v: f64, name: &str| {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                Err(format!(
-                    "vardiff.{name} must be a finite positive number, got {v}"
-                ))
-            }
-        };
-        pos(self.share_interval_seconds, "shareIntervalSeconds")?;
-        pos(self.initial_difficulty, "initialDifficulty")?;
-        pos(self.min_difficulty, "minDifficulty")?;
-        pos(self.max_difficulty, "maxDifficulty")?;
-        pos(self.retarget_seconds, "retargetSeconds")?;
-        if self.min_difficulty > self.max_difficulty {
-            return Err("vardiff.minDifficulty is larger than vardiff.maxDifficulty".into());
-        }
-        if self.retarget_shares == 0 {
-            return Err("vardiff.retargetShares must be at least 1".into());
-        }
-        if !(self.tolerance.is_finite() && (0.0..1.0).contains(&self.tolerance)) {
-            return Err(format!(
-                "vardiff.tolerance must be in [0, 1), got {}",
-                self.tolerance
-            ));
-        }
-        Ok(())
-    }
-
-    /// Clamp a difficulty into [min, max] and round it to a value miners render well
-    /// (whole numbers at or above 1).
-    pub fn clamp(&self, d: f64) -> f64 {
-        let d = if d.is_finite() {
-            d
-        } else {
-            self.initial_difficulty
-        };
-        let d = d.clamp(self.min_difficulty, self.max_difficulty);
-        if d >= 1.0 { d.round().max(1.0) } else { d }
-    }
-}
+/// The settings, defined with the hub config in [`hashsched_contract::config`].
+pub use hashsched_contract::config::VardiffConfig;
 
 /// Largest factor one retarget may change the difficulty by (up and down).
 const MAX_STEP_UP: f64 = 64.0;

@@ -10,7 +10,7 @@
 //! the same world with no failure (classify, account and render, nothing to move). Prints a
 //! table and one JSON line. Target: ≤ 100 ms per cycle.
 
-use hashsched_hub::facts::{AssignmentLabels, ShareBuckets, WindowHashrate, WorkerFacts};
+use hashsched_contract::facts::{AssignmentLabels, ShareBuckets, WindowHashrate, WorkerFacts};
 use hashsched_operator::crd::{
     ContractMode, Customer, CustomerSpec, PoolEndpoint, PoolEndpointSpec, RentalContract,
     RentalContractSpec, StratumHub, StratumHubSpec, Worker, WorkerOwner, WorkerSpec,

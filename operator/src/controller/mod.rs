@@ -25,7 +25,7 @@ pub mod status_writes;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use hashsched_hub::routing::RoutingDocument;
+use hashsched_contract::routing::RoutingDocument;
 use kube::Client;
 
 use crate::scheduler::render::kubernetes::RenderError;

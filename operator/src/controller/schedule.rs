@@ -19,8 +19,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hashsched_hub::facts::WorkerFacts;
-use hashsched_hub::routing::RoutingDocument;
+use hashsched_contract::facts::WorkerFacts;
+use hashsched_contract::routing::RoutingDocument;
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -988,7 +988,7 @@ fn pool_status(
     now: Timestamp,
 ) -> PoolEndpointStatus {
     let name = pool.name_any();
-    let facts: Vec<&hashsched_hub::facts::PoolFacts> = scrapes
+    let facts: Vec<&hashsched_contract::facts::PoolFacts> = scrapes
         .iter()
         .filter(|(k, _)| k.0 == ns)
         .filter_map(|(_, r)| r.as_ref().ok())

@@ -64,7 +64,7 @@ pub struct SecretKeyRef {
 
 /// The part a worker plays (`Primary`, `Substitute`, `Spare`; the scheduler's `Benched` shows as
 /// `Spare` of its contract): the product's one role type, shared with the hub's routing documents.
-pub use hashsched_hub::routing::Role;
+pub use hashsched_contract::routing::Role;
 
 /// Who owns a worker: the farm itself (`house`) or a customer (the Customer's name).
 ///

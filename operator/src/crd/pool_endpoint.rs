@@ -11,7 +11,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use hashsched_hub::routing::{
+use hashsched_contract::routing::{
     DEFAULT_WORKER_NAME_TEMPLATE, PoolUrl, WorkerNameTemplate, check_login,
 };
 
@@ -216,7 +216,7 @@ mod tests {
             assert_eq!(re.is_match(url), ok, "schema pattern on {url}");
             assert_eq!(s.validate().is_ok(), ok, "operator validate on {url}");
             assert_eq!(
-                hashsched_hub::routing::PoolUrl::parse(url).is_ok(),
+                hashsched_contract::routing::PoolUrl::parse(url).is_ok(),
                 ok,
                 "hub parser on {url}"
             );
@@ -224,7 +224,7 @@ mod tests {
         // Pool accounts: the schema (pattern and maxLength), the operator and the hub's login
         // check. A login the hub refuses would have it refuse the whole routing document.
         let user_re = regex::Regex::new(POOL_USER_PATTERN).unwrap();
-        let max = hashsched_hub::routing::MAX_NAME_LEN;
+        let max = hashsched_contract::routing::MAX_NAME_LEN;
         for (user, ok) in [
             ("acme".to_owned(), true),
             (

@@ -17,7 +17,7 @@ use std::io::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use hashsched_hub::routing::{DurationSpec, FailoverPolicy};
+use hashsched_contract::routing::{DurationSpec, FailoverPolicy};
 use hashsched_hub::sim::miner::{MinerConfig, SimMiner};
 use hashsched_hub::sim::pool::{PoolConfig, SimPool};
 use jiff::Timestamp;

@@ -14,10 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hashsched_hub::config::{HubConfig, Limits};
-use hashsched_hub::facts::WorkerFacts;
-use hashsched_hub::routing::{FailoverPolicy as HubFailover, RoutingDocument};
-use hashsched_hub::vardiff::VardiffConfig;
+use hashsched_contract::config::{HubConfig, Limits, VardiffConfig};
+use hashsched_contract::facts::WorkerFacts;
+use hashsched_contract::routing::{FailoverPolicy as HubFailover, RoutingDocument};
 use hashsched_hub::{Hub, HubHandle};
 use jiff::Timestamp;
 use tokio::sync::watch;

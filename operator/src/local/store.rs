@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use hashsched_hub::facts::{PoolFacts, WorkerFacts};
+use hashsched_contract::facts::{PoolFacts, WorkerFacts};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 

@@ -45,7 +45,7 @@ pub enum Owner {
 
 /// A worker's role in its placement: the product's one role type (the hub's, because routing
 /// documents carry it there).
-pub use hashsched_hub::routing::Role;
+pub use hashsched_contract::routing::Role;
 
 /// Where a worker is: contract (None for a spare), role, which original a substitute covers
 /// (MinerToMiner), and since when.

@@ -27,8 +27,8 @@ use crate::scheduler::render::kubernetes::{HubObjects, HubRenderOptions, RenderE
 use crate::scheduler::render::routing::{
     ContractRoute, RoutedWorker, RoutingInputs, render_routing, stamp_generation,
 };
-use hashsched_hub::facts::WorkerFacts;
-use hashsched_hub::routing::{
+use hashsched_contract::facts::WorkerFacts;
+use hashsched_contract::routing::{
     FailoverPolicy as HubFailover, HealthWindows, PasswordRef, PoolSpec, PoolTlsSpec,
     RoutingDocument, SecretKeyRef as HubSecretKeyRef, UnknownWorkerPolicy as HubUnknown,
 };
@@ -1328,7 +1328,7 @@ fn render_hubs(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hashsched_hub::facts::{AssignmentLabels, ShareBuckets, WindowHashrate};
+    use hashsched_contract::facts::{AssignmentLabels, ShareBuckets, WindowHashrate};
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 
     #[test]

@@ -140,7 +140,7 @@ impl Default for HealthPolicy {
 }
 
 /// What the hub knows about one worker, reduced to what health needs (built from
-/// `hashsched_hub::facts::WorkerFacts` by the cycle).
+/// `hashsched_contract::facts::WorkerFacts` by the cycle).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Observation {
     /// When the hub took this snapshot; `None` = the hub never reported this worker.

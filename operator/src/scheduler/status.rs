@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use hashsched_hub::facts::{PoolFacts, WorkerFacts};
+use hashsched_contract::facts::{PoolFacts, WorkerFacts};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 

@@ -17,9 +17,8 @@
 //! labelled with the `app.kubernetes.io/*` set.
 
 use crate::crd::StratumHub;
-use hashsched_hub::config::{AdminConfig, HubConfig, Limits};
-use hashsched_hub::routing::RoutingDocument;
-use hashsched_hub::vardiff::VardiffConfig;
+use hashsched_contract::config::{AdminConfig, HubConfig, Limits, VardiffConfig};
+use hashsched_contract::routing::RoutingDocument;
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
@@ -467,7 +466,7 @@ pub fn render_hub(
 mod tests {
     use super::*;
     use crate::crd::StratumHubSpec;
-    use hashsched_hub::routing::{PasswordRef, PoolSpec, ROUTING_API_VERSION};
+    use hashsched_contract::routing::{PasswordRef, PoolSpec, ROUTING_API_VERSION};
 
     fn hub() -> StratumHub {
         let mut h = StratumHub::new(
@@ -525,8 +524,8 @@ mod tests {
         let mut tls_pool = r.pools[0].clone();
         tls_pool.name = "house-ssl".into();
         tls_pool.url = "stratum+ssl://house.example:443".into();
-        tls_pool.tls = Some(hashsched_hub::routing::PoolTlsSpec {
-            ca_secret_ref: Some(hashsched_hub::routing::SecretKeyRef {
+        tls_pool.tls = Some(hashsched_contract::routing::PoolTlsSpec {
+            ca_secret_ref: Some(hashsched_contract::routing::SecretKeyRef {
                 name: "house-ca".into(),
                 key: "ca.crt".into(),
             }),

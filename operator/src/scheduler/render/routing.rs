@@ -11,7 +11,7 @@
 //! that on the contract (its hashrate is not delivered).
 
 use crate::scheduler::allocation::{Owner, Placement, Role};
-use hashsched_hub::routing::{
+use hashsched_contract::routing::{
     Assignment, DefaultRoute, FailoverPolicy, HealthWindows, MAX_EXPECTED_HASHRATE, PoolSpec,
     ROUTING_API_VERSION, RoutingDocument, UnknownWorkerPolicy, WorkerRoute,
 };
@@ -151,7 +151,7 @@ pub fn stamp_generation(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hashsched_hub::routing::{PasswordRef, SecretStore, ValidRouting};
+    use hashsched_contract::routing::{PasswordRef, SecretStore, ValidRouting};
     use jiff::Timestamp;
 
     fn pool(name: &str) -> PoolSpec {

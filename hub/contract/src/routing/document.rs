@@ -302,7 +302,7 @@ impl Default for HealthWindows {
     }
 }
 
-/// Pool failover settings (see [`crate::pool_health`] for how they are used).
+/// Pool failover settings (see `hashsched_hub::pool_health` for how they are used).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct FailoverPolicy {

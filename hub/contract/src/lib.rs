@@ -1,0 +1,17 @@
+//! The contract between the hashsched hub and the operator, in one place (issue #12, "one fact,
+//! one place"): the routing document the operator renders and the hub applies ([`routing`]), the
+//! per-worker and per-pool facts the hub reports ([`facts`]), the metric and label names of the
+//! hub's `/metrics` page ([`metrics`]), the pool TLS settings a document resolves to ([`tls`]),
+//! and the hub configuration the operator renders ([`config`]).
+//!
+//! Plain types, parsing and validation only: no sockets, no async runtime, no metrics registry.
+//! The only I/O is synchronous file reading: [`routing::SecretStore`] reads pool passwords and CA
+//! bundles from mounted Secret files when a document is loaded, and
+//! [`config::HubConfig::from_file`] reads a config file. The scheduler core can depend on this
+//! crate without pulling tokio.
+
+pub mod config;
+pub mod facts;
+pub mod metrics;
+pub mod routing;
+pub mod tls;
