@@ -46,12 +46,12 @@ pub struct HealthPolicy {
 impl HealthPolicy {
     pub fn from_failover(f: &FailoverPolicy) -> Self {
         Self {
-            starvation: f.starvation.get(),
+            starvation: f.starvation.as_std(),
             reject_ratio: f.reject_ratio,
             reject_window: f.reject_window.max(1),
-            return_after: f.return_after.get(),
-            backoff_min: f.backoff_min.get(),
-            backoff_max: f.backoff_max.get().max(f.backoff_min.get()),
+            return_after: f.return_after.as_std(),
+            backoff_min: f.backoff_min.as_std(),
+            backoff_max: f.backoff_max.as_std().max(f.backoff_min.as_std()),
         }
     }
 }

@@ -297,7 +297,7 @@ impl Switchboard {
         let Some(connect_timeout) = self
             .routing
             .as_ref()
-            .map(|r| r.failover().connect_timeout.get())
+            .map(|r| r.failover().connect_timeout.as_std())
         else {
             return;
         };

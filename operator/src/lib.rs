@@ -14,5 +14,5 @@ pub mod crd;
 pub mod demo;
 pub mod local;
 pub mod metrics;
-pub mod quantity;
+pub use hashsched_contract::quantity;
 pub mod scheduler;

@@ -937,3 +937,20 @@ fn cel_rules_accept_the_examples_and_refuse_what_they_promise() {
         assert_eq!(cel_errors(&ok), Vec::<String>::new(), "{ok}");
     }
 }
+
+/// The project's one duration grammar prints only strings Kubernetes (and Go) parse to the same
+/// value, so a duration from a status, a routing document or `--help` can go back into any
+/// Kubernetes field.
+#[test]
+fn every_printed_duration_is_one_kubernetes_parses_the_same() {
+    for ms in [
+        0, 1, 500, 1_000, 59_000, 90_000, 90_500, 300_000, 5_400_000, 86_400_000,
+    ] {
+        let d = Duration::from_millis(ms);
+        let text = d.to_string();
+        let k: kube::core::Duration = text
+            .parse()
+            .unwrap_or_else(|e| panic!("{text:?} is refused by kube::core::Duration: {e}"));
+        assert_eq!(k, d.as_std(), "{text}");
+    }
+}

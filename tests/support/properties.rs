@@ -376,18 +376,18 @@ pub fn check_routing_document(data: &[u8]) {
     assert_eq!(from_json, doc, "JSON round trip");
 }
 
-/// The hub's small grammars (routing durations, pool URLs, worker name templates, hex fields,
+/// The hub's small grammars (routing durations — the project's one duration grammar — pool URLs, worker name templates, hex fields,
 /// difficulties): never a panic; what parses prints in a form that parses back the same.
 pub fn check_hub_quantities(data: &[u8]) {
     let Ok(s) = std::str::from_utf8(data) else {
         return;
     };
     use hashsched_hub::routing::{DurationSpec, PoolUrl, WorkerNameTemplate};
-    if let Ok(d) = DurationSpec::parse(s) {
+    if let Ok(d) = s.parse::<DurationSpec>() {
         assert_eq!(
-            DurationSpec::parse(&d.to_string()),
+            d.to_string().parse::<DurationSpec>(),
             Ok(d),
-            "durationSpec {s:?}"
+            "duration {s:?}"
         );
     }
     if let Ok(u) = PoolUrl::parse(s) {

@@ -2,7 +2,9 @@
 //! one place"): the routing document the operator renders and the hub applies ([`routing`]), the
 //! per-worker and per-pool facts the hub reports ([`facts`]), the metric and label names of the
 //! hub's `/metrics` page ([`metrics`]), the pool TLS settings a document resolves to ([`tls`]),
-//! and the hub configuration the operator renders ([`config`]).
+//! the hub configuration the operator renders ([`config`]), and the grammar of every quantity
+//! people write by hand — hashrate, duration, percentage ([`quantity`]) — used alike by the
+//! custom resources, the routing document and the command line.
 //!
 //! Plain types, parsing and validation only: no sockets, no async runtime, no metrics registry.
 //! The only I/O is synchronous file reading: [`routing::SecretStore`] reads pool passwords and CA
@@ -13,5 +15,6 @@
 pub mod config;
 pub mod facts;
 pub mod metrics;
+pub mod quantity;
 pub mod routing;
 pub mod tls;

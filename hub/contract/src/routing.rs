@@ -48,7 +48,6 @@
 
 mod compiled;
 mod document;
-mod duration;
 mod error;
 mod pool_url;
 mod secrets;
@@ -56,12 +55,14 @@ mod validate;
 
 use std::time::Duration;
 
+/// Durations in a routing document: the one duration grammar of the project (`90s`, `5m`,
+/// `1h30m`, `500ms`), the same as in the custom resources and on the command line.
+pub use crate::quantity::Duration as DurationSpec;
 pub use compiled::{ResolvedPool, Route, RouteSource, ValidRouting, WorkerDecision};
 pub use document::{
     Assignment, DefaultRoute, FailoverPolicy, HealthWindows, PasswordRef, PoolSpec, PoolTlsSpec,
     Role, RoutingDocument, SecretKeyRef, UnknownWorkerPolicy, WorkerRoute,
 };
-pub use duration::DurationSpec;
 pub use error::{RoutingError, RoutingRejected};
 pub use pool_url::{PoolScheme, PoolUrl, WorkerNameTemplate, check_login};
 pub use secrets::{Password, SecretStore};

@@ -84,7 +84,10 @@ fn parse_url(url: &str) -> anyhow::Result<(String, String)> {
     }
     let (authority, path) = match rest.split_once('/') {
         Some((a, p)) if !p.is_empty() => (a, format!("/{p}")),
-        Some((a, _)) => (a, hashsched_operator::local::endpoint::STATUS_PATH.to_owned()),
+        Some((a, _)) => (
+            a,
+            hashsched_operator::local::endpoint::STATUS_PATH.to_owned(),
+        ),
         None => (
             rest,
             hashsched_operator::local::endpoint::STATUS_PATH.to_owned(),

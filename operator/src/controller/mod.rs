@@ -16,11 +16,11 @@ pub mod children;
 pub mod events;
 pub mod exposition;
 pub mod hub_io;
-pub mod telemetry;
 pub mod run;
 pub mod schedule;
 pub mod serve;
 pub mod status_writes;
+pub mod telemetry;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

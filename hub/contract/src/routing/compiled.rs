@@ -209,7 +209,7 @@ impl ValidRouting {
         &self.doc.failover
     }
     pub fn health_windows(&self) -> Vec<Duration> {
-        self.doc.health.windows.iter().map(|d| d.0).collect()
+        self.doc.health.windows.iter().map(|d| d.as_std()).collect()
     }
     /// Listed workers (their routes, in document order).
     pub fn listed_workers(&self) -> impl Iterator<Item = (&str, Route)> + '_ {

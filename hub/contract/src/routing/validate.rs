@@ -234,7 +234,7 @@ impl RoutingDocument {
         }
         for (i, w) in windows.iter().enumerate() {
             let path = format!("health.windows[{i}]");
-            if w.0 < Duration::from_secs(1) || w.0 > MAX_HEALTH_WINDOW {
+            if w.as_std() < Duration::from_secs(1) || w.as_std() > MAX_HEALTH_WINDOW {
                 errs.push(invalid(path, format!("{w} is outside 1s..24h")));
             } else if i > 0 && windows.get(i - 1).is_some_and(|prev| prev >= w) {
                 errs.push(invalid(
@@ -246,7 +246,7 @@ impl RoutingDocument {
 
         let f = &self.failover;
         let positive = |name: &str, d: DurationSpec, errs: &mut Vec<RoutingError>| {
-            if d.0.is_zero() {
+            if d.is_zero() {
                 errs.push(invalid(
                     format!("failover.{name}"),
                     "must be greater than 0".into(),
