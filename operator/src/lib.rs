@@ -1,18 +1,16 @@
 //! hashsched operator library: everything above the hub.
 //!
-//! - [`crd`] and [`quantity`]: the five custom resources (`hashsched.io/v1alpha1`) and their
-//!   hashrate / duration / percentage quantities — the product's API.
-//! - [`scheduler`]: the pure decision core (health from shares, allocation, SLA accounting,
-//!   rendering of routing documents and Kubernetes objects), shared by every front end.
+//! - [`crd`], [`quantity`], [`scheduler`] and [`metrics`] come from the pure core crate
+//!   `hashsched-core` (`operator/core/`), re-exported here under their usual paths: the five
+//!   custom resources and their quantities, the decision core (health from shares, allocation,
+//!   SLA accounting, rendering of routing documents, Kubernetes objects and statuses) and the
+//!   scheduler side's metric names. The core has no async runtime and no HTTP; this crate adds the
+//!   I/O shells around it.
 //! - [`local`]: local mode — a folder of manifests as the "API server", the scheduler loop and an
 //!   embedded hub. [`demo`]: simulated pools and miners driving local mode through a scripted story.
 //! - [`controller`]: the Kubernetes shell (`hashsched operator`): StratumHub children, the
 //!   scheduling loop over the hubs' metrics, status writes and Events.
-//! - [`metrics`]: the scheduler side's metric names (per contract, per worker, operator internals).
 pub mod controller;
-pub mod crd;
 pub mod demo;
 pub mod local;
-pub mod metrics;
-pub use hashsched_contract::quantity;
-pub mod scheduler;
+pub use hashsched_core::{crd, metrics, quantity, scheduler};

@@ -64,12 +64,23 @@ pub struct Shared {
     pub render_errors: Mutex<BTreeMap<hub_io::HubKey, String>>,
 }
 
+/// The SLI snapshot the scheduling loop publishes, as the collector's source (the core has no
+/// async runtime, so the watch channel is adapted here).
+#[derive(Debug)]
+struct SliWatch(tokio::sync::watch::Receiver<Arc<SliSnapshot>>);
+
+impl sli::SliSource for SliWatch {
+    fn snapshot(&self) -> Arc<SliSnapshot> {
+        self.0.borrow().clone()
+    }
+}
+
 impl Shared {
     pub fn new(pod_monitor_api: bool, default_image: Option<String>) -> Self {
         let (slis, sli_reader) = tokio::sync::watch::channel(Arc::new(SliSnapshot::default()));
         Shared {
             metrics: telemetry::OperatorMetrics::new_with(|registry| {
-                sli::register(registry, sli_reader)
+                sli::register(registry, SliWatch(sli_reader))
             }),
             routing: Mutex::new(BTreeMap::new()),
             pod_monitor_api,

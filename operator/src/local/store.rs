@@ -471,3 +471,32 @@ impl StatusDocument {
         self.contracts.iter().find(|c| c.name == name)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The row `hashsched status` prints for a spare lent to a contract (local or from a
+    /// cluster): the status the scheduler writes for it, read back from the object.
+    #[test]
+    fn a_substitute_worker_row_shows_its_contract_and_whom_it_replaces() {
+        let w: Worker = serde_json::from_value(serde_json::json!({
+            "apiVersion": "hashsched.io/v1alpha1", "kind": "Worker",
+            "metadata": {"name": "spare-1"},
+            "spec": {"owner": "house", "expectedHashrate": "200 kH/s"},
+            "status": {
+                "currentAssignment": {
+                    "contract": "acme-m2m", "customer": "acme", "role": "Substitute",
+                    "replaces": "acme-02", "since": "2026-07-01T00:01:00Z"
+                }
+            }
+        }))
+        .unwrap();
+        let row = WorkerRow::from_object(&w);
+        assert_eq!(row.contract.as_deref(), Some("acme-m2m"));
+        assert_eq!(row.role, Some(Role::Substitute));
+        assert_eq!(row.replaces.as_deref(), Some("acme-02"));
+        assert_eq!(row.owner, "house");
+        assert_eq!(row.expected, 2e5);
+    }
+}

@@ -143,12 +143,6 @@ impl SliSource for Arc<SliSnapshot> {
     }
 }
 
-impl SliSource for tokio::sync::watch::Receiver<Arc<SliSnapshot>> {
-    fn snapshot(&self) -> Arc<SliSnapshot> {
-        self.borrow().clone()
-    }
-}
-
 /// The collector; register it with [`register`].
 #[derive(Debug)]
 pub struct SliCollector<S: SliSource> {

@@ -765,8 +765,7 @@ pub fn worth_writing<T: WorthWriting>(old: Option<&T>, new: &T) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::{Role, Worker};
-    use crate::local::store::WorkerRow;
+    use crate::crd::Role;
     use crate::scheduler::allocation::Placement;
     use crate::scheduler::health::HealthState;
 
@@ -830,21 +829,8 @@ mod tests {
         let a = s1.current_assignment.as_ref().unwrap();
         assert_eq!(a.role, Role::Substitute);
         assert_eq!(a.customer.as_deref(), Some("acme"));
-
-        // The row `hashsched status` prints for it (local or from a cluster).
-        let mut w: Worker = serde_json::from_value(serde_json::json!({
-            "apiVersion": "hashsched.io/v1alpha1", "kind": "Worker",
-            "metadata": {"name": "spare-1"},
-            "spec": {"owner": "house", "expectedHashrate": "200 kH/s"}
-        }))
-        .unwrap();
-        w.status = Some(s1);
-        let row = WorkerRow::from_object(&w);
-        assert_eq!(row.contract.as_deref(), Some("acme-m2m"));
-        assert_eq!(row.role, Some(Role::Substitute));
-        assert_eq!(row.replaces.as_deref(), Some("acme-02"));
-        assert_eq!(row.owner, "house");
-        assert_eq!(row.expected, 2e5);
+        // The row `hashsched status` prints from such a status: local::store's
+        // `a_substitute_worker_row_shows_its_contract_and_whom_it_replaces`.
     }
 
     #[test]
