@@ -4,7 +4,9 @@
 //! Local mode reads manifests from a folder, so nothing else would reject `expectedHashrate: -5`
 //! or `mode: Rental`. [`admit`] applies the schema's structural checks (types, required fields,
 //! enums, patterns, bounds, list-set/list-map uniqueness, unknown fields that the apiserver
-//! would prune) and then each kind's `validate()`, which mirrors the CEL rules. The same schema
+//! would prune), then the schema's CEL rules (`x-kubernetes-validations`, evaluated from the
+//! generated CRD by kube's CEL, the rules the apiserver runs, written once), then each kind's
+//! `validate()` for what neither can express. The same schema
 //! walk also backs [`check_structural`], which `crdgen` runs before writing a CRD.
 
 use std::collections::BTreeSet;
@@ -70,6 +72,9 @@ pub fn admit(value: &Value) -> Result<Object, AdmissionError> {
         errors.push("metadata.name: Required value".to_owned());
     }
     errors.extend(validate_against_crd(&crd, value));
+    if errors.is_empty() {
+        errors.extend(cel_errors(&crd, value));
+    }
     if !errors.is_empty() {
         return Err(invalid(errors));
     }
@@ -82,14 +87,8 @@ pub fn admit(value: &Value) -> Result<Object, AdmissionError> {
             let check = o.spec.validate();
             (Object::PoolEndpoint(Box::new(o)), check)
         }),
-        "Customer" => serde_json::from_value::<Customer>(value.clone()).map(|o| {
-            let check = if name == super::HOUSE {
-                Err("the name \"house\" is reserved for the farm's own workers".to_owned())
-            } else {
-                Ok(())
-            };
-            (Object::Customer(Box::new(o)), check)
-        }),
+        "Customer" => serde_json::from_value::<Customer>(value.clone())
+            .map(|o| (Object::Customer(Box::new(o)), Ok(()))),
         "Worker" => serde_json::from_value::<Worker>(value.clone()).map(|o| {
             let check = o.spec.validate();
             (Object::Worker(Box::new(o)), check)
@@ -135,6 +134,18 @@ pub fn validate_against_crd(crd: &CustomResourceDefinition, value: &Value) -> Ve
         }
     }
     errors
+}
+
+/// The CRD's CEL rules (`x-kubernetes-validations`) evaluated against `value` by kube's CEL,
+/// as the apiserver evaluates them: `path: message` for each rule that fails.
+pub fn cel_errors(crd: &CustomResourceDefinition, value: &Value) -> Vec<String> {
+    let Some(schema) = crd_schema(crd) else {
+        return vec!["CRD has no schema".to_owned()];
+    };
+    match kube::core::cel::Validator::new().validate(&schema, value, None) {
+        Ok(()) => Vec::new(),
+        Err(failed) => failed.iter().map(ToString::to_string).collect(),
+    }
 }
 
 /// The CRD's `openAPIV3Schema` as JSON.

@@ -344,27 +344,11 @@ impl RentalContractSpec {
             && self.end.as_ref().is_none_or(|e| now < e.0)
     }
 
-    /// Every rule the apiserver checks with CEL (so local mode, which has no apiserver, rejects
-    /// the same objects with the same words) plus the ones CEL cannot express. The operator
-    /// reports a failure in the `SpecValid` condition and schedules nothing for the contract.
+    /// The rules the schema and its CEL rules cannot express. The CEL rules themselves are
+    /// written once, in the schema (`x-kubernetes-validations` above): the apiserver runs them, and local mode's
+    /// admission evaluates them from the generated CRD with kube's CEL. The operator reports a
+    /// failure in the `SpecValid` condition and schedules nothing for the contract.
     pub fn validate(&self) -> Result<(), String> {
-        if self.mode == ContractMode::Threshold && self.contracted_hashrate.is_none() {
-            return Err("mode Threshold needs spec.contractedHashrate (e.g. \"1 PH/s\")".into());
-        }
-        if self.mode == ContractMode::MinerToMiner
-            && self.workers.is_empty()
-            && self.worker_selector.is_none()
-        {
-            return Err("mode MinerToMiner needs spec.workers or spec.workerSelector".into());
-        }
-        if !self.workers.is_empty() && self.worker_selector.is_some() {
-            return Err("set spec.workers or spec.workerSelector, not both".into());
-        }
-        if let (Some(start), Some(end)) = (&self.start, &self.end)
-            && end.0 <= start.0
-        {
-            return Err("spec.end must be after spec.start".into());
-        }
         let mut seen = std::collections::BTreeSet::new();
         if let Some(dup) = self.workers.iter().find(|w| !seen.insert(w.as_str())) {
             return Err(format!(
@@ -637,36 +621,45 @@ mod tests {
         Time(s.parse().unwrap())
     }
 
+    /// Admission of a contract with `spec`: the schema, its CEL rules (evaluated from the
+    /// generated CRD, as the apiserver does) and [`RentalContractSpec::validate`].
+    fn admitted(spec: &RentalContractSpec) -> Result<(), String> {
+        let doc = serde_json::json!({
+            "apiVersion": crate::crd::API_VERSION, "kind": "RentalContract",
+            "metadata": {"name": "c", "namespace": "mining"},
+            "spec": spec,
+        });
+        crate::crd::admission::admit(&doc)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
     #[test]
-    fn operator_side_rules_match_cel_messages() {
-        let err = base(ContractMode::Threshold).validate().unwrap_err();
+    fn admission_runs_the_cel_rules_and_the_operator_side_rules() {
+        let err = admitted(&base(ContractMode::Threshold)).unwrap_err();
         assert!(
             err.contains("Threshold needs spec.contractedHashrate"),
             "{err}"
         );
-        let err = base(ContractMode::MinerToMiner).validate().unwrap_err();
+        let err = admitted(&base(ContractMode::MinerToMiner)).unwrap_err();
         assert!(err.contains("MinerToMiner needs spec.workers"), "{err}");
 
         let mut both = base(ContractMode::MinerToMiner);
         both.workers = vec!["a".into()];
         both.worker_selector = Some(LabelSelector::default());
-        assert!(both.validate().unwrap_err().contains("not both"));
+        assert!(admitted(&both).unwrap_err().contains("not both"));
 
         let mut dup = base(ContractMode::MinerToMiner);
         dup.workers = vec!["a".into(), "b".into(), "a".into()];
-        assert!(
-            dup.validate()
-                .unwrap_err()
-                .contains("\"a\" is listed more than once")
-        );
+        let err = dup.validate().unwrap_err();
+        assert!(err.contains("\"a\" is listed more than once"), "{err}");
 
         let mut backwards = base(ContractMode::MinerToMiner);
         backwards.workers = vec!["a".into()];
         backwards.start = Some(ts("2026-02-01T00:00:00Z"));
         backwards.end = Some(ts("2026-01-01T00:00:00Z"));
         assert!(
-            backwards
-                .validate()
+            admitted(&backwards)
                 .unwrap_err()
                 .contains("end must be after")
         );
@@ -680,6 +673,7 @@ mod tests {
         ok.start = Some(ts("2026-01-01T00:00:00Z"));
         ok.end = Some(ts("2026-02-01T00:00:00Z"));
         assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(admitted(&ok), Ok(()));
         assert!(ok.in_force_at("2026-01-15T00:00:00Z".parse().unwrap()));
         assert!(!ok.in_force_at("2026-02-01T00:00:00Z".parse().unwrap()));
         assert!(!ok.in_force_at("2025-12-31T23:59:59Z".parse().unwrap()));

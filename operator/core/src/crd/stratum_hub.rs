@@ -146,20 +146,10 @@ impl StratumHubSpec {
         self.unknown_workers.unwrap_or_default()
     }
 
-    /// Checks the rules admission also checks (for local mode, which has no apiserver) plus
-    /// those it cannot: a zero share interval.
+    /// The rule the schema and its CEL rules cannot express: a zero share interval. The CEL
+    /// rules (Quarantine needs a pool, HousePool needs house pools) are written once, in the
+    /// schema; the apiserver runs them and local mode's admission evaluates them from the CRD.
     pub fn validate(&self) -> Result<(), String> {
-        match self.unknown_workers() {
-            UnknownWorkerPolicy::Quarantine if self.quarantine_pool.is_none() => {
-                return Err("unknownWorkers: Quarantine needs spec.quarantinePool".into());
-            }
-            UnknownWorkerPolicy::HousePool if self.house_pools.is_empty() => {
-                return Err(
-                    "unknownWorkers: HousePool needs at least one entry in spec.housePools".into(),
-                );
-            }
-            _ => {}
-        }
         if self.share_interval().is_zero() {
             return Err("shareInterval must be greater than 0".into());
         }
