@@ -668,26 +668,7 @@ mod tests {
     /// the silence had all its shares refused for the life of the session (found by the soak).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_worker_authorize_the_pool_dropped_is_sent_again() {
-        // The pool's difficulty at the miner's, so that (nearly) every share is forwarded and
-        // the test does not wait on the few above a higher pool target on a loaded machine.
-        let pool = SimPool::start(PoolConfig {
-            difficulty: 1e-4,
-            ..PoolConfig::default()
-        })
-        .await
-        .unwrap();
-        let mut cfg = quick(vec![pool.url()]);
-        cfg.upstream.submit_timeout_seconds = 2;
-        let hub = Hub::start(cfg).await.unwrap();
-        // The hub's own session is up before the pool goes quiet.
-        let up = wait_until(T, || {
-            hub.pool_facts()
-                .iter()
-                .any(|p| p.pool == "pool-1" && p.up)
-                .then_some(())
-        })
-        .await;
-        assert!(up.is_some(), "{:?}", hub.pool_facts());
+        let (pool, hub) = hub_with_its_pool_session_up(2).await;
         pool.set_silent(true);
         let miner = SimMiner::spawn(hub.stratum_addr(), MinerConfig::new("rig-late"));
         // The worker's authorize reached the silent pool and was dropped.
@@ -720,10 +701,10 @@ mod tests {
         hub.shutdown().await;
     }
 
-    /// Shares that waited for an authorize the pool then refused are answered 24 by the hub,
-    /// counted as rejected, and never reach the pool.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn shares_waiting_for_a_refused_worker_name_are_answered_unauthorized() {
+    /// A pool at the miner's difficulty (so that nearly every share is forwarded and a test does
+    /// not wait on rare above-target shares on a loaded machine) and a hub whose own session to
+    /// it is up.
+    async fn hub_with_its_pool_session_up(submit_timeout_seconds: u64) -> (SimPool, HubHandle) {
         let pool = SimPool::start(PoolConfig {
             difficulty: 1e-4,
             ..PoolConfig::default()
@@ -731,7 +712,7 @@ mod tests {
         .await
         .unwrap();
         let mut cfg = quick(vec![pool.url()]);
-        cfg.upstream.submit_timeout_seconds = 3;
+        cfg.upstream.submit_timeout_seconds = submit_timeout_seconds;
         let hub = Hub::start(cfg).await.unwrap();
         let up = wait_until(T, || {
             hub.pool_facts()
@@ -741,6 +722,15 @@ mod tests {
         })
         .await;
         assert!(up.is_some(), "{:?}", hub.pool_facts());
+        (pool, hub)
+    }
+
+    /// Shares that waited for an authorize the pool then refused are answered 24 by the hub
+    /// when the refusal comes, not sent into the silence and lost (20).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn shares_waiting_for_a_refused_worker_name_are_answered_unauthorized() {
+        // Submit timeout 10 s: the authorize is asked again after 5 s, while the shares wait.
+        let (pool, hub) = hub_with_its_pool_session_up(10).await;
         // The worker's first authorize is dropped, so its shares wait in the session.
         pool.set_silent(true);
         pool.refuse_worker_name("acct.rig-banned");
@@ -748,15 +738,23 @@ mod tests {
         let waiting = miner.wait_for(T, |s| s.in_flight >= 2).await;
         assert!(waiting.is_ok(), "{:?}", miner.stats());
         pool.set_silent(false);
-        // The authorize sent again is refused: the waiting shares get 24 from the hub.
+        // The authorize sent again is refused: the waiting shares get 24 from the hub, and
+        // none of them is lost (sent to the silent pool, they would have been answered 20).
         let refused = miner
             .wait_for(T, |s| {
-                s.rejected
-                    .get(&crate::protocol::error_code::UNAUTHORIZED)
-                    .is_some_and(|n| *n >= 2)
+                s.in_flight == 0
+                    && s.rejected
+                        .get(&crate::protocol::error_code::UNAUTHORIZED)
+                        .is_some_and(|n| *n >= 2)
             })
             .await;
         assert!(refused.is_ok(), "{:?} {:?}", miner.stats(), pool.stats());
+        let s = miner.stats();
+        assert_eq!(
+            s.rejected.get(&crate::protocol::error_code::OTHER),
+            None,
+            "{s:?}"
+        );
         let p = pool.stats();
         assert!(p.authorizes_failed >= 1, "{p:?}");
         hub.shutdown().await;
