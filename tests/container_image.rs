@@ -391,7 +391,7 @@ async fn the_image_builds_and_its_hub_forwards_shares_on_a_private_network() {
         "--initial-difficulty",
         "0.0001",
         "--share-interval",
-        "1",
+        "1s",
     ]));
     let port = |p: &str| -> SocketAddr {
         let s = stdout(docker().args(["port", &hub, p]));

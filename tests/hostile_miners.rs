@@ -710,8 +710,8 @@ async fn connections_beyond_max_connections_are_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slowloris_is_closed_by_the_handshake_and_idle_timeouts() {
     let f = farm(|c| {
-        c.limits.handshake_timeout_seconds = 2;
-        c.limits.idle_timeout_seconds = 3;
+        c.limits.handshake_timeout = hashsched_hub::routing::DurationSpec::from_secs(2);
+        c.limits.idle_timeout = hashsched_hub::routing::DurationSpec::from_secs(3);
     })
     .await;
     let addr = f.hub.stratum_addr();

@@ -180,7 +180,7 @@ async fn verdicts_later_than_the_submit_timeout_are_booked_once() {
     let pool = SimPool::start(test_pool(POOL_D)).await.unwrap();
     let relay = SlowRelay::start(pool.addr(), Duration::from_secs(3)).await;
     let mut cfg = hub_config(&[relay.url()], MINER_D);
-    cfg.upstream.submit_timeout_seconds = 1;
+    cfg.upstream.submit_timeout = hashsched_hub::routing::DurationSpec::from_secs(1);
     let hub = start_hub(cfg).await;
     let ms = miners(&hub, "timeout", 3);
     for m in &ms {

@@ -50,13 +50,13 @@ fn miner(mode: MinerMode, worker: &str) -> MinerConfig {
 fn hub_cfg(dir: &tempfile::TempDir, en2: usize) -> HubConfig {
     let mut cfg = hub_config(dir);
     cfg.vardiff = VardiffConfig {
-        share_interval_seconds: 0.25,
+        share_interval: hashsched_hub::routing::DurationSpec::from_millis(250),
         // Far too high for these miners: the first-minute steps must bring them down.
         initial_difficulty: 1e-3,
         min_difficulty: MIN_D,
         max_difficulty: 1e-3,
         retarget_shares: 12,
-        retarget_seconds: 3.0,
+        retarget_after: hashsched_hub::routing::DurationSpec::from_secs(3),
         ..VardiffConfig::default()
     };
     if en2 < 4 {

@@ -964,7 +964,7 @@ impl Miner {
                 .filter(|h| h.is_finite() && *h > 0.0)
         {
             let cfg = &self.sh.config.vardiff;
-            let d = h * cfg.share_interval_seconds / HASHES_PER_DIFFICULTY;
+            let d = h * cfg.share_interval.as_secs_f64() / HASHES_PER_DIFFICULTY;
             self.vardiff.set(cfg, d, now);
         }
         {
@@ -1146,7 +1146,7 @@ impl Miner {
         let session = match &self.session {
             Some(s) if s.id == sid => Some(s.clone()),
             _ => {
-                let grace = Duration::from_secs(self.sh.config.upstream.late_share_grace_seconds);
+                let grace = self.sh.config.upstream.late_share_grace.as_std();
                 if self.switched_at.elapsed() <= grace {
                     self.previous
                         .iter()

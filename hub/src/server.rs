@@ -203,8 +203,8 @@ impl Hub {
         let core = Arc::new(Core {
             workers: WorkerTable::new(
                 windows,
-                config.stats.bucket_seconds,
-                config.stats.worker_retention_seconds,
+                config.stats.bucket.as_std().as_secs(),
+                config.stats.worker_retention.as_std().as_secs(),
             ),
             switchboard: Mutex::new(Switchboard::new()),
             connections: AtomicU64::new(0),
@@ -216,7 +216,7 @@ impl Hub {
         });
         let tails = TailAllocator::new(
             config.extranonce.tail_bytes,
-            Duration::from_secs(config.extranonce.tail_quarantine_seconds),
+            config.extranonce.tail_quarantine.as_std(),
         );
         let shared = Arc::new(Shared {
             config: config.clone(),
@@ -476,6 +476,7 @@ impl Drop for HubHandle {
 mod tests {
     use super::*;
     use crate::config::QuickStart;
+    use crate::routing::DurationSpec;
     use crate::sim::miner::{MinerConfig, SimMiner};
     use crate::sim::pool::{PoolConfig, SimPool};
     use crate::sim::wait_until;
@@ -494,7 +495,7 @@ mod tests {
         .unwrap();
         cfg.vardiff.initial_difficulty = 1e-4;
         cfg.vardiff.min_difficulty = 1e-6;
-        cfg.vardiff.share_interval_seconds = 0.5;
+        cfg.vardiff.share_interval = DurationSpec::from_millis(500);
         cfg
     }
 
@@ -712,7 +713,7 @@ mod tests {
         .await
         .unwrap();
         let mut cfg = quick(vec![pool.url()]);
-        cfg.upstream.submit_timeout_seconds = submit_timeout_seconds;
+        cfg.upstream.submit_timeout = DurationSpec::from_secs(submit_timeout_seconds);
         let hub = Hub::start(cfg).await.unwrap();
         let up = wait_until(T, || {
             hub.pool_facts()
@@ -774,7 +775,7 @@ mod tests {
         .await
         .unwrap();
         let mut cfg = quick(vec![pool.url()]);
-        cfg.upstream.submit_timeout_seconds = 1;
+        cfg.upstream.submit_timeout = DurationSpec::from_secs(1);
         let hub = Hub::start(cfg).await.unwrap();
         let miner = SimMiner::spawn(hub.stratum_addr(), MinerConfig::new("rig-quiet"));
         let credited = wait_until(T, || {
@@ -817,7 +818,7 @@ mod tests {
     async fn departed_workers_are_reported_then_removed() {
         let pool = SimPool::start(PoolConfig::default()).await.unwrap();
         let mut cfg = quick(vec![pool.url()]);
-        cfg.stats.worker_retention_seconds = 1;
+        cfg.stats.worker_retention = DurationSpec::from_secs(1);
         let hub = Hub::start(cfg).await.unwrap();
         let mut mc = MinerConfig::new("rig-gone");
         mc.reconnect_delay = None;
@@ -880,7 +881,7 @@ mod tests {
         let pool = SimPool::start(PoolConfig::default()).await.unwrap();
         let mut cfg = quick(vec![pool.url()]);
         cfg.vardiff.initial_difficulty = 1024.0;
-        cfg.vardiff.share_interval_seconds = 0.2;
+        cfg.vardiff.share_interval = DurationSpec::from_millis(200);
         // The steady-state rule (÷32 after five silent intervals), not the first-minute one.
         cfg.vardiff.fast_first_share = false;
         let hub = Hub::start(cfg).await.unwrap();

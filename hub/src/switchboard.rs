@@ -698,8 +698,8 @@ impl Switchboard {
         } else {
             self.warm(sh, now);
         }
-        let idle = Duration::from_secs(sh.config.upstream.idle_session_seconds);
-        let grace = Duration::from_secs(sh.config.upstream.late_share_grace_seconds);
+        let idle = sh.config.upstream.idle_session.as_std();
+        let grace = sh.config.upstream.late_share_grace.as_std();
         let mut emptied = Vec::new();
         for (name, rt) in &mut self.pools {
             let live_ready = rt

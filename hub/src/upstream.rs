@@ -7,7 +7,7 @@
 //! current work again: recognised as the same work, see [`crate::jobs`]), forwards shares with its own request ids (miner ids are
 //! not unique), books the pool's verdicts on the worker that found the share and relays each
 //! verdict to the miner under the miner's own id (a share without a verdict after
-//! `submitTimeoutSeconds`, or when the session dies, is `lost` and answered with error 20). It
+//! `upstream.submitTimeout`, or when the session dies, is `lost` and answered with error 20). It
 //! reports to the switchboard ([`crate::switchboard`]) only: ready (subscribed, authorized, first
 //! job in hand — "connect first, then cut over"), failed or closed, each job (starvation clock),
 //! verdict counts (reject ratio), and a pool's `client.reconnect` (the switchboard opens a
@@ -696,7 +696,7 @@ impl Session {
             self.broadcast(&job);
             self.resending = false;
         }
-        let timeout = Duration::from_secs(self.shared.config.upstream.submit_timeout_seconds);
+        let timeout = self.shared.config.upstream.submit_timeout.as_std();
         let now = Instant::now();
         let expired: Vec<u64> = self
             .pending

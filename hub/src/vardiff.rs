@@ -8,7 +8,7 @@
 //! The estimate is work-based, not count-based: `Σ difficulty of shares / elapsed` is the miner's
 //! hashrate in difficulty units per second, so shares still arriving at the previous difficulty
 //! right after a change do not distort it. A retarget happens when enough shares were seen
-//! (`retarget_shares`), when the window is long (`retarget_seconds`), or early when the miner is
+//! (`retarget_shares`), when the window is long (`retarget_after`), or early when the miner is
 //! far too fast (ramp-up from the initial difficulty); changes within ±`tolerance` are ignored so
 //! that Poisson noise does not make the difficulty flap.
 //!
@@ -116,9 +116,10 @@ impl Vardiff {
             self.work += share_difficulty;
         }
         let elapsed = now - self.window_start;
-        let far_too_fast =
-            self.shares >= 4 && elapsed < cfg.share_interval_seconds * f64::from(self.shares) / 8.0;
-        if self.shares >= cfg.retarget_shares || elapsed >= cfg.retarget_seconds || far_too_fast {
+        let interval = cfg.share_interval.as_secs_f64();
+        let retarget_after = cfg.retarget_after.as_secs_f64();
+        let far_too_fast = self.shares >= 4 && elapsed < interval * f64::from(self.shares) / 8.0;
+        if self.shares >= cfg.retarget_shares || elapsed >= retarget_after || far_too_fast {
             return self.retarget(cfg, now);
         }
         None
@@ -137,7 +138,7 @@ impl Vardiff {
         } else {
             (NO_SHARE_INTERVALS, NO_SHARE_STEP)
         };
-        let due = intervals * cfg.share_interval_seconds * 0.999;
+        let due = intervals * cfg.share_interval.as_secs_f64() * 0.999;
         if self.shares == 0 && elapsed >= due {
             let next = cfg.clamp(self.difficulty * step);
             self.restart(now);
@@ -147,7 +148,12 @@ impl Vardiff {
             self.difficulty = next;
             return Some(next);
         }
-        if elapsed >= cfg.retarget_seconds.max(8.0 * cfg.share_interval_seconds) {
+        if elapsed
+            >= cfg
+                .retarget_after
+                .as_secs_f64()
+                .max(8.0 * cfg.share_interval.as_secs_f64())
+        {
             return self.retarget(cfg, now);
         }
         None
@@ -161,7 +167,7 @@ impl Vardiff {
         } else {
             self.work
         };
-        let ideal = work / elapsed * cfg.share_interval_seconds;
+        let ideal = work / elapsed * cfg.share_interval.as_secs_f64();
         let factor = (ideal / self.difficulty).clamp(MAX_STEP_DOWN, MAX_STEP_UP);
         self.restart(now);
         if !factor.is_finite() || (factor - 1.0).abs() <= cfg.tolerance {
@@ -179,6 +185,7 @@ impl Vardiff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::routing::DurationSpec;
 
     /// Drive a miner of `rate` difficulty-units per second with deterministic arrivals and a
     /// once-a-second tick, for an hour of simulated time.
@@ -345,7 +352,7 @@ mod tests {
         assert_eq!(v.on_tick(&cfg, 30.0), None);
         let d = v
             .on_tick(&cfg, 60.0)
-            .expect("work-based retarget at retargetSeconds");
+            .expect("work-based retarget at retargetAfter");
         assert!((1000.0 / 16.0..1000.0).contains(&d), "{d}");
     }
 
@@ -369,7 +376,7 @@ mod tests {
         assert!(VardiffConfig::default().validate().is_ok());
         for bad in [
             VardiffConfig {
-                share_interval_seconds: 0.0,
+                share_interval: DurationSpec::from_secs(0),
                 ..Default::default()
             },
             VardiffConfig {

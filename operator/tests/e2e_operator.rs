@@ -451,7 +451,7 @@ async fn e2e_operator_fails_over_recovers_and_cleans_up_on_a_real_apiserver() {
         ),
         secrets_dir: Some(secrets.clone()),
         vardiff: VardiffConfig {
-            share_interval_seconds: 1.0,
+            share_interval: hashsched_operator::quantity::Duration::from_secs(1),
             initial_difficulty: RATE / 4_294_967_296.0,
             min_difficulty: 1e-9,
             ..VardiffConfig::default()

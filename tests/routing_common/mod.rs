@@ -128,8 +128,8 @@ pub fn hub_config(dir: &tempfile::TempDir) -> HubConfig {
         },
         ..HubConfig::default()
     };
-    cfg.upstream.submit_timeout_seconds = 5;
-    cfg.upstream.late_share_grace_seconds = 5;
+    cfg.upstream.submit_timeout = DurationSpec::from_secs(5);
+    cfg.upstream.late_share_grace = DurationSpec::from_secs(5);
     cfg
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::routing::{PasswordRef, PoolSpec, PoolTlsSpec, RoutingDocument};
+use crate::routing::{DurationSpec, PasswordRef, PoolSpec, PoolTlsSpec, RoutingDocument};
 
 /// Why a configuration is unusable.
 #[derive(Debug, thiserror::Error)]
@@ -26,7 +26,9 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-/// The whole hub configuration (YAML, camelCase keys).
+/// The whole hub configuration (YAML, camelCase keys). Durations are written in the project's
+/// one duration grammar ([`DurationSpec`]: `90s`, `5m`, `500ms`), as in the custom resources
+/// and the routing document.
 ///
 /// ```yaml
 /// listen: 0.0.0.0:3333
@@ -34,10 +36,10 @@ pub enum ConfigError {
 /// admin: { listen: 0.0.0.0:9200, tokenFile: /etc/hashsched/admin-token }
 /// routingFile: /etc/hashsched/routing/routing.yaml   # or `routing:` inline (a routing document)
 /// secretsDir: /etc/hashsched/secrets
-/// vardiff: { shareIntervalSeconds: 2, initialDifficulty: 1024 }
-/// limits: { maxConnections: 20000, maxLineBytes: 16384, idleTimeoutSeconds: 600 }
+/// vardiff: { shareInterval: 2s, initialDifficulty: 1024 }
+/// limits: { maxConnections: 20000, maxLineBytes: 16384, idleTimeout: 10m }
 /// extranonce: { tailBytes: 2, minerExtranonce2Size: 4, maxMinersPerSession: 1024 }
-/// upstream: { submitTimeoutSeconds: 30 }
+/// upstream: { submitTimeout: 30s }
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -95,9 +97,9 @@ pub struct Limits {
     /// Longest line accepted from a miner or a pool, bytes.
     pub max_line_bytes: usize,
     /// A miner that sends nothing for this long is disconnected.
-    pub idle_timeout_seconds: u64,
+    pub idle_timeout: DurationSpec,
     /// A miner must subscribe and authorize within this time.
-    pub handshake_timeout_seconds: u64,
+    pub handshake_timeout: DurationSpec,
     /// Workers that may authorize on one connection.
     pub max_workers_per_connection: usize,
     /// Sustained messages per second from one miner (token bucket refill).
@@ -115,8 +117,8 @@ impl Default for Limits {
         Self {
             max_connections: 20_000,
             max_line_bytes: DEFAULT_MAX_LINE_BYTES,
-            idle_timeout_seconds: 600,
-            handshake_timeout_seconds: 60,
+            idle_timeout: DurationSpec::from_mins(10),
+            handshake_timeout: DurationSpec::from_secs(60),
             max_workers_per_connection: 16,
             max_messages_per_second: 200.0,
             message_burst: 2000.0,
@@ -139,7 +141,7 @@ pub struct ExtranonceConfig {
     /// Cap of miners per upstream session (more sessions are opened when full).
     pub max_miners_per_session: usize,
     /// A released tail is not reused for this long (late shares of its previous owner).
-    pub tail_quarantine_seconds: u64,
+    pub tail_quarantine: DurationSpec,
 }
 
 impl Default for ExtranonceConfig {
@@ -149,7 +151,7 @@ impl Default for ExtranonceConfig {
             miner_extranonce2_size: 4,
             min_miner_extranonce2_size: 2,
             max_miners_per_session: 1024,
-            tail_quarantine_seconds: 300,
+            tail_quarantine: DurationSpec::from_mins(5),
         }
     }
 }
@@ -161,12 +163,12 @@ pub struct UpstreamConfig {
     /// User agent sent in `mining.subscribe` and answered to `client.get_version`.
     pub user_agent: String,
     /// A forwarded share without a pool verdict after this long counts as lost.
-    pub submit_timeout_seconds: u64,
+    pub submit_timeout: DurationSpec,
     /// After a miner leaves a session, its late shares for that session's jobs are still
     /// forwarded for this long.
-    pub late_share_grace_seconds: u64,
+    pub late_share_grace: DurationSpec,
     /// An idle session (no miners) is closed after this long unless it is the pool's last one.
-    pub idle_session_seconds: u64,
+    pub idle_session: DurationSpec,
     /// Keep one warm session to every pool that a route uses, even without miners.
     pub keep_warm: bool,
 }
@@ -175,9 +177,9 @@ impl Default for UpstreamConfig {
     fn default() -> Self {
         Self {
             user_agent: concat!("hashsched-hub/", env!("CARGO_PKG_VERSION")).into(),
-            submit_timeout_seconds: 30,
-            late_share_grace_seconds: 10,
-            idle_session_seconds: 60,
+            submit_timeout: DurationSpec::from_secs(30),
+            late_share_grace: DurationSpec::from_secs(10),
+            idle_session: DurationSpec::from_secs(60),
             keep_warm: true,
         }
     }
@@ -188,16 +190,16 @@ impl Default for UpstreamConfig {
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct StatsConfig {
     /// A disconnected worker's series stay this long (so "disconnected" is visible), then go.
-    pub worker_retention_seconds: u64,
-    /// Resolution of the hashrate windows, seconds.
-    pub bucket_seconds: u64,
+    pub worker_retention: DurationSpec,
+    /// Resolution of the hashrate windows: whole seconds, 1s to 60s.
+    pub bucket: DurationSpec,
 }
 
 impl Default for StatsConfig {
     fn default() -> Self {
         Self {
-            worker_retention_seconds: 900,
-            bucket_seconds: 5,
+            worker_retention: DurationSpec::from_mins(15),
+            bucket: DurationSpec::from_secs(5),
         }
     }
 }
@@ -316,8 +318,8 @@ impl HubConfig {
                 l.max_line_bytes
             ));
         }
-        if l.idle_timeout_seconds == 0 || l.handshake_timeout_seconds == 0 {
-            return bad("limits.idleTimeoutSeconds and handshakeTimeoutSeconds must be > 0".into());
+        if l.idle_timeout.is_zero() || l.handshake_timeout.is_zero() {
+            return bad("limits.idleTimeout and handshakeTimeout must be > 0".into());
         }
         if l.max_workers_per_connection == 0 {
             return bad("limits.maxWorkersPerConnection must be at least 1".into());
@@ -349,20 +351,24 @@ impl HubConfig {
         if e.max_miners_per_session == 0 {
             return bad("extranonce.maxMinersPerSession must be at least 1".into());
         }
-        if self.upstream.submit_timeout_seconds == 0 {
-            return bad("upstream.submitTimeoutSeconds must be > 0".into());
+        if self.upstream.submit_timeout.is_zero() {
+            return bad("upstream.submitTimeout must be > 0".into());
         }
-        if self.stats.bucket_seconds == 0 || self.stats.bucket_seconds > 60 {
-            return bad("stats.bucketSeconds must be within 1..=60".into());
+        let bucket = self.stats.bucket.as_millis();
+        if !(1_000..=60_000).contains(&bucket) || !bucket.is_multiple_of(1_000) {
+            return bad(format!(
+                "stats.bucket must be whole seconds within 1s..=60s, got {}",
+                self.stats.bucket
+            ));
         }
         Ok(())
     }
 
     pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.limits.idle_timeout_seconds)
+        self.limits.idle_timeout.as_std()
     }
     pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_secs(self.limits.handshake_timeout_seconds)
+        self.limits.handshake_timeout.as_std()
     }
 }
 
@@ -375,16 +381,16 @@ pub const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct VardiffConfig {
-    /// Desired seconds between shares of one miner.
-    pub share_interval_seconds: f64,
+    /// Desired time between shares of one miner.
+    pub share_interval: DurationSpec,
     /// Difficulty a new miner starts at (before `mining.suggest_difficulty` or vardiff).
     pub initial_difficulty: f64,
     pub min_difficulty: f64,
     pub max_difficulty: f64,
     /// Retarget after this many shares in the window...
     pub retarget_shares: u32,
-    /// ...or after this many seconds, whichever comes first.
-    pub retarget_seconds: f64,
+    /// ...or after this long, whichever comes first.
+    pub retarget_after: DurationSpec,
     /// Relative deviation below which the difficulty is left alone.
     pub tolerance: f64,
     /// Faster steps down before a new miner's first share (`hashsched_hub::vardiff` module docs,
@@ -395,12 +401,12 @@ pub struct VardiffConfig {
 impl Default for VardiffConfig {
     fn default() -> Self {
         Self {
-            share_interval_seconds: 2.0,
+            share_interval: DurationSpec::from_secs(2),
             initial_difficulty: 1024.0,
             min_difficulty: 0.001,
             max_difficulty: 1e15,
             retarget_shares: 30,
-            retarget_seconds: 60.0,
+            retarget_after: DurationSpec::from_secs(60),
             tolerance: 0.25,
             fast_first_share: true,
         }
@@ -419,11 +425,12 @@ impl VardiffConfig {
                 ))
             }
         };
-        pos(self.share_interval_seconds, "shareIntervalSeconds")?;
+        if self.share_interval.is_zero() || self.retarget_after.is_zero() {
+            return Err("vardiff.shareInterval and vardiff.retargetAfter must be > 0".into());
+        }
         pos(self.initial_difficulty, "initialDifficulty")?;
         pos(self.min_difficulty, "minDifficulty")?;
         pos(self.max_difficulty, "maxDifficulty")?;
-        pos(self.retarget_seconds, "retargetSeconds")?;
         if self.min_difficulty > self.max_difficulty {
             return Err("vardiff.minDifficulty is larger than vardiff.maxDifficulty".into());
         }
@@ -483,7 +490,7 @@ mod tests {
         let y = r#"
 listen: 127.0.0.1:0
 metrics: 127.0.0.1:0
-vardiff: { shareIntervalSeconds: 5 }
+vardiff: { shareInterval: 5s }
 routing:
   apiVersion: routing.hashsched.io/v1
   generation: 3
@@ -493,7 +500,7 @@ routing:
   unknownWorkers: { policy: defaultRoute }
 "#;
         let cfg = HubConfig::from_yaml(y).unwrap();
-        assert_eq!(cfg.vardiff.share_interval_seconds, 5.0);
+        assert_eq!(cfg.vardiff.share_interval, DurationSpec::from_secs(5));
         assert_eq!(cfg.limits, Limits::default());
         assert_eq!(cfg.routing.unwrap().generation, 3);
     }
@@ -512,8 +519,16 @@ routing:
                 "limits.maxLineBytes",
             ),
             (
-                "routingFile: /r\nvardiff: { shareIntervalSeconds: -1 }\n",
-                "shareIntervalSeconds",
+                "routingFile: /r\nvardiff: { shareInterval: 0s }\n",
+                "vardiff.shareInterval",
+            ),
+            (
+                "routingFile: /r\nvardiff: { shareInterval: 2 }\n",
+                "vardiff.shareInterval",
+            ),
+            (
+                "routingFile: /r\nstats: { bucket: 1500ms }\n",
+                "stats.bucket",
             ),
         ];
         for (y, want) in cases {

@@ -301,7 +301,7 @@ async fn start_hub(doc: RoutingDocument, token: std::path::PathBuf) -> Result<Hu
         },
         ..HubConfig::default()
     };
-    cfg.upstream.submit_timeout_seconds = 5;
+    cfg.upstream.submit_timeout = DurationSpec::from_secs(5);
     Ok(Hub::start(cfg).await?)
 }
 

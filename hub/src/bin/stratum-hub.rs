@@ -76,9 +76,9 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     tls_ca_file: Option<PathBuf>,
 
-    /// Quick start: seconds between shares the hub asks of each miner (vardiff target).
-    #[arg(long, value_name = "SECONDS")]
-    share_interval: Option<f64>,
+    /// Quick start: time between shares the hub asks of each miner (vardiff target), e.g. 2s.
+    #[arg(long, value_name = "DURATION")]
+    share_interval: Option<hashsched_hub::routing::DurationSpec>,
 
     /// Miner-facing difficulty a new miner starts at [default: 1024]. Vardiff moves it toward
     /// one share per --share-interval; a miner finding no share is stepped down 32x every 5
@@ -146,7 +146,7 @@ fn build_config(a: &Args) -> anyhow::Result<HubConfig> {
         cfg.metrics = Some(m.clone());
     }
     if let Some(i) = a.share_interval {
-        cfg.vardiff.share_interval_seconds = i;
+        cfg.vardiff.share_interval = i;
     }
     if let Some(d) = a.initial_difficulty {
         if !(d.is_finite() && d > 0.0) {

@@ -324,12 +324,16 @@ async fn start_hub(
     routing: RoutingDocument,
     secrets: &Path,
 ) -> Result<HubHandle, LocalError> {
-    let interval = hub.spec.share_interval().as_secs_f64().max(0.001);
+    // At least a millisecond: the grammar's resolution, and vardiff divides by it.
+    let interval = hub
+        .spec
+        .share_interval()
+        .max(crate::quantity::Duration::from_millis(1));
     let vardiff = match &opts.tuning.vardiff {
         Some(v) => v.clone(),
         None => {
             let mut v = VardiffConfig {
-                share_interval_seconds: interval,
+                share_interval: interval,
                 ..VardiffConfig::default()
             };
             // Small miners (CPU miners, the demo's simulated ones) need difficulties far below
@@ -341,7 +345,7 @@ async fn start_hub(
                 .filter(|h| *h > 0.0)
                 .fold(f64::INFINITY, f64::min);
             if smallest.is_finite() {
-                let d = smallest * interval / HASHES_PER_DIFFICULTY;
+                let d = smallest * interval.as_secs_f64() / HASHES_PER_DIFFICULTY;
                 v.min_difficulty = v.min_difficulty.min(d / 16.0).max(1e-12);
                 v.initial_difficulty = v.initial_difficulty.min(d.max(v.min_difficulty));
             }

@@ -172,7 +172,7 @@ pub fn hub_config(hub: &StratumHub) -> HubConfig {
         routing_file: Some(format!("{CONFIG_DIR}/{ROUTING_KEY}").into()),
         secrets_dir: Some(SECRETS_DIR.into()),
         vardiff: VardiffConfig {
-            share_interval_seconds: spec.share_interval().as_secs_f64(),
+            share_interval: spec.share_interval(),
             ..VardiffConfig::default()
         },
         limits,
