@@ -168,6 +168,9 @@ pub struct PoolStats {
     pub authorizes_failed: u64,
     /// Authorizes left unanswered (`ignores_extra_authorizes`).
     pub authorizes_ignored: u64,
+    /// Jobs and commands a session skipped because it fell too far behind the pool's burst
+    /// (a test that counts jobs must see 0 here).
+    pub commands_skipped: u64,
     pub jobs_created: u64,
     /// Current jobs sent again after a successful `mining.authorize`.
     pub jobs_resent_on_authorize: u64,
@@ -271,7 +274,10 @@ impl SimPool {
     ) -> std::io::Result<SimPool> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let (cmds, _) = broadcast::channel(4096);
+        // Room for a test's burst of jobs (the fan-out tests send thousands while a stalled
+        // miner fills its buffers): a session that lags behind this skips jobs, counted in
+        // `PoolStats::commands_skipped`.
+        let (cmds, _) = broadcast::channel(16_384);
         let shared = Arc::new(Shared {
             difficulty: Mutex::new(config.difficulty),
             config,
@@ -1009,7 +1015,10 @@ where
             _ = cancel.cancelled() => break,
             cmd = cmds.recv() => match cmd {
                 Ok(cmd) => if !session.handle_cmd(cmd, &mut en1_generation) { break },
-                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    bump(&shared, |s| s.commands_skipped += n);
+                    continue;
+                }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             line = lines.next() => {
