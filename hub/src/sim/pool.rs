@@ -1016,7 +1016,7 @@ where
             cmd = cmds.recv() => match cmd {
                 Ok(cmd) => if !session.handle_cmd(cmd, &mut en1_generation) { break },
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    bump(&shared, |s| s.commands_skipped += n);
+                    bump(shared, |s| s.commands_skipped += n);
                     continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
