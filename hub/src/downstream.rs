@@ -45,96 +45,11 @@ use crate::protocol::{
     SetExtranonce, Submit, SubscribeResult, error_code, extension, method,
 };
 use crate::routing::{ResolvedPool, Route, WorkerDecision};
-use crate::server::Shared;
+use crate::link::{MinerDoor, MinerJoin, MinerLink, Reply, SessionHandle, ToMiner, UpSubmit};
+use crate::shared::Shared;
 use crate::share::{HASHES_PER_DIFFICULTY, Target};
 use crate::stats::{WorkerEntry, unix_now};
-use crate::upstream::{Reply, SessionHandle, UpSubmit};
 use crate::vardiff::Vardiff;
-
-/// Messages to a miner connection.
-#[derive(Debug)]
-pub enum ToMiner {
-    /// A new job of the miner's current session.
-    Job(Arc<JobVariant>),
-    /// The miner now mines on `session` (first assignment or a switch).
-    Attached {
-        session: Arc<SessionHandle>,
-        pool: Arc<ResolvedPool>,
-        job: Option<Arc<JobVariant>>,
-        pool_mask: u32,
-        /// When the switchboard decided to move the miner here from another pool (`None`: first
-        /// assignment or another session of the same pool).
-        switch_started: Option<Instant>,
-    },
-    /// The pool changed its version mask.
-    PoolMask { session_id: u64, mask: u32 },
-    /// Fallback: the next pool needs a smaller extranonce2 (`mining.set_extranonce`).
-    SetExtranonce { m: usize },
-    /// Fallback: ask the miner to reconnect, then close. `reason` is logged and labels the
-    /// close; `metric` is a [`crate::metrics::reconnect`] value.
-    Reconnect {
-        reason: &'static str,
-        metric: &'static str,
-    },
-    /// Close the connection.
-    Close { reason: &'static str },
-    /// A ready answer line (the pool's verdict on a forwarded share).
-    Answer(String),
-    /// A job fan-out left bytes the socket did not take: the task finishes the write, waiting
-    /// for the socket (and closes a miner that stops reading).
-    Flush,
-}
-
-/// How the switchboard and sessions reach a miner.
-#[derive(Debug, Clone)]
-pub struct MinerLink {
-    pub id: u64,
-    /// Extranonce2 size the miner works with.
-    pub m: usize,
-    tx: mpsc::Sender<ToMiner>,
-    kill: CancellationToken,
-    cell: Weak<MinerCell>,
-}
-
-impl MinerLink {
-    /// Queue a message; a full queue means the miner stopped reading: it is closed.
-    pub fn send(&self, msg: ToMiner) -> bool {
-        // No cell: the miner's task has ended.
-        let Some(cell) = self.cell.upgrade() else {
-            return false;
-        };
-        cell.unapplied.fetch_add(1, Ordering::AcqRel);
-        match self.tx.try_send(msg) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                cell.unapplied.fetch_sub(1, Ordering::AcqRel);
-                self.kill.cancel();
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => {
-                cell.unapplied.fetch_sub(1, Ordering::AcqRel);
-                false
-            }
-        }
-    }
-
-    /// Hand a job of the miner's session to the miner: recorded and written to its socket
-    /// here and now when nothing queued for the miner is still unapplied, else queued behind
-    /// it. False when the miner is gone.
-    pub fn send_job(&self, v: &Arc<JobVariant>) -> bool {
-        let Some(cell) = self.cell.upgrade() else {
-            return false;
-        };
-        {
-            let mut m = cell.lock();
-            // Read under the lock: the task applies a message and decrements under it too.
-            if cell.unapplied.load(Ordering::Acquire) == 0 {
-                return m.job_direct(v, &cell.writer);
-            }
-        }
-        self.send(ToMiner::Job(v.clone()))
-    }
-}
 
 /// A miner's state and the write side of its socket, shared by the miner's task and the job
 /// fan-out of its session. The lock is held for microseconds and never across an await.
@@ -144,6 +59,18 @@ pub struct MinerCell {
     unapplied: AtomicUsize,
     miner: Mutex<Miner>,
     writer: OwnedWriteHalf,
+}
+
+impl MinerDoor for MinerCell {
+    fn unapplied(&self) -> &AtomicUsize {
+        &self.unapplied
+    }
+
+    fn job_now(&self, v: &Arc<JobVariant>) -> Option<bool> {
+        let mut m = self.lock();
+        // Read under the lock: the task applies a message and decrements under it too.
+        (self.unapplied.load(Ordering::Acquire) == 0).then(|| m.job_direct(v, &self.writer))
+    }
 }
 
 impl MinerCell {
@@ -269,13 +196,13 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             id,
             _peer: peer,
             out: Vec::with_capacity(512),
-            link: MinerLink {
+            link: MinerLink::new(
                 id,
-                m: cfg.extranonce.miner_extranonce2_size,
+                cfg.extranonce.miner_extranonce2_size,
                 tx,
-                kill: kill.clone(),
-                cell: cell.clone(),
-            },
+                kill.clone(),
+                cell.clone(),
+            ),
             miner_mask: None,
             announced_mask: None,
             extranonce_subscribed: false,
@@ -1013,7 +940,7 @@ impl Miner {
             return;
         };
         self.registered = true;
-        let join = crate::switchboard::MinerJoin {
+        let join = MinerJoin {
             link: self.link.clone(),
             extranonce_subscribed: self.extranonce_subscribed,
             login: first.login.clone(),

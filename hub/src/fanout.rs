@@ -21,7 +21,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tracing::warn;
 
-use crate::downstream::MinerLink;
+use crate::link::MinerLink;
 use crate::jobs::JobVariant;
 
 /// Up to this many miners in all are written by the session itself when nothing is in

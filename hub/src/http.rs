@@ -11,7 +11,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tracing::error;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::stats::unix_now;
 
 /// OpenMetrics content type (what Prometheus negotiates for).

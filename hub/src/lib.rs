@@ -13,6 +13,7 @@ pub mod facts;
 pub(crate) mod fanout;
 pub mod http;
 pub mod jobs;
+pub(crate) mod link;
 pub(crate) mod lines;
 pub mod logging;
 pub mod metrics;
@@ -21,6 +22,7 @@ pub mod protocol;
 pub mod routing;
 pub mod server;
 pub mod share;
+pub(crate) mod shared;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod stats;

@@ -1,5 +1,5 @@
 //! The `/metrics` encoder, and the hub's metric and label names under their old paths (they are
-//! defined once in [`hashsched_contract::metrics`], the one place the hub, operator, recording
+//! defined once in [`hashsched_contract::metric_names`], the one place the hub, operator, recording
 //! rules and dashboards take them from, and re-exported here).
 //!
 //! Per-worker and per-pool series are not kept in long-lived metric families: they are encoded on
@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
-pub use hashsched_contract::metrics::*;
+pub use hashsched_contract::metric_names::*;
 
 use crate::facts::{PoolFacts, ShareResult, WorkerFacts};
 

@@ -3,35 +3,35 @@
 //! the same API for the `stratum-hub` binary, `hashsched local` and the end-to-end tests.
 //!
 //! Shape (mini-redis style): one task per miner connection ([`crate::downstream`]), one task per
-//! upstream session ([`crate::upstream`]), the switchboard behind one mutex ([`crate::switchboard`]), a
+//! upstream session ([`crate::upstream`]), the switchboard behind one mutex ([`crate::switchboard`],
+//! reached through [`crate::shared::Engine`]), a
 //! tick task (pool health clock, idle sessions, pruning departed workers), the `/metrics` server
 //! ([`crate::http`]) and the admin API ([`crate::admin`]). Shutdown: stop accepting, tell miners
 //! to reconnect, give forwarded shares up to 2 s for their verdicts, close sessions.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::admin::{AdminState, TokenSource};
 use crate::config::{ConfigError, HubConfig};
-use crate::extranonce::{Tail, TailAllocator};
+use crate::extranonce::TailAllocator;
 use crate::facts::{PoolFacts, WorkerFacts};
-use crate::fanout::FanOut;
-use crate::metrics::{HubMetrics, Snapshot, SnapshotSource};
+use crate::metrics::HubMetrics;
 use crate::routing::control::{
     Accepted, RoutingControl, RoutingMetrics, RoutingSink, RoutingSource, SubmitError,
 };
 use crate::routing::reload::{DEFAULT_POLL_INTERVAL, FileReloader};
-use crate::routing::{RoutingDocument, SecretStore, ValidRouting, WorkerDecision};
-use crate::stats::{WorkerEntry, WorkerTable, unix_now};
-use crate::switchboard::{MinerJoin, Switchboard};
-use crate::upstream::SessionEvent;
+use crate::routing::{RoutingDocument, SecretStore, ValidRouting};
+pub(crate) use crate::shared::Shared;
+use crate::shared::Core;
+use crate::stats::{WorkerTable, unix_now};
+use crate::switchboard::Board;
 
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
@@ -53,130 +53,13 @@ pub enum HubError {
     },
 }
 
-/// State the metrics encoder reads.
-#[derive(Debug)]
-pub(crate) struct Core {
-    pub workers: WorkerTable,
-    pub switchboard: Mutex<Switchboard>,
-    pub connections: AtomicU64,
-    pub generation: AtomicU64,
-}
-
-impl Core {
-    pub fn switchboard(&self) -> MutexGuard<'_, Switchboard> {
-        self.switchboard.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-impl SnapshotSource for Core {
-    fn snapshot(&self) -> Snapshot {
-        let pools = self.switchboard().pool_facts();
-        let workers = self.workers.facts(unix_now());
-        let pending = workers.iter().map(|w| w.pending).sum();
-        Snapshot {
-            workers,
-            pools,
-            connections: self.connections.load(Ordering::Relaxed),
-            routing_generation: self.generation.load(Ordering::Relaxed),
-            pending,
-        }
-    }
-}
-
-/// Everything the tasks share.
-pub(crate) struct Shared {
-    pub config: HubConfig,
-    pub core: Arc<Core>,
-    pub metrics: HubMetrics,
-    tails: Mutex<TailAllocator>,
-    job_ids: AtomicU64,
-    salts: AtomicU64,
-    miner_ids: AtomicU64,
-    session_ids: AtomicU64,
-    pub shutdown: CancellationToken,
-    pub tracker: TaskTracker,
-    pub fanout: FanOut,
-    /// Becomes `true` when a pool first answers a subscribe (its extranonce2 size is known):
-    /// miners that subscribed before wait for it (see `downstream::SUBSCRIBE_WAIT_FOR_POOL`).
-    pub pool_answered: tokio::sync::watch::Sender<bool>,
-}
-
-impl Shared {
-    pub fn next_session_id(&self) -> u64 {
-        self.session_ids.fetch_add(1, Ordering::Relaxed) + 1
-    }
-    pub fn next_miner_id(&self) -> u64 {
-        self.miner_ids.fetch_add(1, Ordering::Relaxed) + 1
-    }
-    /// A hub-unique job id (hex).
-    /// A hub-unique job id for miners: a decimal number below 2^32 (some firmware, e.g. the
-    /// Stratum V2 reference SV1 miner, parses job ids as decimal `u32` and quits on anything else).
-    /// It repeats only after 4 billion jobs, long after any late share of the earlier one.
-    pub fn next_job_id(&self) -> Arc<str> {
-        let n = self.job_ids.fetch_add(1, Ordering::Relaxed) % u64::from(u32::MAX);
-        Arc::from((n + 1).to_string())
-    }
-
-    /// A fresh padding salt (see [`crate::extranonce::salted_padding`]).
-    pub fn next_salt(&self) -> u64 {
-        self.salts.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub fn session_event(self: &Arc<Self>, pool: &str, sid: u64, ev: SessionEvent) {
-        self.core.switchboard().session_event(self, pool, sid, ev);
-    }
-    pub fn switchboard_miner_join(self: &Arc<Self>, j: MinerJoin) {
-        self.core.switchboard().miner_join(self, j);
-    }
-    pub fn switchboard_miner_leave(&self, id: u64) {
-        self.core.switchboard().miner_leave(id);
-    }
-    pub fn switchboard_miner_add_worker(&self, id: u64, login: String, entry: Arc<WorkerEntry>) {
-        self.core.switchboard().miner_add_worker(id, login, entry);
-    }
-    pub fn switchboard_miner_extranonce_subscribed(&self, id: u64) {
-        self.core.switchboard().miner_extranonce_subscribed(id);
-    }
-    /// Where a miner authorizing as `login` goes (`None` before any routing is applied).
-    pub fn decide(&self, login: &str) -> Option<WorkerDecision> {
-        let r = self.core.switchboard().routing();
-        r.map(|r| r.decide(login))
-    }
-    pub fn known_min_n2(&self) -> Option<usize> {
-        self.core.switchboard().known_min_n2()
-    }
-    pub fn awaiting_first_pool(&self) -> bool {
-        self.core.switchboard().awaiting_first_pool()
-    }
-    pub fn alloc_tail(&self) -> Option<Tail> {
-        self.tails
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .alloc(Instant::now())
-    }
-    pub fn release_tail(&self, t: &Tail) {
-        self.tails
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .release(t, Instant::now());
-    }
-    pub fn connection_closed(&self) {
-        let _ = self
-            .core
-            .connections
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| {
-                Some(c.saturating_sub(1))
-            });
-    }
-}
-
 /// Hands validated routing documents to the engine.
 struct EngineSink(Weak<Shared>);
 
 impl RoutingSink for EngineSink {
     fn apply_routing(&self, routing: Arc<ValidRouting>) {
         if let Some(sh) = self.0.upgrade() {
-            sh.core.switchboard().apply_routing(&sh, routing);
+            sh.core.engine.apply_routing(&sh, routing);
         }
     }
 }
@@ -206,7 +89,7 @@ impl Hub {
                 config.stats.bucket.as_std().as_secs(),
                 config.stats.worker_retention.as_std().as_secs(),
             ),
-            switchboard: Mutex::new(Switchboard::new()),
+            engine: Arc::new(Board::new()),
             connections: AtomicU64::new(0),
             generation: AtomicU64::new(0),
         });
@@ -218,20 +101,7 @@ impl Hub {
             config.extranonce.tail_bytes,
             config.extranonce.tail_quarantine.as_std(),
         );
-        let shared = Arc::new(Shared {
-            config: config.clone(),
-            core,
-            metrics,
-            tails: Mutex::new(tails),
-            job_ids: AtomicU64::new(0),
-            salts: AtomicU64::new(0),
-            miner_ids: AtomicU64::new(0),
-            session_ids: AtomicU64::new(0),
-            shutdown: CancellationToken::new(),
-            tracker: TaskTracker::new(),
-            fanout: FanOut::for_this_machine(),
-            pool_answered: tokio::sync::watch::Sender::new(false),
-        });
+        let shared = Arc::new(Shared::new(config.clone(), core, metrics, tails));
         let mut control = RoutingControl::new(
             secrets.clone(),
             Arc::new(EngineSink(Arc::downgrade(&shared))),
@@ -386,7 +256,7 @@ async fn tick_loop(sh: Arc<Shared>) {
             _ = sh.shutdown.cancelled() => return,
             _ = tick.tick() => {}
         }
-        sh.core.switchboard().tick(&sh, Instant::now());
+        sh.core.engine.tick(&sh, Instant::now());
         n += 1;
         if n.is_multiple_of(20) {
             sh.core.workers.prune(unix_now());
@@ -423,7 +293,7 @@ impl HubHandle {
     }
     /// Per-pool facts now.
     pub fn pool_facts(&self) -> Vec<PoolFacts> {
-        self.shared.core.switchboard().pool_facts()
+        self.shared.core.engine.pool_facts()
     }
     /// Open miner connections.
     pub fn connections(&self) -> u64 {
@@ -595,7 +465,9 @@ mod tests {
     /// miner waited forever for an answer (found by the soak).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_share_queued_behind_a_session_close_is_answered_as_lost() {
-        use crate::upstream::{self, PoolCounters, SessionParams, UpSubmit};
+        use crate::link::UpSubmit;
+        use crate::stats::WorkerEntry;
+        use crate::upstream::{self, PoolCounters, SessionParams};
 
         let pool = SimPool::start(PoolConfig::default()).await.unwrap();
         let hub = Hub::start(quick(vec![pool.url()])).await.unwrap();
@@ -603,8 +475,6 @@ mod tests {
         // A session of its own (under a name the switchboard does not know, so that its end does
         // not touch the hub's pool), to the same pool.
         let mut probe = sh
-            .core
-            .switchboard()
             .routing()
             .and_then(|r| r.pool("pool-1").cloned())
             .expect("quick start routes to pool-1");

@@ -14,35 +14,22 @@
 //! here, only bounded queues.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use crate::downstream::{MinerLink, ToMiner};
+use crate::link::{MinerJoin, MinerLink, SessionEvent, SessionHandle, SessionInfo, ToMiner};
 use crate::extranonce::{Fit, fit};
 use crate::facts::PoolFacts;
 use crate::pool_health::{
     HealthPolicy, PoolEvent, PoolHealthBook, PoolState, SwitchReason, choose_pool,
 };
 use crate::routing::{ResolvedPool, Route, ValidRouting, WorkerDecision};
-use crate::server::Shared;
+use crate::shared::{Engine, Shared};
 use crate::stats::WorkerEntry;
-use crate::upstream::{
-    self, PoolCounters, SessionEvent, SessionHandle, SessionInfo, SessionParams,
-};
-
-/// A miner registering after its first successful authorize.
-#[derive(Debug)]
-pub struct MinerJoin {
-    pub link: MinerLink,
-    pub extranonce_subscribed: bool,
-    pub login: String,
-    pub route: Route,
-    /// (login, stats entry) of every worker authorized on the connection.
-    pub entries: Vec<(String, Arc<WorkerEntry>)>,
-}
+use crate::upstream::{self, PoolCounters, SessionParams};
 
 #[derive(Debug)]
 struct MinerReg {
@@ -781,5 +768,57 @@ fn log_transition(pool: &str, t: &crate::pool_health::Transition) {
             to = t.to.as_str(),
             "pool state changed"
         );
+    }
+}
+
+/// The switchboard behind its one mutex: what [`Shared`] holds as its [`Engine`]. The lock is
+/// held for the length of one decision and never across an await.
+#[derive(Debug)]
+pub(crate) struct Board(Mutex<Switchboard>);
+
+impl Board {
+    pub fn new() -> Self {
+        Board(Mutex::new(Switchboard::new()))
+    }
+
+    /// A poisoned lock (a panic elsewhere) still yields the switchboard.
+    fn lock(&self) -> MutexGuard<'_, Switchboard> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Engine for Board {
+    fn apply_routing(&self, sh: &Arc<Shared>, routing: Arc<ValidRouting>) {
+        self.lock().apply_routing(sh, routing);
+    }
+    fn routing(&self) -> Option<Arc<ValidRouting>> {
+        self.lock().routing()
+    }
+    fn session_event(&self, sh: &Arc<Shared>, pool: &str, sid: u64, ev: SessionEvent) {
+        self.lock().session_event(sh, pool, sid, ev);
+    }
+    fn miner_join(&self, sh: &Arc<Shared>, j: MinerJoin) {
+        self.lock().miner_join(sh, j);
+    }
+    fn miner_leave(&self, id: u64) {
+        self.lock().miner_leave(id);
+    }
+    fn miner_add_worker(&self, id: u64, login: String, entry: Arc<WorkerEntry>) {
+        self.lock().miner_add_worker(id, login, entry);
+    }
+    fn miner_extranonce_subscribed(&self, id: u64) {
+        self.lock().miner_extranonce_subscribed(id);
+    }
+    fn known_min_n2(&self) -> Option<usize> {
+        self.lock().known_min_n2()
+    }
+    fn awaiting_first_pool(&self) -> bool {
+        self.lock().awaiting_first_pool()
+    }
+    fn tick(&self, sh: &Arc<Shared>, now: Instant) {
+        self.lock().tick(sh, now);
+    }
+    fn pool_facts(&self) -> Vec<PoolFacts> {
+        self.lock().pool_facts()
     }
 }

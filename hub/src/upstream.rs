@@ -14,7 +14,7 @@
 //! replacement and moves the miners; they are not disturbed).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,7 +24,9 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::downstream::{MinerLink, ToMiner};
+use crate::link::{
+    MinerLink, Reply, SessionCmd, SessionEvent, SessionHandle, SessionInfo, ToMiner, UpSubmit,
+};
 use crate::facts::ShareResult;
 use crate::jobs::{JobVariant, PoolJob};
 use crate::lines::{LineRead, line, read_line};
@@ -35,18 +37,9 @@ use crate::protocol::{
     ServerRequest, Submit, Subscribe, SubscribeResult, extension,
 };
 use crate::routing::ResolvedPool;
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::share::Target;
 use crate::stats::WorkerEntry;
-
-/// What the pool gave this session.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SessionInfo {
-    pub e1: Vec<u8>,
-    pub n2: usize,
-    /// Version bits the pool granted (0 = none).
-    pub version_mask: u32,
-}
 
 /// Counters of one pool, shared by its sessions and read by `/metrics`.
 #[derive(Debug, Default)]
@@ -111,127 +104,6 @@ impl PoolCounters {
     }
 }
 
-/// A share on its way to the pool.
-#[derive(Debug)]
-pub struct UpSubmit {
-    pub worker: Arc<WorkerEntry>,
-    /// The name the worker uses on this pool (`{user}.{worker}`).
-    pub upstream_user: Arc<str>,
-    pub pool_job_id: Arc<str>,
-    /// Pool-form extranonce2 (`0^p ‖ tail ‖ en2`).
-    pub extranonce2: Vec<u8>,
-    pub ntime: u32,
-    pub nonce: u32,
-    pub version_bits: Option<u32>,
-    /// Miner-facing difficulty the share is credited at.
-    pub difficulty: f64,
-    pub received: Instant,
-    /// Where the pool's verdict goes: the miner gets the pool's answer under its own request id.
-    pub reply: Option<Reply>,
-}
-
-/// The miner waiting for a forwarded share's verdict.
-#[derive(Debug)]
-pub struct Reply {
-    pub link: MinerLink,
-    pub id: Value,
-}
-
-impl Reply {
-    fn answer(self, line: String) {
-        self.link.send(ToMiner::Answer(line));
-    }
-}
-
-/// Commands to a session task.
-#[derive(Debug)]
-pub enum SessionCmd {
-    Submit(UpSubmit),
-    /// A miner joins the session; `switch_started`: when the switchboard decided to move it here from
-    /// another pool (for the switch-duration histogram).
-    Attach {
-        link: MinerLink,
-        switch_started: Option<Instant>,
-    },
-    Detach(u64),
-    /// Authorize a worker's upstream name now (a miner joined or added a worker).
-    Authorize(Arc<str>),
-    Close,
-}
-
-/// The switchboard's and miners' handle on a session.
-#[derive(Debug)]
-pub struct SessionHandle {
-    pub id: u64,
-    pub pool: Arc<str>,
-    tx: mpsc::Sender<SessionCmd>,
-    alive: AtomicBool,
-}
-
-impl SessionHandle {
-    pub fn is_alive(&self) -> bool {
-        self.alive.load(Ordering::Relaxed) && !self.tx.is_closed()
-    }
-
-    /// Queue a share; `false` when the session is gone or hopelessly backed up (the caller
-    /// books the share as lost).
-    pub fn submit(&self, s: UpSubmit) -> bool {
-        self.alive.load(Ordering::Relaxed) && self.tx.try_send(SessionCmd::Submit(s)).is_ok()
-    }
-
-    /// Attach a miner; `switch_started`: when the switchboard decided to move it here from another
-    /// pool (`None` for a first assignment or another session of the same pool).
-    pub fn attach(&self, link: MinerLink, switch_started: Option<Instant>) -> bool {
-        self.tx
-            .try_send(SessionCmd::Attach {
-                link,
-                switch_started,
-            })
-            .is_ok()
-    }
-
-    /// Authorize a worker's upstream name on this session (once; later calls do nothing).
-    pub fn authorize(&self, user: Arc<str>) {
-        let _ = self.tx.try_send(SessionCmd::Authorize(user));
-    }
-
-    pub fn detach(&self, miner: u64) {
-        let _ = self.tx.try_send(SessionCmd::Detach(miner));
-    }
-
-    pub fn close(&self) {
-        let _ = self.tx.try_send(SessionCmd::Close);
-    }
-}
-
-/// What a session tells the switchboard.
-#[derive(Debug, Clone, PartialEq)]
-pub enum SessionEvent {
-    /// Subscribed, authorized, first job received.
-    Ready(SessionInfo),
-    /// Never became ready. `configure_suspect`: the pool closed right after `mining.configure`.
-    Failed {
-        auth_rejected: bool,
-        configure_suspect: bool,
-        reason: String,
-    },
-    /// Was ready, now closed.
-    Closed {
-        reason: String,
-    },
-    Job,
-    Verdicts {
-        accepted: u64,
-        rejected: u64,
-    },
-    /// The pool asked us to reconnect (optionally elsewhere, after a wait).
-    Reconnect {
-        host: Option<String>,
-        port: Option<u16>,
-        wait: Duration,
-    },
-}
-
 /// Everything a session needs to start.
 #[derive(Debug, Clone)]
 pub struct SessionParams {
@@ -247,13 +119,8 @@ pub struct SessionParams {
 /// Start a session task; returns its handle at once (the switchboard attaches miners when it is ready).
 pub fn spawn(shared: &Arc<Shared>, params: SessionParams) -> Arc<SessionHandle> {
     let id = shared.next_session_id();
-    let (tx, rx) = mpsc::channel(16 * 1024);
-    let handle = Arc::new(SessionHandle {
-        id,
-        pool: Arc::from(params.pool.name.as_str()),
-        tx,
-        alive: AtomicBool::new(true),
-    });
+    let (handle, rx) = SessionHandle::new(id, Arc::from(params.pool.name.as_str()), 16 * 1024);
+    let handle = Arc::new(handle);
     let sh = shared.clone();
     let h = handle.clone();
     shared.tracker.spawn(async move {
@@ -266,7 +133,7 @@ pub fn spawn(shared: &Arc<Shared>, params: SessionParams) -> Arc<SessionHandle> 
             span.clone(),
         )
         .await;
-        h.alive.store(false, Ordering::Relaxed);
+        h.mark_closed();
         span.in_scope(|| lose_queued(&mut rx, &counters));
         sh.session_event(&pool, h.id, event);
     });
@@ -585,7 +452,7 @@ async fn run(
             break s.closed(&format!("write: {e}"));
         }
     };
-    handle.alive.store(false, Ordering::Relaxed);
+    handle.mark_closed();
     // Sent but unanswered; the ones still queued are answered by `lose_queued`.
     s.lose_pending();
     let _ = writer.shutdown().await;

@@ -1,0 +1,286 @@
+//! The links between the hub's tasks: how the switchboard and pool sessions reach a miner's
+//! connection ([`MinerLink`], [`ToMiner`]), how miners and the switchboard reach a pool session
+//! ([`SessionHandle`], [`SessionCmd`], [`UpSubmit`]), and what sessions and miners report to the
+//! switchboard ([`SessionEvent`], [`MinerJoin`]).
+//!
+//! A leaf module on purpose: the connection, session and switchboard modules all speak these
+//! types, and none of them has to import another to do so, so the hub's modules form no import
+//! circle (the connection's state stays private behind [`MinerDoor`]).
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::jobs::JobVariant;
+use crate::routing::{ResolvedPool, Route};
+use crate::stats::WorkerEntry;
+
+/// Messages to a miner connection.
+#[derive(Debug)]
+pub enum ToMiner {
+    /// A new job of the miner's current session.
+    Job(Arc<JobVariant>),
+    /// The miner now mines on `session` (first assignment or a switch).
+    Attached {
+        session: Arc<SessionHandle>,
+        pool: Arc<ResolvedPool>,
+        job: Option<Arc<JobVariant>>,
+        pool_mask: u32,
+        /// When the switchboard decided to move the miner here from another pool (`None`: first
+        /// assignment or another session of the same pool).
+        switch_started: Option<Instant>,
+    },
+    /// The pool changed its version mask.
+    PoolMask { session_id: u64, mask: u32 },
+    /// Fallback: the next pool needs a smaller extranonce2 (`mining.set_extranonce`).
+    SetExtranonce { m: usize },
+    /// Fallback: ask the miner to reconnect, then close. `reason` is logged and labels the
+    /// close; `metric` is a [`crate::metrics::reconnect`] value.
+    Reconnect {
+        reason: &'static str,
+        metric: &'static str,
+    },
+    /// Close the connection.
+    Close { reason: &'static str },
+    /// A ready answer line (the pool's verdict on a forwarded share).
+    Answer(String),
+    /// A job fan-out left bytes the socket did not take: the task finishes the write, waiting
+    /// for the socket (and closes a miner that stops reading).
+    Flush,
+}
+
+/// How the switchboard and sessions reach a miner.
+#[derive(Debug, Clone)]
+pub struct MinerLink {
+    pub id: u64,
+    /// Extranonce2 size the miner works with.
+    pub m: usize,
+    tx: mpsc::Sender<ToMiner>,
+    kill: CancellationToken,
+    door: Weak<dyn MinerDoor>,
+}
+
+/// The part of a miner's connection that a job fan-out writes through without waking the
+/// miner's task (the connection module implements it on its shared cell).
+pub trait MinerDoor: Send + Sync {
+    /// Messages queued for the miner and not yet applied by its task.
+    fn unapplied(&self) -> &AtomicUsize;
+    /// Record the job and write it to the socket now, if nothing queued earlier is still
+    /// unapplied (checked under the miner's lock): `Some(false)` when the miner is gone,
+    /// `None` when the job must queue behind earlier messages.
+    fn job_now(&self, v: &Arc<JobVariant>) -> Option<bool>;
+}
+
+impl MinerLink {
+    pub fn new(
+        id: u64,
+        m: usize,
+        tx: mpsc::Sender<ToMiner>,
+        kill: CancellationToken,
+        door: Weak<dyn MinerDoor>,
+    ) -> Self {
+        MinerLink {
+            id,
+            m,
+            tx,
+            kill,
+            door,
+        }
+    }
+
+    /// Queue a message; a full queue means the miner stopped reading: it is closed.
+    pub fn send(&self, msg: ToMiner) -> bool {
+        // No door: the miner's task has ended.
+        let Some(door) = self.door.upgrade() else {
+            return false;
+        };
+        door.unapplied().fetch_add(1, Ordering::AcqRel);
+        match self.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                door.unapplied().fetch_sub(1, Ordering::AcqRel);
+                self.kill.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                door.unapplied().fetch_sub(1, Ordering::AcqRel);
+                false
+            }
+        }
+    }
+
+    /// Hand a job of the miner's session to the miner: recorded and written to its socket
+    /// here and now when nothing queued for the miner is still unapplied, else queued behind
+    /// it. False when the miner is gone.
+    pub fn send_job(&self, v: &Arc<JobVariant>) -> bool {
+        let Some(door) = self.door.upgrade() else {
+            return false;
+        };
+        match door.job_now(v) {
+            Some(sent) => sent,
+            None => self.send(ToMiner::Job(v.clone())),
+        }
+    }
+}
+
+/// What the pool gave this session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    pub e1: Vec<u8>,
+    pub n2: usize,
+    /// Version bits the pool granted (0 = none).
+    pub version_mask: u32,
+}
+
+/// A share on its way to the pool.
+#[derive(Debug)]
+pub struct UpSubmit {
+    pub worker: Arc<WorkerEntry>,
+    /// The name the worker uses on this pool (`{user}.{worker}`).
+    pub upstream_user: Arc<str>,
+    pub pool_job_id: Arc<str>,
+    /// Pool-form extranonce2 (`0^p ‖ tail ‖ en2`).
+    pub extranonce2: Vec<u8>,
+    pub ntime: u32,
+    pub nonce: u32,
+    pub version_bits: Option<u32>,
+    /// Miner-facing difficulty the share is credited at.
+    pub difficulty: f64,
+    pub received: Instant,
+    /// Where the pool's verdict goes: the miner gets the pool's answer under its own request id.
+    pub reply: Option<Reply>,
+}
+
+/// The miner waiting for a forwarded share's verdict.
+#[derive(Debug)]
+pub struct Reply {
+    pub link: MinerLink,
+    pub id: Value,
+}
+
+impl Reply {
+    pub fn answer(self, line: String) {
+        self.link.send(ToMiner::Answer(line));
+    }
+}
+
+/// Commands to a session task.
+#[derive(Debug)]
+pub enum SessionCmd {
+    Submit(UpSubmit),
+    /// A miner joins the session; `switch_started`: when the switchboard decided to move it here from
+    /// another pool (for the switch-duration histogram).
+    Attach {
+        link: MinerLink,
+        switch_started: Option<Instant>,
+    },
+    Detach(u64),
+    /// Authorize a worker's upstream name now (a miner joined or added a worker).
+    Authorize(Arc<str>),
+    Close,
+}
+
+/// The switchboard's and miners' handle on a session.
+#[derive(Debug)]
+pub struct SessionHandle {
+    pub id: u64,
+    pub pool: Arc<str>,
+    tx: mpsc::Sender<SessionCmd>,
+    alive: AtomicBool,
+}
+
+impl SessionHandle {
+    /// A handle and the command queue its session task reads (`capacity` commands).
+    pub fn new(id: u64, pool: Arc<str>, capacity: usize) -> (Self, mpsc::Receiver<SessionCmd>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        let handle = SessionHandle {
+            id,
+            pool,
+            tx,
+            alive: AtomicBool::new(true),
+        };
+        (handle, rx)
+    }
+
+    /// The session task has ended (or is ending): shares are no longer taken.
+    pub fn mark_closed(&self) {
+        self.alive.store(false, Ordering::Relaxed);
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Relaxed) && !self.tx.is_closed()
+    }
+
+    /// Queue a share; `false` when the session is gone or hopelessly backed up (the caller
+    /// books the share as lost).
+    pub fn submit(&self, s: UpSubmit) -> bool {
+        self.alive.load(Ordering::Relaxed) && self.tx.try_send(SessionCmd::Submit(s)).is_ok()
+    }
+
+    /// Attach a miner; `switch_started`: when the switchboard decided to move it here from another
+    /// pool (`None` for a first assignment or another session of the same pool).
+    pub fn attach(&self, link: MinerLink, switch_started: Option<Instant>) -> bool {
+        self.tx
+            .try_send(SessionCmd::Attach {
+                link,
+                switch_started,
+            })
+            .is_ok()
+    }
+
+    /// Authorize a worker's upstream name on this session (once; later calls do nothing).
+    pub fn authorize(&self, user: Arc<str>) {
+        let _ = self.tx.try_send(SessionCmd::Authorize(user));
+    }
+
+    pub fn detach(&self, miner: u64) {
+        let _ = self.tx.try_send(SessionCmd::Detach(miner));
+    }
+
+    pub fn close(&self) {
+        let _ = self.tx.try_send(SessionCmd::Close);
+    }
+}
+
+/// What a session tells the switchboard.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionEvent {
+    /// Subscribed, authorized, first job received.
+    Ready(SessionInfo),
+    /// Never became ready. `configure_suspect`: the pool closed right after `mining.configure`.
+    Failed {
+        auth_rejected: bool,
+        configure_suspect: bool,
+        reason: String,
+    },
+    /// Was ready, now closed.
+    Closed {
+        reason: String,
+    },
+    Job,
+    Verdicts {
+        accepted: u64,
+        rejected: u64,
+    },
+    /// The pool asked us to reconnect (optionally elsewhere, after a wait).
+    Reconnect {
+        host: Option<String>,
+        port: Option<u16>,
+        wait: Duration,
+    },
+}
+
+/// A miner registering after its first successful authorize.
+#[derive(Debug)]
+pub struct MinerJoin {
+    pub link: MinerLink,
+    pub extranonce_subscribed: bool,
+    pub login: String,
+    pub route: Route,
+    /// (login, stats entry) of every worker authorized on the connection.
+    pub entries: Vec<(String, Arc<WorkerEntry>)>,
+}
