@@ -61,7 +61,7 @@ spec:
   mode: MinerToMiner
   workers: [{worker}]
   healthPolicy: {{ window: 1m, falseAlarmBudget: 100, minDwell: 10s, disconnectGrace: 5s }}
-  sla: {{ slotSeconds: 10, creditRate: 1 }}
+  sla: {{ slot: 10s, creditRate: 1 }}
 "
         )
     };

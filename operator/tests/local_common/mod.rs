@@ -55,7 +55,7 @@ spec:
     minDwell: 10s
     disconnectGrace: 5s
   sla:
-    slotSeconds: 10
+    slot: 10s
     creditRate: 1
 ",
         workers.concat(),

@@ -34,8 +34,12 @@ pub const DEFAULT_DISCONNECT_GRACE: Duration = Duration::from_secs(15);
 pub const DEFAULT_MAX_REASSIGNMENTS_PER_HOUR: u32 = 12;
 /// Default SLA uptime target.
 pub const DEFAULT_UPTIME_TARGET: Percentage = Percentage::from_millipercent(99_000);
-/// Default accounting slot length in seconds.
-pub const DEFAULT_SLOT_SECONDS: u32 = 60;
+/// Default accounting slot length.
+pub const DEFAULT_SLOT: Duration = Duration::from_mins(1);
+/// Shortest accounting slot: a slot must hold enough shares to be judged.
+pub const MIN_SLOT: Duration = Duration::from_secs(10);
+/// Longest accounting slot.
+pub const MAX_SLOT: Duration = Duration::from_mins(60);
 /// Default false-down budget: one false down slot per 10,000 contract-slots.
 pub const DEFAULT_FALSE_DOWN_BUDGET: f64 = 1.0;
 
@@ -283,10 +287,9 @@ pub struct SlaPolicy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 16))]
     pub currency: Option<String>,
-    /// Accounting slot length in seconds (default 60).
+    /// Accounting slot length, `10s` to `1h` (default `1m`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 10, max = 3600))]
-    pub slot_seconds: Option<u32>,
+    pub slot: Option<Duration>,
     /// Accepted rate of false down slots: slots of a contract delivering exactly
     /// `(1 − tolerance) × contracted` that are nevertheless called down, per 10,000 slots
     /// (default 1). Larger detects smaller shortfalls per slot at the price of more false downs.
@@ -304,9 +307,9 @@ impl SlaPolicy {
     pub fn credit_rate(&self) -> f64 {
         self.credit_rate.unwrap_or(0.0)
     }
-    /// Slot length in seconds with the default applied.
-    pub fn slot_seconds(&self) -> u32 {
-        self.slot_seconds.unwrap_or(DEFAULT_SLOT_SECONDS)
+    /// Slot length with the default applied.
+    pub fn slot(&self) -> Duration {
+        self.slot.unwrap_or(DEFAULT_SLOT)
     }
     /// False-down budget (per 10,000 slots) with the default applied.
     pub fn false_down_budget(&self) -> f64 {
@@ -365,6 +368,13 @@ impl RentalContractSpec {
             && !(budget.is_finite() && budget > 0.0)
         {
             return Err("spec.healthPolicy.falseAlarmBudget must be a positive number".into());
+        }
+        if let Some(slot) = self.sla().slot
+            && !(MIN_SLOT..=MAX_SLOT).contains(&slot)
+        {
+            return Err(format!(
+                "spec.sla.slot must be between {MIN_SLOT} and {MAX_SLOT} (got {slot})"
+            ));
         }
         if let Some(rate) = self.sla().credit_rate
             && !(rate.is_finite() && rate >= 0.0)
@@ -428,7 +438,7 @@ pub struct AssignedWorker {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Uptime {
-    /// Slots (of `sla.slotSeconds`) judged since accounting began: up + down.
+    /// Slots (of `sla.slot`) judged since accounting began: up + down.
     pub observed_slots: u64,
     /// Of those, slots not significantly below `(1 − tolerance) × contracted` (a one-sided
     /// Poisson test of the slot's shares under the false-down budget).
@@ -668,6 +678,21 @@ mod tests {
         zero.contracted_hashrate = Some(Hashrate::ZERO);
         assert!(zero.validate().unwrap_err().contains("greater than 0"));
 
+        // The slot takes the one duration grammar, within 10s..1h.
+        for (slot, ok) in [("9s", false), ("10s", true), ("1m", true), ("1h", true), ("61m", false)] {
+            let mut c = base(ContractMode::Threshold);
+            c.contracted_hashrate = Some(Hashrate::from_terahashes(1));
+            c.sla = Some(SlaPolicy {
+                slot: Some(slot.parse().unwrap()),
+                ..SlaPolicy::default()
+            });
+            let got = c.validate();
+            assert_eq!(got.is_ok(), ok, "slot {slot}: {got:?}");
+            if !ok {
+                assert!(got.unwrap_err().contains("spec.sla.slot must be between 10s and 1h"));
+            }
+        }
+
         let mut ok = base(ContractMode::Threshold);
         ok.contracted_hashrate = Some(Hashrate::from_terahashes(1000));
         ok.start = Some(ts("2026-01-01T00:00:00Z"));
@@ -695,7 +720,7 @@ mod tests {
             Some(ROLE_SPARE)
         );
         assert_eq!(spec.sla().uptime_target().to_string(), "99%");
-        assert_eq!(spec.sla().slot_seconds(), 60);
+        assert_eq!(spec.sla().slot(), Duration::from_mins(1));
     }
 
     #[test]

@@ -273,9 +273,9 @@ pub const ACCOUNTING_VERSION: u32 = 2;
 /// `up`, `down`, `unobserved`: the metric label values of slot verdicts.
 pub fn slot_verdict_name(v: SlotVerdict) -> &'static str {
     match v {
-        SlotVerdict::Up => crate::metrics::verdict::UP,
-        SlotVerdict::Down => crate::metrics::verdict::DOWN,
-        SlotVerdict::Unobserved => crate::metrics::verdict::UNOBSERVED,
+        SlotVerdict::Up => crate::metric_names::verdict::UP,
+        SlotVerdict::Down => crate::metric_names::verdict::DOWN,
+        SlotVerdict::Unobserved => crate::metric_names::verdict::UNOBSERVED,
     }
 }
 
@@ -937,7 +937,7 @@ fn account_contracts(
     for p in &objects.plans {
         let spec = &p.object.spec;
         let sla = spec.sla();
-        let slot = Duration::from_secs(u64::from(sla.slot_seconds().max(1)));
+        let slot = sla.slot().as_std().max(Duration::from_secs(1));
         let terms = SlaTerms {
             contracted_hashrate: p.contracted,
             tolerance: p.tolerance,
