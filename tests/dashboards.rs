@@ -8,7 +8,7 @@ mod observability_common;
 use std::collections::BTreeSet;
 
 use hashsched_hub::metrics::WORKER_INFO;
-use hashsched_operator::metrics::{CONTRACT_CREDIT, CONTRACT_FAILOVERS_TOTAL};
+use hashsched_operator::metric_names::{CONTRACT_CREDIT, CONTRACT_FAILOVERS_TOTAL};
 use observability_common::{dashboard_files, promtool, unknown_names};
 use serde_json::Value;
 

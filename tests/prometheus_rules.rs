@@ -2,14 +2,14 @@
 //! recording rule and alert has a unit-test case, every alert carries a runbook (what it means,
 //! what to do) also listed in docs/observability.md, and every metric a rule reads is one the hub
 //! or the scheduler really exports (names come from `hashsched_hub::metrics::CATALOGUE` and
-//! `hashsched_operator::metrics::CATALOGUE`, the one place each is defined).
+//! `hashsched_operator::metric_names::CATALOGUE`, the one place each is defined).
 
 mod observability_common;
 
 use std::collections::BTreeSet;
 
 use hashsched_hub::metrics::WORKER_HASHRATE;
-use hashsched_operator::metrics::CONTRACT_SLOTS_TOTAL;
+use hashsched_operator::metric_names::CONTRACT_SLOTS_TOTAL;
 use observability_common::{
     catalogue, identifiers, promtool, recorded_names, repo, rule_files, rules_dir, run_promtool,
     unknown_names,

@@ -1,6 +1,6 @@
 //! hashsched operator library: everything above the hub.
 //!
-//! - [`crd`], [`quantity`], [`scheduler`] and [`metrics`] come from the pure core crate
+//! - [`crd`], [`quantity`], [`scheduler`] and [`metric_names`] come from the pure core crate
 //!   `hashsched-core` (`operator/core/`), re-exported here under their usual paths: the five
 //!   custom resources and their quantities, the decision core (health from shares, allocation,
 //!   SLA accounting, rendering of routing documents, Kubernetes objects and statuses) and the
@@ -13,4 +13,4 @@
 pub mod controller;
 pub mod demo;
 pub mod local;
-pub use hashsched_core::{crd, metrics, quantity, scheduler};
+pub use hashsched_core::{crd, metric_names, quantity, scheduler};

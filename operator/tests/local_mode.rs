@@ -12,7 +12,7 @@ mod local_common;
 use hashsched_hub::metrics::WORKER_CONNECTED;
 use hashsched_hub::sim::miner::{MinerConfig, SimMiner};
 use hashsched_operator::crd::Role;
-use hashsched_operator::metrics::{CONTRACT_SLOTS_TOTAL, WORKER_PHASE};
+use hashsched_operator::metric_names::{CONTRACT_SLOTS_TOTAL, WORKER_PHASE};
 use local_common::{Farm, contract_yaml, wait_for, wait_status};
 
 fn miner(farm_hub: std::net::SocketAddr, name: &str) -> SimMiner {

@@ -20,7 +20,7 @@ use hashsched_operator::controller::{Context, FIELD_MANAGER, Shared, children};
 use hashsched_operator::crd::{
     Customer, PoolEndpoint, RentalContract, StratumHub, Worker, conditions,
 };
-use hashsched_operator::metrics::{CONTRACT_UPTIME_RATIO, WORKER_PHASE};
+use hashsched_operator::metric_names::{CONTRACT_UPTIME_RATIO, WORKER_PHASE};
 use jiff::Timestamp;
 use kube::runtime::events::{Recorder, Reporter};
 use operator_common::{FakeApi, Recorded, base64};

@@ -44,12 +44,12 @@ fn files_with_suffix(dir: &Path, suffix: &str) -> Vec<PathBuf> {
 pub fn catalogue() -> BTreeSet<String> {
     let mut names: BTreeSet<String> = hashsched_hub::metrics::CATALOGUE
         .iter()
-        .chain(hashsched_operator::metrics::CATALOGUE)
+        .chain(hashsched_operator::metric_names::CATALOGUE)
         .map(|s| (*s).to_owned())
         .collect();
     let histograms = hashsched_hub::metrics::HISTOGRAMS
         .iter()
-        .chain([&hashsched_operator::metrics::OPERATOR_CYCLE_DURATION]);
+        .chain([&hashsched_operator::metric_names::OPERATOR_CYCLE_DURATION]);
     for h in histograms {
         for suffix in ["_bucket", "_sum", "_count"] {
             names.insert(format!("{h}{suffix}"));

@@ -2,7 +2,7 @@
 //!
 //! Pure data (serde), the contract with the operator's health code: local mode reads it in process
 //! (`hashsched_hub::HubHandle::facts`), the Kubernetes operator reads the same numbers from
-//! `/metrics` (names in [`crate::metrics`]). Every share a miner submits lands in exactly one
+//! `/metrics` (names in [`crate::metric_names`]). Every share a miner submits lands in exactly one
 //! [`ShareResult`] bucket once its fate is known; until the pool answers a forwarded share it is
 //! `pending`, so at any instant `submitted == buckets.total() + pending` (conservation).
 
@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::metrics::result as label;
+use crate::metric_names::result as label;
 
 /// The final bucket of one submitted share. Exactly one per share.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

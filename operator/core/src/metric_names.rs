@@ -1,6 +1,6 @@
 //! Metric and label names of the scheduler side (the operator, and local mode which runs the same
 //! scheduler): the one place the operator, local mode, the recording rules and the dashboards take
-//! them from. The hub's own names live in `hashsched_contract::metrics` (re-exported as
+//! them from. The hub's own names live in `hashsched_contract::metric_names` (re-exported as
 //! `hashsched_hub::metrics`); together the two modules are the product's metric catalogue
 //! ([`CATALOGUE`] lists this side's names for the rules check).
 //!
@@ -57,7 +57,7 @@ pub const OPERATOR_LEADER: &str = "hashsched_operator_leader";
 
 /// Label names: the ones both sides use are the hub's, so a join in PromQL cannot drift.
 pub mod label {
-    pub use hashsched_contract::metrics::label::{CONTRACT, CUSTOMER, KIND, RESULT, WORKER};
+    pub use hashsched_contract::metric_names::label::{CONTRACT, CUSTOMER, KIND, RESULT, WORKER};
     pub const NAMESPACE: &str = "namespace";
     pub const OWNER: &str = "owner";
     pub const PHASE: &str = "phase";

@@ -20,7 +20,7 @@ use std::collections::BTreeMap;
 use hashsched_contract::facts::{
     AssignmentLabels, PoolFacts, ShareResult, WindowHashrate, WorkerFacts,
 };
-use hashsched_contract::metrics::{self as m, label};
+use hashsched_contract::metric_names::{self as m, label};
 
 use crate::scheduler::health::HASHES_PER_DIFFICULTY;
 
@@ -180,7 +180,7 @@ fn parse_labels(mut s: &str) -> Result<(Labels<'_>, &str), String> {
 }
 
 /// `1m` → 60, `5m` → 300, `1h` → 3600, `30s` → 30: the inverse of
-/// [`hashsched_contract::metrics::window_label`].
+/// [`hashsched_contract::metric_names::window_label`].
 pub fn window_seconds(label: &str) -> Option<u64> {
     let (num, unit) = label.split_at(label.find(|c: char| !c.is_ascii_digit())?);
     let n: u64 = num.parse().ok()?;

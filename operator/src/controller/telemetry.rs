@@ -1,5 +1,5 @@
 //! The operator's own `/metrics`: reconciles, hub scrapes and routing pushes, cycle duration,
-//! apiserver writes and leadership, under the names of [`crate::metrics`].
+//! apiserver writes and leadership, under the names of [`crate::metric_names`].
 //!
 //! The per-contract SLIs and per-worker phases (`hashsched_contract_*`, `hashsched_worker_phase`)
 //! are encoded by the shared SLI collector; [`OperatorMetrics::new_with`] is where the operator
@@ -11,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{self as names, label};
+use crate::metric_names::{self as names, label};
 
 type Labels2 = [(&'static str, String); 2];
 type Labels3 = [(&'static str, String); 3];

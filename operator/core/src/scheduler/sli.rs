@@ -1,4 +1,4 @@
-//! The per-contract and per-worker SLIs of [`crate::metrics`] (`hashsched_contract_*`,
+//! The per-contract and per-worker SLIs of [`crate::metric_names`] (`hashsched_contract_*`,
 //! `hashsched_worker_phase`), encoded from the objects' statuses — the ledger the scheduler keeps —
 //! into a prometheus-client registry on each scrape. One encoder for every front end: local mode
 //! serves it next to its embedded hub's series, the Kubernetes operator registers the same
@@ -18,7 +18,7 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
 use crate::crd::{ContractPhase, RentalContract, Worker, WorkerPhase, conditions};
-use crate::metrics::{self, label, verdict};
+use crate::metric_names::{self, label, verdict};
 use crate::scheduler::accounting::HASHES_PER_TH_HOUR;
 
 /// One contract's SLIs, read from its status.
@@ -240,26 +240,26 @@ impl<S: SliSource> Collector for SliCollector<S> {
         let cs = &s.contracts;
         gauge(
             &mut enc,
-            metrics::CONTRACT_CONTRACTED_HASHRATE,
+            metric_names::CONTRACT_CONTRACTED_HASHRATE,
             "Contracted hashrate, hashes per second",
             cs.iter().map(|c| (contract_labels(c), c.contracted)),
         )?;
         gauge(
             &mut enc,
-            metrics::CONTRACT_DELIVERED_HASHRATE,
+            metric_names::CONTRACT_DELIVERED_HASHRATE,
             "Hashrate delivered to the contract's pools, estimated from shares, hashes per second",
             cs.iter().map(|c| (contract_labels(c), c.delivered)),
         )?;
         gauge(
             &mut enc,
-            metrics::CONTRACT_UP,
+            metric_names::CONTRACT_UP,
             "1 when the newest judged SLA slot was up, 0 when down (absent while unobserved)",
             cs.iter()
                 .filter_map(|c| c.up.map(|u| (contract_labels(c), i64::from(u)))),
         )?;
         counter(
             &mut enc,
-            metrics::CONTRACT_SLOTS_TOTAL,
+            metric_names::CONTRACT_SLOTS_TOTAL,
             "Closed SLA slots by verdict (up, down, unobserved)",
             cs.iter().flat_map(|c| {
                 [
@@ -273,31 +273,31 @@ impl<S: SliSource> Collector for SliCollector<S> {
         )?;
         gauge(
             &mut enc,
-            metrics::CONTRACT_UPTIME_RATIO,
+            metric_names::CONTRACT_UPTIME_RATIO,
             "Up slots over judged slots of the contract's ledger",
             cs.iter().map(|c| (contract_labels(c), c.uptime_ratio)),
         )?;
         gauge(
             &mut enc,
-            metrics::CONTRACT_SHORTFALL_HASHES,
+            metric_names::CONTRACT_SHORTFALL_HASHES,
             "Hashes owed (unbiased estimate of contracted minus delivered, when positive)",
             cs.iter().map(|c| (contract_labels(c), c.shortfall_hashes)),
         )?;
         gauge(
             &mut enc,
-            metrics::CONTRACT_CREDIT,
+            metric_names::CONTRACT_CREDIT,
             "Credit owed, in the contract's SLA currency",
             cs.iter().map(|c| (contract_labels(c), c.credit)),
         )?;
         counter(
             &mut enc,
-            metrics::CONTRACT_FAILOVERS_TOTAL,
+            metric_names::CONTRACT_FAILOVERS_TOTAL,
             "Spares lent to the contract",
             cs.iter().map(|c| (contract_labels(c), c.failovers)),
         )?;
         gauge(
             &mut enc,
-            metrics::CONTRACT_PHASE,
+            metric_names::CONTRACT_PHASE,
             "1 for the contract's current phase, 0 for the others",
             cs.iter().flat_map(|c| {
                 PHASES.iter().map(move |p| {
@@ -310,14 +310,14 @@ impl<S: SliSource> Collector for SliCollector<S> {
         )?;
         gauge(
             &mut enc,
-            metrics::CONTRACT_NO_SPARE,
+            metric_names::CONTRACT_NO_SPARE,
             "1 while the contract wants a spare and none is free",
             cs.iter()
                 .map(|c| (contract_labels(c), i64::from(c.no_spare))),
         )?;
         gauge(
             &mut enc,
-            metrics::WORKER_PHASE,
+            metric_names::WORKER_PHASE,
             "1 for the worker's current phase, 0 for the others",
             s.workers.iter().flat_map(|w| {
                 WORKER_PHASES.iter().map(move |p| {
@@ -401,23 +401,23 @@ mod tests {
         let contract_keys: BTreeSet<&str> = [label::NAMESPACE, label::CONTRACT, label::CUSTOMER]
             .into_iter()
             .collect();
-        for name in metrics::CATALOGUE
+        for name in metric_names::CATALOGUE
             .iter()
-            .filter(|n| n.starts_with("hashsched_contract_") || **n == metrics::WORKER_PHASE)
+            .filter(|n| n.starts_with("hashsched_contract_") || **n == metric_names::WORKER_PHASE)
         {
             let rows: Vec<_> = s.iter().filter(|(n, _, _)| n == name).collect();
             assert!(!rows.is_empty(), "{name} missing:\n{text}");
             for (_, labels, _) in rows {
                 let keys: BTreeSet<&str> = labels.keys().map(String::as_str).collect();
-                let want: BTreeSet<&str> = if *name == metrics::WORKER_PHASE {
+                let want: BTreeSet<&str> = if *name == metric_names::WORKER_PHASE {
                     [label::NAMESPACE, label::WORKER, label::OWNER, label::PHASE].into()
-                } else if *name == metrics::CONTRACT_SLOTS_TOTAL {
+                } else if *name == metric_names::CONTRACT_SLOTS_TOTAL {
                     contract_keys
                         .iter()
                         .copied()
                         .chain([label::VERDICT])
                         .collect()
-                } else if *name == metrics::CONTRACT_PHASE {
+                } else if *name == metric_names::CONTRACT_PHASE {
                     contract_keys
                         .iter()
                         .copied()
@@ -439,30 +439,30 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name} {extra:?}"))
         };
         assert_eq!(
-            value(metrics::CONTRACT_SLOTS_TOTAL, Some(("verdict", "down"))),
+            value(metric_names::CONTRACT_SLOTS_TOTAL, Some(("verdict", "down"))),
             "1"
         );
         assert_eq!(
             value(
-                metrics::CONTRACT_SLOTS_TOTAL,
+                metric_names::CONTRACT_SLOTS_TOTAL,
                 Some(("verdict", "unobserved"))
             ),
             "3"
         );
         assert_eq!(
-            value(metrics::CONTRACT_PHASE, Some(("phase", "Active"))),
+            value(metric_names::CONTRACT_PHASE, Some(("phase", "Active"))),
             "1"
         );
         assert_eq!(
-            value(metrics::CONTRACT_PHASE, Some(("phase", "Breached"))),
+            value(metric_names::CONTRACT_PHASE, Some(("phase", "Breached"))),
             "0"
         );
-        assert_eq!(value(metrics::CONTRACT_UP, None), "1");
+        assert_eq!(value(metric_names::CONTRACT_UP, None), "1");
         assert_eq!(
-            value(metrics::WORKER_PHASE, Some(("phase", "Healthy"))),
+            value(metric_names::WORKER_PHASE, Some(("phase", "Healthy"))),
             "1"
         );
-        assert_eq!(value(metrics::WORKER_PHASE, Some(("phase", "Dead"))), "0");
+        assert_eq!(value(metric_names::WORKER_PHASE, Some(("phase", "Dead"))), "0");
         // Operator internals are the operator's, not this encoder's.
         assert!(!text.contains("hashsched_operator_"));
     }
@@ -472,8 +472,8 @@ mod tests {
         let mut snap = snapshot();
         snap.contracts[0].up = None;
         let text = render(Arc::new(snap));
-        assert!(!text.contains(&format!("{} ", metrics::CONTRACT_UP)));
-        assert!(!text.contains(&format!("{}{{", metrics::CONTRACT_UP)));
+        assert!(!text.contains(&format!("{} ", metric_names::CONTRACT_UP)));
+        assert!(!text.contains(&format!("{}{{", metric_names::CONTRACT_UP)));
         let empty = render(Arc::new(SliSnapshot::default()));
         assert_eq!(empty.trim(), "# EOF");
     }
