@@ -17,6 +17,8 @@ pub(crate) mod link;
 pub(crate) mod lines;
 pub mod logging;
 pub mod metrics;
+#[cfg(test)]
+mod module_graph;
 pub mod pool_health;
 pub mod protocol;
 pub mod routing;
