@@ -39,15 +39,15 @@ use crate::extranonce::{ASSUMED_POOL_EXTRANONCE2_SIZE, Tail, fit_miner_en2, pool
 use crate::facts::ShareResult;
 use crate::jobs::{JobVariant, MinerJobs, Sighting};
 use crate::lines::{LineRead, line, read_line};
+use crate::link::{MinerDoor, MinerJoin, MinerLink, Reply, SessionHandle, ToMiner, UpSubmit};
 use crate::metrics::{protocol_error, reconnect, side, unattributed};
 use crate::protocol::{
     self, BIP320_VERSION_MASK, Configure, ConfigureResult, Message, MinerRequest, ServerRequest,
     SetExtranonce, Submit, SubscribeResult, error_code, extension, method,
 };
 use crate::routing::{ResolvedPool, Route, WorkerDecision};
-use crate::link::{MinerDoor, MinerJoin, MinerLink, Reply, SessionHandle, ToMiner, UpSubmit};
-use crate::shared::Shared;
 use crate::share::{HASHES_PER_DIFFICULTY, Target};
+use crate::shared::Shared;
 use crate::stats::{WorkerEntry, unix_now};
 use crate::vardiff::Vardiff;
 

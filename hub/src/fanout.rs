@@ -21,8 +21,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use tracing::warn;
 
-use crate::link::MinerLink;
 use crate::jobs::JobVariant;
+use crate::link::MinerLink;
 
 /// Up to this many miners in all are written by the session itself when nothing is in
 /// flight: a small farm gets its job with no hand-off at all.

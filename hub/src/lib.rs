@@ -13,8 +13,8 @@ pub mod facts;
 pub(crate) mod fanout;
 pub mod http;
 pub mod jobs;
-pub(crate) mod link;
 pub(crate) mod lines;
+pub(crate) mod link;
 pub mod logging;
 pub mod metrics;
 #[cfg(test)]

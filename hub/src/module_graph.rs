@@ -92,7 +92,14 @@ fn the_hub_modules_import_each_other_without_a_circle() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let graph = import_graph(&src);
     // The reader must see the modules it guards, or the test proves nothing.
-    for m in ["server", "switchboard", "upstream", "downstream", "link", "shared"] {
+    for m in [
+        "server",
+        "switchboard",
+        "upstream",
+        "downstream",
+        "link",
+        "shared",
+    ] {
         assert!(graph.contains_key(m), "module {m} not found under {src:?}");
     }
     assert!(graph["downstream"].contains("link") && graph["upstream"].contains("shared"));

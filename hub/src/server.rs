@@ -28,8 +28,8 @@ use crate::routing::control::{
 };
 use crate::routing::reload::{DEFAULT_POLL_INTERVAL, FileReloader};
 use crate::routing::{RoutingDocument, SecretStore, ValidRouting};
-pub(crate) use crate::shared::Shared;
 use crate::shared::Core;
+pub(crate) use crate::shared::Shared;
 use crate::stats::{WorkerTable, unix_now};
 use crate::switchboard::Board;
 

@@ -87,7 +87,12 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn new(config: HubConfig, core: Arc<Core>, metrics: HubMetrics, tails: TailAllocator) -> Self {
+    pub fn new(
+        config: HubConfig,
+        core: Arc<Core>,
+        metrics: HubMetrics,
+        tails: TailAllocator,
+    ) -> Self {
         Shared {
             config,
             core,

@@ -14,15 +14,15 @@
 //! here, only bounded queues.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use crate::link::{MinerJoin, MinerLink, SessionEvent, SessionHandle, SessionInfo, ToMiner};
 use crate::extranonce::{Fit, fit};
 use crate::facts::PoolFacts;
+use crate::link::{MinerJoin, MinerLink, SessionEvent, SessionHandle, SessionInfo, ToMiner};
 use crate::pool_health::{
     HealthPolicy, PoolEvent, PoolHealthBook, PoolState, SwitchReason, choose_pool,
 };

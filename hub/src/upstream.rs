@@ -24,12 +24,12 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
-use crate::link::{
-    MinerLink, Reply, SessionCmd, SessionEvent, SessionHandle, SessionInfo, ToMiner, UpSubmit,
-};
 use crate::facts::ShareResult;
 use crate::jobs::{JobVariant, PoolJob};
 use crate::lines::{LineRead, line, read_line};
+use crate::link::{
+    MinerLink, Reply, SessionCmd, SessionEvent, SessionHandle, SessionInfo, ToMiner, UpSubmit,
+};
 use crate::metrics::{protocol_error, side};
 use crate::pool_health::SwitchReason;
 use crate::protocol::{
@@ -37,8 +37,8 @@ use crate::protocol::{
     ServerRequest, Submit, Subscribe, SubscribeResult, extension,
 };
 use crate::routing::ResolvedPool;
-use crate::shared::Shared;
 use crate::share::Target;
+use crate::shared::Shared;
 use crate::stats::WorkerEntry;
 
 /// Counters of one pool, shared by its sessions and read by `/metrics`.

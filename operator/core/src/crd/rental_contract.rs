@@ -679,7 +679,13 @@ mod tests {
         assert!(zero.validate().unwrap_err().contains("greater than 0"));
 
         // The slot takes the one duration grammar, within 10s..1h.
-        for (slot, ok) in [("9s", false), ("10s", true), ("1m", true), ("1h", true), ("61m", false)] {
+        for (slot, ok) in [
+            ("9s", false),
+            ("10s", true),
+            ("1m", true),
+            ("1h", true),
+            ("61m", false),
+        ] {
             let mut c = base(ContractMode::Threshold);
             c.contracted_hashrate = Some(Hashrate::from_terahashes(1));
             c.sla = Some(SlaPolicy {
@@ -689,7 +695,10 @@ mod tests {
             let got = c.validate();
             assert_eq!(got.is_ok(), ok, "slot {slot}: {got:?}");
             if !ok {
-                assert!(got.unwrap_err().contains("spec.sla.slot must be between 10s and 1h"));
+                assert!(
+                    got.unwrap_err()
+                        .contains("spec.sla.slot must be between 10s and 1h")
+                );
             }
         }
 

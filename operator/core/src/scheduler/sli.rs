@@ -439,7 +439,10 @@ mod tests {
                 .unwrap_or_else(|| panic!("{name} {extra:?}"))
         };
         assert_eq!(
-            value(metric_names::CONTRACT_SLOTS_TOTAL, Some(("verdict", "down"))),
+            value(
+                metric_names::CONTRACT_SLOTS_TOTAL,
+                Some(("verdict", "down"))
+            ),
             "1"
         );
         assert_eq!(
@@ -462,7 +465,10 @@ mod tests {
             value(metric_names::WORKER_PHASE, Some(("phase", "Healthy"))),
             "1"
         );
-        assert_eq!(value(metric_names::WORKER_PHASE, Some(("phase", "Dead"))), "0");
+        assert_eq!(
+            value(metric_names::WORKER_PHASE, Some(("phase", "Dead"))),
+            "0"
+        );
         // Operator internals are the operator's, not this encoder's.
         assert!(!text.contains("hashsched_operator_"));
     }
