@@ -18,6 +18,15 @@
 //!
 //! The figures print as a table and, last, as one JSON line. `--quick` keeps the run under a
 //! minute.
+//!
+//! `--against "COMMAND"` puts another Stratum V1 proxy through the same phases, in a column of
+//! its own: the command gets `{pool}` (the simulated pool) and `{listen}` (a free port the bench
+//! picked), is split into words like a shell would (no shell runs it; give `sh -c '… exec …'`
+//! for one) and started in a process group of its own, whose RSS and CPU are measured. A peer
+//! that gives the miners a higher difficulty than a phase asks for (its floor) has that phase
+//! reported as `n/a: floor D`, not as a figure; a peer that fails a phase has the error in its
+//! column, and the bench goes on. `HUB_BENCH_HUB_WRAP="valgrind --tool=dhat"` (or `perf
+//! record …`) runs the hub child under a profiler.
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
