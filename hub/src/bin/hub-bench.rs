@@ -1725,6 +1725,8 @@ struct PeerProc {
     dir: std::path::PathBuf,
     log: std::path::PathBuf,
     stopped: bool,
+    /// Keep `{dir}` (its `peer.log` is named in a start error).
+    keep_dir: bool,
 }
 
 /// Distinguishes the directories of the peers one bench run starts.
@@ -1779,10 +1781,12 @@ impl PeerProc {
             dir,
             log,
             stopped: false,
+            keep_dir: std::env::var_os("HUB_BENCH_KEEP_PEER_DIR").is_some(),
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = peer.child.try_wait()? {
+                peer.keep_dir = true;
                 bail!(
                     "the peer ({}) exited ({status}) before listening on {listen}; its output: {}",
                     argv.join(" "),
@@ -1793,6 +1797,7 @@ impl PeerProc {
                 return Ok(peer);
             }
             if Instant::now() >= deadline {
+                peer.keep_dir = true;
                 bail!(
                     "the peer ({}) did not listen on {listen} within 30 s; its output: {}",
                     argv.join(" "),
@@ -1841,7 +1846,7 @@ impl PeerProc {
     }
 
     /// SIGTERM to the group, SIGKILL after 3 s; removes `{dir}` (kept when
-    /// HUB_BENCH_KEEP_PEER_DIR is set).
+    /// HUB_BENCH_KEEP_PEER_DIR is set, or when the peer never listened).
     async fn stop(mut self) {
         self.signal_group("-TERM");
         if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
@@ -1856,16 +1861,21 @@ impl PeerProc {
             self.signal_group("-KILL");
         }
         self.stopped = true;
-        if std::env::var_os("HUB_BENCH_KEEP_PEER_DIR").is_none() {
+        if !self.keep_dir {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
 
+/// A phase that failed drops its peer without [`PeerProc::stop`]: the group is killed and
+/// `{dir}` removed all the same (kept as `stop` keeps it).
 impl Drop for PeerProc {
     fn drop(&mut self) {
         if !self.stopped {
             self.signal_group("-KILL");
+            if !self.keep_dir {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
         }
     }
 }
