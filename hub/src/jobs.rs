@@ -288,8 +288,12 @@ pub struct MinerJob {
     /// Version mask in force for this miner and this job's session (miner ∩ pool).
     pub mask: u32,
     /// Share keys, already hashed with the miner's random keys (so a fixed-key hasher here).
-    seen: HashSet<u64, BuildHasherDefault<DefaultHasher>>,
+    /// Boxed on the job's first share: most of the 16 jobs a miner holds never get one, and a
+    /// slot costs 8 bytes instead of an empty set's 32 (the table is per miner).
+    seen: Option<Box<SeenSet>>,
 }
+
+type SeenSet = HashSet<u64, BuildHasherDefault<DefaultHasher>>;
 
 /// The jobs one miner holds (bounded), newest last.
 #[derive(Debug)]
@@ -351,7 +355,7 @@ impl MinerJobs {
             seq,
             difficulty,
             mask,
-            seen: HashSet::default(),
+            seen: None,
         });
     }
 
@@ -441,7 +445,7 @@ impl MinerJobs {
         if let Some(seen) = self
             .jobs
             .iter()
-            .find(|j| same_work(j) && j.seen.contains(&key))
+            .find(|j| same_work(j) && j.seen.as_ref().is_some_and(|s| s.contains(&key)))
         {
             return if &*seen.id == id {
                 Sighting::SameId
@@ -449,10 +453,11 @@ impl MinerJobs {
                 Sighting::OtherId
             };
         }
-        if let Some(j) = self.jobs.iter_mut().rev().find(|j| &*j.id == id)
-            && j.seen.len() < max
-        {
-            j.seen.insert(key);
+        if let Some(j) = self.jobs.iter_mut().rev().find(|j| &*j.id == id) {
+            let seen = j.seen.get_or_insert_with(Box::default);
+            if seen.len() < max {
+                seen.insert(key);
+            }
         }
         Sighting::First
     }

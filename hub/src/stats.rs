@@ -6,7 +6,9 @@
 //! snapshot, and when expired workers are pruned.
 //!
 //! Hashrate windows use a ring of fixed buckets (default 5 s): a 15-minute window costs 181
-//! buckets × 16 bytes per worker. Hashrate over a window is `Σ difficulty · 2^32 / span`, with
+//! buckets × 16 bytes per worker, allocated with the worker's first valid share (a connected
+//! worker that has not submitted any — idle, or still warming up — holds no ring: 2.8 KiB of
+//! a ~12 KiB idle miner). Hashrate over a window is `Σ difficulty · 2^32 / span`, with
 //! `span = min(window, age of the worker)` so that a worker that just appeared is not reported
 //! at a fraction of its speed (the share count tells the reader how much data there is).
 
@@ -30,7 +32,9 @@ pub struct WorkerStats {
     pub difficulty: ShareBuckets<f64>,
     pub pending: u64,
     pub pending_difficulty: f64,
+    /// Empty until the first valid share, then `ring_len` buckets.
     ring: Vec<Bucket>,
+    ring_len: u32,
     bucket_seconds: f64,
     first_seen: f64,
     pub last_share: Option<f64>,
@@ -52,7 +56,8 @@ impl WorkerStats {
             difficulty: ShareBuckets::default(),
             pending: 0,
             pending_difficulty: 0.0,
-            ring: vec![Bucket::default(); n],
+            ring: Vec::new(),
+            ring_len: n as u32,
             bucket_seconds: bucket_seconds as f64,
             first_seen: now,
             last_share: None,
@@ -77,6 +82,9 @@ impl WorkerStats {
     fn note_valid(&mut self, difficulty: f64, now: f64) {
         self.last_share = Some(now);
         let idx = self.bucket_index(now);
+        if self.ring.is_empty() {
+            self.ring = vec![Bucket::default(); self.ring_len as usize];
+        }
         let n = self.ring.len();
         if n == 0 {
             return;

@@ -18,6 +18,15 @@
 //!
 //! The figures print as a table and, last, as one JSON line. `--quick` keeps the run under a
 //! minute.
+//!
+//! `--against "COMMAND"` puts another Stratum V1 proxy through the same phases, in a column of
+//! its own: the command gets `{pool}` (the simulated pool) and `{listen}` (a free port the bench
+//! picked), is split into words like a shell would (no shell runs it; give `sh -c '… exec …'`
+//! for one) and started in a process group of its own, whose RSS and CPU are measured. A peer
+//! that gives the miners a higher difficulty than a phase asks for (its floor) has that phase
+//! reported as `n/a: floor D`, not as a figure; a peer that fails a phase has the error in its
+//! column, and the bench goes on. `HUB_BENCH_HUB_WRAP="valgrind --tool=dhat"` (or `perf
+//! record …`) runs the hub child under a profiler.
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
@@ -57,6 +66,22 @@ struct Args {
     /// give a profiler more samples.
     #[arg(long)]
     broadcast_rounds: Option<usize>,
+    /// Also measure another Stratum V1 proxy under the same load, in a column of its own: a
+    /// command line with {pool} (host:port of the simulated pool) and {listen} (host:port to
+    /// listen on, chosen by the bench); also {pool_host} {pool_port} {listen_host} {listen_port}
+    /// {dir} (a fresh directory, the peer's working directory) {config} (the rendered
+    /// --against-config). Split into words like a shell would (quotes, backslashes), not run by
+    /// one: give `sh -c '... exec PROXY ...'` for shell features. Its whole process group is
+    /// measured.
+    #[arg(long, value_name = "COMMAND")]
+    against: Option<String>,
+    /// Heading of the --against column [default: the program's file name].
+    #[arg(long, value_name = "NAME", requires = "against")]
+    against_name: Option<String>,
+    /// A config file template for the peer: placeholders filled in as in the command, written
+    /// to {dir} under the template's file name, its path given as {config}.
+    #[arg(long, value_name = "FILE", requires = "against")]
+    against_config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     serve: Option<Serve>,
 }
@@ -279,12 +304,28 @@ struct ChildProc {
     stdin: ChildStdin,
     stdout: Lines<BufReader<ChildStdout>>,
     addr: SocketAddr,
+    /// Runs under HUB_BENCH_HUB_WRAP: it is let exit (stdin closed) so the wrapper can write
+    /// its report.
+    wrapped: bool,
 }
 
 impl ChildProc {
     async fn spawn(args: &[String]) -> Result<ChildProc> {
         let exe = std::env::current_exe()?;
-        let mut child = Command::new(exe)
+        // HUB_BENCH_HUB_WRAP: a command line the hub child runs under (a profiler).
+        let wrap = match std::env::var("HUB_BENCH_HUB_WRAP") {
+            Ok(w) if args.first().is_some_and(|a| a == "serve-hub") => split_words(&w)?,
+            _ => Vec::new(),
+        };
+        let mut command = match wrap.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(&exe);
+                c
+            }
+            None => Command::new(&exe),
+        };
+        let mut child = command
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -308,6 +349,7 @@ impl ChildProc {
             stdin,
             stdout,
             addr,
+            wrapped: !wrap.is_empty(),
         })
     }
 
@@ -320,8 +362,18 @@ impl ChildProc {
             .ok_or_else(|| anyhow!("child exited"))
     }
 
-    /// Kills the child and waits for it to exit (its sockets are closed by then).
+    /// Kills the child and waits for it to exit (its sockets are closed by then). A wrapped
+    /// child gets its stdin closed and up to 120 s to exit on its own first.
     async fn stop(mut self) {
+        if self.wrapped {
+            drop(self.stdin);
+            if tokio::time::timeout(Duration::from_secs(120), self.child.wait())
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
         let _ = self.child.kill().await;
     }
 
@@ -356,53 +408,81 @@ fn rss_kib_of(path: &str) -> Option<u64> {
 // Phases
 // ---------------------------------------------------------------------------------------------
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Via {
+/// What the miners connect to: the pool itself, the hub in front of it, or the peer given
+/// with `--against`.
+#[derive(Clone, Copy, Debug)]
+enum Via<'a> {
     Direct,
     Hub,
+    Against(&'a PeerSpec),
 }
 
-impl Via {
+impl Via<'_> {
+    /// The name in the JSON keys.
     fn name(self) -> &'static str {
         match self {
             Via::Direct => "direct",
             Via::Hub => "hub",
+            Via::Against(_) => "against",
+        }
+    }
+
+    /// Its column in the table.
+    fn slot(self) -> usize {
+        match self {
+            Via::Direct => 0,
+            Via::Hub => 1,
+            Via::Against(_) => 2,
+        }
+    }
+
+    /// Its name in progress lines.
+    fn label(self) -> String {
+        match self {
+            Via::Against(p) => format!("{} (--against)", p.name),
+            v => v.name().into(),
         }
     }
 }
 
-/// Pool and (for `Via::Hub`) hub children for one phase.
+/// Pool child and (unless direct) the hub or the peer in front of it, for one phase.
 struct Rig {
     pool: ChildProc,
-    hub: Option<ChildProc>,
+    hub: Option<Front>,
 }
 
 impl Rig {
-    async fn start(via: Via, pool_difficulty: f64, miner_difficulty: f64) -> Result<Rig> {
+    async fn start(via: Via<'_>, pool_difficulty: f64, miner_difficulty: f64) -> Result<Rig> {
         let pool = ChildProc::spawn(&[
             "serve-pool".into(),
             "--difficulty".into(),
             pool_difficulty.to_string(),
         ])
         .await?;
-        let hub = match via {
-            Via::Direct => None,
-            Via::Hub => Some(
-                ChildProc::spawn(&[
-                    "serve-hub".into(),
-                    "--pool".into(),
-                    format!("stratum+tcp://{}", pool.addr),
-                    "--difficulty".into(),
-                    miner_difficulty.to_string(),
-                ])
-                .await?,
-            ),
-        };
+        let hub = Front::start(via, pool.addr, miner_difficulty).await?;
         Ok(Rig { pool, hub })
     }
 
     fn miner_addr(&self) -> SocketAddr {
-        self.hub.as_ref().map(|h| h.addr).unwrap_or(self.pool.addr)
+        self.hub
+            .as_ref()
+            .map(|h| h.addr())
+            .unwrap_or(self.pool.addr)
+    }
+
+    /// CPU so far of the process the miners talk to (hub, peer, or the pool when direct), ms.
+    fn front_cpu_ms(&self) -> Option<f64> {
+        match &self.hub {
+            Some(h) => h.cpu_ms(),
+            None => self.pool.child.id().and_then(cpu_ms_of),
+        }
+    }
+
+    async fn stop(self) {
+        if let Some(h) = self.hub {
+            h.stop().await;
+        }
+        self.pool.stop().await;
     }
 }
 
@@ -424,7 +504,28 @@ async fn wait_ready(miners: &[SimMiner], timeout: Duration) -> Result<()> {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!("only {ready} of {} miners got work", miners.len());
+            let why = miners
+                .iter()
+                .filter_map(|m| {
+                    m.with_stats(|s| {
+                        let ready = s.authorized == Some(true) && s.jobs_received > 0;
+                        (!ready).then(|| {
+                            s.last_error.clone().unwrap_or_else(|| {
+                                format!(
+                                    "connected {}, subscribed {}, authorized {:?}, jobs {}",
+                                    s.connected, s.subscribed, s.authorized, s.jobs_received
+                                )
+                            })
+                        })
+                    })
+                    .flatten()
+                })
+                .next()
+                .unwrap_or_default();
+            bail!(
+                "only {ready} of {} miners got work (a miner without: {why})",
+                miners.len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -445,6 +546,13 @@ struct Throughput {
     /// the hub, forwarded, validated again by the pool).
     pool_shares_per_sec: f64,
     rejected: u64,
+    /// CPU of the process the miners talk to (hub, peer; the pool when direct) per 1,000
+    /// shares accepted at the pool, ms.
+    cpu_per_1000_ms: Option<f64>,
+    /// The difficulty the miners were given.
+    received_difficulty: f64,
+    /// Set when that is above the phase's difficulty (a peer's floor): nothing was measured.
+    floor: Option<f64>,
 }
 
 /// Accepted shares so far, as the pool child counts them.
@@ -456,7 +564,7 @@ async fn pool_accepted(pool: &mut ChildProc) -> Result<u64> {
         .ok_or_else(|| anyhow!("unexpected stats line from the pool: {line}"))
 }
 
-async fn throughput(via: Via, quick: bool) -> Result<Throughput> {
+async fn throughput(via: Via<'_>, quick: bool) -> Result<Throughput> {
     let mut rig = Rig::start(via, EVERY_HASH, EVERY_HASH).await?;
     let n = if quick { 40 } else { 100 };
     let miners = spawn_miners(rig.miner_addr(), n, |i| MinerConfig {
@@ -467,21 +575,50 @@ async fn throughput(via: Via, quick: bool) -> Result<Throughput> {
         reconnect_delay: None,
         ..MinerConfig::new(format!("tp.{i}"))
     });
-    wait_ready(&miners, Duration::from_secs(60)).await?;
+    let ready = wait_ready(&miners, Duration::from_secs(60)).await;
+    let received = received_difficulty(&miners);
+    // A peer that served only some of the miners may still show its floor (the phase is moot
+    // then anyway); otherwise its failure is the result.
+    if let Err(e) = ready {
+        if floor_of(received, EVERY_HASH).is_none() {
+            return Err(e);
+        }
+        eprintln!("[hub-bench] throughput via {}: {e:#}", via.label());
+    }
+    if let Some(floor) = floor_of(received, EVERY_HASH) {
+        // At the peer's floor the miners find a share every few seconds, not thousands per
+        // second: a figure would measure the miners' hashing, not the peer.
+        drop(miners);
+        rig.stop().await;
+        return Ok(Throughput {
+            received_difficulty: received,
+            floor: Some(floor),
+            ..Throughput::default()
+        });
+    }
     tokio::time::sleep(Duration::from_secs(if quick { 1 } else { 3 })).await;
     let p0 = pool_accepted(&mut rig.pool).await?;
+    let c0 = rig.front_cpu_ms();
     let (a0, r0) = total_accepted(&miners);
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(if quick { 5 } else { 15 })).await;
     let (a1, r1) = total_accepted(&miners);
+    let c1 = rig.front_cpu_ms();
     let p1 = pool_accepted(&mut rig.pool).await?;
     let secs = t0.elapsed().as_secs_f64();
     drop(miners);
-    drop(rig);
+    rig.stop().await;
+    let at_pool = p1.saturating_sub(p0);
     Ok(Throughput {
         shares_per_sec: (a1 - a0) as f64 / secs,
-        pool_shares_per_sec: p1.saturating_sub(p0) as f64 / secs,
+        pool_shares_per_sec: at_pool as f64 / secs,
         rejected: r1 - r0,
+        cpu_per_1000_ms: match (c0, c1) {
+            (Some(c0), Some(c1)) if at_pool > 0 => Some((c1 - c0) / (at_pool as f64 / 1000.0)),
+            _ => None,
+        },
+        received_difficulty: received,
+        floor: None,
     })
 }
 
@@ -495,6 +632,10 @@ struct Latency {
     /// Miner sends a share → the miner has its answer (the hub answers after its own check).
     answer_p50_ms: f64,
     answer_p99_ms: f64,
+    /// The difficulty the miners were given.
+    received_difficulty: f64,
+    /// Set when that is above the phase's difficulty (a peer's floor): nothing was measured.
+    floor: Option<f64>,
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -508,7 +649,7 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
 /// 1,000 miners at 5 shares/s each (Poisson). The pool runs in this process so that a share's
 /// send time (miner) and receive time (pool) come from the same clock; every share meets the
 /// pool's target, so through the hub every share is forwarded.
-async fn latency(via: Via, quick: bool) -> Result<Latency> {
+async fn latency(via: Via<'_>, quick: bool) -> Result<Latency> {
     let pool = SimPool::start(PoolConfig {
         name: "bench-latency-pool".into(),
         difficulty: LATENCY_DIFFICULTY,
@@ -517,20 +658,8 @@ async fn latency(via: Via, quick: bool) -> Result<Latency> {
         ..PoolConfig::default()
     })
     .await?;
-    let hub = match via {
-        Via::Direct => None,
-        Via::Hub => Some(
-            ChildProc::spawn(&[
-                "serve-hub".into(),
-                "--pool".into(),
-                pool.url(),
-                "--difficulty".into(),
-                LATENCY_DIFFICULTY.to_string(),
-            ])
-            .await?,
-        ),
-    };
-    let addr = hub.as_ref().map(|h| h.addr).unwrap_or(pool.addr());
+    let hub = Front::start(via, pool.addr(), LATENCY_DIFFICULTY).await?;
+    let addr = hub.as_ref().map(|h| h.addr()).unwrap_or(pool.addr());
     let n = 1000;
     let per_miner = 5.0;
     let miners = spawn_miners(addr, n, |i| MinerConfig {
@@ -542,7 +671,26 @@ async fn latency(via: Via, quick: bool) -> Result<Latency> {
         reconnect_delay: None,
         ..MinerConfig::new(format!("lat.{i}"))
     });
-    wait_ready(&miners, Duration::from_secs(120)).await?;
+    let ready = wait_ready(&miners, Duration::from_secs(120)).await;
+    let received = received_difficulty(&miners);
+    if let Err(e) = ready {
+        if floor_of(received, LATENCY_DIFFICULTY).is_none() {
+            return Err(e);
+        }
+        eprintln!("[hub-bench] latency via {}: {e:#}", via.label());
+    }
+    if let Some(floor) = floor_of(received, LATENCY_DIFFICULTY) {
+        // At the floor the miners' shares come millions of times rarer than 5/s: no samples.
+        drop(miners);
+        if let Some(h) = hub {
+            h.stop().await;
+        }
+        return Ok(Latency {
+            received_difficulty: received,
+            floor: Some(floor),
+            ..Latency::default()
+        });
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
     for m in &miners {
         m.take_latencies();
@@ -592,7 +740,9 @@ async fn latency(via: Via, quick: bool) -> Result<Latency> {
     }
     to_pool.sort_unstable();
     drop(miners);
-    drop(hub);
+    if let Some(h) = hub {
+        h.stop().await;
+    }
     Ok(Latency {
         shares_per_sec: (a1 - a0) as f64 / secs,
         to_pool_p50_ms: percentile(&to_pool, 0.50),
@@ -600,6 +750,8 @@ async fn latency(via: Via, quick: bool) -> Result<Latency> {
         to_pool_samples: to_pool.len(),
         answer_p50_ms: percentile(&answers, 0.50),
         answer_p99_ms: percentile(&answers, 0.99),
+        received_difficulty: received,
+        floor: None,
     })
 }
 
@@ -614,9 +766,11 @@ struct Memory {
     /// by the simulated miners' own parsing (see `broadcast_light` for the hub's figure).
     broadcast_median_ms: f64,
     broadcast_max_ms: f64,
+    /// The difficulty the miners were given (1 asked).
+    received_difficulty: f64,
 }
 
-async fn memory_and_broadcast(via: Via, n: usize) -> Result<Memory> {
+async fn memory_and_broadcast(via: Via<'_>, n: usize) -> Result<Memory> {
     let mut rig = Rig::start(via, 1.0, 1.0).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let measured = |rig: &Rig| match &rig.hub {
@@ -644,6 +798,7 @@ async fn memory_and_broadcast(via: Via, n: usize) -> Result<Memory> {
         }
     }
     wait_ready(&miners, Duration::from_secs(180)).await?;
+    let received = received_difficulty(&miners);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let loaded = measured(&rig).unwrap_or(0);
 
@@ -681,6 +836,7 @@ async fn memory_and_broadcast(via: Via, n: usize) -> Result<Memory> {
     }
     samples.sort_by(f64::total_cmp);
     drop(miners);
+    rig.stop().await;
     Ok(Memory {
         miners: n,
         rss_per_miner_kib: loaded.saturating_sub(idle) as f64 / n as f64,
@@ -688,6 +844,7 @@ async fn memory_and_broadcast(via: Via, n: usize) -> Result<Memory> {
         rss_loaded_kib: loaded,
         broadcast_median_ms: samples.get(samples.len() / 2).copied().unwrap_or(f64::NAN),
         broadcast_max_ms: samples.last().copied().unwrap_or(f64::NAN),
+        received_difficulty: received,
     })
 }
 
@@ -1106,26 +1263,33 @@ struct Broadcast {
 }
 
 /// Who sends the jobs in the broadcast phase.
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Sender {
+#[derive(Clone, Copy, Debug)]
+enum Sender<'a> {
     /// The floor: a raw sender with no protocol (`serve-floor`).
     Floor,
-    /// The simulated pool, straight or through the hub.
-    Via(Via),
+    /// The simulated pool, straight or through the hub or the peer.
+    Via(Via<'a>),
 }
 
-impl Sender {
+impl Sender<'_> {
     fn name(self) -> &'static str {
         match self {
             Sender::Floor => "floor",
             Sender::Via(v) => v.name(),
         }
     }
+
+    fn label(self) -> String {
+        match self {
+            Sender::Floor => "floor".into(),
+            Sender::Via(v) => v.label(),
+        }
+    }
 }
 
 /// `n` light receivers connected to the sender; `rounds` rounds of "the sender is asked for a
 /// new job, time until every receiver has it".
-async fn broadcast_light(from: Sender, n: usize, rounds: usize) -> Result<Broadcast> {
+async fn broadcast_light(from: Sender<'_>, n: usize, rounds: usize) -> Result<Broadcast> {
     // `jobs` is asked for new jobs (the floor or the pool); `hub` relays them when present.
     let (mut jobs, hub) = match from {
         Sender::Floor => (ChildProc::spawn(&["serve-floor".into()]).await?, None),
@@ -1134,10 +1298,10 @@ async fn broadcast_light(from: Sender, n: usize, rounds: usize) -> Result<Broadc
             (rig.pool, rig.hub)
         }
     };
-    let addr = hub.as_ref().map_or(jobs.addr, |h| h.addr);
+    let addr = hub.as_ref().map_or(jobs.addr, |h| h.addr());
     let rx = LightReceivers::connect(addr, n).await?;
     let none = vec![0; n];
-    if from == Sender::Floor {
+    if matches!(from, Sender::Floor) {
         // The floor has no job to hand out on subscribe: send jobs until everyone has one.
         tokio::time::sleep(Duration::from_millis(500)).await;
         let deadline = Instant::now() + Duration::from_secs(180);
@@ -1155,8 +1319,11 @@ async fn broadcast_light(from: Sender, n: usize, rounds: usize) -> Result<Broadc
         .context("waiting for the first job")?;
     // The sender's CPU per job: its CPU over the rounds, less what it uses idle (timers,
     // housekeeping) over the same time, measured on a quiet second first.
-    let sender_pid = hub.as_ref().unwrap_or(&jobs).child.id();
-    let sender_cpu = || sender_pid.and_then(cpu_ms_of);
+    let jobs_pid = jobs.child.id();
+    let sender_cpu = || match &hub {
+        Some(h) => h.cpu_ms(),
+        None => jobs_pid.and_then(cpu_ms_of),
+    };
     let idle_from = (Instant::now(), sender_cpu());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let idle_rate = match (idle_from.1, sender_cpu()) {
@@ -1179,7 +1346,7 @@ async fn broadcast_light(from: Sender, n: usize, rounds: usize) -> Result<Broadc
     }
     eprintln!(
         "[hub-bench] broadcast from {}: rounds, ms: {}",
-        from.name(),
+        from.label(),
         samples
             .iter()
             .map(|s| format!("{s:.1}"))
@@ -1211,73 +1378,786 @@ async fn broadcast_light(from: Sender, n: usize, rounds: usize) -> Result<Broadc
 }
 
 // ---------------------------------------------------------------------------------------------
+// Peer (`--against`)
+// ---------------------------------------------------------------------------------------------
+
+/// A placeholder of an `--against` command line or of an `--against-config` template.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Placeholder {
+    /// `host:port` of the simulated pool the bench started for the phase.
+    Pool,
+    /// `host:port` the peer must listen on (a free loopback port chosen by the bench).
+    Listen,
+    PoolHost,
+    PoolPort,
+    ListenHost,
+    ListenPort,
+    /// A fresh directory for the peer (its working directory; removed when it stops).
+    Dir,
+    /// Path of the `--against-config` template, rendered into `{dir}`.
+    Config,
+}
+
+impl Placeholder {
+    const ALL: [Placeholder; 8] = [
+        Placeholder::Pool,
+        Placeholder::Listen,
+        Placeholder::PoolHost,
+        Placeholder::PoolPort,
+        Placeholder::ListenHost,
+        Placeholder::ListenPort,
+        Placeholder::Dir,
+        Placeholder::Config,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Placeholder::Pool => "pool",
+            Placeholder::Listen => "listen",
+            Placeholder::PoolHost => "pool_host",
+            Placeholder::PoolPort => "pool_port",
+            Placeholder::ListenHost => "listen_host",
+            Placeholder::ListenPort => "listen_port",
+            Placeholder::Dir => "dir",
+            Placeholder::Config => "config",
+        }
+    }
+
+    fn known() -> String {
+        Placeholder::ALL
+            .iter()
+            .map(|p| format!("{{{}}}", p.name()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+/// Part of a template: text, or a value filled in when the peer starts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    Value(Placeholder),
+}
+
+/// Why an `--against` command line (or config template) cannot be used.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+enum AgainstError {
+    #[error("the --against command is empty")]
+    Empty,
+    #[error("the --against command has an unterminated {0} quote")]
+    UnterminatedQuote(char),
+    #[error("the --against command ends with a lone backslash")]
+    TrailingBackslash,
+    #[error("unknown placeholder {{{name}}} in {place} (known: {known}; write {{{{ for a literal brace)", known = Placeholder::known())]
+    UnknownPlaceholder { name: String, place: &'static str },
+    #[error(
+        "the --against command never says where the peer listens: put {{listen}} (or \
+         {{listen_port}}) in the command or in the --against-config template"
+    )]
+    MissingListen,
+    #[error(
+        "the --against command never names the upstream pool: put {{pool}} (or {{pool_port}}) in \
+         the command or in the --against-config template"
+    )]
+    MissingPool,
+    #[error("{{config}} is used but no --against-config template was given")]
+    ConfigWithoutTemplate,
+    #[error("an --against-config template is given but the command never uses {{config}}")]
+    TemplateUnused,
+}
+
+/// Splits a command line into words as a POSIX shell would, without running one: blanks
+/// separate words; `'…'` is literal; in `"…"` a backslash escapes `"` and `\`; elsewhere a
+/// backslash escapes the next character. No variables, globs or redirections (give
+/// `sh -c '…'` as the command for those).
+fn split_words(line: &str) -> Result<Vec<String>, AgainstError> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    // A word has started (so `''` gives an empty word).
+    let mut started = false;
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            '\'' => {
+                started = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err(AgainstError::UnterminatedQuote('\'')),
+                    }
+                }
+            }
+            '"' => {
+                started = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err(AgainstError::UnterminatedQuote('"')),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err(AgainstError::UnterminatedQuote('"')),
+                    }
+                }
+            }
+            '\\' => {
+                started = true;
+                word.push(chars.next().ok_or(AgainstError::TrailingBackslash)?);
+            }
+            c => {
+                started = true;
+                word.push(c);
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    Ok(words)
+}
+
+/// Parses placeholders in `text`: `{name}` (lower-case letters and `_`) is a placeholder and
+/// must be a known one; `{{` and `}}` are literal braces; any other brace is literal (so JSON
+/// such as `{"url":"{pool}"}` needs no escaping).
+fn parse_template(text: &str, place: &'static str) -> Result<Vec<Piece>, AgainstError> {
+    let mut pieces = Vec::new();
+    let mut lit = String::new();
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if rest.starts_with("{{") || rest.starts_with("}}") {
+            lit.push(c);
+            rest = &rest[2..];
+            continue;
+        }
+        if c == '{' {
+            let after = &rest[1..];
+            let name_len = after
+                .find(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+                .unwrap_or(after.len());
+            if name_len > 0 && after[name_len..].starts_with('}') {
+                let name = &after[..name_len];
+                let p = Placeholder::ALL
+                    .into_iter()
+                    .find(|p| p.name() == name)
+                    .ok_or_else(|| AgainstError::UnknownPlaceholder {
+                        name: name.to_owned(),
+                        place,
+                    })?;
+                if !lit.is_empty() {
+                    pieces.push(Piece::Text(std::mem::take(&mut lit)));
+                }
+                pieces.push(Piece::Value(p));
+                rest = &after[name_len + 1..];
+                continue;
+            }
+        }
+        lit.push(c);
+        rest = &rest[c.len_utf8()..];
+    }
+    if !lit.is_empty() {
+        pieces.push(Piece::Text(lit));
+    }
+    Ok(pieces)
+}
+
+/// The values a peer's templates are rendered with.
+struct PeerValues {
+    pool: SocketAddr,
+    listen: SocketAddr,
+    dir: std::path::PathBuf,
+    config: std::path::PathBuf,
+}
+
+fn render(pieces: &[Piece], v: &PeerValues) -> String {
+    pieces
+        .iter()
+        .map(|p| match p {
+            Piece::Text(t) => t.clone(),
+            Piece::Value(Placeholder::Pool) => v.pool.to_string(),
+            Piece::Value(Placeholder::Listen) => v.listen.to_string(),
+            Piece::Value(Placeholder::PoolHost) => v.pool.ip().to_string(),
+            Piece::Value(Placeholder::PoolPort) => v.pool.port().to_string(),
+            Piece::Value(Placeholder::ListenHost) => v.listen.ip().to_string(),
+            Piece::Value(Placeholder::ListenPort) => v.listen.port().to_string(),
+            Piece::Value(Placeholder::Dir) => v.dir.display().to_string(),
+            Piece::Value(Placeholder::Config) => v.config.display().to_string(),
+        })
+        .collect()
+}
+
+/// A config file rendered for each start of the peer.
+#[derive(Clone, Debug)]
+struct ConfigTemplate {
+    /// Name of the rendered file in `{dir}` (the template's own file name).
+    file_name: String,
+    pieces: Vec<Piece>,
+}
+
+/// A Stratum V1 proxy to measure under the hub's load: `--against "COMMAND"`.
+#[derive(Clone, Debug)]
+struct PeerSpec {
+    /// Its column's heading: `--against-name`, else the program's file name.
+    name: String,
+    /// The command line as given.
+    command: String,
+    argv: Vec<Vec<Piece>>,
+    config: Option<ConfigTemplate>,
+}
+
+impl PeerSpec {
+    /// Checks the command (and template) once, before any phase runs: every later start only
+    /// fills in values.
+    fn parse(
+        command: &str,
+        name: Option<&str>,
+        config: Option<(String, String)>,
+    ) -> Result<PeerSpec, AgainstError> {
+        let words = split_words(command)?;
+        if words.is_empty() || words.first().is_some_and(|w| w.is_empty()) {
+            return Err(AgainstError::Empty);
+        }
+        let argv = words
+            .iter()
+            .map(|w| parse_template(w, "the --against command"))
+            .collect::<Result<Vec<_>, _>>()?;
+        let config = config
+            .map(|(file_name, text)| {
+                Ok::<_, AgainstError>(ConfigTemplate {
+                    file_name,
+                    pieces: parse_template(&text, "the --against-config template")?,
+                })
+            })
+            .transpose()?;
+        let in_command = |p: Placeholder| argv.iter().flatten().any(|x| *x == Piece::Value(p));
+        let anywhere = |p: Placeholder| {
+            in_command(p)
+                || config
+                    .as_ref()
+                    .is_some_and(|c| c.pieces.contains(&Piece::Value(p)))
+        };
+        if in_command(Placeholder::Config) && config.is_none() {
+            return Err(AgainstError::ConfigWithoutTemplate);
+        }
+        if config.is_some() && !in_command(Placeholder::Config) {
+            return Err(AgainstError::TemplateUnused);
+        }
+        if !anywhere(Placeholder::Listen) && !anywhere(Placeholder::ListenPort) {
+            return Err(AgainstError::MissingListen);
+        }
+        if !anywhere(Placeholder::Pool) && !anywhere(Placeholder::PoolPort) {
+            return Err(AgainstError::MissingPool);
+        }
+        let name = match name {
+            Some(n) => n.to_owned(),
+            None => match argv.first().map(|w| w.as_slice()) {
+                Some([Piece::Text(program)]) => {
+                    let base = program.rsplit('/').next().unwrap_or(program);
+                    if matches!(base, "sh" | "bash" | "dash" | "env" | "exec") {
+                        "peer".to_owned()
+                    } else {
+                        base.to_owned()
+                    }
+                }
+                _ => "peer".to_owned(),
+            },
+        };
+        Ok(PeerSpec {
+            name,
+            command: command.to_owned(),
+            argv,
+            config,
+        })
+    }
+
+    fn render_argv(&self, v: &PeerValues) -> Vec<String> {
+        self.argv.iter().map(|w| render(w, v)).collect()
+    }
+}
+
+/// Fields of `/proc/<pid>/stat` after the command name, parsed for the process-group scan.
+struct ProcStat {
+    pgrp: u32,
+    /// utime + stime + cutime + cstime, clock ticks.
+    ticks: u64,
+}
+
+fn proc_stat(pid: u32) -> Option<ProcStat> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = s.get(s.rfind(')')? + 2..)?.split_whitespace().collect();
+    // From field 3 (state): pgrp is field 5, utime..cstime fields 14..17.
+    let num = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok());
+    Some(ProcStat {
+        pgrp: u32::try_from(num(2)?).ok()?,
+        ticks: num(11)? + num(12)? + num(13)? + num(14)?,
+    })
+}
+
+/// Processes of the group `pgid` (the peer and whatever it started: a `sh -c` wrapper, forked
+/// workers).
+fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| proc_stat(*pid).is_some_and(|s| s.pgrp == pgid))
+        .collect()
+}
+
+/// A running peer: its process group (it is started as the leader of a new group), the address
+/// it listens on and its directory. Dropping it kills the group.
+struct PeerProc {
+    child: Child,
+    pgid: u32,
+    addr: SocketAddr,
+    dir: std::path::PathBuf,
+    log: std::path::PathBuf,
+    stopped: bool,
+    /// Keep `{dir}` (its `peer.log` is named in a start error).
+    keep_dir: bool,
+}
+
+/// Distinguishes the directories of the peers one bench run starts.
+static PEER_STARTS: AtomicUsize = AtomicUsize::new(0);
+
+impl PeerProc {
+    /// Renders the templates, starts the peer in `{dir}` with its output in `{dir}/peer.log`,
+    /// and waits (up to 30 s) until `{listen}` accepts TCP.
+    async fn start(spec: &PeerSpec, pool: SocketAddr) -> Result<PeerProc> {
+        let dir = std::env::temp_dir().join(format!(
+            "hub-bench-peer.{}.{}",
+            std::process::id(),
+            PEER_STARTS.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        let values = PeerValues {
+            pool,
+            listen,
+            config: dir.join(
+                spec.config
+                    .as_ref()
+                    .map_or("peer.conf", |c| c.file_name.as_str()),
+            ),
+            dir: dir.clone(),
+        };
+        if let Some(c) = &spec.config {
+            std::fs::write(&values.config, render(&c.pieces, &values))
+                .with_context(|| format!("writing {}", values.config.display()))?;
+        }
+        let argv = spec.render_argv(&values);
+        let (program, args) = argv.split_first().ok_or(AgainstError::Empty)?;
+        let log = dir.join("peer.log");
+        let out = std::fs::File::create(&log)?;
+        let child = Command::new(program)
+            .args(args)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .process_group(0)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("starting the peer: {}", argv.join(" ")))?;
+        let pgid = child
+            .id()
+            .ok_or_else(|| anyhow!("the peer exited at once"))?;
+        let mut peer = PeerProc {
+            child,
+            pgid,
+            addr: listen,
+            dir,
+            log,
+            stopped: false,
+            keep_dir: std::env::var_os("HUB_BENCH_KEEP_PEER_DIR").is_some(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = peer.child.try_wait()? {
+                peer.keep_dir = true;
+                bail!(
+                    "the peer ({}) exited ({status}) before listening on {listen}; its output: {}",
+                    argv.join(" "),
+                    peer.log.display()
+                );
+            }
+            if tokio::net::TcpStream::connect(listen).await.is_ok() {
+                return Ok(peer);
+            }
+            if Instant::now() >= deadline {
+                peer.keep_dir = true;
+                bail!(
+                    "the peer ({}) did not listen on {listen} within 30 s; its output: {}",
+                    argv.join(" "),
+                    peer.log.display()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// RSS of the whole group, KiB (a `sh -c` wrapper's few hundred KiB included: constant,
+    /// so out of every per-miner difference).
+    fn rss_kib(&self) -> Option<u64> {
+        let members = group_members(self.pgid);
+        if members.is_empty() {
+            return None;
+        }
+        Some(
+            members
+                .iter()
+                .filter_map(|pid| rss_kib_of(&format!("/proc/{pid}/status")))
+                .sum(),
+        )
+    }
+
+    /// CPU time of the whole group so far (children it reaped included), ms; USER_HZ = 100.
+    fn cpu_ms(&self) -> Option<f64> {
+        let members = group_members(self.pgid);
+        if members.is_empty() {
+            return None;
+        }
+        let ticks: u64 = members
+            .iter()
+            .filter_map(|pid| proc_stat(*pid))
+            .map(|s| s.ticks)
+            .sum();
+        Some(ticks as f64 * 10.0)
+    }
+
+    fn signal_group(&self, signal: &str) {
+        let _ = std::process::Command::new("kill")
+            .args([signal, "--", &format!("-{}", self.pgid)])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// SIGTERM to the group, SIGKILL after 3 s; removes `{dir}` (kept when
+    /// HUB_BENCH_KEEP_PEER_DIR is set, or when the peer never listened).
+    async fn stop(mut self) {
+        self.signal_group("-TERM");
+        if tokio::time::timeout(Duration::from_secs(3), self.child.wait())
+            .await
+            .is_err()
+        {
+            self.signal_group("-KILL");
+            let _ = self.child.wait().await;
+        }
+        // Whatever the leader left behind in its group.
+        if !group_members(self.pgid).is_empty() {
+            self.signal_group("-KILL");
+        }
+        self.stopped = true;
+        if !self.keep_dir {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A phase that failed drops its peer without [`PeerProc::stop`]: the group is killed and
+/// `{dir}` removed all the same (kept as `stop` keeps it).
+impl Drop for PeerProc {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.signal_group("-KILL");
+            if !self.keep_dir {
+                let _ = std::fs::remove_dir_all(&self.dir);
+            }
+        }
+    }
+}
+
+/// The server the miners connect to in front of the pool: the hub or the peer.
+enum Front {
+    Hub(ChildProc),
+    Peer(PeerProc),
+}
+
+impl Front {
+    /// Starts the front `via` names in front of the pool at `pool` (None for `Via::Direct`).
+    async fn start(via: Via<'_>, pool: SocketAddr, difficulty: f64) -> Result<Option<Front>> {
+        Ok(match via {
+            Via::Direct => None,
+            Via::Hub => Some(Front::Hub(
+                ChildProc::spawn(&[
+                    "serve-hub".into(),
+                    "--pool".into(),
+                    format!("stratum+tcp://{pool}"),
+                    "--difficulty".into(),
+                    difficulty.to_string(),
+                ])
+                .await?,
+            )),
+            Via::Against(spec) => Some(Front::Peer(PeerProc::start(spec, pool).await?)),
+        })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Front::Hub(h) => h.addr,
+            Front::Peer(p) => p.addr,
+        }
+    }
+
+    fn rss_kib(&self) -> Option<u64> {
+        match self {
+            Front::Hub(h) => h.rss_kib(),
+            Front::Peer(p) => p.rss_kib(),
+        }
+    }
+
+    fn cpu_ms(&self) -> Option<f64> {
+        match self {
+            Front::Hub(h) => h.child.id().and_then(cpu_ms_of),
+            Front::Peer(p) => p.cpu_ms(),
+        }
+    }
+
+    async fn stop(self) {
+        match self {
+            Front::Hub(h) => h.stop().await,
+            Front::Peer(p) => p.stop().await,
+        }
+    }
+}
+
+/// The difficulty the miners were given (the highest any of them mines at).
+fn received_difficulty(miners: &[SimMiner]) -> f64 {
+    miners
+        .iter()
+        .filter_map(|m| m.with_stats(|s| s.difficulty))
+        .fold(0.0, f64::max)
+}
+
+/// `Some(received)` when the miners got a higher difficulty than the phase asked for: the
+/// front's difficulty floor, which makes a phase built on that difficulty meaningless.
+fn floor_of(received: f64, asked: f64) -> Option<f64> {
+    (received > asked * (1.0 + 1e-9)).then_some(received)
+}
+
+/// A difficulty as people write it: `1`, `0.5`, `1e-12`.
+fn fmt_difficulty(d: f64) -> String {
+    if d >= 1e-3 {
+        format!("{d}")
+    } else {
+        format!("{d:e}")
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Report
 // ---------------------------------------------------------------------------------------------
 
+/// One line of the table: the figure, its value per column (direct, hub, peer), the target.
+struct Row {
+    what: String,
+    cells: [String; 3],
+    target: String,
+}
+
+/// A failed phase in the table: the start of the error (the whole of it is in the JSON line
+/// and on stderr).
+fn error_cell(e: &anyhow::Error) -> String {
+    const MAX: usize = 40;
+    let full = format!("error: {e:#}");
+    if full.chars().count() <= MAX {
+        full
+    } else {
+        format!("{}…", full.chars().take(MAX - 1).collect::<String>())
+    }
+}
+
+/// Reads `--against` (and its template) into a checked spec.
+fn peer_spec(args: &Args) -> Result<Option<PeerSpec>> {
+    let Some(command) = &args.against else {
+        return Ok(None);
+    };
+    let config = match &args.against_config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading --against-config {}", path.display()))?;
+            let file_name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or("peer.conf")
+                .to_owned();
+            Some((file_name, text))
+        }
+        None => None,
+    };
+    Ok(Some(PeerSpec::parse(
+        command,
+        args.against_name.as_deref(),
+        config,
+    )?))
+}
+
 async fn bench(args: &Args) -> Result<()> {
+    let peer = peer_spec(args)?;
     let want = |p: &str| args.phases.is_empty() || args.phases.iter().any(|x| x == p);
-    let vias: Vec<Via> = if args.no_baseline {
+    let mut vias: Vec<Via> = if args.no_baseline {
         vec![Via::Hub]
     } else {
         vec![Via::Direct, Via::Hub]
     };
+    if let Some(p) = &peer {
+        vias.push(Via::Against(p));
+    }
     let idle_miners = args.idle_miners.unwrap_or(10_000);
     let started = Instant::now();
     let mut report = serde_json::Map::new();
     report.insert("quick".into(), json!(args.quick));
-    let mut rows: Vec<(String, String, String, String)> = Vec::new();
-    let mut row = |what: &str, direct: String, hub: String, target: &str| {
-        rows.push((what.into(), direct, hub, target.into()))
+    if let Some(p) = &peer {
+        report.insert("against_name".into(), json!(p.name));
+        report.insert("against_command".into(), json!(p.command));
+    }
+    let mut rows: Vec<Row> = Vec::new();
+    let mut row3 = |what: &str, cells: [String; 3], target: &str| {
+        rows.push(Row {
+            what: what.into(),
+            cells,
+            target: target.into(),
+        })
     };
     let fmt = |v: Option<f64>, prec: usize| match v {
         Some(x) if x.is_finite() => format!("{x:.prec$}"),
         _ => "-".into(),
     };
+    // A peer's cell for a phase its difficulty floor made meaningless.
+    let floored = |floor: f64| format!("n/a: floor {}", fmt_difficulty(floor));
 
     if want("throughput") {
-        let mut r = [None, None];
+        let mut r: [Option<Throughput>; 3] = [None, None, None];
+        let mut errors: [Option<String>; 3] = [None, None, None];
         for via in &vias {
-            eprintln!("[hub-bench] throughput via {} ...", via.name());
+            eprintln!("[hub-bench] throughput via {} ...", via.label());
             match throughput(*via, args.quick).await {
                 Ok(t) => {
-                    r[(*via == Via::Hub) as usize] = Some(t);
+                    r[via.slot()] = Some(t);
+                    let v = via.name();
                     report.insert(
-                        format!("throughput_{}_shares_per_sec", via.name()),
+                        format!("throughput_{v}_received_difficulty"),
+                        json!(t.received_difficulty),
+                    );
+                    if let Some(floor) = t.floor {
+                        report.insert(format!("throughput_{v}_difficulty_floor"), json!(floor));
+                        continue;
+                    }
+                    report.insert(
+                        format!("throughput_{v}_shares_per_sec"),
                         json!(t.shares_per_sec.round()),
                     );
                     report.insert(
-                        format!("throughput_{}_pool_accepted_per_sec", via.name()),
+                        format!("throughput_{v}_pool_accepted_per_sec"),
                         json!(t.pool_shares_per_sec.round()),
                     );
-                    report.insert(
-                        format!("throughput_{}_rejected", via.name()),
-                        json!(t.rejected),
-                    );
+                    report.insert(format!("throughput_{v}_rejected"), json!(t.rejected));
+                    if let Some(c) = t.cpu_per_1000_ms {
+                        report.insert(format!("throughput_{v}_cpu_ms_per_1000_shares"), json!(c));
+                    }
                 }
-                Err(e) => eprintln!("[hub-bench] throughput via {}: {e:#}", via.name()),
+                Err(e) => {
+                    eprintln!("[hub-bench] throughput via {}: {e:#}", via.label());
+                    report.insert(
+                        format!("throughput_{}_error", via.name()),
+                        json!(format!("{e:#}")),
+                    );
+                    errors[via.slot()] = Some(error_cell(&e));
+                }
             }
         }
-        row(
+        // The peer's cell: its figure, its floor, or its error.
+        let cell = |i: usize, f: &dyn Fn(&Throughput) -> String| match (&r[i], &errors[i]) {
+            (Some(t), _) if t.floor.is_some() => floored(t.received_difficulty),
+            (Some(t), _) => f(t),
+            (None, Some(e)) if i == 2 => e.clone(),
+            _ => "-".into(),
+        };
+        let sps = |t: &Throughput| fmt(Some(t.shares_per_sec), 0);
+        let pool = |t: &Throughput| fmt(Some(t.pool_shares_per_sec), 0);
+        row3(
             "throughput, shares/s answered to miners",
-            fmt(r[0].map(|t| t.shares_per_sec), 0),
-            fmt(r[1].map(|t| t.shares_per_sec), 0),
+            [cell(0, &sps), cell(1, &sps), cell(2, &sps)],
             "",
         );
-        row(
+        row3(
             "throughput, shares/s accepted at the pool",
-            fmt(r[0].map(|t| t.pool_shares_per_sec), 0),
-            fmt(r[1].map(|t| t.pool_shares_per_sec), 0),
+            [cell(0, &pool), cell(1, &pool), cell(2, &pool)],
             ">= 50000",
         );
+        if let Some(d) = r[0].filter(|d| d.floor.is_none() && d.pool_shares_per_sec > 0.0) {
+            let ratio =
+                |t: &Throughput| fmt(Some(t.pool_shares_per_sec / d.pool_shares_per_sec), 2);
+            for (i, t) in r.iter().enumerate().skip(1) {
+                if let Some(t) = t.filter(|t| t.floor.is_none()) {
+                    let v = if i == 1 { "hub" } else { "against" };
+                    report.insert(
+                        format!("throughput_{v}_over_direct"),
+                        json!(t.pool_shares_per_sec / d.pool_shares_per_sec),
+                    );
+                }
+            }
+            row3(
+                "throughput at the pool, / direct",
+                ["".into(), cell(1, &ratio), cell(2, &ratio)],
+                "",
+            );
+        }
+        let rejects = |t: &Throughput| t.rejected.to_string();
+        let cpu = |t: &Throughput| fmt(t.cpu_per_1000_ms, 1);
+        let diff = |t: &Throughput| fmt_difficulty(t.received_difficulty);
+        row3(
+            "throughput, shares rejected",
+            [cell(0, &rejects), cell(1, &rejects), cell(2, &rejects)],
+            "",
+        );
+        row3(
+            if peer.is_some() {
+                "throughput, CPU ms per 1000 shares (pool | hub | peer)"
+            } else {
+                "throughput, CPU ms per 1000 shares (pool | hub)"
+            },
+            [cell(0, &cpu), cell(1, &cpu), cell(2, &cpu)],
+            "",
+        );
+        if peer.is_some() {
+            let diff_cell = |i: usize| r[i].as_ref().map_or("-".into(), diff);
+            row3(
+                &format!(
+                    "throughput, difficulty the miners got (asked {})",
+                    fmt_difficulty(EVERY_HASH)
+                ),
+                [diff_cell(0), diff_cell(1), diff_cell(2)],
+                "",
+            );
+        }
     }
     if want("latency") {
-        let mut r = [None, None];
+        let mut r: [Option<Latency>; 3] = [None, None, None];
+        let mut errors: [Option<String>; 3] = [None, None, None];
         for via in &vias {
-            eprintln!("[hub-bench] latency via {} ...", via.name());
+            eprintln!("[hub-bench] latency via {} ...", via.label());
             match latency(*via, args.quick).await {
                 Ok(l) => {
-                    r[(*via == Via::Hub) as usize] = Some(l);
+                    r[via.slot()] = Some(l);
                     let v = via.name();
+                    if let Some(floor) = l.floor {
+                        report.insert(format!("latency_{v}_difficulty_floor"), json!(floor));
+                        continue;
+                    }
                     report.insert(
                         format!("latency_{v}_to_pool_p50_ms"),
                         json!(l.to_pool_p50_ms),
@@ -1297,133 +2177,189 @@ async fn bench(args: &Args) -> Result<()> {
                         json!(l.shares_per_sec.round()),
                     );
                 }
-                Err(e) => eprintln!("[hub-bench] latency via {}: {e:#}", via.name()),
+                Err(e) => {
+                    eprintln!("[hub-bench] latency via {}: {e:#}", via.label());
+                    report.insert(
+                        format!("latency_{}_error", via.name()),
+                        json!(format!("{e:#}")),
+                    );
+                    errors[via.slot()] = Some(error_cell(&e));
+                }
             }
         }
-        row(
+        let cell = |i: usize, f: &dyn Fn(&Latency) -> f64, prec: usize| match (&r[i], &errors[i]) {
+            (Some(l), _) if l.floor.is_some() => floored(l.received_difficulty),
+            (Some(l), _) => fmt(Some(f(l)), prec),
+            (None, Some(e)) if i == 2 => e.clone(),
+            _ => "-".into(),
+        };
+        let cells = |f: &dyn Fn(&Latency) -> f64, prec: usize| {
+            [cell(0, f, prec), cell(1, f, prec), cell(2, f, prec)]
+        };
+        row3(
             "latency load, shares/s (1000 miners)",
-            fmt(r[0].map(|l| l.shares_per_sec), 0),
-            fmt(r[1].map(|l| l.shares_per_sec), 0),
+            cells(&|l| l.shares_per_sec, 0),
             "5000",
         );
-        row(
-            "miner -> pool p50, ms",
-            fmt(r[0].map(|l| l.to_pool_p50_ms), 3),
-            fmt(r[1].map(|l| l.to_pool_p50_ms), 3),
-            "",
-        );
-        row(
-            "miner -> pool p99, ms",
-            fmt(r[0].map(|l| l.to_pool_p99_ms), 3),
-            fmt(r[1].map(|l| l.to_pool_p99_ms), 3),
-            "",
-        );
-        row(
-            "miner answer p50, ms",
-            fmt(r[0].map(|l| l.answer_p50_ms), 3),
-            fmt(r[1].map(|l| l.answer_p50_ms), 3),
-            "",
-        );
-        row(
-            "miner answer p99, ms",
-            fmt(r[0].map(|l| l.answer_p99_ms), 3),
-            fmt(r[1].map(|l| l.answer_p99_ms), 3),
-            "",
-        );
-        if let (Some(d), Some(h)) = (r[0], r[1]) {
-            let added50 = h.to_pool_p50_ms - d.to_pool_p50_ms;
-            let added99 = h.to_pool_p99_ms - d.to_pool_p99_ms;
-            report.insert("latency_added_p50_ms".into(), json!(added50));
-            report.insert("latency_added_p99_ms".into(), json!(added99));
-            row(
-                "added latency to pool p50, ms",
-                "".into(),
-                fmt(Some(added50), 3),
+        row3("miner -> pool p50, ms", cells(&|l| l.to_pool_p50_ms, 3), "");
+        row3("miner -> pool p99, ms", cells(&|l| l.to_pool_p99_ms, 3), "");
+        row3("miner answer p50, ms", cells(&|l| l.answer_p50_ms, 3), "");
+        row3("miner answer p99, ms", cells(&|l| l.answer_p99_ms, 3), "");
+        let measured = |i: usize| r[i].filter(|l| l.floor.is_none());
+        if let Some(d) = measured(0)
+            && (measured(1).is_some() || measured(2).is_some())
+        {
+            let mut added = [String::new(), String::new(), String::new()];
+            let mut added99 = [String::new(), String::new(), String::new()];
+            for i in 1..3 {
+                if let Some(h) = measured(i) {
+                    let (a50, a99) = (
+                        h.to_pool_p50_ms - d.to_pool_p50_ms,
+                        h.to_pool_p99_ms - d.to_pool_p99_ms,
+                    );
+                    // The hub's keys stay as they were; the peer's carry its name.
+                    let key = if i == 1 { "latency" } else { "latency_against" };
+                    report.insert(format!("{key}_added_p50_ms"), json!(a50));
+                    report.insert(format!("{key}_added_p99_ms"), json!(a99));
+                    added[i] = fmt(Some(a50), 3);
+                    added99[i] = fmt(Some(a99), 3);
+                } else {
+                    added[i] = cell(i, &|_| f64::NAN, 3);
+                    added99[i] = added[i].clone();
+                }
+            }
+            row3("added latency to pool p50, ms", added, "");
+            row3("added latency to pool p99, ms", added99, "<= 1");
+        }
+        if peer.is_some() {
+            let diff_cell = |i: usize| {
+                r[i].as_ref()
+                    .map_or("-".into(), |l| fmt_difficulty(l.received_difficulty))
+            };
+            row3(
+                &format!(
+                    "latency, difficulty the miners got (asked {})",
+                    fmt_difficulty(LATENCY_DIFFICULTY)
+                ),
+                [diff_cell(0), diff_cell(1), diff_cell(2)],
                 "",
-            );
-            row(
-                "added latency to pool p99, ms",
-                "".into(),
-                fmt(Some(added99), 3),
-                "<= 1",
             );
         }
     }
     if want("memory") {
-        let mut r = [None, None];
+        let mut r: [Option<Memory>; 3] = [None, None, None];
+        let mut errors: [Option<String>; 3] = [None, None, None];
         for via in &vias {
             eprintln!(
                 "[hub-bench] memory and broadcast with {idle_miners} miners via {} ...",
-                via.name()
+                via.label()
             );
             match memory_and_broadcast(*via, idle_miners).await {
                 Ok(m) => {
-                    r[(*via == Via::Hub) as usize] = Some(m);
-                    report.insert(format!("memory_{}_miners", via.name()), json!(m.miners));
+                    r[via.slot()] = Some(m);
+                    let v = via.name();
+                    report.insert(format!("memory_{v}_miners"), json!(m.miners));
                     report.insert(
-                        format!("memory_{}_rss_per_miner_kib", via.name()),
+                        format!("memory_{v}_rss_per_miner_kib"),
                         json!(m.rss_per_miner_kib),
                     );
+                    report.insert(format!("memory_{v}_rss_idle_kib"), json!(m.rss_idle_kib));
                     report.insert(
-                        format!("memory_{}_rss_idle_kib", via.name()),
-                        json!(m.rss_idle_kib),
-                    );
-                    report.insert(
-                        format!("memory_{}_rss_loaded_kib", via.name()),
+                        format!("memory_{v}_rss_loaded_kib"),
                         json!(m.rss_loaded_kib),
                     );
                     report.insert(
-                        format!("broadcast_{}_median_ms", via.name()),
+                        format!("broadcast_{v}_median_ms"),
                         json!(m.broadcast_median_ms),
                     );
-                    report.insert(
-                        format!("broadcast_{}_max_ms", via.name()),
-                        json!(m.broadcast_max_ms),
-                    );
+                    report.insert(format!("broadcast_{v}_max_ms"), json!(m.broadcast_max_ms));
+                    if peer.is_some() {
+                        report.insert(
+                            format!("memory_{v}_received_difficulty"),
+                            json!(m.received_difficulty),
+                        );
+                    }
                 }
-                Err(e) => eprintln!("[hub-bench] memory via {}: {e:#}", via.name()),
+                Err(e) => {
+                    eprintln!("[hub-bench] memory via {}: {e:#}", via.label());
+                    report.insert(
+                        format!("memory_{}_error", via.name()),
+                        json!(format!("{e:#}")),
+                    );
+                    errors[via.slot()] = Some(error_cell(&e));
+                }
             }
         }
-        row(
-            &format!("RSS per miner, KiB ({idle_miners} miners; pool | hub)"),
-            fmt(r[0].map(|m| m.rss_per_miner_kib), 2),
-            fmt(r[1].map(|m| m.rss_per_miner_kib), 2),
+        let cells = |f: &dyn Fn(&Memory) -> f64, prec: usize| {
+            let cell = |i: usize| match (&r[i], &errors[i]) {
+                (Some(m), _) => fmt(Some(f(m)), prec),
+                (None, Some(e)) if i == 2 => e.clone(),
+                _ => "-".into(),
+            };
+            [cell(0), cell(1), cell(2)]
+        };
+        row3(
+            &if peer.is_some() {
+                format!("RSS per miner, KiB ({idle_miners} miners; pool | hub | peer)")
+            } else {
+                format!("RSS per miner, KiB ({idle_miners} miners; pool | hub)")
+            },
+            cells(&|m| m.rss_per_miner_kib, 2),
             "<= 16",
         );
-        row(
+        if let (Some(h), Some(p)) = (r[1], r[2]) {
+            let ratio = h.rss_per_miner_kib / p.rss_per_miner_kib;
+            report.insert("memory_hub_over_against".into(), json!(ratio));
+            row3(
+                "RSS per miner, hub / peer",
+                ["".into(), fmt(Some(ratio), 2), "".into()],
+                "",
+            );
+        }
+        row3(
             &format!("new job to all {idle_miners} miners (SimMiners), median ms"),
-            fmt(r[0].map(|m| m.broadcast_median_ms), 1),
-            fmt(r[1].map(|m| m.broadcast_median_ms), 1),
+            cells(&|m| m.broadcast_median_ms, 1),
             "",
         );
-        row(
+        row3(
             &format!("new job to all {idle_miners} miners (SimMiners), max ms"),
-            fmt(r[0].map(|m| m.broadcast_max_ms), 1),
-            fmt(r[1].map(|m| m.broadcast_max_ms), 1),
+            cells(&|m| m.broadcast_max_ms, 1),
             "",
         );
+        if peer.is_some() {
+            row3(
+                "memory, difficulty the miners got (asked 1)",
+                [0, 1, 2].map(|i| {
+                    r[i].as_ref()
+                        .map_or("-".into(), |m| fmt_difficulty(m.received_difficulty))
+                }),
+                "",
+            );
+        }
     }
     if want("broadcast") {
         let mut senders: Vec<Sender> = vias.iter().map(|v| Sender::Via(*v)).collect();
         if !args.no_baseline {
             senders.insert(0, Sender::Floor);
         }
-        let mut r: [Option<Broadcast>; 3] = [None, None, None];
+        // Direct, hub, peer, floor.
+        let who = if peer.is_some() { "hub|peer" } else { "hub" };
+        let mut r: [Option<Broadcast>; 4] = [None, None, None, None];
+        let mut peer_error = None;
         for from in &senders {
             eprintln!(
                 "[hub-bench] broadcast to {idle_miners} light receivers from {} ...",
-                from.name()
+                from.label()
             );
             let rounds = args
                 .broadcast_rounds
                 .unwrap_or(if args.quick { 5 } else { 9 });
+            let slot = match from {
+                Sender::Via(v) => v.slot(),
+                Sender::Floor => 3,
+            };
             match broadcast_light(*from, idle_miners, rounds).await {
                 Ok(b) => {
-                    let slot = match from {
-                        Sender::Via(Via::Direct) => 0,
-                        Sender::Via(Via::Hub) => 1,
-                        Sender::Floor => 2,
-                    };
                     r[slot] = Some(b);
                     let v = from.name();
                     report.insert("broadcast_light_receivers".into(), json!(b.receivers));
@@ -1433,78 +2369,113 @@ async fn bench(args: &Args) -> Result<()> {
                         report.insert(format!("broadcast_light_{v}_cpu_ms_per_job"), json!(c));
                     }
                 }
-                Err(e) => eprintln!("[hub-bench] broadcast from {}: {e:#}", from.name()),
+                Err(e) => {
+                    eprintln!("[hub-bench] broadcast from {}: {e:#}", from.label());
+                    report.insert(
+                        format!("broadcast_light_{}_error", from.name()),
+                        json!(format!("{e:#}")),
+                    );
+                    if slot == 2 {
+                        peer_error = Some(error_cell(&e));
+                    }
+                }
             }
         }
-        row(
+        let cells = |f: &dyn Fn(&Broadcast) -> Option<f64>| {
+            let cell = |i: usize| match (&r[i], &peer_error) {
+                (Some(b), _) => fmt(f(b), 1),
+                (None, Some(e)) if i == 2 => e.clone(),
+                _ => "-".into(),
+            };
+            [cell(0), cell(1), cell(2)]
+        };
+        row3(
             &format!("new job to all {idle_miners} miners (light receivers), median ms"),
-            fmt(r[0].map(|b| b.median_ms), 1),
-            fmt(r[1].map(|b| b.median_ms), 1),
+            cells(&|b| Some(b.median_ms)),
             "<= 50",
         );
-        row(
+        row3(
             &format!("new job to all {idle_miners} miners (light receivers), max ms"),
-            fmt(r[0].map(|b| b.max_ms), 1),
-            fmt(r[1].map(|b| b.max_ms), 1),
+            cells(&|b| Some(b.max_ms)),
             "",
         );
-        if let Some(f) = r[2] {
-            row(
+        if let Some(f) = r[3] {
+            row3(
                 "  floor: raw writes of one line to every socket, median ms",
-                fmt(Some(f.median_ms), 1),
-                "".into(),
+                [fmt(Some(f.median_ms), 1), "".into(), "".into()],
                 "",
             );
         }
-        row(
+        row3(
             "sender CPU per job (all cores), ms",
-            fmt(r[0].and_then(|b| b.cpu_per_job_ms), 1),
-            fmt(r[1].and_then(|b| b.cpu_per_job_ms), 1),
+            cells(&|b| b.cpu_per_job_ms),
             "",
         );
-        if let Some(f) = r[2] {
-            row(
+        if let Some(f) = r[3] {
+            row3(
                 "  floor: sender CPU per job, ms",
-                fmt(f.cpu_per_job_ms, 1),
-                "".into(),
+                [fmt(f.cpu_per_job_ms, 1), "".into(), "".into()],
                 "",
             );
         }
-        if let (Some(d), Some(h)) = (r[0], r[1]) {
-            let ratio = h.median_ms / d.median_ms;
-            let added = h.median_ms - d.median_ms;
-            report.insert("broadcast_light_hub_over_direct".into(), json!(ratio));
-            report.insert("broadcast_light_added_median_ms".into(), json!(added));
-            row(
-                "light receivers, hub / direct (median)",
-                "".into(),
-                fmt(Some(ratio), 2),
+        if let (Some(d), true) = (r[0], r[1].is_some() || r[2].is_some()) {
+            let mut ratio = [String::new(), String::new(), String::new()];
+            let mut added = [String::new(), String::new(), String::new()];
+            for (i, b) in r.iter().enumerate().take(3).skip(1) {
+                if let Some(h) = b {
+                    let (q, a) = (h.median_ms / d.median_ms, h.median_ms - d.median_ms);
+                    let v = if i == 1 { "hub" } else { "against" };
+                    report.insert(format!("broadcast_light_{v}_over_direct"), json!(q));
+                    report.insert(
+                        if i == 1 {
+                            "broadcast_light_added_median_ms".to_owned()
+                        } else {
+                            "broadcast_light_against_added_median_ms".to_owned()
+                        },
+                        json!(a),
+                    );
+                    ratio[i] = fmt(Some(q), 2);
+                    added[i] = fmt(Some(a), 1);
+                }
+            }
+            row3(
+                &format!("light receivers, {who} / direct (median)"),
+                ratio,
                 "",
             );
-            row(
-                "light receivers, added by the hub (median), ms",
-                "".into(),
-                fmt(Some(added), 1),
+            row3(
+                &format!("light receivers, added by the {who} (median), ms"),
+                added,
                 "",
             );
         }
-        if let (Some(f), Some(h)) = (r[2], r[1]) {
-            let ratio = h.median_ms / f.median_ms;
-            report.insert("broadcast_light_hub_over_floor".into(), json!(ratio));
-            row(
-                "light receivers, hub / floor (median)",
-                "".into(),
-                fmt(Some(ratio), 2),
-                "",
-            );
-            if let (Some(fc), Some(hc)) = (f.cpu_per_job_ms, h.cpu_per_job_ms) {
-                report.insert("broadcast_light_hub_cpu_over_floor".into(), json!(hc / fc));
-                row(
-                    "sender CPU per job, hub / floor",
-                    "".into(),
-                    fmt(Some(hc / fc), 2),
+        if let Some(f) = r[3] {
+            let mut ratio = [String::new(), String::new(), String::new()];
+            let mut cpu = [String::new(), String::new(), String::new()];
+            for (i, b) in r.iter().enumerate().take(3).skip(1) {
+                if let Some(h) = b {
+                    let v = if i == 1 { "hub" } else { "against" };
+                    let q = h.median_ms / f.median_ms;
+                    report.insert(format!("broadcast_light_{v}_over_floor"), json!(q));
+                    ratio[i] = fmt(Some(q), 2);
+                    if let (Some(fc), Some(hc)) = (f.cpu_per_job_ms, h.cpu_per_job_ms) {
+                        report.insert(
+                            format!("broadcast_light_{v}_cpu_over_floor"),
+                            json!(hc / fc),
+                        );
+                        cpu[i] = fmt(Some(hc / fc), 2);
+                    }
+                }
+            }
+            if r[1].is_some() || r[2].is_some() {
+                row3(
+                    &format!("light receivers, {who} / floor (median)"),
+                    ratio,
                     "",
                 );
+                if cpu.iter().any(|c| !c.is_empty()) {
+                    row3(&format!("sender CPU per job, {who} / floor"), cpu, "");
+                }
             }
         }
     }
@@ -1512,13 +2483,213 @@ async fn bench(args: &Args) -> Result<()> {
         "seconds".into(),
         json!((started.elapsed().as_secs_f64() * 10.0).round() / 10.0),
     );
-    println!(
-        "{:<64} {:>12} {:>12} {:>10}",
-        "figure", "direct", "via hub", "target"
-    );
-    for (what, d, h, t) in &rows {
-        println!("{what:<64} {d:>12} {h:>12} {t:>10}");
+    match &peer {
+        None => {
+            println!(
+                "{:<64} {:>12} {:>12} {:>10}",
+                "figure", "direct", "via hub", "target"
+            );
+            for Row {
+                what,
+                cells: [d, h, _],
+                target,
+            } in &rows
+            {
+                println!("{what:<64} {d:>12} {h:>12} {target:>10}");
+            }
+        }
+        Some(p) => {
+            let heading = format!("via {}", p.name);
+            let wide = rows
+                .iter()
+                .map(|r| r.cells[2].chars().count())
+                .chain([heading.chars().count(), 12])
+                .max()
+                .unwrap_or(12);
+            println!(
+                "{:<64} {:>12} {:>12} {:>wide$} {:>10}",
+                "figure", "direct", "via hub", heading, "target"
+            );
+            for Row {
+                what,
+                cells: [d, h, x],
+                target,
+            } in &rows
+            {
+                println!("{what:<64} {d:>12} {h:>12} {x:>wide$} {target:>10}");
+            }
+        }
     }
     println!("{}", serde_json::Value::Object(report));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values() -> PeerValues {
+        PeerValues {
+            pool: "127.0.0.1:3333".parse().unwrap(),
+            listen: "127.0.0.1:4444".parse().unwrap(),
+            dir: "/tmp/d".into(),
+            config: "/tmp/d/ckproxy.conf".into(),
+        }
+    }
+
+    #[test]
+    fn splits_like_a_shell() {
+        assert_eq!(
+            split_words(r#"  a 'b c'  "d \"e\" \\ \x" f\ g '' "#).unwrap(),
+            vec!["a", "b c", r#"d "e" \ \x"#, "f g", ""]
+        );
+        assert_eq!(split_words("").unwrap(), Vec::<String>::new());
+        assert_eq!(
+            split_words("a 'b"),
+            Err(AgainstError::UnterminatedQuote('\''))
+        );
+        assert_eq!(
+            split_words(r#"a "b"#),
+            Err(AgainstError::UnterminatedQuote('"'))
+        );
+        assert_eq!(split_words("a \\"), Err(AgainstError::TrailingBackslash));
+    }
+
+    #[test]
+    fn fills_in_placeholders() {
+        let spec = PeerSpec::parse(
+            "stratum-hub --pool stratum+tcp://{pool} --listen {listen}",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(spec.name, "stratum-hub");
+        assert_eq!(
+            spec.render_argv(&values()),
+            vec![
+                "stratum-hub",
+                "--pool",
+                "stratum+tcp://127.0.0.1:3333",
+                "--listen",
+                "127.0.0.1:4444"
+            ]
+        );
+        // Inside quotes too (one word for `sh -c`), every placeholder, literal braces.
+        let spec = PeerSpec::parse(
+            "sh -c 'exec p {pool_host}:{pool_port} {listen_host} {listen_port} {dir} {{x}} {\"k\"}'",
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(spec.name, "peer");
+        assert_eq!(
+            spec.render_argv(&values()),
+            vec![
+                "sh",
+                "-c",
+                "exec p 127.0.0.1:3333 127.0.0.1 4444 /tmp/d {x} {\"k\"}"
+            ]
+        );
+    }
+
+    #[test]
+    fn renders_a_config_template() {
+        let spec = PeerSpec::parse(
+            "/opt/ckpool -p -c {config} -s {dir}",
+            Some("ckpool"),
+            Some((
+                "ckproxy.conf".into(),
+                r#"{"proxy":[{"url":"{pool}"}],"serverurl":["{listen}"]}"#.into(),
+            )),
+        )
+        .unwrap();
+        assert_eq!(spec.name, "ckpool");
+        let v = values();
+        assert_eq!(
+            spec.render_argv(&v),
+            vec![
+                "/opt/ckpool",
+                "-p",
+                "-c",
+                "/tmp/d/ckproxy.conf",
+                "-s",
+                "/tmp/d"
+            ]
+        );
+        let c = spec.config.as_ref().unwrap();
+        assert_eq!(
+            render(&c.pieces, &v),
+            r#"{"proxy":[{"url":"127.0.0.1:3333"}],"serverurl":["127.0.0.1:4444"]}"#
+        );
+    }
+
+    #[test]
+    fn refuses_bad_commands_with_reasons() {
+        let parse = |c: &str| PeerSpec::parse(c, None, None).map(|_| ());
+        assert_eq!(parse(""), Err(AgainstError::Empty));
+        assert_eq!(parse("   "), Err(AgainstError::Empty));
+        assert_eq!(parse("'' {pool} {listen}"), Err(AgainstError::Empty));
+        assert_eq!(parse("proxy --up {pool}"), Err(AgainstError::MissingListen));
+        assert_eq!(
+            parse("proxy --listen {listen}"),
+            Err(AgainstError::MissingPool)
+        );
+        let unknown = parse("proxy {pool} {listen} {poool}").unwrap_err();
+        assert_eq!(
+            unknown,
+            AgainstError::UnknownPlaceholder {
+                name: "poool".into(),
+                place: "the --against command"
+            }
+        );
+        assert!(unknown.to_string().contains("{poool}"), "{unknown}");
+        assert!(unknown.to_string().contains("{listen}"), "{unknown}");
+        assert_eq!(
+            parse("proxy {pool} {listen} -c {config}"),
+            Err(AgainstError::ConfigWithoutTemplate)
+        );
+        assert_eq!(
+            PeerSpec::parse(
+                "proxy {dir}",
+                None,
+                Some(("c".into(), "{pool} {listen}".into()))
+            )
+            .map(|_| ()),
+            Err(AgainstError::TemplateUnused)
+        );
+        assert_eq!(
+            PeerSpec::parse(
+                "proxy {config}",
+                None,
+                Some(("c".into(), "{pool} {lisen}".into()))
+            )
+            .map(|_| ()),
+            Err(AgainstError::UnknownPlaceholder {
+                name: "lisen".into(),
+                place: "the --against-config template"
+            })
+        );
+        assert_eq!(
+            parse("proxy '{pool} {listen}"),
+            Err(AgainstError::UnterminatedQuote('\''))
+        );
+        // Where listen and pool come from the template, the command needs neither.
+        assert!(
+            PeerSpec::parse(
+                "proxy {config}",
+                None,
+                Some(("c".into(), "{pool} {listen}".into()))
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn reports_a_floor_only_above_the_asked_difficulty() {
+        assert_eq!(floor_of(1.0, EVERY_HASH), Some(1.0));
+        assert_eq!(floor_of(EVERY_HASH, EVERY_HASH), None);
+        assert_eq!(floor_of(1.0, 1.0), None);
+        assert_eq!(fmt_difficulty(1.0), "1");
+        assert_eq!(fmt_difficulty(EVERY_HASH), "1e-12");
+    }
 }
