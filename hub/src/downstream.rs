@@ -23,23 +23,22 @@
 //! error and counted; a connection never takes another down.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::io::BufReader;
 use tokio::net::TcpStream;
 use tokio::net::tcp::OwnedWriteHalf;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::extranonce::{ASSUMED_POOL_EXTRANONCE2_SIZE, Tail, fit_miner_en2, pool_extranonce2};
 use crate::facts::ShareResult;
 use crate::jobs::{JobVariant, MinerJobs, Sighting};
-use crate::lines::{LineRead, line, read_line};
-use crate::link::{MinerDoor, MinerJoin, MinerLink, Reply, SessionHandle, ToMiner, UpSubmit};
+use crate::lines::{LineRead, SocketLines};
+use crate::link::{
+    MinerDoor, MinerInbox, MinerJoin, MinerLink, Reply, SessionHandle, ToMiner, UpSubmit,
+};
 use crate::metrics::{protocol_error, reconnect, side, unattributed};
 use crate::protocol::{
     self, BIP320_VERSION_MASK, Configure, ConfigureResult, Message, MinerRequest, ServerRequest,
@@ -54,22 +53,21 @@ use crate::vardiff::Vardiff;
 /// A miner's state and the write side of its socket, shared by the miner's task and the job
 /// fan-out of its session. The lock is held for microseconds and never across an await.
 pub struct MinerCell {
-    /// Messages queued and not yet applied by the task (decremented under the lock). Next to
-    /// the lock, so that a job's write touches one cache line of the cell, not two.
-    unapplied: AtomicUsize,
+    /// Messages from the switchboard and the sessions (applied by the task under the lock).
+    inbox: MinerInbox,
     miner: Mutex<Miner>,
     writer: OwnedWriteHalf,
 }
 
 impl MinerDoor for MinerCell {
-    fn unapplied(&self) -> &AtomicUsize {
-        &self.unapplied
+    fn inbox(&self) -> &MinerInbox {
+        &self.inbox
     }
 
     fn job_now(&self, v: &Arc<JobVariant>) -> Option<bool> {
         let mut m = self.lock();
-        // Read under the lock: the task applies a message and decrements under it too.
-        (self.unapplied.load(Ordering::Acquire) == 0).then(|| m.job_direct(v, &self.writer))
+        // Read under the lock: the task applies a message and counts it off under it too.
+        (self.inbox.unapplied() == 0).then(|| m.job_direct(v, &self.writer))
     }
 }
 
@@ -82,7 +80,7 @@ impl MinerCell {
     /// Apply one message from the queue (counted off the unapplied ones under the lock).
     fn apply(&self, m: &mut Miner, msg: ToMiner) -> Result<(), Closed> {
         let r = m.on_message(msg);
-        self.unapplied.fetch_sub(1, Ordering::AcqRel);
+        self.inbox.applied();
         r
     }
 
@@ -181,25 +179,23 @@ async fn first_pool_answer(sh: &Shared, deadline: Option<tokio::time::Instant>) 
 pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let id = sh.next_miner_id();
     let _ = stream.set_nodelay(true);
-    let (r, writer) = stream.into_split();
-    let mut reader = BufReader::with_capacity(1024, r);
-    let (tx, mut rx) = mpsc::channel(sh.config.limits.write_queue);
+    let (reader, writer) = stream.into_split();
+    let mut lines = SocketLines::default();
     // A child of the hub's shutdown token: one future below wakes the task for either.
     let kill = sh.shutdown.child_token();
     let cfg = &sh.config;
     let now = Instant::now();
     let initial = cfg.vardiff.initial_difficulty;
     let cell = Arc::new_cyclic(|cell: &Weak<MinerCell>| MinerCell {
-        unapplied: AtomicUsize::new(0),
+        inbox: MinerInbox::new(sh.config.limits.write_queue),
         writer,
         miner: Mutex::new(Miner {
             id,
             _peer: peer,
-            out: Vec::with_capacity(512),
+            out: Vec::new(),
             link: MinerLink::new(
                 id,
                 cfg.extranonce.miner_extranonce2_size,
-                tx,
                 kill.clone(),
                 cell.clone(),
             ),
@@ -239,7 +235,6 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let reason: Closed = tracing::Instrument::instrument(
         async {
             let max = sh.config.limits.max_line_bytes;
-            let mut buf = Vec::with_capacity(256);
             // Housekeeping every 2 s, at a phase of its own: after a restart every miner
             // reconnects within a second, and ticks that fire together stall job broadcasts.
             let phase = Duration::from_millis((id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) % 2000);
@@ -271,29 +266,26 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                         let _ = tokio::time::timeout(Duration::from_secs(2), cell.flush(&never)).await;
                         break "hub shutting down";
                     }
-                    msg = rx.recv() => match msg {
-                        // Drain what else is queued (a broadcast and an answer, a switch and
-                        // its job) so that one write carries it all.
-                        Some(msg) => {
-                            let mut m = cell.lock();
-                            let mut r = cell.apply(&mut m, msg);
-                            while r.is_ok() {
-                                match rx.try_recv() {
-                                    Ok(msg) => r = cell.apply(&mut m, msg),
-                                    Err(_) => break,
-                                }
+                    // Drain everything queued (a broadcast and an answer, a switch and its job)
+                    // so that one write carries it all.
+                    _ = cell.inbox.changed() => {
+                        let mut m = cell.lock();
+                        let mut r = Ok(());
+                        while r.is_ok() {
+                            match cell.inbox.pop() {
+                                Some(msg) => r = cell.apply(&mut m, msg),
+                                None => break,
                             }
-                            r
                         }
-                        None => Err("internal queue closed"),
-                    },
+                        r
+                    }
                     _ = first_pool_answer(&sh, held), if held.is_some() => {
                         cell.lock().answer_held_subscribe()
                     }
-                    r = read_line(&mut reader, &mut buf, max), if held.is_none() => {
+                    r = lines.read_line(&reader, max), if held.is_none() => {
                         let mut m = cell.lock();
                         match r {
-                            Ok(LineRead::Line) => m.on_line(line(&buf)),
+                            Ok(LineRead::Line) => m.on_line(lines.line()),
                             Ok(LineRead::Eof) => Err("miner closed the connection"),
                             Ok(LineRead::TooLong) => {
                                 m.sh.metrics.protocol_error(side::MINER, protocol_error::LINE_TOO_LONG);
@@ -303,7 +295,12 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                             Err(_) => Err("read error"),
                         }
                     }
-                    _ = tick.tick() => cell.lock().on_tick(),
+                    _ = tick.tick() => {
+                        // A quiet miner holds no read, write or queue buffer between ticks.
+                        lines.release_memory();
+                        cell.inbox.release_memory();
+                        cell.lock().on_tick()
+                    }
                 };
                 if let Err(why) = cell.flush(&kill).await {
                     break if sh.shutdown.is_cancelled() { "hub shutting down" } else { why };
@@ -443,6 +440,9 @@ impl Miner {
     }
 
     fn on_tick(&mut self) -> Result<(), Closed> {
+        if self.out.is_empty() && self.out.capacity() > 0 {
+            self.out = Vec::new();
+        }
         let cfg = &self.sh.config;
         let idle = self.last_line.elapsed();
         if idle > cfg.idle_timeout() {
@@ -916,6 +916,8 @@ impl Miner {
         if let Some(s) = &self.session {
             s.authorize(upstream.clone());
         }
+        // Most connections carry one worker: no room for four (a Vec's first growth).
+        self.workers.reserve_exact(1);
         self.workers.push(AuthWorker {
             login: login.clone(),
             entry: entry.clone(),

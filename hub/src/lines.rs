@@ -1,11 +1,15 @@
 //! Bounded, cancel-safe line reading for Stratum sockets (miners and pools).
 //!
 //! `tokio_util`'s `LinesCodec` would do, but a per-connection `FramedRead` starts with an 8 KiB
-//! buffer; with 10,000 miners at ≤ 16 KiB each the hub reads through a small `BufReader` and one
-//! reusable line buffer instead. The function is safe to use in `select!`: partial data lives in
-//! the caller's buffer, and the only await point is `fill_buf`, which is cancel-safe.
+//! buffer. Pool sessions (a few per hub) read through a small `BufReader` with [`read_line`];
+//! miner connections (10,000 per hub, mostly quiet between shares) read with [`SocketLines`]:
+//! straight from the socket into one buffer that holds only what has not been consumed yet, and
+//! that a quiet connection gives back ([`SocketLines::release_memory`]) — no read buffer sits
+//! allocated per idle miner. Both are safe to use in `select!`: partial data lives in the
+//! caller's buffer, and the only await point (`fill_buf`, `readable`) is cancel-safe.
 
 use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use tokio::net::tcp::OwnedReadHalf;
 
 /// One read outcome.
 #[derive(Debug, PartialEq, Eq)]
@@ -76,6 +80,80 @@ pub fn line(buf: &[u8]) -> &[u8] {
     }
 }
 
+/// Bytes asked of the socket per read: a share line is ~150–250 bytes, and several pipelined
+/// lines fit.
+const READ_CHUNK: usize = 512;
+
+/// Lines read straight from a socket into one buffer (see the module doc).
+#[derive(Debug, Default)]
+pub struct SocketLines {
+    data: Vec<u8>,
+    /// Bytes of `data` that the line last returned occupies, `\n` included (dropped by the next
+    /// read).
+    taken: usize,
+    /// End of the line last returned (without `\r\n`).
+    line_end: usize,
+}
+
+impl SocketLines {
+    /// Read one line (see [`SocketLines::line`]). Lines longer than `max` bytes give
+    /// [`LineRead::TooLong`]; bytes after the last complete line at EOF are dropped.
+    pub async fn read_line(&mut self, sock: &OwnedReadHalf, max: usize) -> std::io::Result<LineRead> {
+        if self.taken > 0 {
+            self.data.drain(..self.taken);
+            self.taken = 0;
+            self.line_end = 0;
+        }
+        let mut scanned = 0;
+        loop {
+            if let Some(found) = self.data[scanned..].iter().position(|&b| b == b'\n') {
+                let pos = scanned + found;
+                if pos > max {
+                    self.data.clear();
+                    return Ok(LineRead::TooLong);
+                }
+                self.line_end = if pos > 0 && self.data[pos - 1] == b'\r' { pos - 1 } else { pos };
+                self.taken = pos + 1;
+                return Ok(LineRead::Line);
+            }
+            if self.data.len() > max {
+                self.data.clear();
+                return Ok(LineRead::TooLong);
+            }
+            scanned = self.data.len();
+            sock.readable().await?;
+            self.data.reserve(READ_CHUNK);
+            match sock.try_read_buf(&mut self.data) {
+                Ok(0) => {
+                    self.data.clear();
+                    return Ok(LineRead::Eof);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The line the last [`SocketLines::read_line`] returned (empty before any).
+    pub fn line(&self) -> &[u8] {
+        self.data.get(..self.line_end).unwrap_or_default()
+    }
+
+    /// Give the buffer's memory back when nothing unread is in it (a quiet connection).
+    pub fn release_memory(&mut self) {
+        if self.taken >= self.data.len() && self.data.capacity() > 0 {
+            *self = SocketLines::default();
+        }
+    }
+
+    /// Bytes held.
+    #[cfg(test)]
+    pub fn capacity(&self) -> usize {
+        self.data.capacity()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +190,85 @@ last-no-newline";
             read_line(&mut r, &mut buf, 100).await.unwrap(),
             LineRead::Eof
         );
+    }
+
+    /// A connected pair on 127.0.0.1: the client's write half and the server's read half.
+    async fn pair() -> (tokio::net::TcpStream, OwnedReadHalf) {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let (server, _) = l.accept().await.unwrap();
+        let (r, w) = server.into_split();
+        std::mem::forget(w); // keep the server's write side open
+        (client, r)
+    }
+
+    #[tokio::test]
+    async fn socket_lines_split_pipelined_and_partial_lines() {
+        use tokio::io::AsyncWriteExt;
+        let (mut c, r) = pair().await;
+        let mut lines = SocketLines::default();
+        // Two lines in one write, the second with CRLF, then a line in three pieces.
+        c.write_all(b"{\"id\":1}\nsecond\r\nthi").await.unwrap();
+        assert_eq!(lines.read_line(&r, 100).await.unwrap(), LineRead::Line);
+        assert_eq!(lines.line(), b"{\"id\":1}");
+        assert_eq!(lines.read_line(&r, 100).await.unwrap(), LineRead::Line);
+        assert_eq!(lines.line(), b"second");
+        let write_rest = async {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            c.write_all(b"rd-").await.unwrap();
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            c.write_all(b"line\n\nlast-without-newline").await.unwrap();
+            c
+        };
+        let (read, mut c) = tokio::join!(lines.read_line(&r, 100), write_rest);
+        assert_eq!(read.unwrap(), LineRead::Line);
+        assert_eq!(lines.line(), b"third-line");
+        // An empty line is a line.
+        assert_eq!(lines.read_line(&r, 100).await.unwrap(), LineRead::Line);
+        assert_eq!(lines.line(), b"");
+        // A partial last line at EOF is dropped.
+        c.shutdown().await.unwrap();
+        drop(c);
+        assert_eq!(lines.read_line(&r, 100).await.unwrap(), LineRead::Eof);
+    }
+
+    #[tokio::test]
+    async fn socket_lines_bound_a_line_with_or_without_its_newline() {
+        use tokio::io::AsyncWriteExt;
+        let (mut c, r) = pair().await;
+        let mut lines = SocketLines::default();
+        c.write_all(b"0123456789\n").await.unwrap();
+        assert_eq!(lines.read_line(&r, 10).await.unwrap(), LineRead::Line);
+        assert_eq!(lines.line(), b"0123456789");
+        c.write_all(b"0123456789a\n").await.unwrap();
+        assert_eq!(lines.read_line(&r, 10).await.unwrap(), LineRead::TooLong);
+        // An endless line is cut at the bound without waiting for its newline.
+        let (mut c, r) = pair().await;
+        c.write_all(&[b'x'; 5000]).await.unwrap();
+        assert_eq!(lines.read_line(&r, 1000).await.unwrap(), LineRead::TooLong);
+    }
+
+    #[tokio::test]
+    async fn socket_lines_survive_cancellation_and_give_memory_back_when_quiet() {
+        use tokio::io::AsyncWriteExt;
+        let (mut c, r) = pair().await;
+        let mut lines = SocketLines::default();
+        c.write_all(b"par").await.unwrap();
+        // Cancelled while waiting for the rest: the partial line is kept.
+        let waited =
+            tokio::time::timeout(std::time::Duration::from_millis(50), lines.read_line(&r, 100))
+                .await;
+        assert!(waited.is_err(), "no complete line yet");
+        // Unread bytes are not given back.
+        lines.release_memory();
+        assert!(lines.capacity() > 0);
+        c.write_all(b"tial\n").await.unwrap();
+        assert_eq!(lines.read_line(&r, 100).await.unwrap(), LineRead::Line);
+        assert_eq!(lines.line(), b"partial");
+        lines.release_memory();
+        assert_eq!(lines.capacity(), 0);
+        c.write_all(b"next\n").await.unwrap();
+        assert_eq!(lines.read_line(&r, 100).await.unwrap(), LineRead::Line);
+        assert_eq!(lines.line(), b"next");
     }
 }

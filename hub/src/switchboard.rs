@@ -85,7 +85,9 @@ pub struct Switchboard {
     routing: Option<Arc<ValidRouting>>,
     health: PoolHealthBook,
     pools: BTreeMap<String, PoolRt>,
-    miners: HashMap<u64, MinerReg>,
+    /// Boxed: the table keeps up to twice its length in empty slots, and a slot is then 16
+    /// bytes instead of a whole registration (~300 bytes per miner).
+    miners: HashMap<u64, Box<MinerReg>>,
     /// A health transition happened since the last full reconcile.
     health_changed: bool,
 }
@@ -216,7 +218,7 @@ impl Switchboard {
         let id = j.link.id;
         self.miners.insert(
             id,
-            MinerReg {
+            Box::new(MinerReg {
                 link: j.link,
                 extranonce_subscribed: j.extranonce_subscribed,
                 login: j.login,
@@ -227,7 +229,7 @@ impl Switchboard {
                 route_changed: false,
                 moving: None,
                 leaving: false,
-            },
+            }),
         );
         self.reconcile(sh, id, Instant::now());
     }

@@ -799,7 +799,9 @@ async fn memory_and_broadcast(via: Via<'_>, n: usize) -> Result<Memory> {
     }
     wait_ready(&miners, Duration::from_secs(180)).await?;
     let received = received_difficulty(&miners);
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Idle means quiet for a while: 3 s, past the hub's 2 s housekeeping tick on which a quiet
+    // connection gives its read, write and queue buffers back (the same wait for every side).
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let loaded = measured(&rig).unwrap_or(0);
 
     let mut samples = Vec::new();
