@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::message::ProtocolError;
+use super::message::{LineSink, ProtocolError, push_hex, push_hex_u32, push_json_str, push_u64};
 use super::params::{Params, hex_u32};
 use super::{MAX_EXTRANONCE_BYTES, method};
 
@@ -32,6 +32,42 @@ impl Submit {
                 Some(_) => Some(p.hex_u32(5, "version_bits")?),
             },
         })
+    }
+
+    /// Appends the `mining.submit` request line with numeric id `id` to `out`: the same bytes as
+    /// `MinerRequest::Submit(..).to_line(&Value::from(id))` for these fields, written straight
+    /// from borrowed fields (the hub forwards every share this way, without building a `Submit`,
+    /// a `Value` tree or a `String`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn write_line<W: LineSink + ?Sized>(
+        out: &mut W,
+        id: u64,
+        worker: &str,
+        job_id: &str,
+        extranonce2: &[u8],
+        ntime: u32,
+        nonce: u32,
+        version_bits: Option<u32>,
+    ) {
+        out.put("{\"id\":");
+        push_u64(out, id);
+        out.put(",\"method\":");
+        push_json_str(out, method::SUBMIT);
+        out.put(",\"params\":[");
+        push_json_str(out, worker);
+        out.put(",");
+        push_json_str(out, job_id);
+        out.put(",\"");
+        push_hex(out, extranonce2);
+        out.put("\",\"");
+        push_hex_u32(out, ntime);
+        out.put("\",\"");
+        push_hex_u32(out, nonce);
+        if let Some(b) = version_bits {
+            out.put("\",\"");
+            push_hex_u32(out, b);
+        }
+        out.put("\"]}\n");
     }
 
     pub fn to_params(&self) -> Value {
