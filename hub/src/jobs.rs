@@ -293,7 +293,31 @@ pub struct MinerJob {
     seen: Option<Box<SeenSet>>,
 }
 
-type SeenSet = HashSet<u64, BuildHasherDefault<DefaultHasher>>;
+type SeenSet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
+
+/// The seen set's hasher: its keys are already outputs of the miner's randomly keyed SipHash
+/// ([`MinerJobs::sighting`]), so hashing them again would add nothing but time; the key is
+/// used as it is.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys go in; kept correct (if slow) for anything else.
+        let mut h = DefaultHasher::new();
+        h.write_u64(self.0);
+        h.write(bytes);
+        self.0 = h.finish();
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
 
 /// The jobs one miner holds (bounded), newest last.
 #[derive(Debug)]
@@ -431,15 +455,10 @@ impl MinerJobs {
         let max = self.max_seen_per_job;
         // The same work (same pool job, same padding) may have been sent under several ids
         // (p = 0 leaves nothing to salt): a share seen under any of them is a duplicate.
-        let Some(work) = self
-            .jobs
-            .iter()
-            .rev()
-            .find(|j| &*j.id == id)
-            .map(|j| j.variant.clone())
-        else {
+        let Some(at) = self.jobs.iter().rposition(|j| &*j.id == id) else {
             return Sighting::First;
         };
+        let work = &self.jobs[at].variant;
         let same_work =
             |j: &MinerJob| Arc::ptr_eq(&j.variant.job, &work.job) && j.variant.pad == work.pad;
         if let Some(seen) = self
@@ -453,11 +472,9 @@ impl MinerJobs {
                 Sighting::OtherId
             };
         }
-        if let Some(j) = self.jobs.iter_mut().rev().find(|j| &*j.id == id) {
-            let seen = j.seen.get_or_insert_with(Box::default);
-            if seen.len() < max {
-                seen.insert(key);
-            }
+        let seen = self.jobs[at].seen.get_or_insert_with(Box::default);
+        if seen.len() < max {
+            seen.insert(key);
         }
         Sighting::First
     }

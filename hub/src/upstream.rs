@@ -14,6 +14,7 @@
 //! replacement and moves the miners; they are not disturbed).
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -201,6 +202,32 @@ enum Pending {
     },
 }
 
+/// Requests in flight by id. The ids are this session's own sequence numbers (never chosen by
+/// the pool), so they need no keyed hash: [`IdHasher`] spreads them with one multiplication.
+type PendingMap = HashMap<u64, Pending, BuildHasherDefault<IdHasher>>;
+
+/// Hasher for the session's own request ids (see [`PendingMap`]): Fibonacci hashing, which
+/// maps sequential ids to distinct buckets and fills the high bits the table's tags use.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Not used by `u64` keys; an FNV-style byte loop keeps other keys correct.
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
 /// Where a worker name stands on one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum UserAuth {
@@ -267,7 +294,7 @@ struct Session {
     /// When the pool last sent anything (an answer, a job): a pool that keeps talking but leaves
     /// an authorize unanswered ignores authorizes; one that sends nothing is silent.
     last_heard: Instant,
-    pending: HashMap<u64, Pending>,
+    pending: PendingMap,
     next_id: u64,
     accepted_batch: u64,
     /// When members last got a job (keepalive: miners give up on a pool after ~1 min of silence).
@@ -332,7 +359,7 @@ async fn run(
         held: HashMap::new(),
         authorize_misses: HashMap::new(),
         last_heard: Instant::now(),
-        pending: HashMap::new(),
+        pending: PendingMap::default(),
         next_id: FIRST_FREE_ID,
         accepted_batch: 0,
         last_broadcast: Instant::now(),
@@ -686,6 +713,15 @@ impl Session {
     }
 
     fn submit(&mut self, s: UpSubmit) {
+        // The common case, with one map lookup: the name is authorized (or the pool ignores
+        // authorizes), so `authorize_user` would do nothing and the share goes out now.
+        if matches!(
+            self.users.get(&s.upstream_user),
+            Some(UserAuth::Authorized | UserAuth::Ignored)
+        ) {
+            self.forward(s);
+            return;
+        }
         // Normally authorized when the miner joined; a worker added since is caught here.
         self.authorize_user(&s.upstream_user);
         if self.users.get(&s.upstream_user) == Some(&UserAuth::Sent) {
@@ -748,16 +784,18 @@ impl Session {
         } else {
             None
         };
-        let line = MinerRequest::Submit(Submit {
-            worker: s.upstream_user.to_string(),
-            job_id: s.pool_job_id.to_string(),
-            extranonce2: s.extranonce2,
-            ntime: s.ntime,
-            nonce: s.nonce,
+        // Written straight into the output buffer: the same line `MinerRequest::Submit` would
+        // serialize, without a `Value` tree or a `String` per share.
+        Submit::write_line(
+            &mut self.out,
+            id,
+            &s.upstream_user,
+            &s.pool_job_id,
+            &s.extranonce2,
+            s.ntime,
+            s.nonce,
             version_bits,
-        })
-        .to_line(&Value::from(id));
-        self.out.extend_from_slice(line.as_bytes());
+        );
         let now = Instant::now();
         self.shared
             .metrics

@@ -170,7 +170,7 @@ struct RawMessage {
     id: Value,
     #[serde(default)]
     method: Option<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "params_value")]
     params: Option<Value>,
     #[serde(default)]
     result: Option<Value>,
@@ -178,9 +178,97 @@ struct RawMessage {
     error: Option<Value>,
 }
 
+/// `params` as `Option<Value>` gives it, except that an array's vector is sized for a share's
+/// five or six parameters at its first element (serde_json's `Value` grows it 0 → 4 → 8: two
+/// allocations per `mining.submit`). Everything else is built exactly as `Value` builds it.
+fn params_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Ok(Option::<ParamsValue>::deserialize(d)?.map(|p| p.0))
+}
+
+struct ParamsValue(Value);
+
+impl<'de> Deserialize<'de> for ParamsValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(ParamsVisitor).map(ParamsValue)
+    }
+}
+
+struct ParamsVisitor;
+
+impl<'de> serde::de::Visitor<'de> for ParamsVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items: Vec<Value> = Vec::new();
+        while let Some(item) = seq.next_element()? {
+            if items.is_empty() {
+                items.reserve(6);
+            }
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Value, A::Error> {
+        Value::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        Value::deserialize(d)
+    }
+}
+
 /// Parse one line (without or with its trailing newline) into a [`Message`].
 pub fn parse_line(line: &str) -> Result<Message, ProtocolError> {
     let line = line.trim();
+    if let Some(id) = canonical_true_answer(line) {
+        return Ok(Message::Response(Response {
+            id: Value::from(id),
+            result: Value::Bool(true),
+            error: None,
+        }));
+    }
+    parse_trimmed_line(line)
+}
+
+/// [`parse_line`] without its shortcut for the most common answer (tests compare the two).
+pub(super) fn parse_trimmed_line(line: &str) -> Result<Message, ProtocolError> {
     if !line.starts_with('{') {
         // Distinguish "valid JSON but not an object" from junk for clearer errors.
         return match serde_json::from_str::<Value>(line) {
@@ -210,6 +298,27 @@ pub fn parse_line(line: &str) -> Result<Message, ProtocolError> {
     }
 }
 
+/// The id of a line that is exactly `{"id":N,"result":true,"error":null}` with `N` a `u64`
+/// written as JSON writes it (no sign, no leading zero, no fraction or exponent): the form in
+/// which pools accept most shares, and the one [`true_line`] writes. Recognized without the
+/// generic parser; any other line (spaces, other order, another id) takes the generic path,
+/// which gives the same [`Message`] for this form.
+fn canonical_true_answer(line: &str) -> Option<u64> {
+    let rest = line.strip_prefix("{\"id\":")?;
+    let rest = rest.strip_suffix(",\"result\":true,\"error\":null}")?;
+    let digits = rest.as_bytes();
+    let ok = match digits {
+        [b'0'] => true,
+        [b'1'..=b'9', tail @ ..] => tail.len() < 20 && tail.iter().all(u8::is_ascii_digit),
+        _ => false,
+    };
+    if !ok {
+        return None;
+    }
+    // At most 20 digits: a value above u64::MAX fails here and takes the generic path.
+    rest.parse::<u64>().ok()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Serialization: each function returns exactly one `\n`-terminated line.
 
@@ -219,7 +328,7 @@ pub fn request_line(id: &Value, method: &str, params: &Value) -> String {
     s.push_str("{\"id\":");
     push_json(&mut s, id);
     s.push_str(",\"method\":");
-    push_json(&mut s, &Value::String(method.to_owned()));
+    push_json_str(&mut s, method);
     s.push_str(",\"params\":");
     push_json(&mut s, params);
     s.push_str("}\n");
@@ -257,16 +366,106 @@ pub fn error_line(id: &Value, code: i64, message: &str) -> String {
     s.push_str("{\"id\":");
     push_json(&mut s, id);
     let _ = write!(s, ",\"result\":null,\"error\":[{code},");
-    push_json(&mut s, &Value::String(message.to_owned()));
+    push_json_str(&mut s, message);
     s.push_str(",null]}\n");
     s
 }
 
 fn push_json(s: &mut String, v: &Value) {
-    // Serializing a Value into a String cannot fail.
-    match serde_json::to_string(v) {
-        Ok(j) => s.push_str(&j),
-        Err(_) => s.push_str("null"),
+    // `Value`'s Display is serde_json's compact serializer writing straight into `s` (the same
+    // bytes as `serde_json::to_string`, without a temporary string); it cannot fail.
+    let before = s.len();
+    if write!(s, "{v}").is_err() {
+        s.truncate(before);
+        s.push_str("null");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocation-free pieces of lines for the share hot path: each writes exactly the bytes
+// serde_json writes for the same value (pinned by tests against serde_json).
+
+/// Where line pieces go: a `String` (answers to miners) or a `Vec<u8>` (a session's output).
+pub trait LineSink {
+    fn put(&mut self, s: &str);
+}
+
+impl LineSink for String {
+    fn put(&mut self, s: &str) {
+        self.push_str(s);
+    }
+}
+
+impl LineSink for Vec<u8> {
+    fn put(&mut self, s: &str) {
+        self.extend_from_slice(s.as_bytes());
+    }
+}
+
+/// serde_json's escapes for the control characters U+0000..U+001F.
+const CONTROL_ESCAPES: [&str; 32] = [
+    "\\u0000", "\\u0001", "\\u0002", "\\u0003", "\\u0004", "\\u0005", "\\u0006", "\\u0007", "\\b",
+    "\\t", "\\n", "\\u000b", "\\f", "\\r", "\\u000e", "\\u000f", "\\u0010", "\\u0011", "\\u0012",
+    "\\u0013", "\\u0014", "\\u0015", "\\u0016", "\\u0017", "\\u0018", "\\u0019", "\\u001a",
+    "\\u001b", "\\u001c", "\\u001d", "\\u001e", "\\u001f",
+];
+
+/// `s` as a JSON string, escaped as serde_json escapes it (`"`, `\\`, control characters).
+pub fn push_json_str<W: LineSink + ?Sized>(out: &mut W, s: &str) {
+    out.put("\"");
+    let mut start = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let esc = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0..=0x1f => CONTROL_ESCAPES[usize::from(b)],
+            _ => continue,
+        };
+        // `i` is at an ASCII byte: a char boundary on both sides.
+        out.put(&s[start..i]);
+        out.put(esc);
+        start = i + 1;
+    }
+    out.put(&s[start..]);
+    out.put("\"");
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// Lower-case hex of `bytes` (as `hex::encode`), without a temporary string.
+pub fn push_hex<W: LineSink + ?Sized>(out: &mut W, bytes: &[u8]) {
+    let mut buf = [0u8; 64];
+    for chunk in bytes.chunks(buf.len() / 2) {
+        for (pair, &b) in buf.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = HEX_DIGITS[usize::from(b >> 4)];
+            pair[1] = HEX_DIGITS[usize::from(b & 0x0f)];
+        }
+        // Only ASCII hex digits were written.
+        if let Ok(t) = std::str::from_utf8(&buf[..2 * chunk.len()]) {
+            out.put(t);
+        }
+    }
+}
+
+/// Eight lower-case hex digits of `x` (as [`super::hex_u32`]).
+pub fn push_hex_u32<W: LineSink + ?Sized>(out: &mut W, x: u32) {
+    push_hex(out, &x.to_be_bytes());
+}
+
+/// `n` in decimal (as serde_json writes a `u64`).
+pub fn push_u64<W: LineSink + ?Sized>(out: &mut W, mut n: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if let Ok(t) = std::str::from_utf8(&buf[i..]) {
+        out.put(t);
     }
 }
 
