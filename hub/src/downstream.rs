@@ -673,6 +673,14 @@ impl Miner {
                 return self.bad_input(Value::Null, protocol_error::NOT_UTF8, "line is not UTF-8");
             }
         };
+        // Shares are nearly every line a miner sends: a valid submit is parsed straight into its
+        // fields; anything else (other methods, any error) takes the generic path below, which
+        // gives the answers and metrics.
+        if let Some((id, submit)) = Submit::parse_line(text) {
+            self.errors = 0;
+            self.on_submit(id, submit);
+            return Ok(());
+        }
         let msg = match protocol::parse_line(text) {
             Ok(m) => m,
             Err(e) => return self.bad_input(Value::Null, protocol_error::JSON, &e.to_string()),
