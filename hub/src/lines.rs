@@ -98,7 +98,11 @@ pub struct SocketLines {
 impl SocketLines {
     /// Read one line (see [`SocketLines::line`]). Lines longer than `max` bytes give
     /// [`LineRead::TooLong`]; bytes after the last complete line at EOF are dropped.
-    pub async fn read_line(&mut self, sock: &OwnedReadHalf, max: usize) -> std::io::Result<LineRead> {
+    pub async fn read_line(
+        &mut self,
+        sock: &OwnedReadHalf,
+        max: usize,
+    ) -> std::io::Result<LineRead> {
         if self.taken > 0 {
             self.data.drain(..self.taken);
             self.taken = 0;
@@ -112,7 +116,11 @@ impl SocketLines {
                     self.data.clear();
                     return Ok(LineRead::TooLong);
                 }
-                self.line_end = if pos > 0 && self.data[pos - 1] == b'\r' { pos - 1 } else { pos };
+                self.line_end = if pos > 0 && self.data[pos - 1] == b'\r' {
+                    pos - 1
+                } else {
+                    pos
+                };
                 self.taken = pos + 1;
                 return Ok(LineRead::Line);
             }
@@ -195,7 +203,9 @@ last-no-newline";
     /// A connected pair on 127.0.0.1: the client's write half and the server's read half.
     async fn pair() -> (tokio::net::TcpStream, OwnedReadHalf) {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let client = tokio::net::TcpStream::connect(l.local_addr().unwrap())
+            .await
+            .unwrap();
         let (server, _) = l.accept().await.unwrap();
         let (r, w) = server.into_split();
         std::mem::forget(w); // keep the server's write side open
@@ -255,9 +265,11 @@ last-no-newline";
         let mut lines = SocketLines::default();
         c.write_all(b"par").await.unwrap();
         // Cancelled while waiting for the rest: the partial line is kept.
-        let waited =
-            tokio::time::timeout(std::time::Duration::from_millis(50), lines.read_line(&r, 100))
-                .await;
+        let waited = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            lines.read_line(&r, 100),
+        )
+        .await;
         assert!(waited.is_err(), "no complete line yet");
         // Unread bytes are not given back.
         lines.release_memory();
