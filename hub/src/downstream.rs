@@ -42,7 +42,7 @@ use crate::link::{
 use crate::metrics::{protocol_error, reconnect, side, unattributed};
 use crate::protocol::{
     self, BIP320_VERSION_MASK, Configure, ConfigureResult, Message, MinerRequest, ServerRequest,
-    SetExtranonce, Submit, SubscribeResult, error_code, extension, method,
+    SetExtranonce, Submit, SubmitRef, SubscribeResult, error_code, extension, method,
 };
 use crate::routing::{ResolvedPool, Route, WorkerDecision};
 use crate::share::{HASHES_PER_DIFFICULTY, Target};
@@ -124,7 +124,9 @@ struct Miner {
     id: u64,
     _peer: SocketAddr,
     out: Vec<u8>,
-    link: MinerLink,
+    /// Shared with every forwarded share's reply (an `Arc`: cloning the link itself takes the
+    /// cancellation token's lock, twice per share).
+    link: Arc<MinerLink>,
     miner_mask: Option<u32>,
     announced_mask: Option<u32>,
     extranonce_subscribed: bool,
@@ -152,6 +154,9 @@ struct Miner {
     errors: u32,
     last_line: Instant,
     connected_at: Instant,
+    /// A monotonic instant and the Unix time it was, refreshed on every tick: shares are
+    /// stamped from the instant their line was read, without a second clock read each.
+    clock: (Instant, f64),
     /// A subscribe held until a pool's extranonce2 size is known: its id and the deadline.
     subscribe_held: Option<Box<(Value, tokio::time::Instant)>>,
 }
@@ -193,12 +198,12 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             id,
             _peer: peer,
             out: Vec::new(),
-            link: MinerLink::new(
+            link: Arc::new(MinerLink::new(
                 id,
                 cfg.extranonce.miner_extranonce2_size,
                 kill.clone(),
                 cell.clone(),
-            ),
+            )),
             miner_mask: None,
             announced_mask: None,
             extranonce_subscribed: false,
@@ -227,6 +232,7 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             errors: 0,
             last_line: now,
             connected_at: now,
+            clock: (now, unix_now()),
             subscribe_held: None,
             sh: sh.clone(),
         }),
@@ -284,16 +290,16 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                     }
                     r = lines.read_line(&reader, max), if held.is_none() => {
                         let mut m = cell.lock();
-                        match r {
-                            Ok(LineRead::Line) => m.on_line(lines.line()),
-                            Ok(LineRead::Eof) => Err("miner closed the connection"),
-                            Ok(LineRead::TooLong) => {
-                                m.sh.metrics.protocol_error(side::MINER, protocol_error::LINE_TOO_LONG);
-                                m.write(protocol::error_line(&Value::Null, error_code::OTHER, "line too long"));
-                                Err("line too long")
+                        let mut r = m.on_read(r, &lines);
+                        // The lines that came with it, in the same turn (one lock, one flush);
+                        // a held subscribe stops the batch: later lines wait for its answer.
+                        while r.is_ok() && m.subscribe_held.is_none() {
+                            match lines.buffered_line(max) {
+                                Some(more) => r = m.on_read(Ok(more), &lines),
+                                None => break,
                             }
-                            Err(_) => Err("read error"),
                         }
+                        r
                     }
                     _ = tick.tick() => {
                         // A quiet miner holds no read, write or queue buffer between ticks.
@@ -318,6 +324,26 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
 }
 
 impl Miner {
+    /// What one read gave: a line to handle, or the end of the connection.
+    fn on_read(&mut self, r: std::io::Result<LineRead>, lines: &SocketLines) -> Result<(), Closed> {
+        match r {
+            Ok(LineRead::Line) => self.on_line(lines.line()),
+            Ok(LineRead::Eof) => Err("miner closed the connection"),
+            Ok(LineRead::TooLong) => {
+                self.sh
+                    .metrics
+                    .protocol_error(side::MINER, protocol_error::LINE_TOO_LONG);
+                self.write(protocol::error_line(
+                    &Value::Null,
+                    error_code::OTHER,
+                    "line too long",
+                ));
+                Err("line too long")
+            }
+            Err(_) => Err("read error"),
+        }
+    }
+
     fn write(&mut self, line: String) {
         self.out.extend_from_slice(line.as_bytes());
     }
@@ -439,7 +465,17 @@ impl Miner {
         let _ = self.connected_at;
     }
 
+    /// Unix time at `at`, from the clock pair (within the drift of the 2 s since its refresh).
+    fn unix_at(&self, at: Instant) -> f64 {
+        let (base, unix) = self.clock;
+        match at.checked_duration_since(base) {
+            Some(d) => unix + d.as_secs_f64(),
+            None => unix - base.duration_since(at).as_secs_f64(),
+        }
+    }
+
     fn on_tick(&mut self) -> Result<(), Closed> {
+        self.clock = (Instant::now(), unix_now());
         if self.out.is_empty() && self.out.capacity() > 0 {
             self.out = Vec::new();
         }
@@ -566,7 +602,7 @@ impl Miner {
                     });
                     self.write_notification(&se);
                     self.m = m;
-                    self.link.m = m;
+                    Arc::make_mut(&mut self.link).m = m;
                 }
             }
             ToMiner::Reconnect { reason, metric } => {
@@ -576,6 +612,7 @@ impl Miner {
             }
             ToMiner::Close { reason } => return Err(reason),
             ToMiner::Answer(line) => self.write(line),
+            ToMiner::Accepted(id) => protocol::push_true_line(&mut self.out, &id),
             // The flush after every batch of messages writes what is pending.
             ToMiner::Flush => {}
         }
@@ -678,7 +715,7 @@ impl Miner {
         // gives the answers and metrics.
         if let Some((id, submit)) = Submit::parse_line(text) {
             self.errors = 0;
-            self.on_submit(id, submit);
+            self.on_submit(id, submit, now);
             return Ok(());
         }
         let msg = match protocol::parse_line(text) {
@@ -726,7 +763,11 @@ impl Miner {
         self.errors = 0;
         let id = req.id;
         match parsed {
-            MinerRequest::Submit(s) => self.on_submit(id, s),
+            MinerRequest::Submit(s) => match s.as_submit_ref() {
+                Some(r) => self.on_submit(id, r, now),
+                // A parsed submit's extranonce2 is within the bound; refused, not truncated.
+                None => return self.bad_input(id, protocol_error::PARAMS, "extranonce2 too long"),
+            },
             MinerRequest::Configure(c) => self.on_configure(id, c),
             MinerRequest::Subscribe(_) => return self.on_subscribe(id),
             MinerRequest::ExtranonceSubscribe => {
@@ -841,7 +882,7 @@ impl Miner {
                         .unwrap_or(ASSUMED_POOL_EXTRANONCE2_SIZE),
                 ),
             );
-            self.link.m = self.m;
+            Arc::make_mut(&mut self.link).m = self.m;
             self.tail = Some(t);
         }
         let Some(t) = &self.tail else {
@@ -951,7 +992,7 @@ impl Miner {
         };
         self.registered = true;
         let join = MinerJoin {
-            link: self.link.clone(),
+            link: MinerLink::clone(&self.link),
             extranonce_subscribed: self.extranonce_subscribed,
             login: first.login.clone(),
             route,
@@ -970,8 +1011,10 @@ impl Miner {
     }
 
     /// The share path.
-    fn on_submit(&mut self, id: Value, sub: Submit) {
-        let received = Instant::now();
+    /// One share: checked here (job, sizes, version bits, ntime, the hash against the job's
+    /// target, duplicates), then forwarded to the session that issued the job when it meets the
+    /// pool's target; `received` is when its line was read.
+    fn on_submit(&mut self, id: Value, sub: SubmitRef<'_>, received: Instant) {
         // Names the worker in the refusals logged below (free when debug logs are off).
         let _span = tracing::debug_span!("submit", worker = %truncate(&sub.worker, 128)).entered();
         let Some(tail) = self.tail.clone() else {
@@ -980,22 +1023,23 @@ impl Miner {
                 .unattributed_submit(unattributed::NOT_SUBSCRIBED);
             return self.reply_error(&id, error_code::NOT_SUBSCRIBED, "not subscribed");
         };
-        let Some(wi) = self.workers.iter().position(|w| w.login == sub.worker) else {
+        let Some(wi) = self.workers.iter().position(|w| *w.login == *sub.worker) else {
             self.sh
                 .metrics
                 .unattributed_submit(unattributed::UNAUTHORIZED);
             return self.reply_error(&id, error_code::UNAUTHORIZED, "unauthorized worker");
         };
         let entry = self.workers[wi].entry.clone();
-        let upstream_user = self.workers[wi].upstream.clone();
-        let now = unix_now();
-        let (variant, job_diff, mask, superseded) = match self.jobs.lookup(&sub.job_id) {
-            Some((j, superseded)) => (j.variant.clone(), j.difficulty, j.mask, superseded),
-            None => {
-                entry.lock().record(ShareResult::Stale, self.announced, now);
-                return self.reply_error(&id, error_code::JOB_NOT_FOUND, "job not found");
-            }
+        let now = self.unix_at(received);
+        // The job is borrowed from the miner's table, not cloned: its variant is shared by
+        // every miner of the session, and a reference count bumped from every core is a
+        // contended cache line per share. What is needed after the duplicate check (which
+        // takes the table mutably) is copied out below.
+        let Some((job, superseded)) = self.jobs.lookup(&sub.job_id) else {
+            entry.lock().record(ShareResult::Stale, self.announced, now);
+            return self.reply_error(&id, error_code::JOB_NOT_FOUND, "job not found");
         };
+        let (variant, job_diff, mask) = (&job.variant, job.difficulty, job.mask);
         // What a late share is booked as when it proves no work: the job was stale anyway.
         let unproven = if superseded {
             ShareResult::Stale
@@ -1036,10 +1080,13 @@ impl Miner {
             version,
         );
         // Credit at the job's difficulty; right after a lowering, accept at the new one.
-        let credit = if self.target(job_diff).is_met_by(&hash) {
+        let announced = self.announced;
+        let credit = if target_of(&mut self.target_cache, job_diff).is_met_by(&hash) {
             Some(job_diff)
-        } else if self.announced < job_diff && self.target(self.announced).is_met_by(&hash) {
-            Some(self.announced)
+        } else if announced < job_diff
+            && target_of(&mut self.target_cache, announced).is_met_by(&hash)
+        {
+            Some(announced)
         } else {
             None
         };
@@ -1057,6 +1104,14 @@ impl Miner {
             entry.lock().record(ShareResult::JobChangeStale, d, now);
             return self.reply_error(&id, error_code::JOB_NOT_FOUND, "stale job (new block)");
         }
+        // Everything the rest needs from the job, before the table is taken mutably.
+        let pool_job = &variant.job;
+        let sid = pool_job.session_id;
+        let upstream_job = pool_job.upstream();
+        let block_candidate = pool_job.network_target.is_some_and(|t| t.is_met_by(&hash));
+        let pool_name = block_candidate.then(|| pool_job.pool.clone());
+        let pool_version_rolling = pool_job.pool_version_mask != 0;
+        let pool_extranonce2 = pool_extranonce2(&variant.pad, tail.bytes(), &sub.extranonce2);
         // Only shares that prove work enter the duplicate set (junk cannot grow it).
         match self
             .jobs
@@ -1074,12 +1129,11 @@ impl Miner {
                 // some firmware quits on an error reply).
                 entry.lock().record(ShareResult::Duplicate, d, now);
                 debug!(worker = %entry.name, job = %sub.job_id, "share already seen under another id of the same work; not forwarded again");
-                self.write(protocol::true_line(&id));
+                protocol::push_true_line(&mut self.out, &id);
                 return;
             }
         }
         // The session that issued the job: the current one, or a previous one within the grace.
-        let sid = variant.job.session_id;
         let session = match &self.session {
             Some(s) if s.id == sid => Some(s.clone()),
             _ => {
@@ -1103,23 +1157,25 @@ impl Miner {
                 "job of a previous pool session",
             );
         };
-        if variant
-            .job
-            .network_target
-            .is_some_and(|t| t.is_met_by(&hash))
-        {
-            info!(worker = %entry.name, pool = %variant.job.pool, hash = %crate::share::hash_to_display(&hash), "block candidate found");
+        if let Some(pool) = pool_name {
+            info!(worker = %entry.name, pool = %pool, hash = %crate::share::hash_to_display(&hash), "block candidate found");
         }
-        let upstream_job = variant.job.upstream();
         if upstream_job.target.is_met_by(&hash) {
+            let Some(extranonce2) = pool_extranonce2 else {
+                // Cannot happen for a job the hub built (pad, tail and the miner's part fill
+                // the pool's extranonce2, at most 32 bytes); refused rather than mis-sent.
+                entry.lock().record(ShareResult::Invalid, d, now);
+                return self.reply_error(&id, error_code::OTHER, "extranonce2 too long");
+            };
+            let upstream_user = self.workers[wi].upstream.clone();
             let up = UpSubmit {
                 worker: entry.clone(),
                 upstream_user,
                 pool_job_id: upstream_job.pool_job_id,
-                extranonce2: pool_extranonce2(&variant.pad, tail.bytes(), &sub.extranonce2),
+                extranonce2,
                 ntime: sub.ntime,
                 nonce: sub.nonce,
-                version_bits: (variant.job.pool_version_mask != 0).then_some(bits),
+                version_bits: pool_version_rolling.then_some(bits),
                 difficulty: d,
                 received,
                 reply: Some(Reply {
@@ -1133,24 +1189,26 @@ impl Miner {
                 warn!(worker = %entry.name, "pool session gone before the share could be forwarded; counted as lost");
                 self.reply_error(&id, error_code::OTHER, "pool session unavailable");
             }
-            // The pool's verdict answers the miner (ToMiner::Answer).
+            // The pool's verdict answers the miner (ToMiner::Accepted, or an answer line).
         } else {
             entry.lock().record(ShareResult::BelowTarget, d, now);
-            self.write(protocol::true_line(&id));
+            protocol::push_true_line(&mut self.out, &id);
         }
         if let Some(nd) = self.vardiff.on_share(&self.sh.config.vardiff, d, now) {
             self.announce_difficulty(nd);
         }
     }
+}
 
-    fn target(&mut self, d: f64) -> Target {
-        if self.target_cache.0 != d
-            && let Ok(t) = Target::from_difficulty(d)
-        {
-            self.target_cache = (d, t);
-        }
-        self.target_cache.1
+/// The target of difficulty `d`, through a one-entry cache (a miner's difficulty rarely
+/// changes; a target is a 256-bit division).
+fn target_of(cache: &mut (f64, Target), d: f64) -> Target {
+    if cache.0 != d
+        && let Ok(t) = Target::from_difficulty(d)
+    {
+        *cache = (d, t);
     }
+    cache.1
 }
 
 fn truncate(s: &str, n: usize) -> &str {

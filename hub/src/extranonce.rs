@@ -22,6 +22,7 @@
 //! Tails released by a disconnecting miner are quarantined before reuse, so late shares of the
 //! previous owner can never be credited to a new miner.
 
+use crate::protocol::Extranonce2;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
@@ -175,13 +176,10 @@ pub fn folded_coinb1(coinb1: &[u8], pool_e1: &[u8], pad: &[u8]) -> Vec<u8> {
     v
 }
 
-/// `pad ‖ tail ‖ en2`: the extranonce2 sent to the pool.
-pub fn pool_extranonce2(pad: &[u8], tail: &[u8], miner_en2: &[u8]) -> Vec<u8> {
-    let mut v = Vec::with_capacity(pad.len() + tail.len() + miner_en2.len());
-    v.extend_from_slice(pad);
-    v.extend_from_slice(tail);
-    v.extend_from_slice(miner_en2);
-    v
+/// `pad ‖ tail ‖ en2`: the extranonce2 sent to the pool (`None` past 32 bytes, which a job
+/// the hub built never reaches: the pool's size is at most that).
+pub fn pool_extranonce2(pad: &[u8], tail: &[u8], miner_en2: &[u8]) -> Option<Extranonce2> {
+    Extranonce2::concat(&[pad, tail, miner_en2])
 }
 
 #[cfg(test)]
@@ -229,7 +227,7 @@ mod tests {
                 &coinb2,
             ]
             .concat();
-            let pool_en2 = pool_extranonce2(&pad, tail.bytes(), &en2);
+            let pool_en2 = pool_extranonce2(&pad, tail.bytes(), &en2).expect("fits 32 bytes");
             assert_eq!(pool_en2.len(), n2);
             let pool: Vec<u8> = [&coinb1[..], &e1, &pool_en2, &coinb2].concat();
             assert_eq!(miner, pool);

@@ -8,7 +8,8 @@
 //! allocated per idle miner. Both are safe to use in `select!`: partial data lives in the
 //! caller's buffer, and the only await point (`fill_buf`, `readable`) is cancel-safe.
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt};
+use std::pin::Pin;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::tcp::OwnedReadHalf;
 
 /// One read outcome.
@@ -69,6 +70,34 @@ pub async fn read_line<R: AsyncBufRead + Unpin>(
     }
 }
 
+/// The next line into `buf` when a whole one is already in `reader`'s buffer (nothing is
+/// read): a pool answers pipelined shares in bursts, handled in one turn. `None` when no
+/// whole line is buffered; a partial line stays where it is for [`read_line`].
+pub fn buffered_line<R: AsyncRead + Unpin>(
+    reader: &mut BufReader<R>,
+    buf: &mut Vec<u8>,
+    max: usize,
+) -> Option<LineRead> {
+    if buf.last() != Some(&LINE_DONE) && !buf.is_empty() {
+        // A cancelled read left part of a line in `buf`: only `read_line` may finish it.
+        return None;
+    }
+    let avail = reader.buffer();
+    let pos = avail.iter().position(|&b| b == b'\n')?;
+    buf.clear();
+    if pos > max {
+        Pin::new(&mut *reader).consume(pos + 1);
+        return Some(LineRead::TooLong);
+    }
+    buf.extend_from_slice(&avail[..pos]);
+    Pin::new(&mut *reader).consume(pos + 1);
+    if buf.last() == Some(&b'\r') {
+        buf.pop();
+    }
+    buf.push(LINE_DONE);
+    Some(LineRead::Line)
+}
+
 /// Sentinel appended after a complete line (a `\n` never appears inside a line).
 const LINE_DONE: u8 = b'\n';
 
@@ -88,10 +117,11 @@ const READ_CHUNK: usize = 512;
 #[derive(Debug, Default)]
 pub struct SocketLines {
     data: Vec<u8>,
-    /// Bytes of `data` that the line last returned occupies, `\n` included (dropped by the next
-    /// read).
-    taken: usize,
-    /// End of the line last returned (without `\r\n`).
+    /// Bytes of `data` already handed out as lines (`\n` included): dropped from the front only
+    /// before the next socket read, not line by line (a read often brings several lines).
+    consumed: usize,
+    /// The line last returned: `data[line_start..line_end]` (without `\r\n`).
+    line_start: usize,
     line_end: usize,
 }
 
@@ -103,26 +133,20 @@ impl SocketLines {
         sock: &OwnedReadHalf,
         max: usize,
     ) -> std::io::Result<LineRead> {
-        if self.taken > 0 {
-            self.data.drain(..self.taken);
-            self.taken = 0;
+        if let Some(done) = self.buffered_line(max) {
+            return Ok(done);
+        }
+        // No whole line left: drop what was handed out, keep the partial line.
+        if self.consumed > 0 {
+            self.data.drain(..self.consumed);
+            self.consumed = 0;
+            self.line_start = 0;
             self.line_end = 0;
         }
-        let mut scanned = 0;
+        let mut scanned = self.data.len();
         loop {
-            if let Some(found) = self.data[scanned..].iter().position(|&b| b == b'\n') {
-                let pos = scanned + found;
-                if pos > max {
-                    self.data.clear();
-                    return Ok(LineRead::TooLong);
-                }
-                self.line_end = if pos > 0 && self.data[pos - 1] == b'\r' {
-                    pos - 1
-                } else {
-                    pos
-                };
-                self.taken = pos + 1;
-                return Ok(LineRead::Line);
+            if let Some(found) = memchr::memchr(b'\n', &self.data[scanned..]) {
+                return Ok(self.take_line(scanned + found, max));
             }
             if self.data.len() > max {
                 self.data.clear();
@@ -143,14 +167,45 @@ impl SocketLines {
         }
     }
 
-    /// The line the last [`SocketLines::read_line`] returned (empty before any).
+    /// The next line when a whole one is already buffered (the socket is not read): a miner
+    /// pipelines its shares, and one read often brings several lines, which the connection
+    /// handles in one go.
+    pub fn buffered_line(&mut self, max: usize) -> Option<LineRead> {
+        let rest = self.data.get(self.consumed..)?;
+        let found = memchr::memchr(b'\n', rest)?;
+        Some(self.take_line(self.consumed + found, max))
+    }
+
+    /// The line from `consumed` to the `\n` at `pos`, or [`LineRead::TooLong`].
+    fn take_line(&mut self, pos: usize, max: usize) -> LineRead {
+        let start = self.consumed;
+        if pos - start > max {
+            self.data.clear();
+            self.consumed = 0;
+            self.line_start = 0;
+            self.line_end = 0;
+            return LineRead::TooLong;
+        }
+        self.line_start = start;
+        self.line_end = if pos > start && self.data[pos - 1] == b'\r' {
+            pos - 1
+        } else {
+            pos
+        };
+        self.consumed = pos + 1;
+        LineRead::Line
+    }
+
+    /// The line the last read returned (empty before any).
     pub fn line(&self) -> &[u8] {
-        self.data.get(..self.line_end).unwrap_or_default()
+        self.data
+            .get(self.line_start..self.line_end)
+            .unwrap_or_default()
     }
 
     /// Give the buffer's memory back when nothing unread is in it (a quiet connection).
     pub fn release_memory(&mut self) {
-        if self.taken >= self.data.len() && self.data.capacity() > 0 {
+        if self.consumed >= self.data.len() && self.data.capacity() > 0 {
             *self = SocketLines::default();
         }
     }

@@ -18,6 +18,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::jobs::JobVariant;
+use crate::protocol::Extranonce2;
 use crate::routing::{ResolvedPool, Route};
 use crate::stats::WorkerEntry;
 
@@ -48,7 +49,10 @@ pub enum ToMiner {
     },
     /// Close the connection.
     Close { reason: &'static str },
-    /// A ready answer line (the pool's verdict on a forwarded share).
+    /// The pool accepted a forwarded share: `true` under the miner's request id (written
+    /// straight into the connection's output, the common verdict).
+    Accepted(Value),
+    /// A ready answer line (the pool's refusal of a forwarded share, or a share lost).
     Answer(String),
     /// A job fan-out left bytes the socket did not take: the task finishes the write, waiting
     /// for the socket (and closes a miner that stops reading).
@@ -203,8 +207,8 @@ pub struct UpSubmit {
     /// The name the worker uses on this pool (`{user}.{worker}`).
     pub upstream_user: Arc<str>,
     pub pool_job_id: Arc<str>,
-    /// Pool-form extranonce2 (`0^p ‖ tail ‖ en2`).
-    pub extranonce2: Vec<u8>,
+    /// Pool-form extranonce2 (`0^p ‖ tail ‖ en2`), inline.
+    pub extranonce2: Extranonce2,
     pub ntime: u32,
     pub nonce: u32,
     pub version_bits: Option<u32>,
@@ -218,13 +222,18 @@ pub struct UpSubmit {
 /// The miner waiting for a forwarded share's verdict.
 #[derive(Debug)]
 pub struct Reply {
-    pub link: MinerLink,
+    pub link: Arc<MinerLink>,
     pub id: Value,
 }
 
 impl Reply {
     pub fn answer(self, line: String) {
         self.link.send(ToMiner::Answer(line));
+    }
+
+    /// The pool's `true`.
+    pub fn accept(self) {
+        self.link.send(ToMiner::Accepted(self.id));
     }
 }
 

@@ -29,12 +29,12 @@ pub use authorize::Authorize;
 pub use configure::{Configure, ConfigureResult};
 pub use message::{
     Message, ProtocolError, Request, Response, StratumError, error_line, id, notification_line,
-    parse_line, request_line, result_line, true_line,
+    parse_line, parse_line_without_shortcut, push_true_line, request_line, result_line, true_line,
 };
 pub use miner_request::MinerRequest;
 pub use params::{check_difficulty, difficulty_value, hex_u32, parse_hex_bytes, parse_hex_u32};
 pub use server_request::{Notify, Reconnect, ServerRequest, SetExtranonce};
-pub use submit::Submit;
+pub use submit::{Extranonce2, Submit, SubmitRef};
 pub use subscribe::{Subscribe, SubscribeResult, standard_subscriptions};
 
 /// Method names, in one place.

@@ -497,7 +497,7 @@ mod tests {
             worker: w.clone(),
             upstream_user: Arc::from("acct.rig-q"),
             pool_job_id: Arc::from("1"),
-            extranonce2: vec![0; 4],
+            extranonce2: crate::protocol::Extranonce2::concat(&[&[0; 4]]).unwrap(),
             ntime: 0,
             nonce: 0,
             version_bits: None,

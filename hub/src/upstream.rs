@@ -27,7 +27,7 @@ use tracing::{debug, info, warn};
 
 use crate::facts::ShareResult;
 use crate::jobs::{JobVariant, PoolJob};
-use crate::lines::{LineRead, line, read_line};
+use crate::lines::{LineRead, buffered_line, line, read_line};
 use crate::link::{
     MinerLink, Reply, SessionCmd, SessionEvent, SessionHandle, SessionInfo, ToMiner, UpSubmit,
 };
@@ -303,6 +303,9 @@ struct Session {
     resending: bool,
     rejected_batch: u64,
     out: Vec<u8>,
+    /// When the session's task last woke (read, command or tick): the clock for everything
+    /// handled in that turn (a clock read per share is measurable).
+    now: Instant,
 }
 
 async fn run(
@@ -359,6 +362,7 @@ async fn run(
         held: HashMap::new(),
         authorize_misses: HashMap::new(),
         last_heard: Instant::now(),
+        now: Instant::now(),
         pending: PendingMap::default(),
         next_id: FIRST_FREE_ID,
         accepted_batch: 0,
@@ -405,12 +409,36 @@ async fn run(
     let mut buf = Vec::with_capacity(4096);
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Made once, not per turn: a cancellation waiter registered and dropped on every line costs
+    // two lock round trips per share.
+    let stopping = shared.shutdown.cancelled();
+    tokio::pin!(stopping);
     let outcome: SessionEvent = loop {
         tokio::select! {
             r = read_line(&mut reader, &mut buf, max_line) => {
+                s.now = Instant::now();
                 match r {
                     Ok(LineRead::Line) => {
                         if let Some(ev) = s.on_line(line(&buf)) {
+                            break ev;
+                        }
+                        // The answers that came with it, in the same turn (one write after).
+                        let mut ended = None;
+                        while let Some(more) = buffered_line(&mut reader, &mut buf, max_line) {
+                            let ev = match more {
+                                LineRead::Line => s.on_line(line(&buf)),
+                                LineRead::TooLong => {
+                                    s.shared.metrics.protocol_error(side::POOL, protocol_error::LINE_TOO_LONG);
+                                    Some(s.closed("pool sent an oversized line"))
+                                }
+                                LineRead::Eof => None,
+                            };
+                            if ev.is_some() {
+                                ended = ev;
+                                break;
+                            }
+                        }
+                        if let Some(ev) = ended {
                             break ev;
                         }
                     }
@@ -423,6 +451,7 @@ async fn run(
                 }
             }
             cmd = rx.recv() => {
+                s.now = Instant::now();
                 let Some(cmd) = cmd else { break s.closed("switchboard dropped the session") };
                 if s.on_cmd(cmd) {
                     break s.closed("closed by the hub");
@@ -448,12 +477,13 @@ async fn run(
                 }
             }
             _ = tick.tick() => {
+                s.now = Instant::now();
                 if !s.ready && Instant::now() > handshake_deadline {
                     break fail("handshake (subscribe, authorize, first job) timed out".into(), false);
                 }
                 s.on_tick();
             }
-            _ = shared.shutdown.cancelled() => {
+            _ = &mut stopping => {
                 // Give in-flight shares a moment to get their verdicts.
                 if s.pending.is_empty() {
                     break s.closed("hub shutting down");
@@ -465,7 +495,11 @@ async fn run(
                     tokio::select! {
                         _ = &mut grace => break,
                         r = read_line(&mut reader, &mut buf, max_line) => match r {
-                            Ok(LineRead::Line) => { s.on_line(line(&buf)); if s.pending.is_empty() { break; } }
+                            Ok(LineRead::Line) => {
+                                s.now = Instant::now();
+                                s.on_line(line(&buf));
+                                if s.pending.is_empty() { break; }
+                            }
                             _ => break,
                         }
                     }
@@ -796,7 +830,7 @@ impl Session {
             s.nonce,
             version_bits,
         );
-        let now = Instant::now();
+        let now = self.now;
         self.shared
             .metrics
             .forward_latency
@@ -884,7 +918,7 @@ impl Session {
                 return None;
             }
         };
-        self.last_heard = Instant::now();
+        self.last_heard = self.now;
         match msg {
             Message::Response(r) => self.on_response(r),
             Message::Request(req) => self.on_request(req),
@@ -967,15 +1001,15 @@ impl Session {
                         sent,
                         reply,
                     }) => {
-                        self.counters()
-                            .observe_latency(sent.elapsed().as_secs_f64());
+                        self.counters().observe_latency(
+                            self.now.saturating_duration_since(sent).as_secs_f64(),
+                        );
                         if r.is_true() {
                             worker.lock().verdict(ShareResult::Accepted, difficulty);
                             self.counters().accepted.fetch_add(1, Ordering::Relaxed);
                             self.accepted_batch += 1;
                             if let Some(reply) = reply {
-                                let l = protocol::true_line(&reply.id);
-                                reply.answer(l);
+                                reply.accept();
                             }
                         } else {
                             let (code, msg) = match &r.error {

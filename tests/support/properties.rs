@@ -13,7 +13,7 @@
 use hashsched_hub::extranonce::pool_extranonce2;
 use hashsched_hub::jobs::{JobVariant, PoolJob};
 use hashsched_hub::protocol::{
-    self, ConfigureResult, Message, MinerRequest, Notify, ServerRequest, StratumError,
+    self, ConfigureResult, Message, MinerRequest, Notify, ServerRequest, StratumError, Submit,
     SubscribeResult,
 };
 use hashsched_hub::routing::{RoutingDocument, SecretStore, ValidRouting};
@@ -27,6 +27,28 @@ pub fn check_stratum_line(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    // The two shortcuts of the share path say nothing the generic parser would not: the
+    // pool's common answer, and a miner's typed `mining.submit`.
+    assert_eq!(
+        protocol::parse_line(text),
+        protocol::parse_line_without_shortcut(text),
+        "parse_line's shortcut and the generic parser disagree"
+    );
+    if let Some((id, fast)) = Submit::parse_line(text) {
+        let fast = (id, fast.to_submit());
+        let generic = match protocol::parse_line(text) {
+            Ok(Message::Request(r)) => match MinerRequest::parse(&r.method, &r.params) {
+                Ok(Some(MinerRequest::Submit(s))) => Some((r.id, s)),
+                _ => None,
+            },
+            _ => None,
+        };
+        assert_eq!(
+            Some(fast),
+            generic,
+            "typed submit parser and the generic path disagree"
+        );
+    }
     let Ok(msg) = protocol::parse_line(text) else {
         return;
     };
@@ -322,7 +344,8 @@ pub fn check_share(
         n.nbits,
         n.ntime,
     );
-    let forwarded = pool_extranonce2(&v.pad, tail, en2);
+    let forwarded = pool_extranonce2(&v.pad, tail, en2)
+        .expect("a variant's pad, tail and extranonce2 fit the pool's (at most 32 bytes)");
     assert_eq!(
         forwarded.len(),
         pool_n2,

@@ -267,8 +267,15 @@ pub fn parse_line(line: &str) -> Result<Message, ProtocolError> {
     parse_trimmed_line(line)
 }
 
-/// [`parse_line`] without its shortcut for the most common answer (tests compare the two).
-pub(super) fn parse_trimmed_line(line: &str) -> Result<Message, ProtocolError> {
+/// [`parse_line`] without its shortcut for the most common answer: what every line would give
+/// through serde alone. For differential tests and the fuzz target, which check that the two
+/// always agree.
+pub fn parse_line_without_shortcut(line: &str) -> Result<Message, ProtocolError> {
+    parse_trimmed_line(line.trim())
+}
+
+/// [`parse_line`] without its shortcut, for a line already trimmed.
+fn parse_trimmed_line(line: &str) -> Result<Message, ProtocolError> {
     if !line.starts_with('{') {
         // Distinguish "valid JSON but not an object" from junk for clearer errors.
         return match serde_json::from_str::<Value>(line) {
@@ -360,6 +367,19 @@ pub fn true_line(id: &Value) -> String {
     s
 }
 
+/// [`true_line`] appended to `out` (the share hot path: no `String`).
+pub fn push_true_line(out: &mut Vec<u8>, id: &Value) {
+    out.extend_from_slice(b"{\"id\":");
+    match id.as_u64() {
+        Some(n) => push_u64(out, n),
+        // Writing JSON into a `Vec` cannot fail.
+        None => {
+            let _ = serde_json::to_writer(&mut *out, id);
+        }
+    }
+    out.extend_from_slice(b",\"result\":true,\"error\":null}\n");
+}
+
 /// `{"id":..,"result":null,"error":[code,"message",null]}\n`
 pub fn error_line(id: &Value, code: i64, message: &str) -> String {
     let mut s = String::with_capacity(80);
@@ -388,6 +408,13 @@ fn push_json(s: &mut String, v: &Value) {
 /// Where line pieces go: a `String` (answers to miners) or a `Vec<u8>` (a session's output).
 pub trait LineSink {
     fn put(&mut self, s: &str);
+    /// ASCII bytes (digits written here): a `Vec<u8>` takes them as they are, a `String`
+    /// checks them.
+    fn put_ascii(&mut self, b: &[u8]) {
+        if let Ok(t) = std::str::from_utf8(b) {
+            self.put(t);
+        }
+    }
 }
 
 impl LineSink for String {
@@ -399,6 +426,10 @@ impl LineSink for String {
 impl LineSink for Vec<u8> {
     fn put(&mut self, s: &str) {
         self.extend_from_slice(s.as_bytes());
+    }
+
+    fn put_ascii(&mut self, b: &[u8]) {
+        self.extend_from_slice(b);
     }
 }
 
@@ -440,10 +471,7 @@ pub fn push_hex<W: LineSink + ?Sized>(out: &mut W, bytes: &[u8]) {
             pair[0] = HEX_DIGITS[usize::from(b >> 4)];
             pair[1] = HEX_DIGITS[usize::from(b & 0x0f)];
         }
-        // Only ASCII hex digits were written.
-        if let Ok(t) = std::str::from_utf8(&buf[..2 * chunk.len()]) {
-            out.put(t);
-        }
+        out.put_ascii(&buf[..2 * chunk.len()]);
     }
 }
 
@@ -464,9 +492,7 @@ pub fn push_u64<W: LineSink + ?Sized>(out: &mut W, mut n: u64) {
             break;
         }
     }
-    if let Ok(t) = std::str::from_utf8(&buf[i..]) {
-        out.put(t);
-    }
+    out.put_ascii(&buf[i..]);
 }
 
 /// Plain serde form of an id for callers that want to build ids from numbers.

@@ -1,12 +1,10 @@
 //! `mining.submit`: one share, the hot path of the protocol.
 
-use serde::Deserialize;
-use serde::de::{SeqAccess, Visitor};
 use serde_json::Value;
 use std::borrow::Cow;
 
 use super::message::{LineSink, ProtocolError, push_hex, push_hex_u32, push_json_str, push_u64};
-use super::params::{Params, hex_u32, parse_hex_bytes, parse_hex_u32};
+use super::params::{Params, hex_u32, parse_hex_u32};
 use super::{MAX_EXTRANONCE_BYTES, method};
 
 /// `mining.submit` parameters.
@@ -21,83 +19,157 @@ pub struct Submit {
     pub version_bits: Option<u32>,
 }
 
-/// A `mining.submit` line read in one pass, strings borrowed from the line where they have no
-/// escapes ([`Submit::parse_line`]).
-#[derive(Deserialize)]
-struct SubmitLine<'a> {
-    #[serde(default)]
-    id: Value,
-    #[serde(borrow)]
-    method: Cow<'a, str>,
-    #[serde(borrow)]
-    params: SubmitParams<'a>,
+/// An extranonce2 held inline (at most [`MAX_EXTRANONCE_BYTES`]): a share's bytes go from the
+/// miner's line to the pool session's output without a heap allocation on the way (an
+/// allocation made on one thread and freed on another is the dearest kind).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Extranonce2 {
+    len: u8,
+    bytes: [u8; MAX_EXTRANONCE_BYTES],
 }
 
-/// `[worker, job_id, extranonce2, ntime, nonce (, version_bits)]`, all strings (version bits may
-/// be null); further items are ignored, as `Submit::parse` ignores them.
-struct SubmitParams<'a> {
-    fields: [Cow<'a, str>; 5],
-    version_bits: Option<Cow<'a, str>>,
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for SubmitParams<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = SubmitParams<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("mining.submit parameters")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
-                let mut next = || -> Result<Cow<'de, str>, A::Error> {
-                    seq.next_element::<Cow<'de, str>>()?
-                        .ok_or_else(|| serde::de::Error::custom("missing"))
-                };
-                let fields = [next()?, next()?, next()?, next()?, next()?];
-                let version_bits = seq.next_element::<Option<Cow<'de, str>>>()?.flatten();
-                // Read (and dropped) as `Value`s, as the generic path reads them: the same
-                // nesting limit applies (serde's `IgnoredAny` would skip any depth).
-                while seq.next_element::<Value>()?.is_some() {}
-                Ok(SubmitParams {
-                    fields,
-                    version_bits,
-                })
-            }
+impl Extranonce2 {
+    /// `parts` one after the other; `None` when they are longer than [`MAX_EXTRANONCE_BYTES`].
+    pub fn concat(parts: &[&[u8]]) -> Option<Self> {
+        let mut e = Extranonce2 {
+            len: 0,
+            bytes: [0; MAX_EXTRANONCE_BYTES],
+        };
+        let mut at = 0usize;
+        for p in parts {
+            let end = at
+                .checked_add(p.len())
+                .filter(|&n| n <= MAX_EXTRANONCE_BYTES)?;
+            e.bytes[at..end].copy_from_slice(p);
+            at = end;
         }
-        d.deserialize_seq(V)
+        e.len = at as u8;
+        Some(e)
+    }
+
+    /// Exactly what [`super::parse_hex_bytes`] accepts with the [`MAX_EXTRANONCE_BYTES`] bound: an even
+    /// number of hex digits (either case), at most that many bytes.
+    pub fn from_hex(s: &str) -> Option<Self> {
+        let digits = s.as_bytes();
+        if !digits.len().is_multiple_of(2) || digits.len() / 2 > MAX_EXTRANONCE_BYTES {
+            return None;
+        }
+        let mut e = Extranonce2 {
+            len: (digits.len() / 2) as u8,
+            bytes: [0; MAX_EXTRANONCE_BYTES],
+        };
+        for (out, pair) in e.bytes.iter_mut().zip(digits.chunks_exact(2)) {
+            *out = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
+        }
+        Some(e)
+    }
+}
+
+fn hex_digit(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
+}
+
+impl std::ops::Deref for Extranonce2 {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl std::fmt::Debug for Extranonce2 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Extranonce2({})", hex::encode(&**self))
+    }
+}
+
+/// A share as the hub's connection handles it: [`Submit`]'s fields, with the strings borrowed
+/// from the miner's line where they have no escapes and the extranonce2 inline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmitRef<'a> {
+    pub worker: Cow<'a, str>,
+    pub job_id: Cow<'a, str>,
+    pub extranonce2: Extranonce2,
+    pub ntime: u32,
+    pub nonce: u32,
+    pub version_bits: Option<u32>,
+}
+
+impl SubmitRef<'_> {
+    /// The owned form.
+    pub fn to_submit(&self) -> Submit {
+        Submit {
+            worker: self.worker.to_string(),
+            job_id: self.job_id.to_string(),
+            extranonce2: self.extranonce2.to_vec(),
+            ntime: self.ntime,
+            nonce: self.nonce,
+            version_bits: self.version_bits,
+        }
     }
 }
 
 impl Submit {
-    /// A whole `mining.submit` line parsed straight into its id and typed fields, without a
-    /// `Value` tree: `Some` only when the line is a `mining.submit` request whose parameters
-    /// are all valid (strings; hex within bounds), and then exactly what
-    /// `parse_line` + [`super::MinerRequest::parse`] give for it. `None` for anything else,
-    /// valid or not, which the caller hands to the generic path for its answer (so error
-    /// answers and metrics stay those of the generic path).
-    pub fn parse_line(line: &str) -> Option<(Value, Submit)> {
-        let line = line.trim();
-        // A derived struct also reads from an array; the generic path wants an object.
-        if !line.starts_with('{') {
+    /// A whole `mining.submit` line read in one pass, without serde or a `Value` tree: `Some`
+    /// only when the line is a `mining.submit` request whose parameters are all valid (strings;
+    /// hex within bounds), and then exactly the id and fields that `parse_line` +
+    /// [`super::MinerRequest::parse`] give for it. `None` for anything else, valid or not,
+    /// which the caller hands to the generic path for its answer (so error answers and metrics
+    /// stay those of the generic path).
+    ///
+    /// Shares are nearly every line a miner sends, so this reads the JSON itself: an object
+    /// with the keys `id` (an unsigned integer, a string or null), `method` and `params`, in
+    /// any order and with any JSON whitespace; `params` holds five strings and optionally a
+    /// sixth string or null. Anything outside that (another key, a key twice, a float or
+    /// negative id, a seventh parameter, a number where a string belongs) is `None`, and the
+    /// generic path decides. A string with escapes is decoded by serde_json, so its meaning
+    /// is serde's.
+    pub fn parse_line(line: &str) -> Option<(Value, SubmitRef<'_>)> {
+        let mut p = Scan::new(line.trim());
+        p.eat(b'{')?;
+        let (mut id, mut is_submit, mut params) = (None, false, None);
+        loop {
+            let key = p.string()?;
+            p.eat(b':')?;
+            match &*key {
+                "id" if id.is_none() => id = Some(p.id()?),
+                "method" if !is_submit => {
+                    if p.string()? != method::SUBMIT {
+                        return None;
+                    }
+                    is_submit = true;
+                }
+                "params" if params.is_none() => params = Some(p.params()?),
+                _ => return None,
+            }
+            match p.next()? {
+                b',' => continue,
+                b'}' => break,
+                _ => return None,
+            }
+        }
+        p.ws();
+        if !p.at_end() || !is_submit {
             return None;
         }
-        let raw: SubmitLine = serde_json::from_str(line).ok()?;
-        if raw.method != method::SUBMIT {
-            return None;
-        }
-        let [worker, job_id, en2, ntime, nonce] = raw.params.fields;
-        let submit = Submit {
-            worker: worker.into_owned(),
-            job_id: job_id.into_owned(),
-            extranonce2: parse_hex_bytes(&en2, MAX_EXTRANONCE_BYTES).ok()?,
-            ntime: parse_hex_u32(&ntime).ok()?,
-            nonce: parse_hex_u32(&nonce).ok()?,
-            version_bits: match raw.params.version_bits {
-                None => None,
-                Some(b) => Some(parse_hex_u32(&b).ok()?),
-            },
-        };
-        Some((raw.id, submit))
+        Some((id.unwrap_or(Value::Null), params?))
+    }
+
+    /// The borrowed form; `None` for an extranonce2 over [`MAX_EXTRANONCE_BYTES`] (a parsed
+    /// `Submit` never has one).
+    pub fn as_submit_ref(&self) -> Option<SubmitRef<'_>> {
+        Some(SubmitRef {
+            worker: Cow::Borrowed(&self.worker),
+            job_id: Cow::Borrowed(&self.job_id),
+            extranonce2: Extranonce2::concat(&[&self.extranonce2])?,
+            ntime: self.ntime,
+            nonce: self.nonce,
+            version_bits: self.version_bits,
+        })
     }
 
     pub(super) fn parse(params: &Value) -> Result<Self, ProtocolError> {
@@ -163,5 +235,141 @@ impl Submit {
             v.push(Value::from(hex_u32(b)));
         }
         Value::Array(v)
+    }
+}
+
+/// The cursor of [`Submit::parse_line`] over one line.
+struct Scan<'a> {
+    text: &'a str,
+    at: usize,
+}
+
+impl<'a> Scan<'a> {
+    fn new(text: &'a str) -> Self {
+        Scan { text, at: 0 }
+    }
+
+    fn bytes(&self) -> &'a [u8] {
+        self.text.as_bytes()
+    }
+
+    fn at_end(&self) -> bool {
+        self.at >= self.text.len()
+    }
+
+    /// Skips JSON whitespace.
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.bytes().get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.bytes().get(self.at).copied()
+    }
+
+    fn next(&mut self) -> Option<u8> {
+        let c = self.peek()?;
+        self.at += 1;
+        Some(c)
+    }
+
+    fn eat(&mut self, c: u8) -> Option<()> {
+        (self.next()? == c).then_some(())
+    }
+
+    fn literal(&mut self, word: &str) -> Option<()> {
+        self.ws();
+        let rest = self.text.get(self.at..)?;
+        rest.starts_with(word).then(|| self.at += word.len())
+    }
+
+    /// A JSON string: borrowed when it has no escapes, else decoded by serde_json.
+    fn string(&mut self) -> Option<Cow<'a, str>> {
+        self.eat(b'"')?;
+        let open = self.at - 1;
+        let mut escaped = false;
+        loop {
+            match *self.bytes().get(self.at)? {
+                b'"' => break,
+                b'\\' => {
+                    escaped = true;
+                    self.at += 2;
+                }
+                // Raw control characters are not JSON: the generic path refuses them.
+                c if c < 0x20 => return None,
+                _ => self.at += 1,
+            }
+        }
+        let close = self.at;
+        self.at += 1;
+        // Both ends are `"` (ASCII), so both are char boundaries.
+        if escaped {
+            serde_json::from_str::<String>(self.text.get(open..=close)?)
+                .ok()
+                .map(Cow::Owned)
+        } else {
+            self.text.get(open + 1..close).map(Cow::Borrowed)
+        }
+    }
+
+    /// A request id as serde_json reads it into a `Value`, for the forms read here: an
+    /// unsigned integer written as JSON writes one (no sign, leading zero, fraction or
+    /// exponent; at most `u64::MAX`), a string, or null.
+    fn id(&mut self) -> Option<Value> {
+        match self.peek()? {
+            b'"' => self.string().map(|s| Value::String(s.into_owned())),
+            b'n' => self.literal("null").map(|()| Value::Null),
+            b'0'..=b'9' => {
+                let start = self.at;
+                while self.bytes().get(self.at).is_some_and(u8::is_ascii_digit) {
+                    self.at += 1;
+                }
+                let digits = &self.text[start..self.at];
+                if digits.len() > 1 && digits.starts_with('0') {
+                    return None;
+                }
+                // A `.`, `e` or `E` next is not a `,` or `}`: the caller returns `None`.
+                digits.parse::<u64>().ok().map(Value::from)
+            }
+            _ => None,
+        }
+    }
+
+    /// `[worker, job_id, extranonce2, ntime, nonce (, version_bits | null)]`, all valid.
+    fn params(&mut self) -> Option<SubmitRef<'a>> {
+        self.eat(b'[')?;
+        let worker = self.string()?;
+        self.eat(b',')?;
+        let job_id = self.string()?;
+        self.eat(b',')?;
+        let extranonce2 = self.string()?;
+        self.eat(b',')?;
+        let ntime = self.string()?;
+        self.eat(b',')?;
+        let nonce = self.string()?;
+        let version_bits = match self.next()? {
+            b']' => None,
+            b',' => {
+                let bits = if self.peek()? == b'n' {
+                    self.literal("null")?;
+                    None
+                } else {
+                    Some(parse_hex_u32(&self.string()?).ok()?)
+                };
+                self.eat(b']')?;
+                bits
+            }
+            _ => return None,
+        };
+        Some(SubmitRef {
+            worker,
+            job_id,
+            extranonce2: Extranonce2::from_hex(&extranonce2)?,
+            ntime: parse_hex_u32(&ntime).ok()?,
+            nonce: parse_hex_u32(&nonce).ok()?,
+            version_bits,
+        })
     }
 }

@@ -480,7 +480,7 @@ proptest! {
 
 /// What `parse_line` gave before its shortcut for `{"id":N,"result":true,"error":null}`.
 fn parse_line_generic(line: &str) -> Result<Message, ProtocolError> {
-    super::message::parse_trimmed_line(line.trim())
+    super::message::parse_line_without_shortcut(line)
 }
 
 #[test]
@@ -679,8 +679,12 @@ fn submit_via_generic_path(line: &str) -> Option<(Value, Submit)> {
 /// The typed parser never says more than the generic path: when it answers, the generic path
 /// gives the same id and fields; valid submits in the usual shape are recognised.
 fn check_submit_parser(line: &str) {
-    if let Some(fast) = Submit::parse_line(line) {
-        assert_eq!(Some(fast), submit_via_generic_path(line), "{line}");
+    if let Some((id, fast)) = Submit::parse_line(line) {
+        assert_eq!(
+            Some((id, fast.to_submit())),
+            submit_via_generic_path(line),
+            "{line}"
+        );
     }
 }
 
@@ -691,14 +695,27 @@ fn typed_submit_parser_agrees_with_the_generic_path() {
         r#"{"params":["w.1","a1","0000000a","6553f0a1","0x1234"],"id":"x","method":"mining.submit"}"#,
         r#"{"id":4,"method":"mining.submit","params":["w","1","00","00000000","00000000","1fffe000"]}"#,
         r#"{"id":4,"method":"mining.submit","params":["w","1","00","00000000","00000000",null]}"#,
-        r#"{"id":4,"method":"mining.submit","params":["w","1","00","00000000","00000000","0",7,[]]}"#,
         r#"{"id":null,"method":"mining.submit","params":["w\"\u00e9","j\\1","","1","ffffffff"]}"#,
+        // cpuminer's layout: spaces, `id` last
+        r#"{"method": "mining.submit", "params": ["rig.1", "6", "0100", "6553f0a1", "1234abcd"], "id":4}"#,
+        "{\"id\" : \"a\\u0062\" ,\r\n\t\"method\":\"mining.submit\",\"params\":[ \"w\" , \"1\" , \"00\" , \"1\" , \"2\" , null ] }",
         " {\"id\":4,\"method\":\"mining.submit\",\"params\":[\"w\",\"1\",\"00\",\"1\",\"2\"]}\n",
-        r#"{"id":4,"method":"mining.submit","params":["w","1","00","1","2"],"result":5,"x":{}}"#,
     ];
     for l in usual {
         assert!(Submit::parse_line(l).is_some(), "{l}");
         check_submit_parser(l);
+    }
+    // Valid submits outside the shape the typed parser reads (parameters after the sixth,
+    // other keys): the generic path takes them, with the same answer as ever.
+    let generic_only = [
+        r#"{"id":4,"method":"mining.submit","params":["w","1","00","00000000","00000000","0",7,[]]}"#,
+        r#"{"id":4,"method":"mining.submit","params":["w","1","00","1","2"],"result":5,"x":{}}"#,
+        r#"{"id":-4,"method":"mining.submit","params":["w","1","00","1","2"]}"#,
+        r#"{"id":4.5,"method":"mining.submit","params":["w","1","00","1","2"]}"#,
+    ];
+    for l in generic_only {
+        assert!(Submit::parse_line(l).is_none(), "{l}");
+        assert!(submit_via_generic_path(l).is_some(), "{l}");
     }
     let unusual = [
         r#"{"id":4,"method":"mining.submit","params":["w",1,"00","00000000","00000000"]}"#,
@@ -767,8 +784,34 @@ proptest! {
         vb in any::<Option<u32>>(),
     ) {
         let line = submit_line_via_value(id, &worker, &job, &en2, ntime, nonce, vb);
-        let fast = Submit::parse_line(&line);
+        let fast = Submit::parse_line(&line).map(|(id, s)| (id, s.to_submit()));
         prop_assert!(fast.is_some());
         prop_assert_eq!(fast, submit_via_generic_path(&line));
+    }
+}
+
+/// `parse_hex_u32` as it was before it folded the digits itself (`from_str_radix`).
+fn parse_hex_u32_reference(s: &str) -> Option<u32> {
+    let t = s
+        .strip_prefix("0x")
+        .or_else(|| s.strip_prefix("0X"))
+        .unwrap_or(s);
+    if t.is_empty() || t.len() > 8 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(t, 16).ok()
+}
+
+proptest! {
+    #[test]
+    fn hex_u32_reads_what_from_str_radix_reads(s in "(0[xX])?[0-9a-fA-FgG+ é-]{0,10}") {
+        prop_assert_eq!(parse_hex_u32(&s).ok(), parse_hex_u32_reference(&s));
+    }
+
+    #[test]
+    fn hex_u32_reads_every_u32(x in any::<u32>(), upper in any::<bool>(), prefix in any::<bool>()) {
+        let digits = if upper { format!("{x:X}") } else { format!("{x:08x}") };
+        let s = if prefix { format!("0x{digits}") } else { digits };
+        prop_assert_eq!(parse_hex_u32(&s), Ok(x));
     }
 }
