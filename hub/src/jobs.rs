@@ -461,11 +461,12 @@ impl MinerJobs {
         let work = &self.jobs[at].variant;
         let same_work =
             |j: &MinerJob| Arc::ptr_eq(&j.variant.job, &work.job) && j.variant.pad == work.pad;
-        if let Some(seen) = self
-            .jobs
-            .iter()
-            .find(|j| same_work(j) && j.seen.as_ref().is_some_and(|s| s.contains(&key)))
-        {
+        // A key is in at most one set (it is inserted only when no set of the work has it), so
+        // the other ids are looked at first and this id's set takes one probe: the insert.
+        if let Some(seen) = self.jobs.iter().enumerate().find_map(|(i, j)| {
+            (i != at && same_work(j) && j.seen.as_ref().is_some_and(|s| s.contains(&key)))
+                .then_some(j)
+        }) {
             return if &*seen.id == id {
                 Sighting::SameId
             } else {
@@ -473,10 +474,16 @@ impl MinerJobs {
             };
         }
         let seen = self.jobs[at].seen.get_or_insert_with(Box::default);
-        if seen.len() < max {
-            seen.insert(key);
+        let new = if seen.len() < max {
+            seen.insert(key)
+        } else {
+            !seen.contains(&key)
+        };
+        if new {
+            Sighting::First
+        } else {
+            Sighting::SameId
         }
-        Sighting::First
     }
 
     pub fn len(&self) -> usize {

@@ -111,8 +111,15 @@ enum Serve {
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    let threads = match args.serve {
+        Some(Serve::Hub { .. }) => std::env::var("HUB_BENCH_HUB_THREADS")
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(2),
+        _ => 2,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(threads)
         .enable_all()
         .build()?;
     match args.serve {
