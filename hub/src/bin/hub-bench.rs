@@ -62,6 +62,11 @@ struct Args {
     /// Measure only the hub, no direct baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Rounds of the throughput phase: direct, hub (and peer) measured in turn this many
+    /// times; the table shows each side's median and the median of the per-round ratios (the
+    /// machine's speed drifts between runs, less within a round) [default: 1].
+    #[arg(long, default_value_t = 1)]
+    throughput_rounds: usize,
     /// Rounds of the broadcast phase per sender [default: 5 with --quick, else 9]; more rounds
     /// give a profiler more samples.
     #[arg(long)]
@@ -560,6 +565,37 @@ struct Throughput {
     received_difficulty: f64,
     /// Set when that is above the phase's difficulty (a peer's floor): nothing was measured.
     floor: Option<f64>,
+}
+
+/// The median of `xs` (the mean of the middle two for an even count); `None` when empty.
+fn median(xs: &[f64]) -> Option<f64> {
+    let mut v: Vec<f64> = xs.iter().copied().filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// One side's throughput over several rounds: each figure's median (the first round's floor
+/// and difficulty; rejects summed).
+fn median_throughput(runs: &[Throughput]) -> Option<Throughput> {
+    let first = *runs.first()?;
+    let of = |f: fn(&Throughput) -> f64| median(&runs.iter().map(f).collect::<Vec<_>>());
+    Some(Throughput {
+        shares_per_sec: of(|t| t.shares_per_sec).unwrap_or(0.0),
+        pool_shares_per_sec: of(|t| t.pool_shares_per_sec).unwrap_or(0.0),
+        rejected: runs.iter().map(|t| t.rejected).sum(),
+        cpu_per_1000_ms: median(
+            &runs
+                .iter()
+                .filter_map(|t| t.cpu_per_1000_ms)
+                .collect::<Vec<_>>(),
+        ),
+        ..first
+    })
 }
 
 /// Accepted shares so far, as the pool child counts them.
@@ -2049,13 +2085,44 @@ async fn bench(args: &Args) -> Result<()> {
     let floored = |floor: f64| format!("n/a: floor {}", fmt_difficulty(floor));
 
     if want("throughput") {
-        let mut r: [Option<Throughput>; 3] = [None, None, None];
+        let rounds = args.throughput_rounds.max(1);
+        let mut runs: [Vec<Throughput>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         let mut errors: [Option<String>; 3] = [None, None, None];
+        for round in 1..=rounds {
+            for via in &vias {
+                eprintln!(
+                    "[hub-bench] throughput via {} (round {round} of {rounds}) ...",
+                    via.label()
+                );
+                match throughput(*via, args.quick).await {
+                    Ok(t) => runs[via.slot()].push(t),
+                    Err(e) => {
+                        eprintln!("[hub-bench] throughput via {}: {e:#}", via.label());
+                        report.insert(
+                            format!("throughput_{}_error", via.name()),
+                            json!(format!("{e:#}")),
+                        );
+                        errors[via.slot()] = Some(error_cell(&e));
+                    }
+                }
+            }
+        }
+        // Each side's median over the rounds (one round: its figures).
+        let r: [Option<Throughput>; 3] = std::array::from_fn(|i| median_throughput(&runs[i]));
+        // Each round's ratio to the direct figure of the same round.
+        let ratios = |i: usize| -> Vec<f64> {
+            runs[0]
+                .iter()
+                .zip(&runs[i])
+                .filter(|(d, t)| {
+                    d.floor.is_none() && t.floor.is_none() && d.pool_shares_per_sec > 0.0
+                })
+                .map(|(d, t)| t.pool_shares_per_sec / d.pool_shares_per_sec)
+                .collect()
+        };
         for via in &vias {
-            eprintln!("[hub-bench] throughput via {} ...", via.label());
-            match throughput(*via, args.quick).await {
-                Ok(t) => {
-                    r[via.slot()] = Some(t);
+            if let Some(t) = r[via.slot()] {
+                {
                     let v = via.name();
                     report.insert(
                         format!("throughput_{v}_received_difficulty"),
@@ -2078,14 +2145,6 @@ async fn bench(args: &Args) -> Result<()> {
                         report.insert(format!("throughput_{v}_cpu_ms_per_1000_shares"), json!(c));
                     }
                 }
-                Err(e) => {
-                    eprintln!("[hub-bench] throughput via {}: {e:#}", via.label());
-                    report.insert(
-                        format!("throughput_{}_error", via.name()),
-                        json!(format!("{e:#}")),
-                    );
-                    errors[via.slot()] = Some(error_cell(&e));
-                }
             }
         }
         // The peer's cell: its figure, its floor, or its error.
@@ -2107,21 +2166,33 @@ async fn bench(args: &Args) -> Result<()> {
             [cell(0, &pool), cell(1, &pool), cell(2, &pool)],
             ">= 50000",
         );
-        if let Some(d) = r[0].filter(|d| d.floor.is_none() && d.pool_shares_per_sec > 0.0) {
-            let ratio =
-                |t: &Throughput| fmt(Some(t.pool_shares_per_sec / d.pool_shares_per_sec), 2);
-            for (i, t) in r.iter().enumerate().skip(1) {
-                if let Some(t) = t.filter(|t| t.floor.is_none()) {
-                    let v = if i == 1 { "hub" } else { "against" };
+        if r[0].is_some_and(|d| d.floor.is_none() && d.pool_shares_per_sec > 0.0) {
+            let mut ratio_cells = [String::new(), String::new(), String::new()];
+            for (i, cell_text) in ratio_cells.iter_mut().enumerate().skip(1) {
+                let per_round = ratios(i);
+                let Some(m) = median(&per_round) else {
+                    *cell_text = cell(i, &|_| "-".into());
+                    continue;
+                };
+                let v = if i == 1 { "hub" } else { "against" };
+                report.insert(format!("throughput_{v}_over_direct"), json!(m));
+                *cell_text = fmt(Some(m), 2);
+                if rounds > 1 {
                     report.insert(
-                        format!("throughput_{v}_over_direct"),
-                        json!(t.pool_shares_per_sec / d.pool_shares_per_sec),
+                        format!("throughput_{v}_over_direct_rounds"),
+                        json!(per_round),
                     );
+                    let each: Vec<String> = per_round.iter().map(|x| fmt(Some(*x), 2)).collect();
+                    *cell_text = format!("{} ({})", fmt(Some(m), 2), each.join(" "));
                 }
             }
             row3(
-                "throughput at the pool, / direct",
-                ["".into(), cell(1, &ratio), cell(2, &ratio)],
+                if rounds > 1 {
+                    "throughput at the pool, / direct (median; each round)"
+                } else {
+                    "throughput at the pool, / direct"
+                },
+                ratio_cells,
                 "",
             );
         }
@@ -2700,5 +2771,27 @@ mod tests {
         assert_eq!(floor_of(1.0, 1.0), None);
         assert_eq!(fmt_difficulty(1.0), "1");
         assert_eq!(fmt_difficulty(EVERY_HASH), "1e-12");
+    }
+
+    #[test]
+    fn rounds_report_each_figure_s_median() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[3.0]), Some(3.0));
+        assert_eq!(median(&[5.0, 1.0, 3.0]), Some(3.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[f64::NAN, 2.0]), Some(2.0));
+        let t = |pool: f64, cpu: Option<f64>| Throughput {
+            shares_per_sec: pool,
+            pool_shares_per_sec: pool,
+            rejected: 1,
+            cpu_per_1000_ms: cpu,
+            ..Throughput::default()
+        };
+        let m =
+            median_throughput(&[t(300.0, Some(3.0)), t(100.0, None), t(200.0, Some(5.0))]).unwrap();
+        assert_eq!(m.pool_shares_per_sec, 200.0);
+        assert_eq!(m.cpu_per_1000_ms, Some(4.0));
+        assert_eq!(m.rejected, 3);
+        assert!(median_throughput(&[]).is_none());
     }
 }
