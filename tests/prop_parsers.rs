@@ -345,3 +345,29 @@ fn the_largest_notify_still_hashes_alike() {
         0x1fff_e000,
     );
 }
+
+/// Found by the `quantities` fuzz target: a subnormal difficulty (2.12e-309) came back from its
+/// JSON form one representable value off, which the relative bound of `close` called a
+/// different number. Subnormals are now compared by the values between them.
+#[test]
+fn a_subnormal_difficulty_survives_its_json_form() {
+    assert!(close(2.12e-309, 2.119_999_999_999_999_7e-309));
+    assert!(!close(2.12e-309, 2.2e-309));
+    check_quantities(b"212e-311");
+}
+
+/// Found by the `share_path` fuzz target once a share's extranonce2 travelled inline (at most
+/// 32 bytes): the property built work for a pool extranonce2 of 33 bytes and more, which the hub
+/// refuses at subscribe. Such inputs are skipped; the bound is checked where the hub applies it.
+#[test]
+fn work_for_a_pool_extranonce2_over_32_bytes_is_never_built() {
+    let too_big = serde_json::json!([
+        "s",
+        "00000000",
+        hashsched_hub::protocol::MAX_EXTRANONCE_BYTES + 1
+    ]);
+    assert!(hashsched_hub::protocol::SubscribeResult::from_value(&too_big).is_err());
+    check_share_path(include_bytes!(
+        "../hub/fuzz/corpus/share_path/regression-pool-extranonce2-over-32"
+    ));
+}
