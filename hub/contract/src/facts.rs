@@ -104,7 +104,26 @@ pub struct ShareBuckets<T> {
     pub invalid: T,
 }
 
-impl<T: Copy + std::ops::Add<Output = T> + std::ops::AddAssign + Default> ShareBuckets<T> {
+/// What a bucket holds: a share count or a difficulty sum. Counts add saturating: the operator
+/// builds buckets from every hub pod's page, and a page with absurd counters (or the same
+/// series twice) must give a large number, not a wrapped one or a panic.
+pub trait BucketValue: Copy + Default {
+    fn plus(self, other: Self) -> Self;
+}
+
+impl BucketValue for u64 {
+    fn plus(self, other: Self) -> Self {
+        self.saturating_add(other)
+    }
+}
+
+impl BucketValue for f64 {
+    fn plus(self, other: Self) -> Self {
+        self + other
+    }
+}
+
+impl<T: BucketValue> ShareBuckets<T> {
     pub fn get(&self, r: ShareResult) -> T {
         match r {
             ShareResult::Accepted => self.accepted,
@@ -131,14 +150,14 @@ impl<T: Copy + std::ops::Add<Output = T> + std::ops::AddAssign + Default> ShareB
             ShareResult::Duplicate => &mut self.duplicate,
             ShareResult::Invalid => &mut self.invalid,
         };
-        *slot += v;
+        *slot = slot.plus(v);
     }
 
     /// Sum over all buckets.
     pub fn total(&self) -> T {
         ShareResult::ALL
             .iter()
-            .fold(T::default(), |acc, r| acc + self.get(*r))
+            .fold(T::default(), |acc, r| acc.plus(self.get(*r)))
     }
 
     /// Sum over the locally valid buckets (accepted, below target, rejected, lost).
@@ -146,7 +165,7 @@ impl<T: Copy + std::ops::Add<Output = T> + std::ops::AddAssign + Default> ShareB
         ShareResult::ALL
             .iter()
             .filter(|r| r.is_locally_valid())
-            .fold(T::default(), |acc, r| acc + self.get(*r))
+            .fold(T::default(), |acc, r| acc.plus(self.get(*r)))
     }
 
     /// Sum over the buckets of valid work ([`ShareResult::is_valid_work`]).
@@ -154,7 +173,7 @@ impl<T: Copy + std::ops::Add<Output = T> + std::ops::AddAssign + Default> ShareB
         ShareResult::ALL
             .iter()
             .filter(|r| r.is_valid_work())
-            .fold(T::default(), |acc, r| acc + self.get(*r))
+            .fold(T::default(), |acc, r| acc.plus(self.get(*r)))
     }
 }
 
@@ -258,6 +277,24 @@ pub struct PoolFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `exposition` fuzz target: a hub page whose counters summed past `u64::MAX`
+    /// made the operator's facts overflow (a panic with overflow checks, a wrapped count
+    /// without). Counts saturate.
+    #[test]
+    fn share_counts_saturate_instead_of_overflowing() {
+        let mut b = ShareBuckets::<u64>::default();
+        b.add(ShareResult::Accepted, u64::MAX - 1);
+        b.add(ShareResult::Accepted, 5);
+        b.add(ShareResult::Invalid, u64::MAX);
+        assert_eq!(b.accepted, u64::MAX);
+        assert_eq!(b.total(), u64::MAX);
+        assert_eq!(b.valid_work(), u64::MAX);
+        let mut d = ShareBuckets::<f64>::default();
+        d.add(ShareResult::Accepted, 1.5);
+        d.add(ShareResult::Accepted, 2.0);
+        assert_eq!(d.total(), 3.5);
+    }
 
     #[test]
     fn buckets_total_and_valid() {
