@@ -50,27 +50,16 @@ impl Extranonce2 {
     /// Exactly what [`super::parse_hex_bytes`] accepts with the [`MAX_EXTRANONCE_BYTES`] bound: an even
     /// number of hex digits (either case), at most that many bytes.
     pub fn from_hex(s: &str) -> Option<Self> {
-        let digits = s.as_bytes();
-        if !digits.len().is_multiple_of(2) || digits.len() / 2 > MAX_EXTRANONCE_BYTES {
+        if !s.len().is_multiple_of(2) || s.len() / 2 > MAX_EXTRANONCE_BYTES {
             return None;
         }
+        let len = s.len() / 2;
         let mut e = Extranonce2 {
-            len: (digits.len() / 2) as u8,
+            len: len as u8,
             bytes: [0; MAX_EXTRANONCE_BYTES],
         };
-        for (out, pair) in e.bytes.iter_mut().zip(digits.chunks_exact(2)) {
-            *out = (hex_digit(pair[0])? << 4) | hex_digit(pair[1])?;
-        }
+        hex::decode_to_slice(s, &mut e.bytes[..len]).ok()?;
         Some(e)
-    }
-}
-
-fn hex_digit(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        b'A'..=b'F' => Some(c - b'A' + 10),
-        _ => None,
     }
 }
 

@@ -815,3 +815,14 @@ proptest! {
         prop_assert_eq!(parse_hex_u32(&s), Ok(x));
     }
 }
+
+proptest! {
+    /// The inline extranonce2 reads exactly what the generic path's bounded hex reads.
+    #[test]
+    fn inline_extranonce2_reads_what_parse_hex_bytes_reads(s in "[0-9a-fA-Fg ]{0,70}") {
+        prop_assert_eq!(
+            super::Extranonce2::from_hex(&s).map(|e| e.to_vec()),
+            super::parse_hex_bytes(&s, super::MAX_EXTRANONCE_BYTES).ok()
+        );
+    }
+}
