@@ -222,6 +222,43 @@ mod tests {
     use super::*;
     use tokio::io::BufReader;
 
+    /// A pool's burst of answers: the lines after the first are taken from the buffer without
+    /// a read; a partial line stays for `read_line`, and a line past the bound is refused.
+    #[tokio::test]
+    async fn buffered_lines_are_taken_without_a_read_and_partial_ones_left() {
+        let data: &[u8] = b"one\ntwo\r\n0123456789abc\nthr";
+        let mut reader = BufReader::new(data);
+        let mut buf = Vec::new();
+        assert_eq!(
+            buffered_line(&mut reader, &mut buf, 10),
+            None,
+            "nothing read yet"
+        );
+        assert_eq!(
+            read_line(&mut reader, &mut buf, 10).await.unwrap(),
+            LineRead::Line
+        );
+        assert_eq!(line(&buf), b"one");
+        assert_eq!(
+            buffered_line(&mut reader, &mut buf, 10),
+            Some(LineRead::Line)
+        );
+        assert_eq!(line(&buf), b"two");
+        assert_eq!(
+            buffered_line(&mut reader, &mut buf, 10),
+            Some(LineRead::TooLong)
+        );
+        assert_eq!(
+            buffered_line(&mut reader, &mut buf, 10),
+            None,
+            "partial line"
+        );
+        assert_eq!(
+            read_line(&mut reader, &mut buf, 10).await.unwrap(),
+            LineRead::Eof
+        );
+    }
+
     #[tokio::test]
     async fn reads_lines_bounds_and_eof() {
         let data: &[u8] = b"{\"a\":1}\r\nsecond\n0123456789abcdef\nlast-no-newline";
