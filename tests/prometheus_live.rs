@@ -417,8 +417,11 @@ async fn recording_rules_agree_with_the_hubs_own_counters() {
     );
 
     // Counter rules. The whole life of these counters (they start at 0 with the hub) lies inside
-    // the rules' 5 m window, so `rate(x[5m])` is everything counted so far divided by 300 s (the
-    // extrapolation stops at the series' start): that is what the hub's counters imply.
+    // the rules' 5 m window, so `rate(x[5m])` is what was counted between Prometheus's first and
+    // last samples, divided by 300 s (the extrapolation stops near the series' start). Shares the
+    // hub counted before the first scrape are not in it: on a slow machine Prometheus starts
+    // seconds after the miners, so the lower bound subtracts the first sample, which for a
+    // counter that never reset is its minimum over the window.
     let age = run.started.elapsed().as_secs_f64();
     assert!(
         age < 290.0,
@@ -436,27 +439,43 @@ async fn recording_rules_agree_with_the_hubs_own_counters() {
         .unwrap();
     let rec_shares = sample_value(&rec[0]);
     let (diff_after, shares_after) = (acme_diff().await, accepted().await);
+    let first_sample = |promql: &'static str| async move {
+        let r = query(prom, promql).await.unwrap();
+        assert_eq!(r.len(), 1, "{promql}: {r:?}");
+        sample_value(&r[0])
+    };
+    let diff_first = first_sample(
+        "sum(min_over_time(hashsched_worker_share_difficulty_total{worker=\"w-acme\",result=\"accepted\"}[5m]))",
+    )
+    .await;
+    let shares_first =
+        first_sample("sum(min_over_time(hashsched_worker_shares_total{result=\"accepted\"}[5m]))")
+            .await;
     let to_hashrate = |d: f64| d * 4_294_967_296.0 / 300.0;
-    let (implied_hashrate, implied_shares) = (to_hashrate(diff_after), shares_after / 300.0);
-    eprintln!(
-        "after {age:.0} s: acme accepted hashrate rule {rec_hashrate:.0} H/s, implied by the hub's counters {:.0}..{implied_hashrate:.0} H/s; \
-         accepted shares/s rule {rec_shares:.3}, implied {:.3}..{implied_shares:.3}; customer hashrate rule {rec_value:.0} H/s, hub gauge {hub_gauge:.0} H/s",
-        to_hashrate(diff_before),
-        shares_before / 300.0
+    let (hashrate_lo, hashrate_hi) = (
+        to_hashrate(diff_before - diff_first),
+        to_hashrate(diff_after),
     );
-    assert!(implied_hashrate > 0.0 && implied_shares > 0.0);
+    let (shares_lo, shares_hi) = ((shares_before - shares_first) / 300.0, shares_after / 300.0);
+    eprintln!(
+        "after {age:.0} s: acme accepted hashrate rule {rec_hashrate:.0} H/s, implied by the hub's counters {hashrate_lo:.0}..{hashrate_hi:.0} H/s \
+         (difficulty {diff_first:.3e} counted before the first scrape); accepted shares/s rule {rec_shares:.3}, implied {shares_lo:.3}..{shares_hi:.3} \
+         ({shares_first} before the first scrape); customer hashrate rule {rec_value:.0} H/s, hub gauge {hub_gauge:.0} H/s",
+    );
+    assert!(
+        hashrate_lo > 0.0 && shares_lo > 0.0,
+        "nothing counted after the first scrape"
+    );
     // The rules saw the counters as of the last scrape and evaluation: between the two direct
-    // reads 10 s apart (5 % slack for the extrapolation to the window's end).
+    // reads 10 s apart (5 % slack for the extrapolation at the window's ends).
     let within = |rule: f64, lo: f64, hi: f64| rule >= lo * 0.95 && rule <= hi * 1.05;
     assert!(
-        within(rec_hashrate, to_hashrate(diff_before), implied_hashrate),
-        "accepted hashrate rule {rec_hashrate} outside what the hub's counters imply: {}..{implied_hashrate}",
-        to_hashrate(diff_before)
+        within(rec_hashrate, hashrate_lo, hashrate_hi),
+        "accepted hashrate rule {rec_hashrate} outside what the hub's counters imply: {hashrate_lo}..{hashrate_hi}"
     );
     assert!(
-        within(rec_shares, shares_before / 300.0, implied_shares),
-        "accepted shares rule {rec_shares} outside what the hub's counters imply: {}..{implied_shares}",
-        shares_before / 300.0
+        within(rec_shares, shares_lo, shares_hi),
+        "accepted shares rule {rec_shares} outside what the hub's counters imply: {shares_lo}..{shares_hi}"
     );
 
     // Every rule evaluated without error against the real series.
