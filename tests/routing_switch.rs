@@ -416,8 +416,11 @@ async fn moving_back_to_the_same_pool_job_does_not_remine_old_work() {
 /// Late shares across a switch: a share for the old pool's job submitted right after the switch
 /// goes to the old pool (its session still lives) and is credited there; once the old session is
 /// gone, a share for its job is answered "job not found" (21) and counted stale, not invalid.
+/// The two pools have different accounts: the late share goes out under the old pool's name
+/// for the worker, never under the new pool's (which would credit another account there).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_shares_go_to_the_old_pool_while_its_session_lives() {
+    use hashsched_hub::routing::PoolSpec;
     use hashsched_hub::share::{JobTemplate, Target};
     use hashsched_tests::RawClient;
     use serde_json::{Value, json};
@@ -436,10 +439,17 @@ async fn late_shares_go_to_the_old_pool_while_its_session_lives() {
     })
     .await
     .expect("pool b");
+    const ACCOUNT_B: &str = "acct-b";
     let quiet = |g, list: &[&str]| {
         let mut d = document(
             g,
-            vec![pool_spec("pool-a", &a), pool_spec("pool-b", &b)],
+            vec![
+                pool_spec("pool-a", &a),
+                PoolSpec {
+                    user: ACCOUNT_B.into(),
+                    ..pool_spec("pool-b", &b)
+                },
+            ],
             &[("rig-late", list)],
         );
         d.failover.starvation = hashsched_hub::routing::DurationSpec::from_secs(600);
@@ -518,9 +528,15 @@ async fn late_shares_go_to_the_old_pool_while_its_session_lives() {
     assert_eq!(
         a.worker(&upstream("rig-late")).accepted,
         1,
-        "credited at the old pool"
+        "credited at the old pool, under its account"
     );
-    assert_eq!(b.worker(&upstream("rig-late")).accepted, 0);
+    let b_name = format!("{ACCOUNT_B}.rig-late");
+    assert_eq!(
+        a.worker(&b_name).accepted + a.worker(&b_name).rejected_total(),
+        0,
+        "the new pool's name never reaches the old pool"
+    );
+    assert_eq!(b.worker(&b_name).accepted, 0);
 
     // Old pool gone: the next late share is stale (21), not a worker fault.
     a.shutdown();

@@ -34,10 +34,10 @@ use tracing::{debug, info, warn};
 
 use crate::extranonce::{ASSUMED_POOL_EXTRANONCE2_SIZE, Tail, fit_miner_en2, pool_extranonce2};
 use crate::facts::ShareResult;
-use crate::jobs::{JobVariant, MinerJobs, Sighting};
+use crate::jobs::{JobVariant, MinerJobs, PoolJob, Sighting, UpstreamJob};
 use crate::lines::{LineRead, SocketLines};
 use crate::link::{
-    MinerDoor, MinerInbox, MinerJoin, MinerLink, Reply, SessionHandle, ToMiner, UpSubmit,
+    BatchedShare, MinerDoor, MinerInbox, MinerJoin, MinerLink, SessionHandle, SubmitBatch, ToMiner,
 };
 use crate::metrics::{protocol_error, reconnect, side, unattributed};
 use crate::protocol::{
@@ -138,8 +138,16 @@ struct Miner {
     session: Option<Arc<SessionHandle>>,
     pool: Option<Arc<ResolvedPool>>,
     pool_mask: u32,
-    previous: Vec<Arc<SessionHandle>>,
+    /// Sessions the miner was moved away from (at most two), with the name each worker had
+    /// there: a late share goes to the session that issued its job, under that pool's name.
+    previous: Vec<PreviousSession>,
     switched_at: Instant,
+    /// Shares checked in this turn of the task and bound for a pool, handed to their session
+    /// as one command at the end of the turn ([`Miner::send_forwards`]). Boxed: an idle
+    /// miner pays a pointer for it.
+    forwards: Option<Box<Forwards>>,
+    /// The pool id and target of the job last forwarded to (see [`UpstreamCache`]).
+    upstream_cache: Option<Box<UpstreamCache>>,
     /// A move to another pool whose first job has not reached the miner yet (decision time).
     switch_started: Option<Instant>,
     /// That first job is in `out`: observe the switch duration once it is written.
@@ -159,6 +167,52 @@ struct Miner {
     clock: (Instant, f64),
     /// A subscribe held until a pool's extranonce2 size is known: its id and the deadline.
     subscribe_held: Option<Box<(Value, tokio::time::Instant)>>,
+}
+
+/// A session the miner was moved away from; `names[i]` is what `workers[i]` was called there.
+struct PreviousSession {
+    handle: Arc<SessionHandle>,
+    names: Vec<Arc<str>>,
+}
+
+/// Shares of one turn for one session, worker and pool job.
+struct Forwards {
+    session: Arc<SessionHandle>,
+    batch: SubmitBatch,
+}
+
+/// A job's pool id and target as last read, with the version it was read at. The pool can
+/// re-send a job under another id or difficulty ([`PoolJob::resent`]), so the current pair
+/// sits behind a lock that every miner of the session would take for every share, from every
+/// core; a version number read without a lock says whether the copy here is still current.
+struct UpstreamCache {
+    job: Arc<PoolJob>,
+    version: u64,
+    upstream: UpstreamJob,
+}
+
+/// The current pool id and target of `job`, read through the miner's one-entry cache.
+fn upstream_of<'c>(
+    cache: &'c mut Option<Box<UpstreamCache>>,
+    job: &Arc<PoolJob>,
+) -> &'c UpstreamJob {
+    // The version is read before the value: a change in between is seen as a newer version
+    // next time, never as an old value under a new version.
+    let version = job.upstream_version();
+    let stale =
+        !matches!(cache.as_deref(), Some(c) if c.version == version && Arc::ptr_eq(&c.job, job));
+    if stale {
+        *cache = None;
+    }
+    &cache
+        .get_or_insert_with(|| {
+            Box::new(UpstreamCache {
+                job: job.clone(),
+                version,
+                upstream: job.upstream(),
+            })
+        })
+        .upstream
 }
 
 /// Why a connection ended (metric label + log).
@@ -216,6 +270,8 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             pool: None,
             pool_mask: 0,
             previous: Vec::new(),
+            forwards: None,
+            upstream_cache: None,
             switched_at: now,
             switch_started: None,
             switch_written: None,
@@ -299,6 +355,9 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                                 None => break,
                             }
                         }
+                        // The turn's shares for the pool, in one command per session, worker
+                        // and job (even when the turn ended in an error: they were checked).
+                        m.send_forwards();
                         r
                     }
                     _ = tick.tick() => {
@@ -450,6 +509,8 @@ impl Miner {
             info!(reason, "miner connection closed by the hub");
         }
         self.sh.metrics.connection_closed(reason);
+        // Normally sent at the end of the turn that read them; never left behind.
+        self.send_forwards();
         if self.registered {
             self.sh.switchboard_miner_leave(self.id);
         }
@@ -542,8 +603,13 @@ impl Miner {
                     self.switch_started = switch_started;
                 }
                 if let Some(old) = self.session.take() {
-                    self.previous.retain(|s| s.is_alive());
-                    self.previous.push(old);
+                    // Shares of this turn go out before the names change.
+                    self.send_forwards();
+                    self.previous.retain(|p| p.handle.is_alive());
+                    self.previous.push(PreviousSession {
+                        handle: old,
+                        names: self.workers.iter().map(|w| w.upstream.clone()).collect(),
+                    });
                     if self.previous.len() > 2 {
                         self.previous.remove(0);
                     }
@@ -1107,7 +1173,7 @@ impl Miner {
         // Everything the rest needs from the job, before the table is taken mutably.
         let pool_job = &variant.job;
         let sid = pool_job.session_id;
-        let upstream_job = pool_job.upstream();
+        let pool_target = upstream_of(&mut self.upstream_cache, pool_job).target;
         let block_candidate = pool_job.network_target.is_some_and(|t| t.is_met_by(&hash));
         let pool_name = block_candidate.then(|| pool_job.pool.clone());
         let pool_version_rolling = pool_job.pool_version_mask != 0;
@@ -1134,21 +1200,7 @@ impl Miner {
             }
         }
         // The session that issued the job: the current one, or a previous one within the grace.
-        let session = match &self.session {
-            Some(s) if s.id == sid => Some(s.clone()),
-            _ => {
-                let grace = self.sh.config.upstream.late_share_grace.as_std();
-                if self.switched_at.elapsed() <= grace {
-                    self.previous
-                        .iter()
-                        .find(|s| s.id == sid && s.is_alive())
-                        .cloned()
-                } else {
-                    None
-                }
-            }
-        };
-        let Some(session) = session else {
+        let Some(name_at) = self.session_for(sid, wi) else {
             // The hub moved the miner away from this job's session: not the worker's fault.
             entry.lock().record(ShareResult::SwitchStale, d, now);
             return self.reply_error(
@@ -1160,35 +1212,24 @@ impl Miner {
         if let Some(pool) = pool_name {
             info!(worker = %entry.name, pool = %pool, hash = %crate::share::hash_to_display(&hash), "block candidate found");
         }
-        if upstream_job.target.is_met_by(&hash) {
+        if pool_target.is_met_by(&hash) {
             let Some(extranonce2) = pool_extranonce2 else {
                 // Cannot happen for a job the hub built (pad, tail and the miner's part fill
                 // the pool's extranonce2, at most 32 bytes); refused rather than mis-sent.
                 entry.lock().record(ShareResult::Invalid, d, now);
                 return self.reply_error(&id, error_code::OTHER, "extranonce2 too long");
             };
-            let upstream_user = self.workers[wi].upstream.clone();
-            let up = UpSubmit {
-                worker: entry.clone(),
-                upstream_user,
-                pool_job_id: upstream_job.pool_job_id,
+            entry.lock().forwarded(d, now);
+            let share = BatchedShare {
                 extranonce2,
                 ntime: sub.ntime,
                 nonce: sub.nonce,
                 version_bits: pool_version_rolling.then_some(bits),
                 difficulty: d,
                 received,
-                reply: Some(Reply {
-                    link: self.link.clone(),
-                    id: id.clone(),
-                }),
+                id,
             };
-            entry.lock().forwarded(d, now);
-            if !session.submit(up) {
-                entry.lock().verdict(ShareResult::Lost, d);
-                warn!(worker = %entry.name, "pool session gone before the share could be forwarded; counted as lost");
-                self.reply_error(&id, error_code::OTHER, "pool session unavailable");
-            }
+            self.queue_forward(name_at, wi, share);
             // The pool's verdict answers the miner (ToMiner::Accepted, or an answer line).
         } else {
             entry.lock().record(ShareResult::BelowTarget, d, now);
@@ -1198,6 +1239,104 @@ impl Miner {
             self.announce_difficulty(nd);
         }
     }
+}
+
+impl Miner {
+    /// Where worker `wi`'s share of session `sid`'s job goes: the current session, or a
+    /// previous one within the late-share grace where the worker had a name (one authorized
+    /// after the switch has none on the old pool).
+    fn session_for(&self, sid: u64, wi: usize) -> Option<SessionAt> {
+        if self.session.as_ref().is_some_and(|s| s.id == sid) {
+            return Some(SessionAt::Current);
+        }
+        let grace = self.sh.config.upstream.late_share_grace.as_std();
+        if self.switched_at.elapsed() > grace {
+            return None;
+        }
+        self.previous
+            .iter()
+            .position(|p| p.handle.id == sid && p.handle.is_alive() && wi < p.names.len())
+            .map(SessionAt::Previous)
+    }
+
+    /// Adds a checked share to this turn's shares for the pool (sent at the end of the turn by
+    /// [`Miner::send_forwards`]); shares of another session, worker or pool job start a new
+    /// batch.
+    fn queue_forward(&mut self, at: SessionAt, wi: usize, share: BatchedShare) {
+        let (session, name) = match at {
+            SessionAt::Current => match &self.session {
+                Some(s) => (s, &self.workers[wi].upstream),
+                None => return self.forward_lost(&self.workers[wi].entry.clone(), share),
+            },
+            SessionAt::Previous(i) => match self
+                .previous
+                .get(i)
+                .and_then(|p| Some((&p.handle, p.names.get(wi)?)))
+            {
+                Some(at) => at,
+                // `session_for` checked both; nothing is sent to a session it did not name.
+                None => return self.forward_lost(&self.workers[wi].entry.clone(), share),
+            },
+        };
+        let entry = &self.workers[wi].entry;
+        let Some(up) = self.upstream_cache.as_deref() else {
+            return self.forward_lost(&entry.clone(), share);
+        };
+        let job_id = &up.upstream.pool_job_id;
+        let same = self.forwards.as_deref().is_some_and(|f| {
+            Arc::ptr_eq(&f.session, session)
+                && Arc::ptr_eq(&f.batch.worker, entry)
+                && Arc::ptr_eq(&f.batch.upstream_user, name)
+                && Arc::ptr_eq(&f.batch.pool_job_id, job_id)
+        });
+        if same {
+            if let Some(f) = self.forwards.as_deref_mut() {
+                f.batch.shares.push(share);
+            }
+            return;
+        }
+        let next = Box::new(Forwards {
+            session: session.clone(),
+            batch: SubmitBatch {
+                worker: entry.clone(),
+                upstream_user: name.clone(),
+                pool_job_id: job_id.clone(),
+                link: self.link.clone(),
+                shares: vec![share],
+            },
+        });
+        self.send_forwards();
+        self.forwards = Some(next);
+    }
+
+    /// Hands this turn's shares for the pool to their session. Called at the end of every
+    /// turn that read lines, and before the miner's session or worker names change.
+    fn send_forwards(&mut self) {
+        let Some(f) = self.forwards.take() else {
+            return;
+        };
+        let Forwards { session, batch } = *f;
+        if let Err(batch) = session.submit_batch(batch) {
+            warn!(worker = %batch.worker.name, pool = %session.pool, shares = batch.shares.len(), "pool session gone before the shares could be forwarded; counted as lost");
+            for share in batch.shares {
+                self.forward_lost(&batch.worker, share);
+            }
+        }
+    }
+
+    /// A share checked and booked as forwarded that could not be handed to its session.
+    fn forward_lost(&mut self, worker: &WorkerEntry, share: BatchedShare) {
+        worker.lock().verdict(ShareResult::Lost, share.difficulty);
+        self.reply_error(&share.id, error_code::OTHER, "pool session unavailable");
+    }
+}
+
+/// The session a share goes to (see [`Miner::session_for`]).
+#[derive(Clone, Copy)]
+enum SessionAt {
+    Current,
+    /// `previous[i]`.
+    Previous(usize),
 }
 
 /// The target of difficulty `d`, through a one-entry cache (a miner's difficulty rarely
@@ -1215,5 +1354,69 @@ fn truncate(s: &str, n: usize) -> &str {
     match s.char_indices().nth(n) {
         Some((i, _)) => &s[..i],
         None => s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::Notify;
+
+    fn pool_job() -> Arc<PoolJob> {
+        Arc::new(PoolJob::new(
+            1,
+            Arc::from("p"),
+            Notify {
+                job_id: "pj".into(),
+                prevhash: [1; 32],
+                coinb1: vec![1, 2, 3],
+                coinb2: vec![4, 5],
+                merkle_branch: vec![],
+                version: 0x2000_0000,
+                nbits: 0x1d00ffff,
+                ntime: 1,
+                clean_jobs: false,
+            },
+            vec![0xaa; 4],
+            8,
+            1.0,
+            Target::from_difficulty(1.0).unwrap(),
+            0,
+        ))
+    }
+
+    /// The share path reads a job's pool id and target from the miner's copy; a pool that sends
+    /// the same work again under another id or difficulty must be seen at the next share, and
+    /// another job must never be answered from the copy of the last one.
+    #[test]
+    fn the_cached_pool_id_and_target_follow_a_resend_and_a_new_job() {
+        let mut cache = None;
+        let job = pool_job();
+        let first = upstream_of(&mut cache, &job).clone();
+        assert_eq!(&*first.pool_job_id, "pj");
+        let copy = cache
+            .as_deref()
+            .map(|c| c.upstream.pool_job_id.clone())
+            .unwrap();
+        // Unchanged job: the same copy (no new read).
+        upstream_of(&mut cache, &job);
+        let again = cache
+            .as_deref()
+            .map(|c| c.upstream.pool_job_id.clone())
+            .unwrap();
+        assert!(Arc::ptr_eq(&copy, &again));
+
+        let harder = Target::from_difficulty(4.0).unwrap();
+        job.resent("pj-2", 4.0, harder);
+        let now = upstream_of(&mut cache, &job);
+        assert_eq!(&*now.pool_job_id, "pj-2");
+        assert_eq!(now.difficulty, 4.0);
+        assert!(now.target == harder);
+
+        let other = pool_job();
+        other.resent("other", 2.0, Target::from_difficulty(2.0).unwrap());
+        other.resent("other-2", 2.0, Target::from_difficulty(2.0).unwrap());
+        assert_eq!(&*upstream_of(&mut cache, &other).pool_job_id, "other-2");
+        assert_eq!(&*upstream_of(&mut cache, &job).pool_job_id, "pj-2");
     }
 }

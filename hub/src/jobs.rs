@@ -22,6 +22,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashSet, VecDeque};
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -52,6 +53,9 @@ pub struct PoolJob {
     pub pool_n2: usize,
     /// Pool id and difficulty in force for this work (updated by [`PoolJob::resent`]).
     upstream: Mutex<UpstreamJob>,
+    /// Bumped after every change of `upstream`: read without the lock, it tells a miner's
+    /// cached copy from a stale one (see [`PoolJob::upstream_version`]).
+    upstream_changes: AtomicU64,
     /// Network target (a share at or below it is a block).
     pub network_target: Option<Target>,
     /// Version bits the pool allows (0: no version rolling upstream).
@@ -79,6 +83,7 @@ impl PoolJob {
                 difficulty: pool_difficulty,
                 target: pool_target,
             }),
+            upstream_changes: AtomicU64::new(0),
             network_target: Target::from_nbits(notify.nbits).ok(),
             notify,
             pool_e1,
@@ -94,6 +99,14 @@ impl PoolJob {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
+    }
+
+    /// How many times [`PoolJob::resent`] changed the upstream id or difficulty. Read before
+    /// [`PoolJob::upstream`], a copy taken then is current while this stays the same: the
+    /// share path checks it per share instead of taking the job's lock, which every miner
+    /// of the session shares.
+    pub fn upstream_version(&self) -> u64 {
+        self.upstream_changes.load(Ordering::Acquire)
     }
 
     /// Whether `n` carries exactly this work (everything a header is built from; the id and the
@@ -120,6 +133,8 @@ impl PoolJob {
             difficulty,
             target,
         };
+        // After the value: whoever sees the new version reads the new value.
+        self.upstream_changes.fetch_add(1, Ordering::Release);
     }
 }
 

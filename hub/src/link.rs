@@ -237,10 +237,70 @@ impl Reply {
     }
 }
 
+/// The shares one miner forwarded in one turn of its task for one worker and one pool job:
+/// handed to the session as one command (how every share reaches its session). A miner that pipelines its shares sends many lines at
+/// once; one queue operation and one set of reference counts (worker, name, job id, link) per
+/// batch, not per share, is what keeps the miner's and the session's threads from trading the
+/// same cache lines for every share. The batch's
+/// `Vec` is one allocation per batch (a miner that is not pipelining sends batches of one).
+#[derive(Debug)]
+pub struct SubmitBatch {
+    pub worker: Arc<WorkerEntry>,
+    /// The name the worker uses on this pool (`{user}.{worker}`).
+    pub upstream_user: Arc<str>,
+    pub pool_job_id: Arc<str>,
+    /// Where the pool's verdicts go.
+    pub link: Arc<MinerLink>,
+    pub shares: Vec<BatchedShare>,
+}
+
+/// One share of a [`SubmitBatch`]: what differs from share to share.
+#[derive(Debug)]
+pub struct BatchedShare {
+    pub extranonce2: Extranonce2,
+    pub ntime: u32,
+    pub nonce: u32,
+    pub version_bits: Option<u32>,
+    pub difficulty: f64,
+    pub received: Instant,
+    /// The miner's request id, for the answer.
+    pub id: Value,
+}
+
+impl SubmitBatch {
+    /// The batch as single shares, in order (the shared parts cloned on the receiving side,
+    /// where the clones stay local to its thread).
+    pub fn into_submits(self) -> impl Iterator<Item = UpSubmit> {
+        let SubmitBatch {
+            worker,
+            upstream_user,
+            pool_job_id,
+            link,
+            shares,
+        } = self;
+        shares.into_iter().map(move |s| UpSubmit {
+            worker: worker.clone(),
+            upstream_user: upstream_user.clone(),
+            pool_job_id: pool_job_id.clone(),
+            extranonce2: s.extranonce2,
+            ntime: s.ntime,
+            nonce: s.nonce,
+            version_bits: s.version_bits,
+            difficulty: s.difficulty,
+            received: s.received,
+            reply: Some(Reply {
+                link: link.clone(),
+                id: s.id,
+            }),
+        })
+    }
+}
+
 /// Commands to a session task.
 #[derive(Debug)]
 pub enum SessionCmd {
-    Submit(UpSubmit),
+    /// Shares of one worker and pool job (see [`SubmitBatch`]).
+    SubmitBatch(SubmitBatch),
     /// A miner joins the session; `switch_started`: when the switchboard decided to move it here from
     /// another pool (for the switch-duration histogram).
     Attach {
@@ -284,10 +344,20 @@ impl SessionHandle {
         self.alive.load(Ordering::Relaxed) && !self.tx.is_closed()
     }
 
-    /// Queue a share; `false` when the session is gone or hopelessly backed up (the caller
-    /// books the share as lost).
-    pub fn submit(&self, s: UpSubmit) -> bool {
-        self.alive.load(Ordering::Relaxed) && self.tx.try_send(SessionCmd::Submit(s)).is_ok()
+    /// Queue a batch of shares. On `Err` the batch comes back: the session is gone or backed
+    /// up, and the caller books its shares as lost.
+    pub fn submit_batch(&self, b: SubmitBatch) -> Result<(), SubmitBatch> {
+        if !self.alive.load(Ordering::Relaxed) {
+            return Err(b);
+        }
+        // A reserved slot cannot refuse the batch, so a refusal never has to be unpacked.
+        match self.tx.try_reserve() {
+            Ok(slot) => {
+                slot.send(SessionCmd::SubmitBatch(b));
+                Ok(())
+            }
+            Err(_) => Err(b),
+        }
     }
 
     /// Attach a miner; `switch_started`: when the switchboard decided to move it here from another

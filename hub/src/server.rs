@@ -465,7 +465,7 @@ mod tests {
     /// miner waited forever for an answer (found by the soak).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_share_queued_behind_a_session_close_is_answered_as_lost() {
-        use crate::link::UpSubmit;
+        use crate::link::{BatchedShare, MinerDoor, MinerInbox, MinerLink, SubmitBatch};
         use crate::stats::WorkerEntry;
         use crate::upstream::{self, PoolCounters, SessionParams};
 
@@ -493,22 +493,42 @@ mod tests {
         );
         let now = unix_now();
         let worker = sh.core.workers.entry("rig-q", now);
-        let share = |w: &Arc<WorkerEntry>| UpSubmit {
+        // The miner end of the link: an inbox the lost share's answer lands in.
+        struct Door(MinerInbox);
+        impl MinerDoor for Door {
+            fn inbox(&self) -> &MinerInbox {
+                &self.0
+            }
+            fn job_now(&self, _: &Arc<crate::jobs::JobVariant>) -> Option<bool> {
+                Some(false)
+            }
+        }
+        let door: Arc<dyn MinerDoor> = Arc::new(Door(MinerInbox::new(8)));
+        let link = Arc::new(MinerLink::new(
+            1,
+            4,
+            tokio_util::sync::CancellationToken::new(),
+            Arc::downgrade(&door),
+        ));
+        let share = |w: &Arc<WorkerEntry>| SubmitBatch {
             worker: w.clone(),
             upstream_user: Arc::from("acct.rig-q"),
             pool_job_id: Arc::from("1"),
-            extranonce2: crate::protocol::Extranonce2::concat(&[&[0; 4]]).unwrap(),
-            ntime: 0,
-            nonce: 0,
-            version_bits: None,
-            difficulty: 1.0,
-            received: Instant::now(),
-            reply: None,
+            link: link.clone(),
+            shares: vec![BatchedShare {
+                extranonce2: crate::protocol::Extranonce2::concat(&[&[0; 4]]).unwrap(),
+                ntime: 0,
+                nonce: 0,
+                version_bits: None,
+                difficulty: 1.0,
+                received: Instant::now(),
+                id: serde_json::Value::from(7),
+            }],
         };
         // As the miner side does: counted as forwarded, then handed to the session.
         worker.lock().forwarded(1.0, now);
         session.close();
-        let queued = session.submit(share(&worker));
+        let queued = session.submit_batch(share(&worker)).is_ok();
         if !queued {
             // The session was already gone: the caller books the share (the miner's path).
             worker.lock().verdict(crate::facts::ShareResult::Lost, 1.0);
@@ -522,6 +542,13 @@ mod tests {
         assert_eq!(worker.lock().shares.lost, 1, "{:?}", worker.lock().shares);
         if queued {
             assert_eq!(counters.lost.load(Ordering::Relaxed), 1);
+            // And the miner was told, under its own id, with error 20.
+            match door.inbox().pop() {
+                Some(crate::link::ToMiner::Answer(line)) => {
+                    assert!(line.contains("\"id\":7") && line.contains("20"), "{line}")
+                }
+                other => panic!("no answer for the lost share: {other:?}"),
+            }
         }
         // Closed for good: a later share is refused at once, for the caller to book.
         assert!(
@@ -529,7 +556,7 @@ mod tests {
                 .await
                 .is_some()
         );
-        assert!(!session.submit(share(&worker)));
+        assert!(session.submit_batch(share(&worker)).is_err());
         hub.shutdown().await;
     }
 

@@ -119,9 +119,14 @@ impl WorkerStats {
 
     /// The pool's verdict (accepted / rejected / lost) on a forwarded share.
     pub fn verdict(&mut self, result: ShareResult, difficulty: f64) {
-        self.pending = self.pending.saturating_sub(1);
+        self.verdicts(result, 1, difficulty);
+    }
+
+    /// The same verdict on `count` forwarded shares whose difficulties sum to `difficulty`.
+    pub fn verdicts(&mut self, result: ShareResult, count: u64, difficulty: f64) {
+        self.pending = self.pending.saturating_sub(count);
         self.pending_difficulty = (self.pending_difficulty - difficulty).max(0.0);
-        self.shares.add(result, 1);
+        self.shares.add(result, count);
         self.difficulty.add(result, difficulty);
     }
 

@@ -148,8 +148,7 @@ pub fn spawn(shared: &Arc<Shared>, params: SessionParams) -> Arc<SessionHandle> 
 fn lose_queued(rx: &mut mpsc::Receiver<SessionCmd>, counters: &PoolCounters) {
     rx.close();
     let mut n = 0u64;
-    while let Ok(cmd) = rx.try_recv() {
-        let SessionCmd::Submit(u) = cmd else { continue };
+    let mut lose = |u: UpSubmit| {
         answer_lost(
             &u.worker,
             u.difficulty,
@@ -157,6 +156,11 @@ fn lose_queued(rx: &mut mpsc::Receiver<SessionCmd>, counters: &PoolCounters) {
             "pool connection lost before the share could be sent",
         );
         n += 1;
+    };
+    while let Ok(cmd) = rx.try_recv() {
+        if let SessionCmd::SubmitBatch(b) = cmd {
+            b.into_submits().for_each(&mut lose);
+        }
     }
     if n > 0 {
         counters.lost.fetch_add(n, Ordering::Relaxed);
@@ -268,6 +272,55 @@ struct Held {
     since: Instant,
 }
 
+/// The pool's accepted verdicts in one turn of the session, for consecutive shares of one
+/// worker: booked under one lock of the worker's entry, then answered, at the end of the turn
+/// (or when the next verdict is for another worker). A pool answers a burst of submits with a
+/// burst of `true`s, mostly for the shares of one miner's batch; locking the worker's entry
+/// per verdict, while the miner's thread locks it per share, moved its cache line between the
+/// two threads for every share. Booked before answered: a miner holding its `true` finds the
+/// share accepted in the worker's facts.
+#[derive(Default)]
+struct AcceptedRun {
+    worker: Option<Arc<WorkerEntry>>,
+    count: u64,
+    difficulty: f64,
+    replies: Vec<Reply>,
+}
+
+impl AcceptedRun {
+    fn add(&mut self, worker: Arc<WorkerEntry>, difficulty: f64, reply: Option<Reply>) {
+        if !self
+            .worker
+            .as_ref()
+            .is_some_and(|w| Arc::ptr_eq(w, &worker))
+        {
+            self.settle();
+            self.worker = Some(worker);
+        }
+        self.count += 1;
+        self.difficulty += difficulty;
+        self.replies.extend(reply);
+    }
+
+    /// Books and answers what was gathered.
+    fn settle(&mut self) {
+        let Some(worker) = self.worker.take() else {
+            return;
+        };
+        worker
+            .lock()
+            .verdicts(ShareResult::Accepted, self.count, self.difficulty);
+        self.count = 0;
+        self.difficulty = 0.0;
+        for reply in self.replies.drain(..) {
+            reply.accept();
+        }
+        if self.replies.capacity() > 256 {
+            self.replies = Vec::new();
+        }
+    }
+}
+
 struct Session {
     shared: Arc<Shared>,
     handle: Arc<SessionHandle>,
@@ -303,6 +356,8 @@ struct Session {
     resending: bool,
     rejected_batch: u64,
     out: Vec<u8>,
+    /// Accepted verdicts of this turn not yet booked (see [`AcceptedRun`]).
+    accepted_run: AcceptedRun,
     /// When the session's task last woke (read, command or tick): the clock for everything
     /// handled in that turn (a clock read per share is measurable).
     now: Instant,
@@ -370,6 +425,7 @@ async fn run(
         resending: false,
         rejected_batch: 0,
         out: Vec::with_capacity(4096),
+        accepted_run: AcceptedRun::default(),
         params,
     };
     let ua = shared.config.upstream.user_agent.clone();
@@ -507,12 +563,15 @@ async fn run(
                 break s.closed("hub shutting down");
             }
         }
+        // The turn's accepted verdicts, booked and answered before anything waits.
+        s.accepted_run.settle();
         if !s.out.is_empty()
             && let Err(e) = flush(&mut writer, &mut s.out).await
         {
             break s.closed(&format!("write: {e}"));
         }
     };
+    s.accepted_run.settle();
     handle.mark_closed();
     // Sent but unanswered; the ones still queued are answered by `lose_queued`.
     s.lose_pending();
@@ -705,7 +764,11 @@ impl Session {
     /// Returns true when the session must close.
     fn on_cmd(&mut self, cmd: SessionCmd) -> bool {
         match cmd {
-            SessionCmd::Submit(s) => self.submit(s),
+            SessionCmd::SubmitBatch(b) => {
+                for s in b.into_submits() {
+                    self.submit(s);
+                }
+            }
             SessionCmd::Attach {
                 link,
                 switch_started,
@@ -1005,12 +1068,9 @@ impl Session {
                             self.now.saturating_duration_since(sent).as_secs_f64(),
                         );
                         if r.is_true() {
-                            worker.lock().verdict(ShareResult::Accepted, difficulty);
                             self.counters().accepted.fetch_add(1, Ordering::Relaxed);
                             self.accepted_batch += 1;
-                            if let Some(reply) = reply {
-                                reply.accept();
-                            }
+                            self.accepted_run.add(worker, difficulty, reply);
                         } else {
                             let (code, msg) = match &r.error {
                                 Some(e) => (e.code, format!("pool: {}", e.message)),
