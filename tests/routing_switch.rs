@@ -568,3 +568,112 @@ async fn late_shares_go_to_the_old_pool_while_its_session_lives() {
         "not a worker fault: {f:?}"
     );
 }
+
+/// Shares a miner writes together (pipelined, one `write`) are checked and handed to the pool
+/// session together (one batch per worker and job): each is forwarded exactly once, the pool
+/// accepts each, and the miner gets one `true` per request id, none missing, none twice; the
+/// worker's facts book every one as accepted with nothing left pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shares_written_together_are_each_forwarded_once_and_answered_by_id() {
+    use hashsched_hub::share::{JobTemplate, Target};
+    use hashsched_tests::RawClient;
+    use serde_json::{Value, json};
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    init_tracing();
+    let a = SimPool::start(PoolConfig {
+        name: "a".into(),
+        ..test_pool(D)
+    })
+    .await
+    .expect("pool a");
+    let t = start_hub(document(
+        1,
+        vec![pool_spec("pool-a", &a)],
+        &[("rig-burst", &["pool-a"])],
+    ))
+    .await;
+    let mut c = RawClient::connect(t.hub.stratum_addr())
+        .await
+        .expect("connect");
+    let wait = Duration::from_secs(20);
+    c.send_line(&json!({"id":1,"method":"mining.subscribe","params":["raw/1.0"]}).to_string())
+        .await
+        .expect("send");
+    let sub = c
+        .read_answer(&json!(1), wait)
+        .await
+        .expect("subscribe answer");
+    let en1 =
+        hashsched_hub::share::decode_hex("extranonce1", sub["result"][1].as_str().expect("en1"))
+            .expect("hex");
+    let en2_size = usize::try_from(sub["result"][2].as_u64().expect("en2 size")).expect("size");
+    c.send_line(
+        &json!({"id":2,"method":"mining.authorize","params":["rig-burst","x"]}).to_string(),
+    )
+    .await
+    .expect("send");
+    assert_eq!(
+        c.read_answer(&json!(2), wait).await.expect("authorize")["result"],
+        true
+    );
+    let job = loop {
+        let line = c.read_line(wait).await.expect("a job");
+        let v: Value = serde_json::from_str(&line).expect("json");
+        if v["method"] == "mining.notify" {
+            break v["params"].clone();
+        }
+    };
+    let s = |i: usize| job[i].as_str().expect("notify string").to_string();
+    let branch: Vec<String> = job[4]
+        .as_array()
+        .expect("branch")
+        .iter()
+        .filter_map(|b| b.as_str().map(str::to_owned))
+        .collect();
+    let tpl = JobTemplate::from_notify(&s(1), &s(2), &s(3), &branch, &s(5), &s(6), &s(7))
+        .expect("template");
+    // The pool's target: every one of these shares is forwarded.
+    let target = Target::from_difficulty(D).expect("target");
+    const N: u64 = 12;
+    let mut burst = String::new();
+    for i in 0..N {
+        let mut en2 = vec![0u8; en2_size];
+        let bytes = (i as u32 + 1).to_be_bytes();
+        let n = en2_size.min(4);
+        en2[en2_size - n..].copy_from_slice(&bytes[4 - n..]);
+        let nonce = (0..u32::MAX)
+            .find(|n| target.is_met_by(&tpl.share_hash(&en1, &en2, tpl.ntime(), *n, tpl.version())))
+            .expect("a share exists");
+        let en2_hex: String = en2.iter().map(|b| format!("{b:02x}")).collect();
+        burst.push_str(
+            &json!({"id": 100 + i, "method": "mining.submit",
+                    "params": ["rig-burst", s(0), en2_hex, s(7), format!("{nonce:08x}")]})
+            .to_string(),
+        );
+        burst.push('\n');
+    }
+    c.send(burst.as_bytes()).await.expect("send the burst");
+    let mut answered = BTreeSet::new();
+    while answered.len() < N as usize {
+        let line = c.read_line(wait).await.expect("every share answered");
+        let v: Value = serde_json::from_str(&line).expect("json");
+        if v.get("method").is_some_and(|m| !m.is_null()) {
+            continue;
+        }
+        let id = v["id"].as_u64().expect("numeric id");
+        assert_eq!(v["result"], true, "share {id} accepted: {v}");
+        assert!(answered.insert(id), "share {id} answered twice");
+    }
+    assert_eq!(answered, (100..100 + N).collect::<BTreeSet<_>>());
+    assert_eq!(
+        a.worker(&upstream("rig-burst")).accepted,
+        N,
+        "each forwarded once"
+    );
+    assert_eq!(a.worker(&upstream("rig-burst")).rejected_total(), 0);
+    let f = facts_of(&t.hub, "rig-burst").expect("facts");
+    assert_eq!(f.shares.accepted, N, "{f:?}");
+    assert_eq!(f.pending, 0, "{f:?}");
+}
