@@ -1,6 +1,6 @@
 //! The links between the hub's tasks: how the switchboard and pool sessions reach a miner's
 //! connection ([`MinerLink`], [`ToMiner`]), how miners and the switchboard reach a pool session
-//! ([`SessionHandle`], [`SessionCmd`], [`UpSubmit`]), and what sessions and miners report to the
+//! ([`SessionHandle`], [`SessionCmd`], [`SubmitBatch`], [`UpSubmit`]), and what sessions and miners report to the
 //! switchboard ([`SessionEvent`], [`MinerJoin`]).
 //!
 //! A leaf module on purpose: the connection, session and switchboard modules all speak these
@@ -200,7 +200,8 @@ pub struct SessionInfo {
     pub version_mask: u32,
 }
 
-/// A share on its way to the pool.
+/// A share on its way to the pool, as the session handles it (unpacked from a [`SubmitBatch`]
+/// on the session's thread).
 #[derive(Debug)]
 pub struct UpSubmit {
     pub worker: Arc<WorkerEntry>,
@@ -237,12 +238,12 @@ impl Reply {
     }
 }
 
-/// The shares one miner forwarded in one turn of its task for one worker and one pool job:
-/// handed to the session as one command (how every share reaches its session). A miner that pipelines its shares sends many lines at
-/// once; one queue operation and one set of reference counts (worker, name, job id, link) per
-/// batch, not per share, is what keeps the miner's and the session's threads from trading the
-/// same cache lines for every share. The batch's
-/// `Vec` is one allocation per batch (a miner that is not pipelining sends batches of one).
+/// The shares one miner forwarded in one turn of its task for one worker and one pool job,
+/// handed to the session as one command: how every share reaches its session. A miner that
+/// pipelines its shares sends many lines at once; one queue operation and one set of reference
+/// counts (worker, name, job id, link) per batch, not per share, keeps the miner's and the
+/// session's threads from trading the same cache lines for every share. The `Vec` is one
+/// allocation per batch (a miner that is not pipelining sends batches of one).
 #[derive(Debug)]
 pub struct SubmitBatch {
     pub worker: Arc<WorkerEntry>,
