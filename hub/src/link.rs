@@ -1,7 +1,7 @@
 //! The links between the hub's tasks: how the switchboard and pool sessions reach a miner's
 //! connection ([`MinerLink`], [`ToMiner`]), how miners and the switchboard reach a pool session
-//! ([`SessionHandle`], [`SessionCmd`], [`SubmitBatch`], [`UpSubmit`]), and what sessions and miners report to the
-//! switchboard ([`SessionEvent`], [`MinerJoin`]).
+//! ([`SessionHandle`], [`SessionCmd`], [`SubmitBatch`], [`UpSubmit`]), and what sessions and
+//! miners report to the switchboard ([`SessionEvent`], [`MinerJoin`]).
 //!
 //! A leaf module on purpose: the connection, session and switchboard modules all speak these
 //! types, and none of them has to import another to do so, so the hub's modules form no import
