@@ -413,6 +413,91 @@ async fn moving_back_to_the_same_pool_job_does_not_remine_old_work() {
     assert_conservation(&t.hub, &[&m], &[&a, &b]).await;
 }
 
+/// A miner speaking raw Stratum to the hub, for tests that build their own shares.
+struct RawMiner {
+    c: hashsched_tests::RawClient,
+    en1: Vec<u8>,
+    en2_size: usize,
+}
+
+/// How long a raw miner waits for any one answer or job.
+const RAW_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+impl RawMiner {
+    /// Connects, subscribes and authorizes `worker`.
+    async fn join(addr: std::net::SocketAddr, worker: &str) -> RawMiner {
+        use serde_json::json;
+        let mut c = hashsched_tests::RawClient::connect(addr)
+            .await
+            .expect("connect");
+        c.send_line(&json!({"id":1,"method":"mining.subscribe","params":["raw/1.0"]}).to_string())
+            .await
+            .expect("send");
+        let sub = c
+            .read_answer(&json!(1), RAW_WAIT)
+            .await
+            .expect("subscribe answer");
+        let en1 = hashsched_hub::share::decode_hex(
+            "extranonce1",
+            sub["result"][1].as_str().expect("en1"),
+        )
+        .expect("hex");
+        let en2_size = usize::try_from(sub["result"][2].as_u64().expect("en2 size")).expect("size");
+        c.send_line(&json!({"id":2,"method":"mining.authorize","params":[worker,"x"]}).to_string())
+            .await
+            .expect("send");
+        assert_eq!(
+            c.read_answer(&json!(2), RAW_WAIT).await.expect("authorize")["result"],
+            true
+        );
+        RawMiner { c, en1, en2_size }
+    }
+
+    /// The next `mining.notify`'s parameters (other lines are skipped).
+    async fn next_notify(&mut self) -> Option<serde_json::Value> {
+        loop {
+            let line = self.c.read_line(RAW_WAIT).await?;
+            let v: serde_json::Value = serde_json::from_str(&line).ok()?;
+            if v["method"] == "mining.notify" {
+                return Some(v["params"].clone());
+            }
+        }
+    }
+
+    /// A share of `job` meeting difficulty `d`, with the miner's extranonce2 counter at `n`:
+    /// `mining.submit` parameters for `worker` (job id, extranonce2, ntime, nonce).
+    fn share(&self, job: &serde_json::Value, worker: &str, n: u32, d: f64) -> serde_json::Value {
+        use hashsched_hub::share::{JobTemplate, Target};
+        let s = |i: usize| job[i].as_str().expect("notify string").to_string();
+        let branch: Vec<String> = job[4]
+            .as_array()
+            .expect("branch")
+            .iter()
+            .filter_map(|b| b.as_str().map(str::to_owned))
+            .collect();
+        let tpl = JobTemplate::from_notify(&s(1), &s(2), &s(3), &branch, &s(5), &s(6), &s(7))
+            .expect("template");
+        let target = Target::from_difficulty(d).expect("target");
+        let mut en2 = vec![0u8; self.en2_size];
+        let bytes = n.to_be_bytes();
+        let k = self.en2_size.min(4);
+        en2[self.en2_size - k..].copy_from_slice(&bytes[4 - k..]);
+        let nonce = (0..u32::MAX)
+            .find(|nonce| {
+                target.is_met_by(&tpl.share_hash(
+                    &self.en1,
+                    &en2,
+                    tpl.ntime(),
+                    *nonce,
+                    tpl.version(),
+                ))
+            })
+            .expect("a share exists");
+        let en2_hex: String = en2.iter().map(|b| format!("{b:02x}")).collect();
+        serde_json::json!([worker, s(0), en2_hex, s(7), format!("{nonce:08x}")])
+    }
+}
+
 /// Late shares across a switch: a share for the old pool's job submitted right after the switch
 /// goes to the old pool (its session still lives) and is credited there; once the old session is
 /// gone, a share for its job is answered "job not found" (21) and counted stale, not invalid.
@@ -421,10 +506,7 @@ async fn moving_back_to_the_same_pool_job_does_not_remine_old_work() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_shares_go_to_the_old_pool_while_its_session_lives() {
     use hashsched_hub::routing::PoolSpec;
-    use hashsched_hub::share::{JobTemplate, Target};
-    use hashsched_tests::RawClient;
-    use serde_json::{Value, json};
-    use std::time::Duration;
+    use serde_json::json;
 
     init_tracing();
     let a = SimPool::start(PoolConfig {
@@ -456,74 +538,22 @@ async fn late_shares_go_to_the_old_pool_while_its_session_lives() {
         d
     };
     let t = start_hub(quiet(1, &["pool-a"])).await;
-    let mut c = RawClient::connect(t.hub.stratum_addr())
-        .await
-        .expect("connect");
-    let wait = Duration::from_secs(20);
-    c.send_line(&json!({"id":1,"method":"mining.subscribe","params":["raw/1.0"]}).to_string())
-        .await
-        .expect("send");
-    let sub = c
-        .read_answer(&json!(1), wait)
-        .await
-        .expect("subscribe answer");
-    let en1 =
-        hashsched_hub::share::decode_hex("extranonce1", sub["result"][1].as_str().expect("en1"))
-            .expect("hex");
-    let en2_size = usize::try_from(sub["result"][2].as_u64().expect("en2 size")).expect("size");
-    c.send_line(&json!({"id":2,"method":"mining.authorize","params":["rig-late","x"]}).to_string())
-        .await
-        .expect("send");
-    assert_eq!(
-        c.read_answer(&json!(2), wait).await.expect("authorize")["result"],
-        true
-    );
-    async fn next_notify(c: &mut RawClient, wait: Duration) -> Option<Value> {
-        loop {
-            let line = c.read_line(wait).await?;
-            let v: Value = serde_json::from_str(&line).ok()?;
-            if v["method"] == "mining.notify" {
-                return Some(v["params"].clone());
-            }
-        }
-    }
-    let old_job = next_notify(&mut c, wait).await.expect("job from pool a");
-    let s = |i: usize| old_job[i].as_str().expect("notify string").to_string();
-    let branch: Vec<String> = old_job[4]
-        .as_array()
-        .expect("branch")
-        .iter()
-        .filter_map(|b| b.as_str().map(str::to_owned))
-        .collect();
-    let tpl = JobTemplate::from_notify(&s(1), &s(2), &s(3), &branch, &s(5), &s(6), &s(7))
-        .expect("template");
-    let target = Target::from_difficulty(D).expect("target");
+    let mut m = RawMiner::join(t.hub.stratum_addr(), "rig-late").await;
+    let old_job = m.next_notify().await.expect("job from pool a");
     // Two real shares for the old job (different extranonce2).
-    let share = |en2_counter: u32| {
-        let mut en2 = vec![0u8; en2_size];
-        let bytes = en2_counter.to_be_bytes();
-        let n = en2_size.min(4);
-        en2[en2_size - n..].copy_from_slice(&bytes[4 - n..]);
-        let nonce = (0..u32::MAX)
-            .find(|n| target.is_met_by(&tpl.share_hash(&en1, &en2, tpl.ntime(), *n, tpl.version())))
-            .expect("a share exists");
-        let en2_hex: String = en2.iter().map(|b| format!("{b:02x}")).collect();
-        (en2_hex, format!("{nonce:08x}"))
-    };
-    let (en2_1, nonce_1) = share(1);
-    let (en2_2, nonce_2) = share(2);
+    let (share_1, share_2) = (
+        m.share(&old_job, "rig-late", 1, D),
+        m.share(&old_job, "rig-late", 2, D),
+    );
 
     t.hub.apply_routing(quiet(2, &["pool-b"])).expect("applies");
-    next_notify(&mut c, wait).await.expect("job from pool b");
+    m.next_notify().await.expect("job from pool b");
 
     // Late share while pool a's session lives: forwarded there and accepted.
-    c.send_line(
-        &json!({"id":10,"method":"mining.submit","params":["rig-late", s(0), en2_1, s(7), nonce_1]})
-            .to_string(),
-    )
-    .await
-    .expect("send");
-    let r = c.read_answer(&json!(10), wait).await.expect("answer");
+    m.c.send_line(&json!({"id":10,"method":"mining.submit","params":share_1}).to_string())
+        .await
+        .expect("send");
+    let r = m.c.read_answer(&json!(10), RAW_WAIT).await.expect("answer");
     assert_eq!(r["result"], true, "late share accepted: {r}");
     assert_eq!(
         a.worker(&upstream("rig-late")).accepted,
@@ -550,13 +580,10 @@ async fn late_shares_go_to_the_old_pool_while_its_session_lives() {
     })
     .await
     .expect("hub sees pool a down");
-    c.send_line(
-        &json!({"id":11,"method":"mining.submit","params":["rig-late", s(0), en2_2, s(7), nonce_2]})
-            .to_string(),
-    )
-    .await
-    .expect("send");
-    let r = c.read_answer(&json!(11), wait).await.expect("answer");
+    m.c.send_line(&json!({"id":11,"method":"mining.submit","params":share_2}).to_string())
+        .await
+        .expect("send");
+    let r = m.c.read_answer(&json!(11), RAW_WAIT).await.expect("answer");
     assert_eq!(r["error"][0], 21, "stale after the old session died: {r}");
     let f = facts_of(&t.hub, "rig-late").expect("facts");
     assert_eq!(f.shares.accepted, 1, "{f:?}");
@@ -575,11 +602,8 @@ async fn late_shares_go_to_the_old_pool_while_its_session_lives() {
 /// worker's facts book every one as accepted with nothing left pending.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shares_written_together_are_each_forwarded_once_and_answered_by_id() {
-    use hashsched_hub::share::{JobTemplate, Target};
-    use hashsched_tests::RawClient;
     use serde_json::{Value, json};
     use std::collections::BTreeSet;
-    use std::time::Duration;
 
     init_tracing();
     let a = SimPool::start(PoolConfig {
@@ -594,70 +618,22 @@ async fn shares_written_together_are_each_forwarded_once_and_answered_by_id() {
         &[("rig-burst", &["pool-a"])],
     ))
     .await;
-    let mut c = RawClient::connect(t.hub.stratum_addr())
-        .await
-        .expect("connect");
-    let wait = Duration::from_secs(20);
-    c.send_line(&json!({"id":1,"method":"mining.subscribe","params":["raw/1.0"]}).to_string())
-        .await
-        .expect("send");
-    let sub = c
-        .read_answer(&json!(1), wait)
-        .await
-        .expect("subscribe answer");
-    let en1 =
-        hashsched_hub::share::decode_hex("extranonce1", sub["result"][1].as_str().expect("en1"))
-            .expect("hex");
-    let en2_size = usize::try_from(sub["result"][2].as_u64().expect("en2 size")).expect("size");
-    c.send_line(
-        &json!({"id":2,"method":"mining.authorize","params":["rig-burst","x"]}).to_string(),
-    )
-    .await
-    .expect("send");
-    assert_eq!(
-        c.read_answer(&json!(2), wait).await.expect("authorize")["result"],
-        true
-    );
-    let job = loop {
-        let line = c.read_line(wait).await.expect("a job");
-        let v: Value = serde_json::from_str(&line).expect("json");
-        if v["method"] == "mining.notify" {
-            break v["params"].clone();
-        }
-    };
-    let s = |i: usize| job[i].as_str().expect("notify string").to_string();
-    let branch: Vec<String> = job[4]
-        .as_array()
-        .expect("branch")
-        .iter()
-        .filter_map(|b| b.as_str().map(str::to_owned))
-        .collect();
-    let tpl = JobTemplate::from_notify(&s(1), &s(2), &s(3), &branch, &s(5), &s(6), &s(7))
-        .expect("template");
-    // The pool's target: every one of these shares is forwarded.
-    let target = Target::from_difficulty(D).expect("target");
+    let mut m = RawMiner::join(t.hub.stratum_addr(), "rig-burst").await;
+    let job = m.next_notify().await.expect("a job");
+    // At the pool's difficulty: every one of these shares is forwarded.
     const N: u64 = 12;
     let mut burst = String::new();
     for i in 0..N {
-        let mut en2 = vec![0u8; en2_size];
-        let bytes = (i as u32 + 1).to_be_bytes();
-        let n = en2_size.min(4);
-        en2[en2_size - n..].copy_from_slice(&bytes[4 - n..]);
-        let nonce = (0..u32::MAX)
-            .find(|n| target.is_met_by(&tpl.share_hash(&en1, &en2, tpl.ntime(), *n, tpl.version())))
-            .expect("a share exists");
-        let en2_hex: String = en2.iter().map(|b| format!("{b:02x}")).collect();
+        let params = m.share(&job, "rig-burst", i as u32 + 1, D);
         burst.push_str(
-            &json!({"id": 100 + i, "method": "mining.submit",
-                    "params": ["rig-burst", s(0), en2_hex, s(7), format!("{nonce:08x}")]})
-            .to_string(),
+            &json!({"id": 100 + i, "method": "mining.submit", "params": params}).to_string(),
         );
         burst.push('\n');
     }
-    c.send(burst.as_bytes()).await.expect("send the burst");
+    m.c.send(burst.as_bytes()).await.expect("send the burst");
     let mut answered = BTreeSet::new();
     while answered.len() < N as usize {
-        let line = c.read_line(wait).await.expect("every share answered");
+        let line = m.c.read_line(RAW_WAIT).await.expect("every share answered");
         let v: Value = serde_json::from_str(&line).expect("json");
         if v.get("method").is_some_and(|m| !m.is_null()) {
             continue;

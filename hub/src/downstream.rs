@@ -1360,29 +1360,10 @@ fn truncate(s: &str, n: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::Notify;
+    use crate::jobs::test_pool_job;
 
     fn pool_job() -> Arc<PoolJob> {
-        Arc::new(PoolJob::new(
-            1,
-            Arc::from("p"),
-            Notify {
-                job_id: "pj".into(),
-                prevhash: [1; 32],
-                coinb1: vec![1, 2, 3],
-                coinb2: vec![4, 5],
-                merkle_branch: vec![],
-                version: 0x2000_0000,
-                nbits: 0x1d00ffff,
-                ntime: 1,
-                clean_jobs: false,
-            },
-            vec![0xaa; 4],
-            8,
-            1.0,
-            Target::from_difficulty(1.0).unwrap(),
-            0,
-        ))
+        test_pool_job(1, 8)
     }
 
     /// The share path reads a job's pool id and target from the miner's copy; a pool that sends

@@ -510,11 +510,17 @@ impl MinerJobs {
     }
 }
 
+/// A pool job for unit tests (here and in the connection's), with a fixed notify.
+#[cfg(test)]
+pub(crate) fn test_pool_job(session_id: u64, n2: usize) -> Arc<PoolJob> {
+    tests::pool_job(session_id, n2)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    pub(crate) fn pool_job(session_id: u64, n2: usize) -> Arc<PoolJob> {
+    pub(super) fn pool_job(session_id: u64, n2: usize) -> Arc<PoolJob> {
         Arc::new(PoolJob::new(
             session_id,
             Arc::from("p"),
