@@ -627,8 +627,10 @@ mod tests {
     /// when the refusal comes, not sent into the silence and lost (20).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn shares_waiting_for_a_refused_worker_name_are_answered_unauthorized() {
-        // Submit timeout 10 s: the authorize is asked again after 5 s, while the shares wait.
-        let (pool, hub) = hub_with_its_pool_session_up(10).await;
+        // The authorize is asked again after 5 s, while the shares wait. Submit timeout 60 s:
+        // a held share older than that is lost (20) by design, and on a loaded machine the
+        // miner's second share can come 20 s after its first; none may expire here.
+        let (pool, hub) = hub_with_its_pool_session_up(60).await;
         // The worker's first authorize is dropped, so its shares wait in the session.
         pool.set_silent(true);
         pool.refuse_worker_name("acct.rig-banned");
