@@ -2,7 +2,8 @@
 //! `hub/fuzz` run for minutes, see `hashsched_tests::properties`): no panic on any byte string,
 //! parse ∘ encode = id for every typed stratum message in both directions, the hub and the pool
 //! hash every notify + submit pair the same way, routing documents survive YAML and JSON, and
-//! the quantity grammars print what they parse. The fuzz seed corpus runs here too, so a
+//! the quantity grammars print what they parse, and a miner's byte stream, cut into any reads,
+//! is framed into the lines of a plain split on `\n`. The fuzz seed corpus runs here too, so a
 //! regression input committed there is checked by every `cargo test`.
 
 use hashsched_hub::protocol::{
@@ -192,6 +193,9 @@ proptest! {
     #[test]
     fn any_byte_string_is_a_line_error_not_a_panic(b in bytes(300)) {
         check_stratum_line(&b);
+        // What is text in a line that is not UTF-8 (the hub answers such a line with an error
+        // and never parses it, and `check_stratum_line` returns early on it).
+        check_stratum_line(String::from_utf8_lossy(&b).as_bytes());
         check_routing_document(&b);
         check_quantities(&b);
         check_share_path(&b);
@@ -372,4 +376,281 @@ fn work_for_a_pool_extranonce2_over_32_bytes_is_never_built() {
     check_share_path(include_bytes!(
         "../hub/fuzz/corpus/share_path/regression-pool-extranonce2-over-32"
     ));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A miner's line framing, through a running hub
+// ---------------------------------------------------------------------------------------------
+//
+// The framing itself (`hub/src/lines.rs`) is private to the hub; the `line_framing` fuzz target
+// compiles it in and checks it directly. Here it is checked where it runs: a hub's miner
+// connection, fed a byte stream in arbitrary writes over TCP on 127.0.0.1, answers each line
+// the hub sees, in order, so the answers show how the stream was cut into lines.
+
+/// The bound the framing hub reads miner lines with (the least the configuration accepts).
+const FRAMING_MAX: usize = 256;
+
+/// A hub (and its simulated pool) for the framing properties, started once per test binary on
+/// a runtime of its own; each case is one miner connection to it.
+fn framing_hub() -> &'static (tokio::runtime::Runtime, std::net::SocketAddr) {
+    static HUB: std::sync::OnceLock<(tokio::runtime::Runtime, std::net::SocketAddr)> =
+        std::sync::OnceLock::new();
+    HUB.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let addr = rt.block_on(async {
+            let pool = hashsched_hub::sim::pool::SimPool::start(hashsched_tests::test_pool(1.0))
+                .await
+                .expect("pool");
+            let mut cfg = hashsched_tests::hub_config(&[pool.url()], 1.0);
+            cfg.limits.max_line_bytes = FRAMING_MAX;
+            // Junk lines are answered one by one, never counted up to a close.
+            cfg.limits.max_consecutive_errors = u32::MAX;
+            let hub = hashsched_tests::start_hub(cfg).await;
+            let addr = hub.stratum_addr();
+            // Both run as long as the test binary (dropping them would stop them).
+            std::mem::forget((pool, hub));
+            addr
+        });
+        (rt, addr)
+    })
+}
+
+/// What the hub answers one line with (notifications aside).
+#[derive(Debug, Clone, PartialEq)]
+enum Answer {
+    /// An answer carrying this request id.
+    Id(u64),
+    /// An error without an id: the line was not UTF-8, or not a stratum message.
+    Null,
+    /// "line too long" (the hub then closes).
+    TooLong,
+}
+
+/// The methods a framing case asks: both answered with the request's id whatever the session
+/// state (an unknown method gets error 20, `mining.extranonce.subscribe` a result).
+const FRAMING_METHODS: [&str; 2] = ["x.framing.probe", "mining.extranonce.subscribe"];
+
+/// The answers a hub owes for `stream`: split on `\n`, one trailing `\r` off each line (the
+/// bound counts it), lines answered in order until the first line over the bound, which gets
+/// "line too long" and a close; a partial last line gets nothing at EOF unless it is already
+/// over the bound. Also returns where the hub stops reading (the end of the over-bound line).
+/// `None` when a line's answer cannot be told from its bytes alone (a request of another
+/// method or without a numeric id).
+fn framing_reference(stream: &[u8]) -> Option<(Vec<Answer>, usize)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(n) = stream[at..].iter().position(|&b| b == b'\n') {
+        let line = &stream[at..at + n];
+        at += n + 1;
+        if line.len() > FRAMING_MAX {
+            out.push(Answer::TooLong);
+            return Some((out, at));
+        }
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Ok(text) = std::str::from_utf8(line) else {
+            out.push(Answer::Null);
+            continue;
+        };
+        if text.trim().is_empty() {
+            continue;
+        }
+        match hashsched_hub::protocol::parse_line(text) {
+            Err(_) => out.push(Answer::Null),
+            Ok(hashsched_hub::protocol::Message::Request(r))
+                if FRAMING_METHODS.contains(&r.method.as_str()) && r.id.is_u64() =>
+            {
+                out.push(Answer::Id(r.id.as_u64()?))
+            }
+            Ok(_) => return None,
+        }
+    }
+    if stream.len() - at > FRAMING_MAX {
+        out.push(Answer::TooLong);
+    }
+    Some((out, stream.len()))
+}
+
+/// Sends `stream` to the framing hub in writes ending at `cuts` (a pause after each, so the hub
+/// mostly reads them apart), closes the sending side, and returns the hub's answers up to its
+/// close.
+async fn framing_answers(addr: std::net::SocketAddr, stream: &[u8], cuts: &[usize]) -> Vec<Answer> {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+    let conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the hub");
+    conn.set_nodelay(true).expect("nodelay");
+    let (r, mut w) = conn.into_split();
+    let send = async {
+        let mut at = 0;
+        for &end in cuts.iter().chain([&stream.len()]) {
+            // The hub may close first (a line over the bound): its answers are still read.
+            if w.write_all(&stream[at..end]).await.is_err() {
+                return;
+            }
+            at = end;
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let _ = w.shutdown().await;
+    };
+    let read = async {
+        let mut answers = Vec::new();
+        let mut lines = tokio::io::BufReader::new(r).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let v: Value = serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("the hub wrote {line:?}: {e}"));
+            if v.get("method").is_some_and(|m| !m.is_null()) {
+                continue;
+            }
+            answers.push(match v["id"].as_u64() {
+                Some(id) => Answer::Id(id),
+                None if v["error"][1]
+                    .as_str()
+                    .is_some_and(|m| m.contains("line too long")) =>
+                {
+                    Answer::TooLong
+                }
+                None => Answer::Null,
+            });
+        }
+        answers
+    };
+    let deadline = std::time::Duration::from_secs(30);
+    let ((), answers) = tokio::time::timeout(deadline, async { tokio::join!(send, read) })
+        .await
+        .expect("the hub answered and closed within 30 s");
+    answers
+}
+
+/// One line of a framing case (without its `\n`).
+fn framing_line() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        // A request answered with its id, padded up to the bound and past it, CRLF or LF.
+        (1u32..1_000_000, 0usize..2, 0usize..240, any::<bool>()).prop_map(|(id, m, pad, cr)| {
+            let params = if m == 0 {
+                json_pad(pad)
+            } else {
+                "[]".to_owned()
+            };
+            let mut l = format!(
+                "{{\"id\":{id},\"method\":\"{}\",\"params\":{params}}}",
+                FRAMING_METHODS[m]
+            )
+            .into_bytes();
+            if cr {
+                l.push(b'\r');
+            }
+            l
+        }),
+        // Empty and blank lines: no answer.
+        proptest::sample::select(vec![&b""[..], b"\r", b"\r\r", b" ", b"\t\r", b"  \r"])
+            .prop_map(<[u8]>::to_vec),
+        // Junk, `\r` and `\n` inside: mostly not UTF-8, sometimes several lines, sometimes
+        // over the bound.
+        proptest::collection::vec(
+            prop_oneof![8 => any::<u8>(), 1 => Just(b'\r'), 1 => Just(b'\n')],
+            1..300
+        ),
+    ]
+}
+
+/// `["xxx…"]`: `n` more bytes of params.
+fn json_pad(n: usize) -> String {
+    format!("[\"{}\"]", "x".repeat(n))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Any stream of lines (and a partial last one), cut into any writes: the hub answers the
+    /// lines of a plain split on `\n`, in order, up to the first one over the bound, which gets
+    /// "line too long" and a close.
+    #[test]
+    fn a_miner_stream_in_any_writes_is_framed_as_split_on_newlines(
+        lines in proptest::collection::vec(framing_line(), 0..16),
+        tail in proptest::collection::vec(any::<u8>(), 0..300),
+        cuts in proptest::collection::vec(any::<proptest::sample::Index>(), 0..8),
+    ) {
+        let mut stream = Vec::new();
+        for l in &lines {
+            stream.extend_from_slice(l);
+            stream.push(b'\n');
+        }
+        stream.extend(tail.iter().filter(|&&b| b != b'\n'));
+        let Some((want, stop)) = framing_reference(&stream) else {
+            return Err(TestCaseError::reject("a line whose answer depends on more than framing"));
+        };
+        // After a line over the bound the hub reads nothing more.
+        let stream = &stream[..stop];
+        let mut cuts: Vec<usize> = cuts.iter().map(|i| i.index(stream.len() + 1)).collect();
+        cuts.sort_unstable();
+        cuts.dedup();
+        let (rt, addr) = framing_hub();
+        let got = rt.block_on(framing_answers(*addr, stream, &cuts));
+        prop_assert_eq!(got, want, "stream {:?}, writes ending at {:?}", String::from_utf8_lossy(stream), cuts);
+    }
+}
+
+/// A request of `x.framing.probe` with this id, exactly `len` bytes long.
+fn probe_of_len(id: u32, len: usize) -> Vec<u8> {
+    let line = |pad| {
+        format!(
+            "{{\"id\":{id},\"method\":\"{}\",\"params\":{}}}",
+            FRAMING_METHODS[0],
+            json_pad(pad)
+        )
+    };
+    let l = line(len - line(0).len());
+    assert_eq!(l.len(), len);
+    l.into_bytes()
+}
+
+/// Real requests, CRLF and LF, blank lines, a line that is not UTF-8, lines at the bound (its
+/// `\r` counted) and one a byte over it, split in two writes at every position: the same
+/// answers as in one write.
+#[test]
+fn a_miner_stream_split_at_every_position_is_framed_alike() {
+    let stream = [
+        &b"{\"id\":1,\"method\":\"mining.extranonce.subscribe\",\"params\":[]}\r\n"[..],
+        b"\n",
+        b"\r\n",
+        b"{\"id\":2,\"method\":\"x.framing.probe\",\"params\":[\"rig-01\",\"x\"]}\n",
+        &[0xff, 0xfe, b'{', 0xc0, 0x80, b'}', b'\r', b'\n'],
+        &probe_of_len(3, FRAMING_MAX - 1),
+        b"\r\n",
+        &probe_of_len(4, FRAMING_MAX),
+        b"\n",
+        &probe_of_len(5, FRAMING_MAX + 1),
+        b"\n{\"id\":6,\"method\":\"mining.extranonce.subscribe\",\"params\":[]}\n",
+    ]
+    .concat();
+    let (want, stop) = framing_reference(&stream).expect("answers told from the bytes");
+    assert_eq!(
+        want,
+        [
+            Answer::Id(1),
+            Answer::Id(2),
+            Answer::Null,
+            Answer::Id(3),
+            Answer::Id(4),
+            Answer::TooLong
+        ],
+        "the reference itself"
+    );
+    let stream = &stream[..stop];
+    let (rt, addr) = framing_hub();
+    rt.block_on(async {
+        assert_eq!(
+            framing_answers(*addr, stream, &[]).await,
+            want,
+            "in one write"
+        );
+        for at in 1..stream.len() {
+            let got = framing_answers(*addr, stream, &[at]).await;
+            assert_eq!(got, want, "split at {at}");
+        }
+    });
 }

@@ -9,6 +9,7 @@
 # Needs cargo-fuzz (`cargo install cargo-fuzz`); on a stable toolchain RUSTC_BOOTSTRAP=1 lets it
 # use the nightly-only sanitizer flags. Corpora grow in corpus/<target>/ (the committed seeds
 # are real traffic of the simulators, see README.md); pass FUZZ_MERGE=1 to minimize them after.
+# `line_framing` opens one TCP connection on 127.0.0.1 per input (reset on close, no TIME_WAIT).
 set -euo pipefail
 cd "$(dirname "$0")"
 secs="${1:-600}"
