@@ -179,6 +179,9 @@ struct PreviousSession {
 struct Forwards {
     session: Arc<SessionHandle>,
     batch: SubmitBatch,
+    /// When the turn's lines arrived (unix seconds): the batch is booked as forwarded at that
+    /// time, in one go, when it is handed over ([`Miner::send_forwards`]).
+    at: f64,
 }
 
 /// A job's pool id and target as last read, with the version it was read at. The pool can
@@ -345,13 +348,15 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
                         cell.lock().answer_held_subscribe()
                     }
                     r = lines.read_line(&reader, max), if held.is_none() => {
+                        // One clock read for the lines of this read: they arrived together.
+                        let now = Instant::now();
                         let mut m = cell.lock();
-                        let mut r = m.on_read(r, &lines);
+                        let mut r = m.on_read(r, &lines, now);
                         // The lines that came with it, in the same turn (one lock, one flush);
                         // a held subscribe stops the batch: later lines wait for its answer.
                         while r.is_ok() && m.subscribe_held.is_none() {
                             match lines.buffered_line(max) {
-                                Some(more) => r = m.on_read(Ok(more), &lines),
+                                Some(more) => r = m.on_read(Ok(more), &lines, now),
                                 None => break,
                             }
                         }
@@ -383,10 +388,16 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
 }
 
 impl Miner {
-    /// What one read gave: a line to handle, or the end of the connection.
-    fn on_read(&mut self, r: std::io::Result<LineRead>, lines: &SocketLines) -> Result<(), Closed> {
+    /// What one read gave: a line to handle, or the end of the connection; `now` is when it
+    /// arrived.
+    fn on_read(
+        &mut self,
+        r: std::io::Result<LineRead>,
+        lines: &SocketLines,
+        now: Instant,
+    ) -> Result<(), Closed> {
         match r {
-            Ok(LineRead::Line) => self.on_line(lines.line()),
+            Ok(LineRead::Line) => self.on_line(lines.line(), now),
             Ok(LineRead::Eof) => Err("miner closed the connection"),
             Ok(LineRead::TooLong) => {
                 self.sh
@@ -755,8 +766,7 @@ impl Miner {
         debug!(difficulty = d, "vardiff retarget");
     }
 
-    fn on_line(&mut self, raw: &[u8]) -> Result<(), Closed> {
-        let now = Instant::now();
+    fn on_line(&mut self, raw: &[u8], now: Instant) -> Result<(), Closed> {
         self.last_line = now;
         let lim = &self.sh.config.limits;
         let refill = now.duration_since(self.refill_at).as_secs_f64() * lim.max_messages_per_second;
@@ -1219,7 +1229,6 @@ impl Miner {
                 entry.lock().record(ShareResult::Invalid, d, now);
                 return self.reply_error(&id, error_code::OTHER, "extranonce2 too long");
             };
-            entry.lock().forwarded(d, now);
             let share = BatchedShare {
                 extranonce2,
                 ntime: sub.ntime,
@@ -1229,7 +1238,7 @@ impl Miner {
                 received,
                 id,
             };
-            self.queue_forward(name_at, wi, share);
+            self.queue_forward(name_at, wi, share, now);
             // The pool's verdict answers the miner (ToMiner::Accepted, or an answer line).
         } else {
             entry.lock().record(ShareResult::BelowTarget, d, now);
@@ -1262,11 +1271,11 @@ impl Miner {
     /// Adds a checked share to this turn's shares for the pool (sent at the end of the turn by
     /// [`Miner::send_forwards`]); shares of another session, worker or pool job start a new
     /// batch.
-    fn queue_forward(&mut self, at: SessionAt, wi: usize, share: BatchedShare) {
+    fn queue_forward(&mut self, at: SessionAt, wi: usize, share: BatchedShare, now: f64) {
         let (session, name) = match at {
             SessionAt::Current => match &self.session {
                 Some(s) => (s, &self.workers[wi].upstream),
-                None => return self.forward_lost(&self.workers[wi].entry.clone(), share),
+                None => return self.forward_lost(&self.workers[wi].entry.clone(), share, now),
             },
             SessionAt::Previous(i) => match self
                 .previous
@@ -1275,16 +1284,17 @@ impl Miner {
             {
                 Some(at) => at,
                 // `session_for` checked both; nothing is sent to a session it did not name.
-                None => return self.forward_lost(&self.workers[wi].entry.clone(), share),
+                None => return self.forward_lost(&self.workers[wi].entry.clone(), share, now),
             },
         };
         let entry = &self.workers[wi].entry;
         let Some(up) = self.upstream_cache.as_deref() else {
-            return self.forward_lost(&entry.clone(), share);
+            return self.forward_lost(&entry.clone(), share, now);
         };
         let job_id = &up.upstream.pool_job_id;
         let same = self.forwards.as_deref().is_some_and(|f| {
-            Arc::ptr_eq(&f.session, session)
+            f.at == now
+                && Arc::ptr_eq(&f.session, session)
                 && Arc::ptr_eq(&f.batch.worker, entry)
                 && Arc::ptr_eq(&f.batch.upstream_user, name)
                 && Arc::ptr_eq(&f.batch.pool_job_id, job_id)
@@ -1304,29 +1314,46 @@ impl Miner {
                 link: self.link.clone(),
                 shares: vec![share],
             },
+            at: now,
         });
         self.send_forwards();
         self.forwards = Some(next);
     }
 
-    /// Hands this turn's shares for the pool to their session. Called at the end of every
-    /// turn that read lines, and before the miner's session or worker names change.
+    /// Hands this turn's shares for the pool to their session, booked as forwarded first (the
+    /// session's verdicts must find them pending). Called at the end of every turn that read
+    /// lines, and before the miner's session or worker names change.
+    ///
+    /// The booking is per batch, under one lock: the worker's entry is also locked by the
+    /// session's thread for verdicts, and one lock per share moved its cache line between the
+    /// two threads for every share.
     fn send_forwards(&mut self) {
         let Some(f) = self.forwards.take() else {
             return;
         };
-        let Forwards { session, batch } = *f;
+        let Forwards { session, batch, at } = *f;
+        let count = u32::try_from(batch.shares.len()).unwrap_or(u32::MAX);
+        let difficulty: f64 = batch.shares.iter().map(|s| s.difficulty).sum();
+        batch.worker.lock().forwarded_many(count, difficulty, at);
         if let Err(batch) = session.submit_batch(batch) {
             warn!(worker = %batch.worker.name, pool = %session.pool, shares = batch.shares.len(), "pool session gone before the shares could be forwarded; counted as lost");
+            batch
+                .worker
+                .lock()
+                .verdicts(ShareResult::Lost, u64::from(count), difficulty);
             for share in batch.shares {
-                self.forward_lost(&batch.worker, share);
+                self.reply_error(&share.id, error_code::OTHER, "pool session unavailable");
             }
         }
     }
 
-    /// A share checked and booked as forwarded that could not be handed to its session.
-    fn forward_lost(&mut self, worker: &WorkerEntry, share: BatchedShare) {
-        worker.lock().verdict(ShareResult::Lost, share.difficulty);
+    /// A checked share that has no session to go to: booked as forwarded and lost at once.
+    fn forward_lost(&mut self, worker: &WorkerEntry, share: BatchedShare, now: f64) {
+        {
+            let mut w = worker.lock();
+            w.forwarded(share.difficulty, now);
+            w.verdict(ShareResult::Lost, share.difficulty);
+        }
         self.reply_error(&share.id, error_code::OTHER, "pool session unavailable");
     }
 }

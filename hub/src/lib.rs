@@ -12,6 +12,7 @@ pub mod extranonce;
 pub mod facts;
 pub(crate) mod fanout;
 pub mod http;
+pub(crate) mod in_flight;
 pub mod jobs;
 pub(crate) mod lines;
 pub(crate) mod link;

@@ -80,6 +80,11 @@ impl WorkerStats {
 
     /// A share of valid work at `difficulty` (feeds the hashrate windows and last share time).
     fn note_valid(&mut self, difficulty: f64, now: f64) {
+        self.note_valid_many(1, difficulty, now);
+    }
+
+    /// `count` shares of valid work whose difficulties sum to `difficulty`, all at `now`.
+    fn note_valid_many(&mut self, count: u32, difficulty: f64, now: f64) {
         self.last_share = Some(now);
         let idx = self.bucket_index(now);
         if self.ring.is_empty() {
@@ -97,7 +102,7 @@ impl WorkerStats {
                 difficulty: 0.0,
             };
         }
-        slot.count = slot.count.saturating_add(1);
+        slot.count = slot.count.saturating_add(count);
         slot.difficulty += difficulty;
     }
 
@@ -112,8 +117,14 @@ impl WorkerStats {
 
     /// A locally valid share forwarded to the pool: pending until [`Self::verdict`].
     pub fn forwarded(&mut self, difficulty: f64, now: f64) {
-        self.note_valid(difficulty, now);
-        self.pending += 1;
+        self.forwarded_many(1, difficulty, now);
+    }
+
+    /// `count` shares forwarded together at `now` (one turn of a miner's connection), whose
+    /// difficulties sum to `difficulty`: one booking under one lock, not one per share.
+    pub fn forwarded_many(&mut self, count: u32, difficulty: f64, now: f64) {
+        self.note_valid_many(count, difficulty, now);
+        self.pending += u64::from(count);
         self.pending_difficulty += difficulty;
     }
 

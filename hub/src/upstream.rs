@@ -14,7 +14,6 @@
 //! replacement and moves the miners; they are not disturbed).
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,6 +25,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 
 use crate::facts::ShareResult;
+use crate::in_flight::InFlight;
 use crate::jobs::{JobVariant, PoolJob};
 use crate::lines::{LineRead, buffered_line, line, read_line};
 use crate::link::{
@@ -206,31 +206,8 @@ enum Pending {
     },
 }
 
-/// Requests in flight by id. The ids are this session's own sequence numbers (never chosen by
-/// the pool), so they need no keyed hash: [`IdHasher`] spreads them with one multiplication.
-type PendingMap = HashMap<u64, Pending, BuildHasherDefault<IdHasher>>;
-
-/// Hasher for the session's own request ids (see [`PendingMap`]): Fibonacci hashing, which
-/// maps sequential ids to distinct buckets and fills the high bits the table's tags use.
-#[derive(Default)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Not used by `u64` keys; an FNV-style byte loop keeps other keys correct.
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    }
-}
+/// Requests in flight by id: shares and worker authorizes (see [`InFlight`]).
+type PendingMap = InFlight<Pending>;
 
 /// Where a worker name stands on one session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -633,7 +610,7 @@ impl Session {
 
     /// Every forwarded share without a verdict is lost now.
     fn lose_pending(&mut self) {
-        let lost: Vec<Pending> = self.pending.drain().map(|(_, p)| p).collect();
+        let lost: Vec<Pending> = self.pending.take_all();
         let mut n = 0u64;
         for h in std::mem::take(&mut self.held).into_values().flatten() {
             answer_lost(
@@ -689,11 +666,11 @@ impl Session {
             .pending
             .iter()
             .filter_map(|(id, p)| match p {
-                Pending::Submit { sent, .. } if now.duration_since(*sent) > timeout => Some(*id),
+                Pending::Submit { sent, .. } if now.duration_since(*sent) > timeout => Some(id),
                 Pending::Authorize { sent, .. }
                     if now.duration_since(*sent) > timeout.min(AUTHORIZE_RETRY) =>
                 {
-                    Some(*id)
+                    Some(id)
                 }
                 _ => None,
             })
@@ -702,8 +679,8 @@ impl Session {
         let mut release: Vec<Arc<str>> = Vec::new();
         let mut unanswered: Vec<Arc<str>> = Vec::new();
         for id in expired {
-            if let Some(Pending::Authorize { .. }) = self.pending.get(&id)
-                && let Some(Pending::Authorize { user, sent }) = self.pending.remove(&id)
+            if let Some(Pending::Authorize { .. }) = self.pending.get(id)
+                && let Some(Pending::Authorize { user, sent }) = self.pending.remove(id)
             {
                 if self.users.get(&user) != Some(&UserAuth::Sent) {
                     continue;
@@ -730,7 +707,7 @@ impl Session {
                 difficulty,
                 reply,
                 ..
-            }) = self.pending.remove(&id)
+            }) = self.pending.remove(id)
             {
                 answer_lost(&worker, difficulty, reply, "pool did not answer in time");
                 self.counters().lost.fetch_add(1, Ordering::Relaxed);
@@ -749,6 +726,7 @@ impl Session {
             }
         }
         self.lose_stale_held(now, timeout);
+        self.pending.release_memory();
         if self.accepted_batch > 0 || self.rejected_batch > 0 {
             let ev = SessionEvent::Verdicts {
                 accepted: self.accepted_batch,
@@ -1056,7 +1034,7 @@ impl Session {
                 }
             }
             _ => {
-                match self.pending.remove(&id) {
+                match self.pending.remove(id) {
                     Some(Pending::Submit {
                         worker,
                         user,
