@@ -382,8 +382,8 @@ fn work_for_a_pool_extranonce2_over_32_bytes_is_never_built() {
 // A miner's line framing, through a running hub
 // ---------------------------------------------------------------------------------------------
 //
-// The framing itself (`hub/src/lines.rs`) is private to the hub; the `line_framing` fuzz target
-// compiles it in and checks it directly. Here it is checked where it runs: a hub's miner
+// The `line_framing` fuzz target checks the framing (`hashsched_hub::lines`) directly, reader
+// by reader. Here it is checked where it runs: a hub's miner
 // connection, fed a byte stream in arbitrary writes over TCP on 127.0.0.1, answers each line
 // the hub sees, in order, so the answers show how the stream was cut into lines.
 

@@ -14,7 +14,7 @@ pub(crate) mod fanout;
 pub mod http;
 pub(crate) mod in_flight;
 pub mod jobs;
-pub(crate) mod lines;
+pub mod lines;
 pub(crate) mod link;
 pub mod logging;
 pub mod metrics;

@@ -10,16 +10,9 @@
 //!
 //! Input: byte 0 picks the bound, byte 1 the pool reader's buffer size, bytes 2..6 seed the read
 //! sizes and the cancellations; the rest is the stream.
-//!
-//! The `lines` module is `pub(crate)` in the hub, so the file itself is compiled in here (the
-//! same source, not a copy); once the hub exports it, `hashsched_hub::lines` can replace this.
 #![no_main]
 
-#[allow(dead_code)]
-#[path = "../../src/lines.rs"]
-mod lines;
-
-use lines::{LineRead, SocketLines};
+use hashsched_hub::lines::{self, LineRead, SocketLines};
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::task::{Context, Poll, Waker};
