@@ -1189,10 +1189,7 @@ impl Miner {
         let pool_version_rolling = pool_job.pool_version_mask != 0;
         let pool_extranonce2 = pool_extranonce2(&variant.pad, tail.bytes(), &sub.extranonce2);
         // Only shares that prove work enter the duplicate set (junk cannot grow it).
-        match self
-            .jobs
-            .sighting(&sub.job_id, &sub.extranonce2, sub.ntime, sub.nonce, bits)
-        {
+        match self.jobs.sighting(&sub.job_id, &hash) {
             Sighting::First => {}
             Sighting::SameId => {
                 entry.lock().record(ShareResult::Duplicate, d, now);

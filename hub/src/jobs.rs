@@ -21,7 +21,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::{HashSet, VecDeque};
-use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -302,7 +302,8 @@ pub struct MinerJob {
     pub difficulty: f64,
     /// Version mask in force for this miner and this job's session (miner ∩ pool).
     pub mask: u32,
-    /// Share keys, already hashed with the miner's random keys (so a fixed-key hasher here).
+    /// Keys of the shares seen for this job: the low 64 bits of each share's hash (see
+    /// [`MinerJobs::sighting`]).
     /// Boxed on the job's first share: most of the 16 jobs a miner holds never get one, and a
     /// slot costs 8 bytes instead of an empty set's 32 (the table is per miner).
     seen: Option<Box<SeenSet>>,
@@ -310,9 +311,9 @@ pub struct MinerJob {
 
 type SeenSet = HashSet<u64, BuildHasherDefault<KeyHasher>>;
 
-/// The seen set's hasher: its keys are already outputs of the miner's randomly keyed SipHash
-/// ([`MinerJobs::sighting`]), so hashing them again would add nothing but time; the key is
-/// used as it is.
+/// The seen set's hasher: its keys are already uniformly random (the low bits of a share's
+/// sha256d, [`MinerJobs::sighting`]), so hashing them again would add nothing but time; the
+/// key is used as it is.
 #[derive(Default)]
 struct KeyHasher(u64);
 
@@ -339,7 +340,6 @@ impl Hasher for KeyHasher {
 pub struct MinerJobs {
     jobs: VecDeque<MinerJob>,
     cap: usize,
-    hasher: std::collections::hash_map::RandomState,
     max_seen_per_job: usize,
     next_seq: u64,
     /// Per session: the sequence number of its latest clean job; its jobs before it are
@@ -353,7 +353,6 @@ impl MinerJobs {
         Self {
             jobs: VecDeque::new(),
             cap: cap.max(2),
-            hasher: std::collections::hash_map::RandomState::new(),
             max_seen_per_job: 1 << 16,
             next_seq: 0,
             clean_marks: Vec::new(),
@@ -439,34 +438,25 @@ impl MinerJobs {
     }
 
     /// Mark a share as seen for job `id`; `false` if it was seen before (a duplicate).
-    pub fn first_sighting(
-        &mut self,
-        id: &str,
-        extranonce2: &[u8],
-        ntime: u32,
-        nonce: u32,
-        version_bits: u32,
-    ) -> bool {
-        self.sighting(id, extranonce2, ntime, nonce, version_bits) == Sighting::First
+    pub fn first_sighting(&mut self, id: &str, share_hash: &[u8; 32]) -> bool {
+        self.sighting(id, share_hash) == Sighting::First
     }
 
     /// Mark a share as seen for job `id` and say whether (and under which id) it was seen
     /// before. Every id of the same work (same pool job, same padding) counts: the same header
     /// is the same share whichever id it is submitted under.
-    pub fn sighting(
-        &mut self,
-        id: &str,
-        extranonce2: &[u8],
-        ntime: u32,
-        nonce: u32,
-        version_bits: u32,
-    ) -> Sighting {
-        let mut h = self.hasher.build_hasher();
-        extranonce2.hash(&mut h);
-        ntime.hash(&mut h);
-        nonce.hash(&mut h);
-        version_bits.hash(&mut h);
-        let key = h.finish();
+    ///
+    /// A share is known by its own hash (`share_hash`, the sha256d of its header in internal
+    /// byte order), which the hub has computed anyway: within one work, the same hash is the
+    /// same header (extranonce2, ntime, nonce and version bits alike). The low 64 bits are
+    /// the key. They are uniformly random for every share that proves work (its difficulty
+    /// bounds the high bytes, not the low ones), so they key the set with no second hash; a
+    /// miner cannot steer them towards one bucket without grinding far more work than the
+    /// shares are worth.
+    pub fn sighting(&mut self, id: &str, share_hash: &[u8; 32]) -> Sighting {
+        let mut low = [0u8; 8];
+        low.copy_from_slice(&share_hash[..8]);
+        let key = u64::from_le_bytes(low);
         let max = self.max_seen_per_job;
         // The same work (same pool job, same padding) may have been sent under several ids
         // (p = 0 leaves nothing to salt): a share seen under any of them is a duplicate.
@@ -520,6 +510,16 @@ pub(crate) fn test_pool_job(session_id: u64, n2: usize) -> Arc<PoolJob> {
 mod tests {
     use super::*;
 
+    /// A stand-in for a share's header hash: a function of the share's fields, as the real one
+    /// is within one work.
+    fn share_hash(extranonce2: &[u8], ntime: u32, nonce: u32, version_bits: u32) -> [u8; 32] {
+        let mut bytes = extranonce2.to_vec();
+        for x in [ntime, nonce, version_bits] {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        crate::share::sha256d(&bytes)
+    }
+
     pub(super) fn pool_job(session_id: u64, n2: usize) -> Arc<PoolJob> {
         Arc::new(PoolJob::new(
             session_id,
@@ -572,13 +572,13 @@ mod tests {
         let mut t = MinerJobs::new(8);
         t.push("c".into(), v0, 1.0, 0, false);
         t.push("d".into(), r0, 1.0, 0, false);
-        assert!(t.first_sighting("c", &[0; 4], 1, 2, 0));
-        assert!(!t.first_sighting("d", &[0; 4], 1, 2, 0));
+        assert!(t.first_sighting("c", &share_hash(&[0; 4], 1, 2, 0)));
+        assert!(!t.first_sighting("d", &share_hash(&[0; 4], 1, 2, 0)));
         // salted re-send: the same en2/nonce is new work
         t.push("a".into(), v, 1.0, 0, false);
         t.push("b".into(), Arc::new(r), 1.0, 0, false);
-        assert!(t.first_sighting("a", &[0; 4], 1, 2, 0));
-        assert!(t.first_sighting("b", &[0; 4], 1, 2, 0));
+        assert!(t.first_sighting("a", &share_hash(&[0; 4], 1, 2, 0)));
+        assert!(t.first_sighting("b", &share_hash(&[0; 4], 1, 2, 0)));
     }
 
     #[test]
@@ -622,11 +622,20 @@ mod tests {
         let mut t = MinerJobs::new(8);
         t.push("1".into(), v.clone(), 1.0, 0, false);
         t.push("2".into(), Arc::new(r), 1.0, 0, false);
-        assert_eq!(t.sighting("1", &[0; 4], 5, 9, 0), Sighting::First);
-        assert_eq!(t.sighting("1", &[0; 4], 5, 9, 0), Sighting::SameId);
-        assert_eq!(t.sighting("2", &[0; 4], 5, 9, 0), Sighting::OtherId);
         assert_eq!(
-            t.sighting("2", &[0; 4], 6, 9, 0),
+            t.sighting("1", &share_hash(&[0; 4], 5, 9, 0)),
+            Sighting::First
+        );
+        assert_eq!(
+            t.sighting("1", &share_hash(&[0; 4], 5, 9, 0)),
+            Sighting::SameId
+        );
+        assert_eq!(
+            t.sighting("2", &share_hash(&[0; 4], 5, 9, 0)),
+            Sighting::OtherId
+        );
+        assert_eq!(
+            t.sighting("2", &share_hash(&[0; 4], 6, 9, 0)),
             Sighting::First,
             "other ntime"
         );
@@ -658,9 +667,9 @@ mod tests {
         t.push("3".into(), v1, 8.0, 0, true); // clean on session 1 supersedes job 1
         assert_eq!(t.get("1").unwrap_err(), JobLookup::Superseded);
         assert_eq!(t.get("nope").unwrap_err(), JobLookup::Unknown);
-        assert!(t.first_sighting("2", &[1, 2], 5, 6, 0));
-        assert!(!t.first_sighting("2", &[1, 2], 5, 6, 0));
-        assert!(t.first_sighting("2", &[1, 2], 5, 7, 0));
+        assert!(t.first_sighting("2", &share_hash(&[1, 2], 5, 6, 0)));
+        assert!(!t.first_sighting("2", &share_hash(&[1, 2], 5, 6, 0)));
+        assert!(t.first_sighting("2", &share_hash(&[1, 2], 5, 7, 0)));
         for i in 0..10 {
             let v = Arc::new(
                 JobVariant::build(pool_job(3, 8), format!("x{i}").into(), 2, 4, 0).unwrap(),
@@ -702,7 +711,7 @@ mod tests {
         let mut t = MinerJobs::new(4);
         t.push("7".into(), v.clone(), 1.0, 0, false);
         t.push("8".into(), Arc::new(c), 1.0, 0, false);
-        assert!(t.first_sighting("7", &[1; 4], 1, 2, 0));
-        assert!(!t.first_sighting("8", &[1; 4], 1, 2, 0));
+        assert!(t.first_sighting("7", &share_hash(&[1; 4], 1, 2, 0)));
+        assert!(!t.first_sighting("8", &share_hash(&[1; 4], 1, 2, 0)));
     }
 }
