@@ -196,6 +196,12 @@ async fn handshake(c: &mut RawClient, worker: &str) -> (Vec<u8>, usize, Vec<Valu
 
 /// Grinds nonces until a share meets `difficulty` for the job (at 1e-7 a few hundred hashes).
 fn find_share(notify: &[Value], e1: &[u8], en2: &[u8], difficulty: f64) -> u32 {
+    let target = Target::from_difficulty(difficulty).expect("target");
+    let ntime = job_of(notify).ntime();
+    find_nonce(notify, e1, en2, ntime, |h| target.is_met_by(h))
+}
+
+fn job_of(notify: &[Value]) -> JobTemplate {
     let s = |i: usize| notify[i].as_str().expect("hex field");
     let branch: Vec<&str> = notify[4]
         .as_array()
@@ -203,10 +209,20 @@ fn find_share(notify: &[Value], e1: &[u8], en2: &[u8], difficulty: f64) -> u32 {
         .iter()
         .map(|b| b.as_str().expect("hex"))
         .collect();
-    let job = JobTemplate::from_notify(s(1), s(2), s(3), &branch, s(5), s(6), s(7)).expect("job");
-    let target = Target::from_difficulty(difficulty).expect("target");
+    JobTemplate::from_notify(s(1), s(2), s(3), &branch, s(5), s(6), s(7)).expect("job")
+}
+
+/// Grinds nonces at `ntime` until the share's hash satisfies `wanted`.
+fn find_nonce(
+    notify: &[Value],
+    e1: &[u8],
+    en2: &[u8],
+    ntime: u32,
+    wanted: impl Fn(&[u8; 32]) -> bool,
+) -> u32 {
+    let job = job_of(notify);
     (0..u32::MAX)
-        .find(|&n| target.is_met_by(&job.share_hash(e1, en2, job.ntime(), n, job.version())))
+        .find(|&n| wanted(&job.share_hash(e1, en2, ntime, n, job.version())))
         .expect("a share")
 }
 
@@ -227,13 +243,15 @@ async fn bad_lines_get_an_error_and_the_unrecoverable_ones_a_close() {
     let _ = c.send(&big).await;
     let a: Value = serde_json::from_str(&c.read_line(T).await.expect("an answer")).unwrap();
     assert_eq!(code(&a), Some(error_code::OTHER), "{a}");
+    assert!(a["id"].is_null(), "{a}");
     assert!(
         a["error"][1].as_str().unwrap().contains("line too long"),
         "{a}"
     );
     assert!(c.closed_within(T).await, "oversized line must close");
 
-    // Endless line (bytes and never a newline): the same answer once past the bound.
+    // Endless line (bytes and never a newline): the same answer once past the bound, then the
+    // close. The bytes sent past the bound stay unread; the answer still arrives before the end.
     let mut c = RawClient::connect(addr).await.unwrap();
     let chunk = vec![b'{'; 4096];
     for _ in 0..(max / chunk.len() + 2) {
@@ -241,6 +259,17 @@ async fn bad_lines_get_an_error_and_the_unrecoverable_ones_a_close() {
             break;
         }
     }
+    let line = match c.next_event(T).await {
+        RawRead::Line(l) => l,
+        other => panic!("endless line: no error 20 before the close, got {other:?}"),
+    };
+    let a: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(code(&a), Some(error_code::OTHER), "{a}");
+    assert!(a["id"].is_null(), "{a}");
+    assert!(
+        a["error"][1].as_str().unwrap().contains("line too long"),
+        "{a}"
+    );
     assert!(c.closed_within(T).await, "endless line must close");
     f.protocol_errors_reach("line_too_long", 2.0).await;
     f.closed_for("line too long", 2.0).await;
@@ -485,6 +514,14 @@ async fn share_abuse_gets_its_stratum_error_and_its_bucket() {
     // A share good enough for the pool too, so that it is forwarded and accepted.
     let nonce = find_share(&notify, &e1, &en2, POOL_D);
     let (job, ntime) = (&notify[0], &notify[7]);
+    let job_ntime = u32::from_str_radix(ntime.as_str().expect("ntime"), 16).expect("hex ntime");
+    // Exactly ten minutes behind the job is still in range: a share that meets the miner's
+    // difficulty but not the pool's, so the hub answers it itself (below target).
+    let en2_behind = vec![1u8; n2];
+    let behind_ok = find_nonce(&notify, &e1, &en2_behind, job_ntime - 600, |h| {
+        Target::from_difficulty(MINER_D).unwrap().is_met_by(h)
+            && !Target::from_difficulty(POOL_D).unwrap().is_met_by(h)
+    });
     let cases: Vec<(&str, Value, i64)> = vec![
         (
             "unknown job",
@@ -513,6 +550,39 @@ async fn share_abuse_gets_its_stratum_error_and_its_bucket() {
             error_code::OTHER,
         ),
         (
+            "ntime ten minutes and one second behind the job",
+            submit(
+                w,
+                job,
+                &en2_hex,
+                &json!(format!("{:08x}", job_ntime - 601)),
+                format!("{nonce:08x}"),
+            ),
+            error_code::OTHER,
+        ),
+        (
+            "ntime a day behind the job",
+            submit(
+                w,
+                job,
+                &en2_hex,
+                &json!(format!("{:08x}", job_ntime - 86_400)),
+                format!("{nonce:08x}"),
+            ),
+            error_code::OTHER,
+        ),
+        (
+            "ntime exactly ten minutes behind the job (in range, below the pool's target)",
+            submit(
+                w,
+                job,
+                &"01".repeat(n2),
+                &json!(format!("{:08x}", job_ntime - 600)),
+                format!("{behind_ok:08x}"),
+            ),
+            0,
+        ),
+        (
             "version bits outside the mask",
             json!([w, job, en2_hex, ntime, format!("{nonce:08x}"), "e0000000"]),
             error_code::OTHER,
@@ -528,6 +598,13 @@ async fn share_abuse_gets_its_stratum_error_and_its_bucket() {
             error_code::DUPLICATE,
         ),
     ];
+    let params_errors = || {
+        f.metric(
+            metrics::HUB_PROTOCOL_ERRORS_TOTAL,
+            &[(label::SIDE, metrics::side::MINER), (label::KIND, "params")],
+        )
+    };
+    let params_before = params_errors();
     for (i, (what, params, want)) in cases.iter().enumerate() {
         let a = ask(&mut c, json!(10 + i), "mining.submit", params.clone())
             .await
@@ -537,7 +614,21 @@ async fn share_abuse_gets_its_stratum_error_and_its_bucket() {
         } else {
             assert_eq!(code(&a), Some(*want), "{what}: {a}");
         }
+        if what.starts_with("ntime") && *want != 0 {
+            assert!(
+                a["error"][1]
+                    .as_str()
+                    .is_some_and(|m| m.contains("ntime out of range")),
+                "{what}: {a}"
+            );
+        }
     }
+    // Counted before it is answered: of all the cases, only the bad hex is a parameter error.
+    assert_eq!(
+        params_errors() - params_before,
+        1.0,
+        "errors{{params}} for the bad hex, and for nothing else"
+    );
     let facts = wait_until(T, || {
         let f = facts_of(&f.hub, w)?;
         (f.pending == 0 && f.shares.accepted == 1).then_some(f)
@@ -546,13 +637,14 @@ async fn share_abuse_gets_its_stratum_error_and_its_bucket() {
     .expect("the valid share accepted by the pool");
     assert_eq!(facts.shares.stale, 1, "{facts:?}");
     assert_eq!(facts.shares.duplicate, 1, "{facts:?}");
-    assert_eq!(facts.shares.invalid, 4, "{facts:?}");
-    assert_eq!(facts.submitted(), 7, "{facts:?}");
+    assert_eq!(facts.shares.invalid, 6, "{facts:?}");
+    assert_eq!(facts.shares.below_target, 1, "{facts:?}");
+    assert_eq!(facts.submitted(), 10, "{facts:?}");
     assert_eq!(pool_counts_for(&f.pool, w).accepted, 1);
     assert_eq!(pool_counts_for(&f.pool, w).rejected_total(), 0);
     assert_eq!(facts_of(&f.hub, &honest).expect("facts").shares.invalid, 0);
     assert!(facts_of(&f.hub, &honest).unwrap().submitted() >= before);
-    for (result, n) in [("stale", 1.0), ("duplicate", 1.0), ("invalid", 4.0)] {
+    for (result, n) in [("stale", 1.0), ("duplicate", 1.0), ("invalid", 6.0)] {
         f.metric_reaches(
             metrics::WORKER_SHARES_TOTAL,
             &[(label::WORKER, w), (label::RESULT, result)],
@@ -673,15 +765,37 @@ async fn connections_beyond_max_connections_are_refused() {
     f.closed_for("max_connections", (30 - (MAX - 2)) as f64)
         .await;
     // Every connection asks to subscribe: the ones the hub kept answer, the refused ones are
-    // closed (a positive answer either way, no waiting for a close that must not come).
-    let mut closed = 0;
-    for c in &mut flood {
-        let id = json!(7);
+    // closed without a word (EOF or reset). Each ends in one of these two positive events; a
+    // connection that neither answers nor closes within the timeout fails the test.
+    let (mut answered, mut closed) = (0, 0);
+    for (i, c) in flood.iter_mut().enumerate() {
         let _ = c
             .send_line(r#"{"id":7,"method":"mining.subscribe","params":["flood/1.0"]}"#)
             .await;
-        if c.read_answer(&id, T).await.is_none() {
-            closed += 1;
+        let mut lines = Vec::new();
+        loop {
+            match c.next_event(T).await {
+                RawRead::Line(l) => {
+                    let v: Value = serde_json::from_str(&l).expect("JSON from the hub");
+                    if v["id"] == json!(7) {
+                        assert!(v["result"].is_array(), "connection {i}: {v}");
+                        answered += 1;
+                        break;
+                    }
+                    lines.push(l);
+                }
+                RawRead::Closed => {
+                    assert!(
+                        lines.is_empty(),
+                        "connection {i}: a refused connection is closed with nothing sent: {lines:?}"
+                    );
+                    closed += 1;
+                    break;
+                }
+                RawRead::TimedOut => {
+                    panic!("connection {i}: neither answered nor closed within {T:?}")
+                }
+            }
         }
     }
     assert_eq!(
@@ -689,6 +803,7 @@ async fn connections_beyond_max_connections_are_refused() {
         30 - (MAX - 2),
         "connections beyond {MAX} are closed, the others answered"
     );
+    assert_eq!(answered, MAX - 2);
     assert_eq!(f.hub.connections(), MAX as u64);
     logged(&["connection refused: limits.maxConnections reached"]).await;
     f.honest_miners_never_noticed().await;

@@ -52,7 +52,10 @@ async fn until_pool_has(pool: &SimPool, miners: &[SimMiner], at_least: u64, what
     }
 }
 
-/// Stalls the miners, waits for every verdict, and checks conservation miner ↔ hub ↔ pools.
+/// Stalls the miners, waits for every verdict, and checks conservation miner ↔ hub ↔ pools, and
+/// that no share reached a pool twice or a pool (or session) that did not issue its job: no pool
+/// refused any share with 21, 22 or 23 ([`assert_no_misrouted_shares`]). Refusals with 20 (a
+/// pool told to reject everything) must equal what the hub booked as rejected.
 async fn settle_and_check(
     hub: &HubHandle,
     miners: &[SimMiner],
@@ -89,6 +92,9 @@ async fn settle_and_check(
             .map(|p| pool_counts_for(p, w).rejected_total())
             .sum();
         assert_eq!(f.shares.rejected, rejected_at_pools, "{w}: hub {f:?}");
+    }
+    for p in pools {
+        assert_no_misrouted_shares(p);
     }
     out
 }
@@ -198,10 +204,19 @@ async fn a_pool_asking_for_reconnect_does_not_disturb_miners() {
     pool.send_reconnect(None, None, 0);
     until_pool_has(&pool, &ms, 3, "after client.reconnect").await;
     let stats = settle_and_check(&hub, &ms, &[&pool]).await;
-    assert!(
-        stats.iter().all(|s| s.reconnects_received == 0),
-        "client.reconnect leaked to miners"
-    );
+    for (m, s) in ms.iter().zip(&stats) {
+        assert_eq!(
+            s.reconnects_received, 0,
+            "client.reconnect leaked to miners"
+        );
+        // Shares of the replaced session's jobs still go to it: none refused, none lost.
+        assert_eq!(s.rejected_total() + s.lost, 0, "{}: {s:?}", m.worker());
+    }
+    // One replacement session, and the replaced one closed once empty.
+    assert_eq!(pool.stats().connections_seen, 2, "{:?}", pool.stats());
+    wait_until(DEADLINE, || (pool.active_sessions() == 1).then_some(()))
+        .await
+        .unwrap_or_else(|| panic!("replaced session never closed: {:?}", pool.stats()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -341,5 +356,8 @@ async fn failover_to_a_pool_with_a_smaller_extranonce2() {
         );
         assert!(prev.is_none_or(|p| p == sh.worker));
     }
+    // Nothing sent twice, or to the pool (or session) that did not issue its job.
+    assert_no_misrouted_shares(&wide);
+    assert_no_misrouted_shares(&narrow);
     assert_eq!(panics_seen(), 0);
 }

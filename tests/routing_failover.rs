@@ -112,6 +112,11 @@ async fn killed_pool_fails_over_and_workers_return_after_restart() {
             .expect("settles");
         assert!(s.is_conserved(), "{s:?}");
     }
+    // Nothing the backup or the restarted primary received was sent twice or for another
+    // pool's job.
+    for p in [&f.primary, &f.backup] {
+        hashsched_tests::assert_no_misrouted_shares(p);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -165,8 +165,10 @@ pub async fn wait_accepted_at(pool: &SimPool, worker: &str, since: u64, n: u64) 
 
 /// Stops the miners, lets every forwarded share get its verdict, then checks conservation:
 /// each share the miner submitted is in exactly one hub bucket, the hub's accepted shares are
-/// exactly the pools' accepted shares (none lost, none counted twice across a switch), and the
-/// miner's view agrees with the hub's.
+/// exactly the pools' accepted shares (none lost, none counted twice across a switch), the
+/// miner's view agrees with the hub's, and no pool refused a share as job not found, duplicate
+/// or low difficulty (none forwarded twice or to a pool that did not issue its job:
+/// [`hashsched_tests::assert_no_misrouted_shares`]).
 pub async fn assert_conservation(hub: &HubHandle, miners: &[&SimMiner], pools: &[&SimPool]) {
     for m in miners {
         m.stall();
@@ -203,6 +205,9 @@ pub async fn assert_conservation(hub: &HubHandle, miners: &[&SimMiner], pools: &
             f.shares.accepted + f.shares.below_target,
             "{w}: miner's accepted vs hub's accepted + below_target: {f:?}"
         );
+    }
+    for p in pools {
+        hashsched_tests::assert_no_misrouted_shares(p);
     }
 }
 

@@ -108,6 +108,17 @@ impl RawClient {
         }
     }
 
+    /// The next line, or whether the connection ended or `timeout` passed first: a test that
+    /// must tell a close from a server that merely stays quiet.
+    pub async fn next_event(&mut self, timeout: Duration) -> RawRead {
+        let mut s = String::new();
+        match tokio::time::timeout(timeout, self.reader.read_line(&mut s)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => RawRead::Closed,
+            Ok(Ok(_)) => RawRead::Line(s),
+            Err(_) => RawRead::TimedOut,
+        }
+    }
+
     /// True when the server closed the connection within `timeout` (reads until EOF).
     pub async fn closed_within(&mut self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -124,6 +135,17 @@ impl RawClient {
             }
         }
     }
+}
+
+/// What [`RawClient::next_event`] saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RawRead {
+    /// A line (with its newline, if it had one before EOF).
+    Line(String),
+    /// EOF or a connection error (reset): the server closed the connection.
+    Closed,
+    /// Nothing within the timeout; the connection is still open.
+    TimedOut,
 }
 
 /// What a [`ScriptedPool`] sends back for one request (`id`, `method`): raw bytes, sent as is.
@@ -237,6 +259,38 @@ pub fn pool_counts_for(pool: &SimPool, worker: &str) -> WorkerCounts {
         }
     }
     out
+}
+
+/// Stratum codes a pool answers a share with when a proxy sent it somewhere it does not belong:
+/// 21 job not found (a job this pool, or this session, never issued), 22 duplicate (the same
+/// share forwarded twice), 23 low difficulty (a share hashed against another pool's job or
+/// extranonce, or below the pool's target).
+pub const MISROUTED_SHARE_CODES: [i64; 3] = [21, 22, 23];
+
+/// Checks what a simulated pool recorded, under every worker name it saw: it refused no share
+/// with a code of [`MISROUTED_SHARE_CODES`] (no share forwarded twice, to a pool or session that
+/// did not issue its job, or below its target), and it read no line from the hub it could not
+/// parse. Refusals with other codes (a pool told to reject everything answers 20) are the
+/// caller's to check.
+pub fn assert_no_misrouted_shares(pool: &SimPool) {
+    let stats = pool.stats();
+    let name = &pool.config().name;
+    for (worker, c) in &stats.workers {
+        for code in MISROUTED_SHARE_CODES {
+            assert_eq!(
+                c.rejected.get(&code).copied().unwrap_or(0),
+                0,
+                "pool {name} ({}) refused shares of {worker} with code {code}: {c:?}",
+                pool.addr()
+            );
+        }
+    }
+    assert_eq!(
+        stats.malformed_lines,
+        0,
+        "pool {name} ({}) could not read lines the hub sent",
+        pool.addr()
+    );
 }
 
 /// `GET http://addr/path` over a plain TCP socket; returns (status, body).
