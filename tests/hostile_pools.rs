@@ -4,7 +4,7 @@
 //! share lands in exactly one bucket, no share reaches a pool twice (the pool would reject the
 //! second as a duplicate) or a pool that did not issue its job (rejected as job not found).
 
-use hashsched_hub::metrics::{self, label};
+use hashsched_hub::metrics::{self, label, protocol_error};
 use hashsched_hub::routing::DurationSpec;
 use hashsched_hub::server::HubHandle;
 use hashsched_hub::sim::miner::{MinerStats, SimMiner};
@@ -280,7 +280,7 @@ async fn gigantic_notifies_are_refused_and_the_hub_fails_over() {
         metric_sum_where(
             &text,
             metrics::HUB_PROTOCOL_ERRORS_TOTAL,
-            &[(label::KIND, "notify_too_big")]
+            &[(label::KIND, protocol_error::NOTIFY_TOO_BIG)]
         ) > 0.0,
         "a coinbase too big to fold was passed on:\n{text}"
     );
@@ -296,17 +296,14 @@ async fn gigantic_notifies_are_refused_and_the_hub_fails_over() {
 
 /// A pool that sends `client.reconnect` to every session 15 times in about 2 s. The hub must
 /// follow it upstream without miners noticing: one connection each, no share refused or lost,
-/// every share conserved and nothing refused at the pool, one replacement session per round
-/// (not one per session the pool reached), and in the end a single open session.
+/// every share conserved and nothing refused at the pool, a bounded number of replacement
+/// sessions (not one per session the pool reached), and in the end a single open session.
 ///
-/// FAILS TODAY, on a product bug (not fixed here: `hub/src` belongs to others). The switchboard
-/// handles `SessionEvent::Reconnect` (`hub/src/switchboard.rs`, the `SessionEvent::Reconnect`
-/// arm of the session-event handler) by marking the session draining and calling
-/// `spawn_session` unconditionally, also when that session is already draining or is an idle
-/// replacement. The pool's broadcast reaches every open session, so each round doubles them:
-/// 8,314 upstream connections after the 15 rounds (all still open at the check), and the
-/// miners are moved so often that some of their shares are refused as `switch_stale` (code 21,
-/// "job of a previous pool session": a miner remembers only two previous sessions).
+/// Found by this test: the switchboard followed every request, also on sessions it was already
+/// replacing, so each round doubled the sessions (8,314 upstream connections after these 15
+/// rounds) and miners moved so often that shares were refused as `switch_stale`. Now a
+/// draining session ignores the request and a pool's requests are followed at most once per
+/// late-share grace, the latest one deferred (`kind="reconnect_paced"`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pool_sending_reconnect_in_a_loop_does_not_disturb_miners() {
     const ROUNDS: u64 = 15;
@@ -331,16 +328,25 @@ async fn a_pool_sending_reconnect_in_a_loop_does_not_disturb_miners() {
     .await
     .expect("the hub follows client.reconnect upstream");
     until_pool_has(&pool, &ms, 3, "after a reconnect loop").await;
-    // One replacement per `client.reconnect` on the session in use (a spare at most besides).
-    // FAILS TODAY (product bug, see the test's doc): every session that gets the reconnect,
-    // the ones already replaced and draining included, opens a replacement of its own, so the
-    // sessions double with each round (8,314 upstream connections after these 15 rounds).
+    // At most one replacement per round (the pace allows fewer).
     let opened = pool.stats().connections_seen - sessions;
     assert!(
         opened <= 2 * ROUNDS,
-        "PRODUCT BUG: {opened} upstream sessions opened for {ROUNDS} client.reconnect rounds \
-         ({} open now): the hub follows the reconnect from sessions it already replaced",
+        "{opened} upstream sessions opened for {ROUNDS} client.reconnect rounds ({} open now): \
+         the hub follows the reconnect from sessions it already replaced",
         pool.active_sessions()
+    );
+    let text = hub.metrics_text();
+    assert!(
+        metric_sum_where(
+            &text,
+            metrics::HUB_PROTOCOL_ERRORS_TOTAL,
+            &[
+                (label::SIDE, metrics::side::POOL),
+                (label::KIND, protocol_error::RECONNECT_PACED)
+            ]
+        ) >= 1.0,
+        "the repeated requests are counted as paced:\n{text}"
     );
     // `settle`: one connection per miner, every share in exactly one bucket at the hub and
     // answered once, the hub's accepted count equal to the pool's, and the pool refused nothing
@@ -371,6 +377,60 @@ async fn a_pool_sending_reconnect_in_a_loop_does_not_disturb_miners() {
                 pool.stats()
             )
         });
+}
+
+/// A pool that asks for a reconnect and, right after, for a reconnect to another address (a
+/// maintenance move): the second request falls inside the pace and is deferred, not dropped.
+/// When the pace allows, the hub follows it to the new address; the miners keep their one
+/// connection, and every share is answered, conserved and accepted by the pool that issued
+/// its job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_asked_within_the_reconnect_pace_is_followed_when_it_allows() {
+    init_tracing();
+    let old = SimPool::start(test_pool(POOL_D)).await.unwrap();
+    let new = SimPool::start(test_pool(POOL_D)).await.unwrap();
+    let mut cfg = hub_config(&[old.url()], MINER_D);
+    // The pace is the late-share grace: short here, so that the deferred request comes soon.
+    cfg.upstream.late_share_grace = DurationSpec::from_millis(1500);
+    let hub = start_hub(cfg).await;
+    let ms = miners(&hub, "redir", 2);
+    until_pool_has(&old, &ms, 2, "before").await;
+    let seen = old.stats().connections_seen;
+    old.send_reconnect(None, None, 0);
+    wait_until(DEADLINE, || {
+        (old.stats().connections_seen > seen).then_some(())
+    })
+    .await
+    .expect("the first request is followed at once");
+    old.send_reconnect(Some("127.0.0.1".into()), Some(new.addr().port()), 0);
+    // Deferred, then followed: the miners' shares reach the new address.
+    until_pool_has(&new, &ms, 2, "after the deferred redirect").await;
+    let text = hub.metrics_text();
+    assert!(
+        metric_sum_where(
+            &text,
+            metrics::HUB_PROTOCOL_ERRORS_TOTAL,
+            &[
+                (label::SIDE, metrics::side::POOL),
+                (label::KIND, protocol_error::RECONNECT_PACED)
+            ]
+        ) >= 1.0,
+        "the redirect inside the pace was not counted as paced:\n{text}"
+    );
+    let stats = settle(&hub, &ms, &[&old, &new], true).await;
+    for (m, s) in ms.iter().zip(&stats) {
+        assert_eq!(
+            s.reconnects_received,
+            0,
+            "client.reconnect leaked to {}",
+            m.worker()
+        );
+        assert_eq!(s.rejected_total(), 0, "{}: {:?}", m.worker(), s.rejected);
+    }
+    // The old address is left once its sessions have drained.
+    wait_until(DEADLINE, || (old.active_sessions() == 0).then_some(()))
+        .await
+        .unwrap_or_else(|| panic!("{} sessions left at the old address", old.active_sessions()));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -18,11 +18,12 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::extranonce::{Fit, fit};
 use crate::facts::PoolFacts;
 use crate::link::{MinerJoin, MinerLink, SessionEvent, SessionHandle, SessionInfo, ToMiner};
+use crate::metrics::{protocol_error, side};
 use crate::pool_health::{
     HealthPolicy, PoolEvent, PoolHealthBook, PoolState, SwitchReason, choose_pool,
 };
@@ -77,6 +78,17 @@ struct PoolRt {
     impossible_logged: bool,
     /// The last session failure or unwanted close: reason and unix time (for the facts).
     last_failure: Option<(String, f64)>,
+    /// When the hub last followed the pool's `client.reconnect`, and the latest request it has
+    /// not followed yet (see [`Switchboard::pool_asks_to_reconnect`]).
+    reconnect_followed: Option<Instant>,
+    reconnect_deferred: Option<DeferredReconnect>,
+}
+
+/// A pool's `client.reconnect` held back by the pace: where to dial and how long to wait.
+#[derive(Debug, Clone)]
+struct DeferredReconnect {
+    dial: Option<String>,
+    wait: Duration,
 }
 
 /// See the module docs.
@@ -158,6 +170,8 @@ impl Switchboard {
                             last_n2: None,
                             impossible_logged: false,
                             last_failure: None,
+                            reconnect_followed: None,
+                            reconnect_deferred: None,
                         },
                     );
                 }
@@ -420,12 +434,9 @@ impl Switchboard {
                 }
             }
             SessionEvent::Reconnect { host, port, wait } => {
-                let Some(rt) = self.pools.get_mut(pool) else {
+                let Some(rt) = self.pools.get(pool) else {
                     return;
                 };
-                if let Some(s) = rt.sessions.iter_mut().find(|s| s.handle.id == sid) {
-                    s.draining = true;
-                }
                 let dial = match (host, port) {
                     (None, None) => None,
                     (h, p) => Some(format!(
@@ -434,8 +445,101 @@ impl Switchboard {
                         p.unwrap_or(rt.spec.url.port)
                     )),
                 };
-                self.spawn_session(sh, pool, dial, wait, now);
+                self.pool_asks_to_reconnect(sh, pool, sid, DeferredReconnect { dial, wait }, now);
             }
+        }
+    }
+
+    /// The pool asked session `sid` to reconnect (`client.reconnect`): the session is replaced
+    /// without its miners noticing (a new session is opened, the miners move to it when it is
+    /// ready, the old one drains).
+    ///
+    /// A pool sends the request to every open connection, and a broken or hostile one sends it
+    /// again and again. Followed naively, each request to a session that is already being
+    /// replaced opens one more replacement, and a loop doubles the connections with every round.
+    /// So: a session already draining ignores it; and the hub follows a pool's requests at most
+    /// once per late-share grace. A request inside that pace is deferred (the latest one wins,
+    /// with its address) and followed when the pace allows, so a redirect is never dropped, and
+    /// a miner is moved by reconnects at most once per grace: its late shares for the previous
+    /// session always still reach it.
+    fn pool_asks_to_reconnect(
+        &mut self,
+        sh: &Arc<Shared>,
+        pool: &str,
+        sid: u64,
+        request: DeferredReconnect,
+        now: Instant,
+    ) {
+        let pace = sh.config.upstream.late_share_grace.as_std();
+        let Some(rt) = self.pools.get_mut(pool) else {
+            return;
+        };
+        let Some(session) = rt.sessions.iter().find(|s| s.handle.id == sid) else {
+            return;
+        };
+        if session.draining {
+            debug!(
+                pool,
+                "client.reconnect on a session already being replaced; ignored"
+            );
+            return;
+        }
+        if rt
+            .reconnect_followed
+            .is_some_and(|at| now.saturating_duration_since(at) < pace)
+        {
+            if rt.reconnect_deferred.is_none() {
+                warn!(
+                    pool,
+                    pace_secs = pace.as_secs_f64(),
+                    "pool asks to reconnect again soon after the last time; following it once the pace allows"
+                );
+                sh.metrics
+                    .protocol_error(side::POOL, protocol_error::RECONNECT_PACED);
+            }
+            rt.reconnect_deferred = Some(request);
+            return;
+        }
+        self.follow_reconnect(sh, pool, request, now);
+    }
+
+    /// Replaces the pool's live sessions: drained, and one new session opened (more follow
+    /// when the miners do not fit in one).
+    fn follow_reconnect(
+        &mut self,
+        sh: &Arc<Shared>,
+        pool: &str,
+        request: DeferredReconnect,
+        now: Instant,
+    ) {
+        let Some(rt) = self.pools.get_mut(pool) else {
+            return;
+        };
+        rt.reconnect_followed = Some(now);
+        rt.reconnect_deferred = None;
+        for s in &mut rt.sessions {
+            s.draining = true;
+        }
+        self.spawn_session(sh, pool, request.dial, request.wait, now);
+    }
+
+    /// Deferred `client.reconnect` requests whose pace has passed are followed now.
+    fn follow_deferred_reconnects(&mut self, sh: &Arc<Shared>, now: Instant) {
+        let pace = sh.config.upstream.late_share_grace.as_std();
+        let due: Vec<(String, DeferredReconnect)> = self
+            .pools
+            .iter_mut()
+            .filter(|(_, rt)| {
+                !rt.retired
+                    && rt
+                        .reconnect_followed
+                        .is_none_or(|at| now.saturating_duration_since(at) >= pace)
+            })
+            .filter_map(|(name, rt)| Some((name.clone(), rt.reconnect_deferred.take()?)))
+            .collect();
+        for (pool, request) in due {
+            info!(pool = %pool, "following the pool's deferred client.reconnect");
+            self.follow_reconnect(sh, &pool, request, now);
         }
     }
 
@@ -682,6 +786,7 @@ impl Switchboard {
         for pool in drained {
             self.health_event(&pool, PoolEvent::Disconnected, now);
         }
+        self.follow_deferred_reconnects(sh, now);
         if !transitions.is_empty() || self.health_changed {
             self.reconcile_all(sh, now);
         } else {

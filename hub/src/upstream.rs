@@ -1249,7 +1249,7 @@ impl Session {
         if n.coinb1.len() + info.e1.len() + info.n2 > protocol::MAX_COINBASE_PART_BYTES {
             self.shared
                 .metrics
-                .protocol_error(side::POOL, "notify_too_big");
+                .protocol_error(side::POOL, protocol_error::NOTIFY_TOO_BIG);
             warn!(
                 coinb1_bytes = n.coinb1.len(),
                 "pool job's coinbase too large to pass on to miners; ignored"

@@ -162,10 +162,15 @@ pub mod protocol_error {
     pub const JSON: &str = "json";
     pub const UNKNOWN_ID: &str = "unknown_id";
     pub const SUBSCRIBE_RESULT: &str = "subscribe_result";
+    /// A pool job whose coinbase would be too large for miners once the hub folds its
+    /// extranonce in.
+    pub const NOTIFY_TOO_BIG: &str = "notify_too_big";
+    /// A pool's `client.reconnect` held back because it came again within the pace.
+    pub const RECONNECT_PACED: &str = "reconnect_paced";
     /// What miners can do wrong.
     pub const MINER: [&str; 6] = [LINE_TOO_LONG, FLOOD, UNKNOWN_METHOD, PARAMS, NOT_UTF8, JSON];
     /// What pools can do wrong.
-    pub const POOL: [&str; 7] = [
+    pub const POOL: [&str; 9] = [
         LINE_TOO_LONG,
         NOT_UTF8,
         JSON,
@@ -173,6 +178,8 @@ pub mod protocol_error {
         SUBSCRIBE_RESULT,
         UNKNOWN_METHOD,
         PARAMS,
+        NOTIFY_TOO_BIG,
+        RECONNECT_PACED,
     ];
 }
 
