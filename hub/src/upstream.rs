@@ -189,6 +189,8 @@ const ID_CONFIGURE: u64 = 1;
 const ID_SUBSCRIBE: u64 = 2;
 const ID_AUTHORIZE: u64 = 3;
 const FIRST_FREE_ID: u64 = 10;
+/// Unusable lines a pool session logs at warn before it logs them at debug only.
+const BAD_LINES_WARNED: u32 = 5;
 
 #[derive(Debug)]
 enum Pending {
@@ -338,6 +340,8 @@ struct Session {
     /// When the session's task last woke (read, command or tick): the clock for everything
     /// handled in that turn (a clock read per share is measurable).
     now: Instant,
+    /// Lines from the pool this session could not use so far ([`Session::bad_line`]).
+    bad_lines: u32,
 }
 
 async fn run(
@@ -403,6 +407,7 @@ async fn run(
         rejected_batch: 0,
         out: Vec::with_capacity(4096),
         accepted_run: AcceptedRun::default(),
+        bad_lines: 0,
         params,
     };
     let ua = shared.config.upstream.user_agent.clone();
@@ -938,12 +943,31 @@ impl Session {
         Some(v)
     }
 
+    /// A line from the pool the hub cannot use: counted, and logged. A broken or hostile pool
+    /// can send such lines without end, so a session logs the first few at warn and the rest at
+    /// debug (the counter keeps counting them all).
+    fn bad_line(&mut self, kind: &'static str, what: &str, detail: &str) {
+        self.shared.metrics.protocol_error(side::POOL, kind);
+        self.bad_lines = self.bad_lines.saturating_add(1);
+        match self.bad_lines.cmp(&BAD_LINES_WARNED) {
+            std::cmp::Ordering::Less => warn!(kind, detail, "{what}"),
+            std::cmp::Ordering::Equal => warn!(
+                kind,
+                detail,
+                "{what} (further unusable lines from this pool session are logged at debug only; hashsched_hub_protocol_errors_total{{side=\"pool\"}} counts them all)"
+            ),
+            std::cmp::Ordering::Greater => debug!(kind, detail, "{what}"),
+        }
+    }
+
     /// Handle one line from the pool; `Some(event)` ends the session.
     fn on_line(&mut self, raw: &[u8]) -> Option<SessionEvent> {
         let Ok(text) = std::str::from_utf8(raw) else {
-            self.shared
-                .metrics
-                .protocol_error(side::POOL, protocol_error::NOT_UTF8);
+            self.bad_line(
+                protocol_error::NOT_UTF8,
+                "line from pool is not UTF-8; ignored",
+                "",
+            );
             return None;
         };
         if text.trim().is_empty() {
@@ -952,10 +976,11 @@ impl Session {
         let msg = match protocol::parse_line(text) {
             Ok(m) => m,
             Err(e) => {
-                self.shared
-                    .metrics
-                    .protocol_error(side::POOL, protocol_error::JSON);
-                warn!(error = %e, "unparseable line from pool; ignored");
+                self.bad_line(
+                    protocol_error::JSON,
+                    "unparseable line from pool; ignored",
+                    &e.to_string(),
+                );
                 return None;
             }
         };
@@ -1165,10 +1190,13 @@ impl Session {
                 return None;
             }
             Err(e) => {
-                self.shared
-                    .metrics
-                    .protocol_error(side::POOL, protocol_error::PARAMS);
-                warn!(method = %req.method, error = %e, "bad parameters from pool; ignored");
+                let method: String = req.method.chars().take(64).collect();
+                let detail = format!("{method}: {e}");
+                self.bad_line(
+                    protocol_error::PARAMS,
+                    "bad parameters from pool; ignored",
+                    &detail,
+                );
                 return None;
             }
         };
@@ -1247,12 +1275,11 @@ impl Session {
         // Miners get `coinb1 ‖ E1 ‖ padding` as their coinb1: it must stay within the bound a
         // miner's parser (ours included) accepts, or every miner would refuse the job.
         if n.coinb1.len() + info.e1.len() + info.n2 > protocol::MAX_COINBASE_PART_BYTES {
-            self.shared
-                .metrics
-                .protocol_error(side::POOL, protocol_error::NOTIFY_TOO_BIG);
-            warn!(
-                coinb1_bytes = n.coinb1.len(),
-                "pool job's coinbase too large to pass on to miners; ignored"
+            let detail = format!("coinb1 of {} bytes", n.coinb1.len());
+            self.bad_line(
+                protocol_error::NOTIFY_TOO_BIG,
+                "pool job's coinbase too large to pass on to miners; ignored",
+                &detail,
             );
             return;
         }
