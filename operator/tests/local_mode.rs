@@ -5,15 +5,27 @@
 //!   another pool without a reconnect (its TCP connection count stays 1);
 //! - a bad edit is refused with a file:field message while the last good state keeps running,
 //!   and fixing the file clears the error;
-//! - the state file carries statuses, assignments and the SLA ledger across a restart.
+//! - the state file carries statuses, assignments and the SLA ledger across a restart;
+//! - restarted mid-failover from the state file, it accounts as a twin run without the restart
+//!   does, and every share lands in exactly one bucket;
+//! - a damaged state file stops it at start, named, and is left as found.
 
 mod local_common;
 
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hashsched_hub::facts::WorkerFacts;
 use hashsched_hub::metrics::WORKER_CONNECTED;
 use hashsched_hub::sim::miner::{MinerConfig, SimMiner};
 use hashsched_operator::crd::Role;
+use hashsched_operator::local::runner::{LocalHandle, Runner};
+use hashsched_operator::local::state::{self, LocalState};
+use hashsched_operator::local::store::StatusDocument;
 use hashsched_operator::metric_names::{CONTRACT_SLOTS_TOTAL, WORKER_PHASE};
-use local_common::{Farm, contract_yaml, wait_for, wait_status};
+use hashsched_operator::scheduler::accounting::Ledger;
+use hashsched_operator::scheduler::health::Verdict;
+use local_common::{DEADLINE, Farm, contract_yaml, wait_for, wait_status};
 
 fn miner(farm_hub: std::net::SocketAddr, name: &str) -> SimMiner {
     SimMiner::spawn(
@@ -264,17 +276,41 @@ async fn the_state_file_carries_status_and_ledger_across_a_restart() {
     local.shutdown().await;
 }
 
-/// Local mode stopped and started again in the middle of a failover (the rented miner dead, the
-/// spare lent): the restarted loop keeps the spare where it is — no second lend, no give-back
-/// before the original is back — the failover count and the ledger continue from the state file,
-/// and the give-back happens once the original returns, as it would have without the restart.
+/// Local mode restarted in the middle of a failover (the rented miner dead, the spare lent),
+/// against a twin that is not restarted.
+///
+/// The twin is the same run: run A goes through the failover, then its folder (manifests and
+/// the state file A last wrote, atomically, every tick) is copied and run B starts from the copy
+/// with a new embedded hub and new miner connections — as A would come back after a crash at
+/// that instant — while A carries on without a restart. Both share everything before the
+/// restart, so whatever differs afterwards is the restart's doing (two independent runs would
+/// differ by the miners' luck and by where their failovers fell on the wall clock instead).
+///
+/// Then, with B's spare connected, and again after the original returns to both and both give
+/// the spare back:
+/// - B keeps the spare where it is (no second lend, no early give-back); both count one failover,
+///   the same lend time, and later one give-back each (its time is each run's own tick: only the
+///   count is compared exactly);
+/// - the SLA ledgers, read at the same open slot (slots are cut on the wall clock, so both runs
+///   cut the same ones): the same number of closed slots (none lost or counted twice across the
+///   restart), the same down slots, the same start of accounting, and B's up slots fewer than
+///   A's only by slots overlapping the time B could not judge (from A's last sample before the
+///   restart until B's new hub gave the spare a verdict again), which B counts unobserved, never
+///   down. Those slots, and the shortfall (a sum of the shares each run's own miners found after
+///   the restart, so luck differs), are the only differences allowed: how long the new
+///   connection takes to be judged depends on the vardiff difficulty it gets, so on the
+///   machine's load, which no exact comparison can fix;
+/// - shares are conserved: every share a live miner got an answer for is in exactly one bucket
+///   of the hub it sent it to (for the connection that died, the hub counted at least the shares
+///   it answered and at most those sent), and the pools accepted exactly what the two hubs
+///   counted as accepted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_mid_failover_keeps_the_spare_lent_and_the_accounting() {
     let farm = Farm::new().await;
-    let local = farm.start().await;
-    let w1 = miner(local.stratum_addr(), "w1");
-    let spare = miner(local.stratum_addr(), "spare-1");
-    wait_status(&local, "w1 Healthy serving c1", |d| {
+    let a = farm.start().await;
+    let w1 = miner(a.stratum_addr(), "w1");
+    let spare_a = miner(a.stratum_addr(), "spare-1");
+    wait_status(&a, "w1 Healthy serving c1", |d| {
         d.worker("w1").is_some_and(|w| w.phase == "Healthy")
             && d.contract("c1").is_some_and(|c| c.observed_slots >= 1)
     })
@@ -282,71 +318,348 @@ async fn a_restart_mid_failover_keeps_the_spare_lent_and_the_accounting() {
 
     // The rented miner dies: the spare is lent to c1 in its place.
     w1.die();
-    let lent = |d: &hashsched_operator::local::store::StatusDocument| {
-        d.worker("spare-1").is_some_and(|s| {
-            s.contract.as_deref() == Some("c1")
-                && s.role == Some(Role::Substitute)
-                && s.replaces.as_deref() == Some("w1")
-        })
-    };
-    let before = wait_status(&local, "w1 Dead and spare-1 lent to c1", |d| {
+    let before = wait_status(&a, "w1 Dead and spare-1 lent to c1", |d| {
         d.worker("w1").is_some_and(|w| w.phase == "Dead") && lent(d)
     })
     .await;
-    let c1 = before.contract("c1").unwrap().clone();
-    assert_eq!(c1.failovers, 1, "{c1:?}");
-    local.shutdown().await;
-    drop(spare);
+    assert_eq!(before.contract("c1").unwrap().failovers, 1, "{before:?}");
 
-    // Restarted mid-failover, before any miner is back: nothing is reassigned.
-    let local = farm.start().await;
-    let restored = local.status();
+    // The restart: B starts from A's folder as it is now, once A's state file holds the lend
+    // (it is written right after the status is published, in the same tick).
+    wait_for("A's state file holds the lend", || {
+        let s = saved(&farm.path());
+        s.memory.failover_counts.get("c1") == Some(&1) && lent(&s.last_status)
+    })
+    .await;
+    let b_dir = farm.fork();
+    let at_fork = saved(b_dir.path());
+    assert_eq!(at_fork.memory.failover_counts.get("c1"), Some(&1));
+    let b = farm.start_at(b_dir.path()).await;
+    // Before any miner is back, B shows the failover as it was: nothing reassigned.
+    let restored = b.status();
     assert!(
         lent(&restored),
         "spare-1 still lent after the restart: {restored:?}"
     );
     assert_eq!(restored.contract("c1").unwrap().failovers, 1);
-    let _spare = miner(local.stratum_addr(), "spare-1");
-    let steady = wait_status(
-        &local,
-        "the ledger continues with spare-1 serving c1",
-        |d| {
-            d.contract("c1")
-                .is_some_and(|c| c.observed_slots > c1.observed_slots)
-                && d.worker("spare-1").is_some_and(|s| s.phase == "Healthy")
-        },
-    )
+    let spare_b = miner(b.stratum_addr(), "spare-1");
+    // B's hub is new: the spare's new connection has no verdict until its first shares. When it
+    // has one again, B can judge c1's slots again.
+    let mut judged_from = None;
+    wait_for("spare-1 judged Healthy again by B", || {
+        let s = saved(b_dir.path());
+        judged_from = s
+            .memory
+            .health
+            .get("spare-1")
+            .filter(|h| h.verdict == Verdict::Healthy && Some(h.since) > at_fork.saved_at)
+            .map(|h| h.since);
+        judged_from.is_some()
+    })
     .await;
-    assert!(lent(&steady), "{steady:?}");
-    let c = steady.contract("c1").unwrap();
-    assert_eq!(c.failovers, 1, "no second lend after the restart: {c:?}");
-    assert!(c.up_slots >= c1.up_slots, "up slots kept: {c:?} vs {c1:?}");
-    assert!(
-        c.down_slots >= c1.down_slots,
-        "down slots kept: {c:?} vs {c1:?}"
+    let judged_from = judged_from.unwrap();
+    // Two slots judged by both after that.
+    let (sa, sb) = loop {
+        let (x, y) = at_common_slot(&farm.path(), b_dir.path()).await;
+        if open_slot(&x).as_millisecond() >= slot_of(judged_from) + 3 * SLOT_MS {
+            break (x, y);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    for (run, s) in [("A", &sa), ("B", &sb)] {
+        assert!(lent(&s.last_status), "{run}: {:?}", s.last_status);
+    }
+    accounts_alike(&sa, &sb, &at_fork, judged_from, "while the spare is lent");
+    assert_eq!(
+        assigned(&sa),
+        assigned(&at_fork),
+        "A: c1 served as at the lend"
+    );
+    assert_eq!(
+        assigned(&sb),
+        assigned(&at_fork),
+        "B: c1 served as at the lend, since the lend"
+    );
+    assert_eq!(reassignments(&sa), reassignments(&at_fork), "A: one lend");
+    assert_eq!(
+        reassignments(&sb),
+        reassignments(&at_fork),
+        "B: no second lend, no give-back after the restart"
     );
 
-    // The original comes back: given back once, the spare returns to the house.
-    let _w1 = miner(local.stratum_addr(), "w1");
-    let back = wait_status(
-        &local,
-        "w1 Primary again and spare-1 back with the house",
-        |d| {
-            d.worker("w1").is_some_and(|w| {
-                w.phase == "Healthy"
-                    && w.contract.as_deref() == Some("c1")
-                    && w.role == Some(Role::Primary)
-            }) && d.worker("spare-1").is_some_and(|s| s.contract.is_none())
-        },
-    )
-    .await;
-    assert_eq!(
-        back.contract("c1").unwrap().failovers,
-        1,
-        "{:?}",
-        back.contract("c1")
+    // The original comes back to both: each gives the spare back once.
+    let w1_a = miner(a.stratum_addr(), "w1");
+    let w1_b = miner(b.stratum_addr(), "w1");
+    for local in [&a, &b] {
+        wait_status(
+            local,
+            "w1 Primary again and spare-1 back with the house",
+            |d| {
+                d.worker("w1").is_some_and(|w| {
+                    w.phase == "Healthy"
+                        && w.contract.as_deref() == Some("c1")
+                        && w.role == Some(Role::Primary)
+                }) && d.worker("spare-1").is_some_and(|s| s.contract.is_none())
+            },
+        )
+        .await;
+    }
+    // Two more slots closed after both gave back, so both judged slots served by w1 again.
+    let (sa, _) = at_common_slot(&farm.path(), b_dir.path()).await;
+    let then = open_slot(&sa);
+    let (sa, sb) = loop {
+        let (x, y) = at_common_slot(&farm.path(), b_dir.path()).await;
+        if open_slot(&x).as_millisecond() >= then.as_millisecond() + 2 * SLOT_MS {
+            break (x, y);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    accounts_alike(&sa, &sb, &at_fork, judged_from, "after the give-back");
+    let (ra, rb) = (reassignments(&sa), reassignments(&sb));
+    assert_eq!(ra.len(), 2, "A: one lend, one give-back: {ra:?}");
+    assert_eq!(rb.len(), 2, "B: one lend, one give-back: {rb:?}");
+    assert_eq!(ra[0], rb[0], "the same lend");
+    for (run, st, r) in [("A", &sa, &ra), ("B", &sb, &rb)] {
+        let w1_since = assigned(st)
+            .into_iter()
+            .find(|w| w.worker == "w1")
+            .map(|w| w.since.0);
+        assert_eq!(
+            w1_since,
+            Some(r[1]),
+            "{run}: w1 serves c1 since the give-back"
+        );
+    }
+
+    // Shares: stop the live miners and let every share get its verdict.
+    let miners_a = [&w1, &w1_a, &spare_a];
+    let miners_b = [&w1_b, &spare_b];
+    for m in miners_a.iter().chain(&miners_b) {
+        m.stall();
+    }
+    let mut stats = Vec::new();
+    for m in miners_a.iter().chain(&miners_b) {
+        let s = m
+            .wait_for(DEADLINE, |s| s.in_flight == 0)
+            .await
+            .unwrap_or_else(|s| panic!("{}: submits unanswered: {s:?}", m.worker()));
+        assert!(
+            s.is_conserved(),
+            "{}: miner stats not conserved: {s:?}",
+            m.worker()
+        );
+        stats.push(s);
+    }
+    let (fa, fb) = (settled_facts(&a).await, settled_facts(&b).await);
+    // A: w1 had two connections (the one that died, the one that came back).
+    let w1_sub: u64 = stats[..2].iter().map(|s| s.submitted).sum();
+    let w1_answered: u64 = stats[..2].iter().map(|s| s.submitted - s.lost).sum();
+    let counted = fa["w1"].submitted();
+    assert!(
+        w1_answered <= counted && counted <= w1_sub,
+        "A w1: miners submitted {w1_sub} ({w1_answered} answered), the hub counted {counted}: {:?}",
+        fa["w1"]
     );
-    local.shutdown().await;
+    assert_eq!(stats[1].lost, 0, "{:?}", stats[1]);
+    for (run, facts, worker, s) in [
+        ("A", &fa, "spare-1", &stats[2]),
+        ("B", &fb, "w1", &stats[3]),
+        ("B", &fb, "spare-1", &stats[4]),
+    ] {
+        let f = &facts[worker];
+        assert_eq!(
+            f.submitted(),
+            s.submitted - s.lost,
+            "{run} {worker}: every answered share in exactly one bucket: {f:?} vs {s:?}"
+        );
+        assert_eq!(
+            s.accepted,
+            f.shares.accepted + f.shares.below_target,
+            "{run} {worker}: {f:?} vs {s:?}"
+        );
+    }
+    let hubs_accepted: u64 = fa
+        .values()
+        .chain(fb.values())
+        .map(|f| f.shares.accepted)
+        .sum();
+    let pools_accepted: u64 = [&farm.house, &farm.pool_a, &farm.pool_b]
+        .iter()
+        .map(|p| p.stats().accepted_total())
+        .sum();
+    assert_eq!(
+        pools_accepted, hubs_accepted,
+        "the pools accepted exactly what the hubs counted accepted: {fa:?} {fb:?}"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
+/// spare-1 lent to c1 in w1's place.
+fn lent(d: &StatusDocument) -> bool {
+    d.worker("spare-1").is_some_and(|s| {
+        s.contract.as_deref() == Some("c1")
+            && s.role == Some(Role::Substitute)
+            && s.replaces.as_deref() == Some("w1")
+    })
+}
+
+/// The state file of a local mode's folder (written atomically every tick).
+fn saved(dir: &Path) -> LocalState {
+    state::load(&state::state_path(dir))
+        .expect("state file readable")
+        .expect("state file written")
+}
+
+fn ledger(s: &LocalState) -> &Ledger {
+    s.memory.ledgers.get("c1").expect("c1's ledger")
+}
+
+/// Start of c1's open slot.
+fn open_slot(s: &LocalState) -> jiff::Timestamp {
+    ledger(s)
+        .open
+        .and_then(|o| o.start)
+        .expect("c1 has an open slot")
+}
+
+/// Closed slots: up + down + unobserved.
+fn total(s: &LocalState) -> u64 {
+    let l = ledger(s);
+    l.up_slots + l.down_slots + l.unobserved_slots
+}
+
+/// Who serves c1, as its status says.
+fn assigned(s: &LocalState) -> Vec<hashsched_operator::crd::AssignedWorker> {
+    s.statuses.contracts["c1"].assigned_workers.clone()
+}
+
+/// c1's lends and give-backs, as the status keeps them.
+fn reassignments(s: &LocalState) -> Vec<jiff::Timestamp> {
+    s.statuses.contracts["c1"]
+        .recent_reassignments
+        .iter()
+        .map(|t| t.0)
+        .collect()
+}
+
+/// Both runs' state files, read when c1's ledgers have the same open slot (the runs tick on
+/// their own, so one may have closed a slot the other has not yet).
+async fn at_common_slot(a: &Path, b: &Path) -> (LocalState, LocalState) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let (x, y) = (saved(a), saved(b));
+        if open_slot(&x) == open_slot(&y) {
+            return (x, y);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runs never shared an open slot"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// c1's slot length (`sla.slot: 10s` in the farm's contract), ms.
+const SLOT_MS: i64 = 10_000;
+
+/// Start of the slot containing `t`, ms (slots are cut on the wall clock from the epoch).
+fn slot_of(t: jiff::Timestamp) -> i64 {
+    t.as_millisecond().div_euclid(SLOT_MS) * SLOT_MS
+}
+
+/// c1's accounting in the restarted run `b` against the run without the restart `a`, both read
+/// at the same open slot, both continuing the state `fork`; `b` could judge the contract again
+/// (its serving spare had a verdict from its new hub) from `judged_from`.
+fn accounts_alike(
+    a: &LocalState,
+    b: &LocalState,
+    fork: &LocalState,
+    judged_from: jiff::Timestamp,
+    when: &str,
+) {
+    let (la, lb) = (ledger(a), ledger(b));
+    let slots_since_fork =
+        (open_slot(a).as_millisecond() - open_slot(fork).as_millisecond()) / SLOT_MS;
+    for (run, s) in [("A", a), ("B", b)] {
+        // Every slot since the restart closed exactly once (none lost while B was down, none
+        // counted twice by the state B restored).
+        assert_eq!(
+            total(s) - total(fork),
+            u64::try_from(slots_since_fork).unwrap(),
+            "{when}: {run} closed slots since the restart: {:?} (at the restart: {:?})",
+            ledger(s),
+            ledger(fork)
+        );
+        assert_eq!(
+            s.memory.failover_counts.get("c1"),
+            Some(&1),
+            "{when}: {run}"
+        );
+        assert_eq!(
+            s.statuses.contracts["c1"].failover_count,
+            Some(1),
+            "{when}: {run}"
+        );
+    }
+    // Who serves c1, in which role (`since` is compared by the callers: a give-back happens at
+    // each run's own tick).
+    let serving = |s: &LocalState| {
+        assigned(s)
+            .iter()
+            .map(|w| (w.worker.clone(), w.role, w.replaces.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(serving(a), serving(b), "{when}: c1 served alike");
+    assert_eq!(total(a), total(b), "{when}: {la:?} vs {lb:?}");
+    assert_eq!(
+        la.down_slots, lb.down_slots,
+        "{when}: down slots: {la:?} vs {lb:?}"
+    );
+    assert_eq!(la.started_at, lb.started_at, "{when}");
+    // The restart may only turn slots it could not see from up into unobserved, never into
+    // down: from the last sample A wrote before the restart until B's new hub gave the spare a
+    // verdict again (the new connection needs its first shares; how long depends on the
+    // difficulty its vardiff settles on, so on the machine's load: a wall-clock difference).
+    // Only the slots overlapping that time can differ; every slot after it is judged by both.
+    let blind_from = fork
+        .memory
+        .ledgers
+        .get("c1")
+        .and_then(|l| l.last_sample_at)
+        .expect("a sample before the restart");
+    let could_differ = u64::try_from((slot_of(judged_from) - slot_of(blind_from)) / SLOT_MS + 1)
+        .expect("the verdict came after the restart");
+    let lost = la
+        .up_slots
+        .checked_sub(lb.up_slots)
+        .unwrap_or_else(|| panic!("{when}: B judged more slots up than A: {la:?} vs {lb:?}"));
+    assert_eq!(
+        lb.unobserved_slots - la.unobserved_slots,
+        lost,
+        "{when}: {la:?} vs {lb:?}"
+    );
+    assert!(
+        lost <= could_differ,
+        "{when}: B lost {lost} slots to the restart, only {could_differ} overlap the time it \
+         could not judge ({blind_from} to {judged_from}): {la:?} vs {lb:?}"
+    );
+}
+
+/// The hub's facts by worker once no share is waiting for a verdict.
+async fn settled_facts(local: &LocalHandle) -> BTreeMap<String, WorkerFacts> {
+    let mut facts = BTreeMap::new();
+    wait_for("every share has its verdict", || {
+        facts = local
+            .hub()
+            .facts()
+            .into_iter()
+            .map(|f| (f.worker.clone(), f))
+            .collect();
+        facts.values().all(|f| f.pending == 0)
+    })
+    .await;
+    facts
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -463,5 +776,119 @@ spec: { pools: [beta-pool] }
             && farm.house.stats().accepted_total() > house + 2
     })
     .await;
+    local.shutdown().await;
+}
+
+/// A damaged state file (a crash or a full disk can leave a truncated or empty one; a bad edit a
+/// misspelt key) stops `hashsched local` at start with an error that names the file and the
+/// damage — it holds the contracts' ledgers, so starting from the manifests alone would silently
+/// reset the SLA accounting — and the file is left byte for byte as found, for the operator to
+/// restore. The runner refuses it the same way; the intact file starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_state_file_stops_local_mode_and_is_left_as_found() {
+    let farm = Farm::new().await;
+    let local = farm.start().await;
+    let _w1 = miner(local.stratum_addr(), "w1");
+    wait_status(&local, "w1 serving c1 and mining", |d| {
+        d.worker("w1").is_some_and(|w| w.connected == Some(true)) && d.contract("c1").is_some()
+    })
+    .await;
+    local.shutdown().await;
+    let path = farm.path().join(".hashsched-state.json");
+    let full = std::fs::read(&path).expect("the state file was written");
+    let text = String::from_utf8(full.clone()).unwrap();
+    assert!(text.contains("\"ledgers\""), "{text}");
+    let listing = || {
+        let mut names: Vec<_> = std::fs::read_dir(farm.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        names.sort();
+        names
+    };
+    let files = listing();
+
+    for (damaged, problem) in [
+        (full[..full.len() / 2].to_vec(), "truncated"),
+        (Vec::new(), "empty"),
+        (
+            text.replacen("\"memory\"", "\"memorx\"", 1).into_bytes(),
+            "field memorx is not part of the layout",
+        ),
+    ] {
+        std::fs::write(&path, &damaged).unwrap();
+        let file = path.display().to_string();
+
+        // The runner, in process.
+        match Runner::start(farm.options()).await {
+            Ok(local) => {
+                local.shutdown().await;
+                panic!("local mode started on a {problem} state file");
+            }
+            Err(e) => {
+                let e = e.to_string();
+                assert!(
+                    e.contains(&file) && e.contains(problem) && e.contains("move it away"),
+                    "{problem}: {e}"
+                );
+            }
+        }
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            damaged,
+            "{problem}: file left as found"
+        );
+
+        // The command.
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hashsched"))
+            .arg("local")
+            .arg("--manifests")
+            .arg(farm.path())
+            .args(["--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+            .args(["--tick", "100ms"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("hashsched runs");
+        let deadline = std::time::Instant::now() + DEADLINE;
+        while child.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "{problem}: `hashsched local` kept running on a damaged state file\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{problem}: {out:?}");
+        assert!(
+            stderr.contains(&file) && stderr.contains(problem) && stderr.contains("move it away"),
+            "{problem}: the error names the file and the damage:\n{stderr}"
+        );
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("miners connect"),
+            "{problem}: {out:?}"
+        );
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            damaged,
+            "{problem}: `hashsched local` left the file as found"
+        );
+        assert_eq!(listing(), files, "{problem}: nothing written next to it");
+    }
+
+    // The intact file starts, with what it held.
+    std::fs::write(&path, &full).unwrap();
+    let local = farm.start().await;
+    let doc = local.status();
+    assert_eq!(
+        doc.worker("w1").and_then(|w| w.contract.as_deref()),
+        Some("c1"),
+        "{doc:?}"
+    );
     local.shutdown().await;
 }

@@ -805,17 +805,79 @@ async fn an_operator_restarted_mid_failover_reassigns_nothing_and_accounts_alike
     assert_eq!(s.status("RentalContract", "acme-m2m")["failoverCount"], 1);
 }
 
+/// Events about Workers and RentalContracts (what a failover decides), without the
+/// StratumHub's own (routing progress, which a failing push changes by design).
+fn decision_events(log: &[Recorded]) -> Vec<(String, String, String)> {
+    events(log)
+        .into_iter()
+        .filter(|e| e.0 == "Worker" || e.0 == "RentalContract")
+        .collect()
+}
+
+/// Every contract's accounting in `s` equals that in `twin`: the SLIs the last cycle decided
+/// (slots up/down/unobserved, shortfall, credit, failovers, phase) and the stored status
+/// (assignments, failover count, lend/return times, the open slot's accounting state).
+fn assert_accounts_alike(s: &Story, twin: &Story, when: &str) {
+    let contracts = world(&s.api).contracts;
+    assert!(!contracts.is_empty());
+    for c in contracts {
+        let name = c.metadata.name.clone().unwrap();
+        assert_eq!(
+            s.sli(&name),
+            twin.sli(&name),
+            "{when}: {name}'s SLIs differ from the twin's"
+        );
+        assert_eq!(
+            s.status("RentalContract", &name),
+            twin.status("RentalContract", &name),
+            "{when}: {name}'s status differs from the twin's"
+        );
+    }
+    for w in world(&s.api).workers {
+        let name = w.metadata.name.clone().unwrap();
+        assert_eq!(
+            s.status("Worker", &name),
+            twin.status("Worker", &name),
+            "{when}: Worker {name}'s status differs from the twin's"
+        );
+    }
+}
+
+/// One cycle of `s` and of its `twin` at `t`, both fed the same facts; the decisions about
+/// Workers and contracts (their Events) must be the same. Returns `s`'s cycle.
+async fn lockstep(
+    s: &mut Story,
+    twin: &mut Story,
+    t: i64,
+    tweak: impl Fn(&str, f64) -> Option<WorkerFacts> + Copy,
+) -> (CycleSummary, Vec<Recorded>) {
+    s.farm(t, tweak);
+    twin.farm(t, tweak);
+    let (_, twin_log) = twin.cycle(t).await;
+    let (sum, log) = s.cycle(t).await;
+    assert_eq!(
+        decision_events(&log),
+        decision_events(&twin_log),
+        "t={t}: decisions differ from the twin whose pushes all succeed"
+    );
+    (sum, log)
+}
+
 /// A hub of two replicas whose second pod's admin API cannot be reached while a failover happens:
 /// the first pod gets the new routing at once, the failover is not held up, the StratumHub says
 /// which pod lags, the push to that pod (only) is retried every cycle, and once it answers both
-/// pods run the same generation. Facts from both pods are merged (each worker is on one).
+/// pods run the same generation. Facts from both pods are merged (each worker is on one). A twin
+/// farm, the same story with every push succeeding, runs in lockstep: every cycle decides the
+/// same lends and returns, and every contract's accounting (SLIs and stored status) and every
+/// Worker's status are the same as the twin's — through the failover and after the give-back.
 #[tokio::test]
 async fn a_routing_push_failing_on_one_replica_is_retried_and_reported() {
-    let mut s = Story::with_pods(true, &["site-a-0", "site-a-1"]);
+    let pods = ["site-a-0", "site-a-1"];
+    let mut s = Story::with_pods(true, &pods);
+    let mut twin = Story::with_pods(true, &pods);
     let victim = "acme-s19-02";
     for t in (0..=120).step_by(5) {
-        s.farm(t, |_, _| None);
-        s.cycle(t).await;
+        lockstep(&mut s, &mut twin, t, |_, _| None).await;
     }
     assert_eq!(s.status("Worker", victim)["phase"], "Healthy");
     let hub = s.status("StratumHub", "site-a");
@@ -828,14 +890,15 @@ async fn a_routing_push_failing_on_one_replica_is_retried_and_reported() {
     let settled = hub["desiredRoutingGeneration"].as_u64().unwrap();
     assert_eq!(hub["appliedRoutingGeneration"], settled, "{hub}");
     let first = s.pushes();
-    for pod in ["site-a-0", "site-a-1"] {
+    for pod in pods {
         assert!(
             first.iter().any(|p| p.0 == pod),
             "{pod} got routing: {first:?}"
         );
     }
+    assert_accounts_alike(&s, &twin, "before the failure");
 
-    // site-a-1's admin port stops answering; then the rented miner dies.
+    // site-a-1's admin port stops answering (not the twin's); then the rented miner dies.
     s.hub
         .0
         .lock()
@@ -843,12 +906,11 @@ async fn a_routing_push_failing_on_one_replica_is_retried_and_reported() {
         .unreachable_admin
         .insert("site-a-1".into());
     let dies = 200;
+    let dead =
+        |t: i64| move |n: &str, h: f64| (n == victim).then(|| facts(n, h, false, t - dies, dies));
     let mut lent_at = None;
     for t in (dies..dies + 120).step_by(5) {
-        s.farm(t, |n, h| {
-            (n == victim).then(|| facts(n, h, false, t - dies, dies))
-        });
-        let (_, log) = s.cycle(t).await;
+        let (_, log) = lockstep(&mut s, &mut twin, t, dead(t)).await;
         if events(&log).iter().any(|e| e.2 == "SpareLent") {
             lent_at = Some(t);
             break;
@@ -887,26 +949,27 @@ async fn a_routing_push_failing_on_one_replica_is_retried_and_reported() {
         "lowest applied: {hub}"
     );
     assert_eq!(hub["desiredRoutingGeneration"], settled + 1, "{hub}");
+    assert_eq!(
+        twin.status("StratumHub", "site-a")["appliedRoutingGeneration"],
+        settled + 1,
+        "the twin's pushes all landed"
+    );
+    assert_accounts_alike(&s, &twin, "at the lend");
 
     // Retried every cycle, to the lagging pod only.
     for t in [t_fail + 5, t_fail + 10] {
-        s.farm(t, |n, h| {
-            (n == victim).then(|| facts(n, h, false, t - dies, dies))
-        });
-        let (sum, _) = s.cycle(t).await;
+        let (sum, _) = lockstep(&mut s, &mut twin, t, dead(t)).await;
         assert_eq!(sum.pushes, 1, "t={t}: {sum:?}");
         let p = s.pushes();
         assert_eq!(to("site-a-1", &p), [settled + 1], "t={t}: {p:?}");
         assert!(to("site-a-0", &p).is_empty(), "t={t}: {p:?}");
+        assert_accounts_alike(&s, &twin, &format!("t={t}, push failing"));
     }
 
     // The pod answers again: the next cycle delivers, and the hub reports it applied.
     s.hub.0.lock().unwrap().unreachable_admin.clear();
     let t = t_fail + 15;
-    s.farm(t, |n, h| {
-        (n == victim).then(|| facts(n, h, false, t - dies, dies))
-    });
-    s.cycle(t).await;
+    lockstep(&mut s, &mut twin, t, dead(t)).await;
     let p = s.pushes();
     assert_eq!(to("site-a-1", &p), [settled + 1], "{p:?}");
     let hub = s.status("StratumHub", "site-a");
@@ -914,6 +977,31 @@ async fn a_routing_push_failing_on_one_replica_is_retried_and_reported() {
     assert_eq!(hub["appliedRoutingGeneration"], settled + 1, "{hub}");
     let c = s.status("RentalContract", "acme-m2m");
     assert_eq!(c["failoverCount"], 1, "one lend, not one per retry: {c}");
+    assert_accounts_alike(&s, &twin, "after the retry landed");
+
+    // The original returns: both give the spare back at the same cycle, and every contract's
+    // accounting stays the twin's.
+    let back = t_fail + 20;
+    let mut returned = None;
+    for t in (back..back + 900).step_by(5) {
+        let (_, log) = lockstep(&mut s, &mut twin, t, |n, h| {
+            (n == victim).then(|| facts(n, h, true, 0, t - 1))
+        })
+        .await;
+        if events(&log).iter().any(|e| e.2 == "SpareReturned") {
+            returned = Some(t);
+            break;
+        }
+    }
+    assert!(returned.is_some(), "the spare was given back");
+    assert_accounts_alike(&s, &twin, "after the give-back");
+    let c = s.status("RentalContract", "acme-m2m");
+    assert_eq!(c["failoverCount"], 1, "{c}");
+    assert_eq!(
+        c["recentReassignments"].as_array().map(Vec::len),
+        Some(2),
+        "{c}"
+    );
 }
 
 #[tokio::test]

@@ -157,6 +157,35 @@ spec: { owner: house, expectedHashrate: 200 kH/s }
             .await
             .expect("local mode starts")
     }
+
+    /// Local mode on another folder (a copy made by [`Farm::fork`]), with this farm's pools.
+    pub async fn start_at(&self, dir: &Path) -> LocalHandle {
+        Runner::start(LocalOptions {
+            manifests: dir.to_owned(),
+            ..self.options()
+        })
+        .await
+        .expect("local mode starts")
+    }
+
+    /// A copy of the folder as it is now: the manifests and the state file the running local
+    /// mode last wrote (atomically, every tick), as a crash at this instant would leave them.
+    pub fn fork(&self) -> tempfile::TempDir {
+        let copy = tempfile::tempdir().expect("temp dir");
+        for entry in std::fs::read_dir(self.dir.path()).expect("read the folder") {
+            let entry = entry.expect("read the folder");
+            let name = entry.file_name();
+            let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+            // Skip half-written temp files (the state file's and `write_file`'s).
+            let temp = name
+                .to_str()
+                .is_some_and(|n| n.ends_with(".tmp") || n.ends_with(".tmp~"));
+            if is_file && !temp {
+                std::fs::copy(entry.path(), copy.path().join(&name)).expect("copy");
+            }
+        }
+        copy
+    }
 }
 
 /// Replaces a file the way editors do (write a temp file, rename over).
