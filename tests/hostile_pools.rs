@@ -294,6 +294,20 @@ async fn gigantic_notifies_are_refused_and_the_hub_fails_over() {
     }
 }
 
+/// At least one `client.reconnect` was held back by the pace (`what` says which, on failure).
+fn assert_reconnects_paced(hub: &HubHandle, what: &str) {
+    let text = hub.metrics_text();
+    let paced = metric_sum_where(
+        &text,
+        metrics::HUB_PROTOCOL_ERRORS_TOTAL,
+        &[
+            (label::SIDE, metrics::side::POOL),
+            (label::KIND, protocol_error::RECONNECT_PACED),
+        ],
+    );
+    assert!(paced >= 1.0, "{what} not counted as paced:\n{text}");
+}
+
 /// A pool that sends `client.reconnect` to every session 15 times in about 2 s. The hub must
 /// follow it upstream without miners noticing: one connection each, no share refused or lost,
 /// every share conserved and nothing refused at the pool, a bounded number of replacement
@@ -336,18 +350,7 @@ async fn a_pool_sending_reconnect_in_a_loop_does_not_disturb_miners() {
          the hub follows the reconnect from sessions it already replaced",
         pool.active_sessions()
     );
-    let text = hub.metrics_text();
-    assert!(
-        metric_sum_where(
-            &text,
-            metrics::HUB_PROTOCOL_ERRORS_TOTAL,
-            &[
-                (label::SIDE, metrics::side::POOL),
-                (label::KIND, protocol_error::RECONNECT_PACED)
-            ]
-        ) >= 1.0,
-        "the repeated requests are counted as paced:\n{text}"
-    );
+    assert_reconnects_paced(&hub, "the repeated requests");
     // `settle`: one connection per miner, every share in exactly one bucket at the hub and
     // answered once, the hub's accepted count equal to the pool's, and the pool refused nothing
     // (no share sent twice, or to a session that did not issue its job).
@@ -405,18 +408,7 @@ async fn a_redirect_asked_within_the_reconnect_pace_is_followed_when_it_allows()
     old.send_reconnect(Some("127.0.0.1".into()), Some(new.addr().port()), 0);
     // Deferred, then followed: the miners' shares reach the new address.
     until_pool_has(&new, &ms, 2, "after the deferred redirect").await;
-    let text = hub.metrics_text();
-    assert!(
-        metric_sum_where(
-            &text,
-            metrics::HUB_PROTOCOL_ERRORS_TOTAL,
-            &[
-                (label::SIDE, metrics::side::POOL),
-                (label::KIND, protocol_error::RECONNECT_PACED)
-            ]
-        ) >= 1.0,
-        "the redirect inside the pace was not counted as paced:\n{text}"
-    );
+    assert_reconnects_paced(&hub, "the redirect inside the pace");
     let stats = settle(&hub, &ms, &[&old, &new], true).await;
     for (m, s) in ms.iter().zip(&stats) {
         assert_eq!(
