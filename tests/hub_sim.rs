@@ -404,3 +404,45 @@ async fn many_miners_on_one_pool_never_share_work() {
     }
     assert_eq!(sessions.len(), 50);
 }
+
+/// `stall` takes effect when it returns: once a stalled miner has nothing in flight, it submits
+/// nothing more. Every test that settles its miners before comparing counts relies on it; when
+/// the stall only took effect at the miner task's next look at its commands, a share the task
+/// was finding meanwhile slipped out after the test had seen `in_flight == 0` (a CI failure in
+/// `hub_e2e`). A full-speed miner spends nearly all its time inside that window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stall_takes_effect_when_it_returns() {
+    init_tracing();
+    // About one share per eight full-speed steps: rarely anything in flight, always hashing.
+    let d = 1e-6;
+    let pool = SimPool::start(test_pool(d)).await.unwrap();
+    let miner = SimMiner::spawn(
+        pool.addr(),
+        MinerConfig {
+            hashrate: None,
+            ..test_miner("stall.rig", d, 1.0)
+        },
+    );
+    miner.wait_for(DEADLINE, |s| s.accepted >= 3).await.unwrap();
+    for round in 0..20 {
+        let before = miner.stats().submitted;
+        miner.resume();
+        miner
+            .wait_for(DEADLINE, |s| s.submitted > before)
+            .await
+            .unwrap_or_else(|s| panic!("round {round}: the resumed miner found nothing: {s:?}"));
+        miner.stall();
+        assert!(miner.stats().stalled);
+        let settled = miner
+            .wait_for(DEADLINE, |s| s.in_flight == 0)
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        let later = miner.stats();
+        assert_eq!(
+            later.submitted, settled.submitted,
+            "round {round}: a share went out after the stalled miner had settled"
+        );
+        assert!(later.is_conserved(), "{later:?}");
+    }
+}

@@ -198,6 +198,9 @@ pub struct MinerStats {
     pub identical_jobs_kept: u64,
     /// Why the miner quit for good (SRI mode: an error reply, a job id it cannot parse).
     pub exited: Option<String>,
+    /// Set by [`SimMiner::stall`] before it returns: from then on nothing more is submitted, so a
+    /// test that sees `in_flight == 0` after stalling has seen the miner's last share.
+    pub stalled: bool,
 }
 
 impl MinerStats {
@@ -257,13 +260,25 @@ impl SimMiner {
     }
 
     /// Stops hashing and submitting; the socket stays open and jobs are still followed.
+    ///
+    /// Takes effect when it returns, not when the miner's task next runs: shares the task finds
+    /// afterwards are dropped under the same lock that counts a submit (a test that stalls and
+    /// then waits for `in_flight == 0` would otherwise race a share found in between).
     pub fn stall(&self) {
+        self.set_stalled(true);
         let _ = self.ctrl.send(Cmd::Stall);
     }
 
     /// Undoes [`SimMiner::stall`].
     pub fn resume(&self) {
+        self.set_stalled(false);
         let _ = self.ctrl.send(Cmd::Resume);
+    }
+
+    fn set_stalled(&self, stalled: bool) {
+        if let Ok(mut s) = self.shared.stats.lock() {
+            s.stalled = stalled;
+        }
     }
 
     /// Closes the connection and stays down.
@@ -795,12 +810,31 @@ impl Conn<'_> {
         let n = found.len() as u64;
         let d: f64 = found.iter().map(|s| s.difficulty).sum();
         let keep_log = self.config.record_shares;
-        for share in &found {
+        // Counted before they are sent (their answers are read by this same task, so never
+        // before), and under the lock `stall` takes: a share found after a stall is not sent.
+        let mut send = true;
+        self.stats(|s| {
+            s.hashes += budget;
+            if s.stalled {
+                send = false;
+                return;
+            }
+            s.submitted += n;
+            s.in_flight += n;
+            s.submitted_difficulty += d;
+            if keep_log && s.shares.len() < 100_000 {
+                s.shares.extend(found.iter().cloned());
+            }
+        });
+        if !send {
+            return;
+        }
+        for share in found {
             self.request_with(
                 MinerRequest::Submit(Submit {
                     worker: self.config.worker.clone(),
-                    job_id: share.job_id.clone(),
-                    extranonce2: share.extranonce2.clone(),
+                    job_id: share.job_id,
+                    extranonce2: share.extranonce2,
                     ntime: share.ntime,
                     nonce: share.nonce,
                     version_bits: share.version_bits,
@@ -809,15 +843,6 @@ impl Conn<'_> {
                 share.difficulty,
             );
         }
-        self.stats(|s| {
-            s.hashes += budget;
-            s.submitted += n;
-            s.in_flight += n;
-            s.submitted_difficulty += d;
-            if keep_log && s.shares.len() < 100_000 {
-                s.shares.extend(found);
-            }
-        });
     }
 }
 
