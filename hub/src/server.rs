@@ -220,10 +220,17 @@ fn local_addr(l: &TcpListener, what: &'static str, addr: &str) -> Result<SocketA
 
 async fn accept_loop(sh: Arc<Shared>, listener: TcpListener) {
     loop {
+        // Biased, and checked again after the accept: miners told to reconnect by a hub that
+        // is shutting down may come straight back to this listener before its task sees the
+        // cancellation; they must find it closed, not be served and told again.
         let accepted = tokio::select! {
+            biased;
             _ = sh.shutdown.cancelled() => return,
             a = listener.accept() => a,
         };
+        if sh.shutdown.is_cancelled() {
+            return;
+        }
         match accepted {
             Ok((stream, peer)) => {
                 let open = sh.core.connections.load(Ordering::Relaxed);
@@ -501,6 +508,9 @@ mod tests {
             }
             fn job_now(&self, _: &Arc<crate::jobs::JobVariant>) -> Option<bool> {
                 Some(false)
+            }
+            fn accepted_now(&self, _: &[serde_json::Value]) -> Option<bool> {
+                None
             }
         }
         let door: Arc<dyn MinerDoor> = Arc::new(Door(MinerInbox::new(8)));
