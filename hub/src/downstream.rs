@@ -69,6 +69,17 @@ impl MinerDoor for MinerCell {
         // Read under the lock: the task applies a message and counts it off under it too.
         (self.inbox.unapplied() == 0).then(|| m.job_direct(v, &self.writer))
     }
+
+    fn accepted_now(&self, ids: &[Value]) -> Option<bool> {
+        // Busy: the task holds the lock for a turn of its own, and the queued message is
+        // applied in the same wake-up (no extra one).
+        let mut m = match self.miner.try_lock() {
+            Ok(m) => m,
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+        };
+        (self.inbox.unapplied() == 0).then(|| m.accepted_direct(ids, &self.writer))
+    }
 }
 
 impl MinerCell {
@@ -146,6 +157,10 @@ struct Miner {
     /// as one command at the end of the turn ([`Miner::send_forwards`]). Boxed: an idle
     /// miner pays a pointer for it.
     forwards: Option<Box<Forwards>>,
+    /// Shares in the last batch handed over: the next batch's room is reserved at once (a
+    /// pipelining miner sends about as many per turn each time; growing the `Vec` share by
+    /// share cost a reallocation and a copy at every doubling).
+    last_batch_len: u16,
     /// The pool id and target of the job last forwarded to (see [`UpstreamCache`]).
     upstream_cache: Option<Box<UpstreamCache>>,
     /// A move to another pool whose first job has not reached the miner yet (decision time).
@@ -274,6 +289,7 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             pool_mask: 0,
             previous: Vec::new(),
             forwards: None,
+            last_batch_len: 1,
             upstream_cache: None,
             switched_at: now,
             switch_started: None,
@@ -494,6 +510,25 @@ impl Miner {
         }
     }
 
+    /// The pool's `true`s, written by the session's thread (under the lock, nothing queued
+    /// ahead): what the socket does not take now, the task writes. False: the miner is gone.
+    fn accepted_direct(&mut self, ids: &[Value], w: &OwnedWriteHalf) -> bool {
+        for id in ids {
+            protocol::push_true_line(&mut self.out, id);
+        }
+        match self.try_flush(w) {
+            Ok(true) => true,
+            Ok(false) => self.link.send(ToMiner::Flush),
+            Err(e) => {
+                debug!(conn = self.id, error = %e, "answer write to miner failed");
+                self.link.send(ToMiner::Close {
+                    reason: "write error",
+                });
+                false
+            }
+        }
+    }
+
     /// Everything queued so far reached the socket.
     fn written(&mut self) {
         if let Some(t) = self.switch_written.take() {
@@ -689,7 +724,11 @@ impl Miner {
             }
             ToMiner::Close { reason } => return Err(reason),
             ToMiner::Answer(line) => self.write(line),
-            ToMiner::Accepted(id) => protocol::push_true_line(&mut self.out, &id),
+            ToMiner::Accepted(ids) => {
+                for id in &ids {
+                    protocol::push_true_line(&mut self.out, id);
+                }
+            }
             // The flush after every batch of messages writes what is pending.
             ToMiner::Flush => {}
         }
@@ -1302,6 +1341,8 @@ impl Miner {
             }
             return;
         }
+        let mut shares = Vec::with_capacity(usize::from(self.last_batch_len).max(1));
+        shares.push(share);
         let next = Box::new(Forwards {
             session: session.clone(),
             batch: SubmitBatch {
@@ -1309,7 +1350,7 @@ impl Miner {
                 upstream_user: name.clone(),
                 pool_job_id: job_id.clone(),
                 link: self.link.clone(),
-                shares: vec![share],
+                shares,
             },
             at: now,
         });
@@ -1330,6 +1371,8 @@ impl Miner {
         };
         let Forwards { session, batch, at } = *f;
         let count = u32::try_from(batch.shares.len()).unwrap_or(u32::MAX);
+        // Bounded: one huge turn must not make every later batch reserve as much.
+        self.last_batch_len = u16::try_from(batch.shares.len().min(256)).unwrap_or(256);
         let difficulty: f64 = batch.shares.iter().map(|s| s.difficulty).sum();
         batch.worker.lock().forwarded_many(count, difficulty, at);
         if let Err(batch) = session.submit_batch(batch) {
