@@ -69,17 +69,6 @@ impl MinerDoor for MinerCell {
         // Read under the lock: the task applies a message and counts it off under it too.
         (self.inbox.unapplied() == 0).then(|| m.job_direct(v, &self.writer))
     }
-
-    fn accepted_now(&self, ids: &[Value]) -> Option<bool> {
-        // Busy: the task holds the lock for a turn of its own, and the queued message is
-        // applied in the same wake-up (no extra one).
-        let mut m = match self.miner.try_lock() {
-            Ok(m) => m,
-            Err(std::sync::TryLockError::WouldBlock) => return None,
-            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
-        };
-        (self.inbox.unapplied() == 0).then(|| m.accepted_direct(ids, &self.writer))
-    }
 }
 
 impl MinerCell {
@@ -510,25 +499,6 @@ impl Miner {
         }
     }
 
-    /// The pool's `true`s, written by the session's thread (under the lock, nothing queued
-    /// ahead): what the socket does not take now, the task writes. False: the miner is gone.
-    fn accepted_direct(&mut self, ids: &[Value], w: &OwnedWriteHalf) -> bool {
-        for id in ids {
-            protocol::push_true_line(&mut self.out, id);
-        }
-        match self.try_flush(w) {
-            Ok(true) => true,
-            Ok(false) => self.link.send(ToMiner::Flush),
-            Err(e) => {
-                debug!(conn = self.id, error = %e, "answer write to miner failed");
-                self.link.send(ToMiner::Close {
-                    reason: "write error",
-                });
-                false
-            }
-        }
-    }
-
     /// Everything queued so far reached the socket.
     fn written(&mut self) {
         if let Some(t) = self.switch_written.take() {
@@ -724,11 +694,7 @@ impl Miner {
             }
             ToMiner::Close { reason } => return Err(reason),
             ToMiner::Answer(line) => self.write(line),
-            ToMiner::Accepted(ids) => {
-                for id in &ids {
-                    protocol::push_true_line(&mut self.out, id);
-                }
-            }
+            ToMiner::Accepted(id) => protocol::push_true_line(&mut self.out, &id),
             // The flush after every batch of messages writes what is pending.
             ToMiner::Flush => {}
         }

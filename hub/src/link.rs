@@ -49,10 +49,9 @@ pub enum ToMiner {
     },
     /// Close the connection.
     Close { reason: &'static str },
-    /// The pool accepted forwarded shares: `true` under each miner's request id, in order
-    /// (written straight into the connection's output, the common verdict). Queued only when
-    /// [`MinerDoor::accepted_now`] could not write them at once.
-    Accepted(Vec<Value>),
+    /// The pool accepted a forwarded share: `true` under the miner's request id (written
+    /// straight into the connection's output, the common verdict).
+    Accepted(Value),
     /// A ready answer line (the pool's refusal of a forwarded share, or a share lost).
     Answer(String),
     /// A job fan-out left bytes the socket did not take: the task finishes the write, waiting
@@ -80,11 +79,6 @@ pub trait MinerDoor: Send + Sync {
     /// unapplied (checked under the miner's lock): `Some(false)` when the miner is gone,
     /// `None` when the job must queue behind earlier messages.
     fn job_now(&self, v: &Arc<JobVariant>) -> Option<bool>;
-    /// Write the pool's `true` for these request ids to the socket now, when nothing queued
-    /// earlier is still unapplied and the miner's task is not holding its lock (the task is
-    /// then busy with the miner and would wake for nothing): `Some(false)` when the miner is
-    /// gone, `None` when the answers must queue.
-    fn accepted_now(&self, ids: &[Value]) -> Option<bool>;
 }
 
 /// A miner's inbox: messages from the switchboard and the pool sessions, in order, bounded,
@@ -195,27 +189,6 @@ impl MinerLink {
             None => self.send(ToMiner::Job(v.clone())),
         }
     }
-
-    /// Hand the pool's `true` for these request ids to the miner: written to its socket here
-    /// and now when the miner's state is free and nothing is queued ahead, else queued as one
-    /// message. Taken out of `ids` either way. False when the miner is gone.
-    pub fn send_accepted(&self, ids: &mut Vec<Value>) -> bool {
-        let Some(door) = self.door.upgrade() else {
-            ids.clear();
-            return false;
-        };
-        match door.accepted_now(ids) {
-            Some(alive) => {
-                ids.clear();
-                alive
-            }
-            None => {
-                let ids = std::mem::take(ids);
-                drop(door);
-                self.send(ToMiner::Accepted(ids))
-            }
-        }
-    }
 }
 
 /// What the pool gave this session.
@@ -257,6 +230,11 @@ pub struct Reply {
 impl Reply {
     pub fn answer(self, line: String) {
         self.link.send(ToMiner::Answer(line));
+    }
+
+    /// The pool's `true`.
+    pub fn accept(self) {
+        self.link.send(ToMiner::Accepted(self.id));
     }
 }
 
@@ -445,80 +423,4 @@ pub struct MinerJoin {
     pub route: Route,
     /// (login, stats entry) of every worker authorized on the connection.
     pub entries: Vec<(String, Arc<WorkerEntry>)>,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A miner end whose direct road is open or shut, recording what it wrote.
-    struct Door {
-        inbox: MinerInbox,
-        direct: AtomicBool,
-        written: Mutex<Vec<Value>>,
-    }
-
-    impl MinerDoor for Door {
-        fn inbox(&self) -> &MinerInbox {
-            &self.inbox
-        }
-        fn job_now(&self, _: &Arc<JobVariant>) -> Option<bool> {
-            None
-        }
-        fn accepted_now(&self, ids: &[Value]) -> Option<bool> {
-            self.direct.load(Ordering::Relaxed).then(|| {
-                self.written.lock().unwrap().extend_from_slice(ids);
-                true
-            })
-        }
-    }
-
-    fn door(direct: bool) -> (Arc<Door>, MinerLink) {
-        let door = Arc::new(Door {
-            inbox: MinerInbox::new(4),
-            direct: AtomicBool::new(direct),
-            written: Mutex::new(Vec::new()),
-        });
-        let dyn_door: Arc<dyn MinerDoor> = door.clone();
-        let link = MinerLink::new(1, 4, CancellationToken::new(), Arc::downgrade(&dyn_door));
-        (door, link)
-    }
-
-    #[test]
-    fn accepted_answers_go_straight_to_the_miner_when_they_can() {
-        let (door, link) = door(true);
-        let mut ids = vec![Value::from(4), Value::from(4), Value::from("a")];
-        assert!(link.send_accepted(&mut ids));
-        assert!(ids.is_empty());
-        assert_eq!(
-            *door.written.lock().unwrap(),
-            vec![Value::from(4), Value::from(4), Value::from("a")]
-        );
-        assert!(door.inbox.pop().is_none(), "nothing queued");
-    }
-
-    #[test]
-    fn accepted_answers_queue_as_one_message_in_order_otherwise() {
-        let (door, link) = door(false);
-        let mut ids: Vec<Value> = (1..=40).map(Value::from).collect();
-        assert!(link.send_accepted(&mut ids));
-        assert!(ids.is_empty());
-        match door.inbox.pop() {
-            Some(ToMiner::Accepted(got)) => {
-                assert_eq!(got, (1..=40).map(Value::from).collect::<Vec<_>>())
-            }
-            other => panic!("expected one Accepted message, got {other:?}"),
-        }
-        assert!(door.inbox.pop().is_none(), "one message for the whole run");
-        assert!(door.written.lock().unwrap().is_empty());
-    }
-
-    #[test]
-    fn accepted_answers_for_a_gone_miner_are_dropped() {
-        let (door, link) = door(true);
-        drop(door);
-        let mut ids = vec![Value::from(1)];
-        assert!(!link.send_accepted(&mut ids));
-        assert!(ids.is_empty());
-    }
 }

@@ -509,9 +509,6 @@ mod tests {
             fn job_now(&self, _: &Arc<crate::jobs::JobVariant>) -> Option<bool> {
                 Some(false)
             }
-            fn accepted_now(&self, _: &[serde_json::Value]) -> Option<bool> {
-                None
-            }
         }
         let door: Arc<dyn MinerDoor> = Arc::new(Door(MinerInbox::new(8)));
         let link = Arc::new(MinerLink::new(

@@ -258,19 +258,12 @@ struct Held {
 /// per verdict, while the miner's thread locks it per share, moved its cache line between the
 /// two threads for every share. Booked before answered: a miner holding its `true` finds the
 /// share accepted in the worker's facts.
-///
-/// The answers go to each miner in one hand-over per run of replies to the same connection
-/// ([`MinerLink::send_accepted`]): usually written to the miner's socket from here, without
-/// waking the miner's task, as a job fan-out does. One message per `true` cost a queue lock,
-/// a counter and a wake-up each, on a cache line the miner's thread also writes.
 #[derive(Default)]
 struct AcceptedRun {
     worker: Option<Arc<WorkerEntry>>,
     count: u64,
     difficulty: f64,
     replies: Vec<Reply>,
-    /// Request ids of one connection's run of replies, reused from run to run.
-    ids: Vec<Value>,
 }
 
 impl AcceptedRun {
@@ -298,21 +291,8 @@ impl AcceptedRun {
             .verdicts(ShareResult::Accepted, self.count, self.difficulty);
         self.count = 0;
         self.difficulty = 0.0;
-        let mut link: Option<Arc<MinerLink>> = None;
         for reply in self.replies.drain(..) {
-            if !link.as_ref().is_some_and(|l| Arc::ptr_eq(l, &reply.link)) {
-                if let Some(l) = link.take() {
-                    l.send_accepted(&mut self.ids);
-                }
-                link = Some(reply.link);
-            }
-            self.ids.push(reply.id);
-        }
-        if let Some(l) = link {
-            l.send_accepted(&mut self.ids);
-        }
-        if self.ids.capacity() > 256 {
-            self.ids = Vec::new();
+            reply.accept();
         }
         if self.replies.capacity() > 256 {
             self.replies = Vec::new();
