@@ -446,3 +446,43 @@ async fn a_stall_takes_effect_when_it_returns() {
         assert!(later.is_conserved(), "{later:?}");
     }
 }
+
+/// The simulated pool never sends older work after newer on a connection. Its subscribe and
+/// authorize answers send the newest job at once, while broadcasts of jobs made a moment
+/// earlier may still be queued for the connection; those used to follow, out of order, and a
+/// proxy took the newest job's second arrival for new work (a CI failure in `hub_job_fanout`:
+/// one job too many).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sim_pool_sends_a_connection_its_jobs_in_order() {
+    init_tracing();
+    let pool = SimPool::start(test_pool(D)).await.unwrap();
+    let mut c = RawClient::connect(pool.addr()).await.unwrap();
+    c.send_line(r#"{"id":1,"method":"mining.subscribe","params":[]}"#)
+        .await
+        .unwrap();
+    // Each authorize goes out, then a burst of jobs is made while the pool reads it.
+    for i in 0..40 {
+        let line = format!(
+            r#"{{"id":{},"method":"mining.authorize","params":["w{i}","x"]}}"#,
+            10 + i
+        );
+        c.send_line(&line).await.unwrap();
+        for _ in 0..50 {
+            pool.new_job(false);
+        }
+        tokio::task::yield_now().await;
+    }
+    let mut seqs: Vec<u64> = Vec::new();
+    while let Some(line) = c.read_line(Duration::from_millis(500)).await {
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        if v["method"] == "mining.notify" {
+            let id = v["params"][0].as_str().unwrap();
+            seqs.push(u64::from_str_radix(id, 16).unwrap());
+        }
+    }
+    assert!(seqs.len() > 100, "{} jobs", seqs.len());
+    // Non-decreasing: an authorize answer may send the newest job again, never an older one.
+    if let Some(w) = seqs.windows(2).find(|w| w[1] < w[0]) {
+        panic!("job {} sent after job {}", w[1], w[0]);
+    }
+}

@@ -196,6 +196,8 @@ impl PoolStats {
 /// A job as the pool keeps it.
 struct PoolJob {
     id: String,
+    /// Creation order (the job ids are its hex or decimal form).
+    seq: u64,
     template: JobTemplate,
     line: Arc<str>,
     /// The same job with `clean_jobs = true` (re-sent after an authorize).
@@ -536,6 +538,7 @@ fn new_job(shared: &Shared, clean: bool, new_block: bool) -> String {
     .into();
     let job = Arc::new(PoolJob {
         id: notify.job_id.clone(),
+        seq,
         template,
         line: notify.to_line().into(),
         clean_line,
@@ -621,6 +624,11 @@ struct Session<'a> {
     /// Difficulty in force when each job was sent to this session.
     job_difficulty: HashMap<String, f64>,
     job_order: VecDeque<String>,
+    /// The newest job this connection was sent. The subscribe and authorize answers send the
+    /// pool's newest job at once, possibly ahead of broadcasts still queued for this session;
+    /// those older jobs are then skipped, as a real pool never sends older work after newer
+    /// (a job arriving twice, out of order, looked like new work to a proxy).
+    newest_sent: u64,
 }
 
 impl Session<'_> {
@@ -641,7 +649,11 @@ impl Session<'_> {
         e
     }
 
+    /// A broadcast job, unless this connection was already sent it or newer work.
     fn send_job(&mut self, job: &PoolJob) {
+        if job.seq <= self.newest_sent {
+            return;
+        }
         self.send_job_as(job, false);
     }
 
@@ -650,6 +662,7 @@ impl Session<'_> {
         if !self.subscribed {
             return;
         }
+        self.newest_sent = self.newest_sent.max(job.seq);
         self.job_difficulty.insert(job.id.clone(), self.difficulty);
         // A job sent again (after every authorize) is one entry, not one per send: otherwise
         // 32 authorizes on one connection would evict the current job's own id.
@@ -752,7 +765,7 @@ impl Session<'_> {
                 self.send(protocol::result_line(&id, &r.to_value()));
                 self.send(ServerRequest::SetDifficulty(self.difficulty).to_notification());
                 if let Some(job) = self.current_job() {
-                    self.send_job(&job);
+                    self.send_job_as(&job, false);
                 }
             }
             MinerRequest::ExtranonceSubscribe => {
@@ -1009,6 +1022,7 @@ where
         difficulty,
         job_difficulty: HashMap::new(),
         job_order: VecDeque::new(),
+        newest_sent: 0,
     };
     loop {
         tokio::select! {
