@@ -45,7 +45,7 @@ use crate::protocol::{
     SetExtranonce, Submit, SubmitRef, SubscribeResult, error_code, extension, method,
 };
 use crate::routing::{ResolvedPool, Route, WorkerDecision};
-use crate::share::{HASHES_PER_DIFFICULTY, Target};
+use crate::share::{HASHES_PER_DIFFICULTY, Target, WorkMemo};
 use crate::shared::Shared;
 use crate::stats::{WorkerEntry, unix_now};
 use crate::vardiff::Vardiff;
@@ -152,6 +152,9 @@ struct Miner {
     last_batch_len: u16,
     /// The pool id and target of the job last forwarded to (see [`UpstreamCache`]).
     upstream_cache: Option<Box<UpstreamCache>>,
+    /// The work of the miner's last share (merkle root, header midstate): its next share on
+    /// the same extranonce2 is hashed from there. Boxed on the first share.
+    work_memo: Option<Box<WorkMemo>>,
     /// A move to another pool whose first job has not reached the miner yet (decision time).
     switch_started: Option<Instant>,
     /// That first job is in `out`: observe the switch duration once it is written.
@@ -280,6 +283,7 @@ pub async fn serve(sh: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             forwards: None,
             last_batch_len: 1,
             upstream_cache: None,
+            work_memo: None,
             switched_at: now,
             switch_started: None,
             switch_written: None,
@@ -1153,7 +1157,10 @@ impl Miner {
             entry.lock().record(unproven, job_diff, now);
             return self.reply_error(&id, error_code::OTHER, "ntime out of range");
         }
-        let hash = variant.template.share_hash(
+        let memo = self.work_memo.get_or_insert_with(Box::default);
+        let hash = variant.template.share_hash_memo(
+            memo,
+            job.seq(),
             tail.bytes(),
             &sub.extranonce2,
             sub.ntime,

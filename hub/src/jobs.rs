@@ -335,6 +335,14 @@ impl Hasher for KeyHasher {
     }
 }
 
+impl MinerJob {
+    /// Position in the miner's job sequence: never given to another job of the same miner,
+    /// so it keys what is remembered of this job's work ([`crate::share::WorkMemo`]).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 /// The jobs one miner holds (bounded), newest last.
 #[derive(Debug)]
 pub struct MinerJobs {

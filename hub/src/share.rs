@@ -8,7 +8,9 @@
 //!
 //! The hub validates every share, so the hot path is a [`JobTemplate`] parsed once per job: the
 //! SHA-256 state after the job's coinbase prefix (`coinb1`) is precomputed (a midstate), and each
-//! share then costs only the remaining coinbase blocks, the merkle branch and the header.
+//! share then costs only the remaining coinbase blocks, the merkle branch and the header; a share
+//! on the same extranonce2 as the miner's last one costs only the header's last block
+//! ([`WorkMemo`]).
 
 use sha2::digest::generic_array::GenericArray;
 use sha2::{Digest, Sha256};
@@ -494,6 +496,99 @@ impl JobTemplate {
     /// The network target this job's nbits encodes.
     pub fn network_target(&self) -> Result<Target, ShareError> {
         Target::from_nbits(self.nbits)
+    }
+}
+
+/// One miner's last checked work, kept so that its next share on the same work hashes only
+/// what differs from the last one: the merkle root of (job, extranonce1, extranonce2) and the
+/// header's first 64 bytes under one version.
+///
+/// A share costs the coinbase's last blocks, three compressions per merkle level and three for
+/// the header; a share on the same extranonce2 as the miner's last one costs two (the header's
+/// second block and the second SHA-256), as in a miner's own inner loop. Which shares hit:
+/// - a miner that rolls nonces (and ntime) over one extranonce2 and version (cpuminer, GPU
+///   miners, the simulated miners): every share after the first of its extranonce2;
+/// - an ASIC rolling version bits over one extranonce2: the merkle root hits (the version does
+///   not take part in it), the header's first block is hashed again;
+/// - an ASIC at a difficulty where every share comes from a fresh extranonce2: nothing hits,
+///   and the memo costs one comparison of the extranonces.
+///
+/// The caller names the job by a key it never gives to other work while the memo lives
+/// (a miner's job sequence number); everything else that shapes the hash is compared here.
+#[derive(Debug, Clone, Default)]
+pub struct WorkMemo {
+    job: u64,
+    /// `extranonce1 ‖ extranonce2` of the memorized work, and where the first ends.
+    extranonces: Vec<u8>,
+    en1_len: usize,
+    root: [u8; 32],
+    /// The version the header midstate is for, and the SHA-256 state after the header's first
+    /// 64 bytes (version, prevhash, the root's first 28 bytes).
+    header: Option<(u32, [u32; 8])>,
+    /// Set once a work is memorized (a fresh memo holds nothing).
+    filled: bool,
+}
+
+impl WorkMemo {
+    fn holds(&self, job: u64, extranonce1: &[u8], extranonce2: &[u8]) -> bool {
+        self.job == job
+            && self.en1_len == extranonce1.len()
+            && self.extranonces.len() == extranonce1.len() + extranonce2.len()
+            && self.extranonces[..self.en1_len] == *extranonce1
+            && self.extranonces[self.en1_len..] == *extranonce2
+            && self.filled
+    }
+}
+
+impl JobTemplate {
+    /// [`JobTemplate::share_hash`] through `memo`: the same hash, with the merkle root and the
+    /// header midstate reused when the share is on the memorized work (see [`WorkMemo`]).
+    /// `job` is the caller's key for this template (never reused for other work).
+    #[allow(clippy::too_many_arguments)]
+    pub fn share_hash_memo(
+        &self,
+        memo: &mut WorkMemo,
+        job: u64,
+        extranonce1: &[u8],
+        extranonce2: &[u8],
+        ntime: u32,
+        nonce: u32,
+        version: u32,
+    ) -> [u8; 32] {
+        if !memo.holds(job, extranonce1, extranonce2) {
+            memo.filled = true;
+            memo.root = self.merkle_root(extranonce1, extranonce2);
+            memo.job = job;
+            memo.en1_len = extranonce1.len();
+            memo.extranonces.clear();
+            memo.extranonces.extend_from_slice(extranonce1);
+            memo.extranonces.extend_from_slice(extranonce2);
+            memo.header = None;
+        }
+        let midstate = match memo.header {
+            Some((v, state)) if v == version => state,
+            _ => {
+                let mut first = [0u8; 64];
+                first[0..4].copy_from_slice(&version.to_le_bytes());
+                first[4..36].copy_from_slice(&self.prevhash);
+                first[36..64].copy_from_slice(&memo.root[..28]);
+                let mut state = SHA256_IV;
+                compress(&mut state, &first);
+                memo.header = Some((version, state));
+                state
+            }
+        };
+        let mut tail = [0u8; 64];
+        tail[0..4].copy_from_slice(&memo.root[28..32]);
+        tail[4..8].copy_from_slice(&ntime.to_le_bytes());
+        tail[8..12].copy_from_slice(&self.nbits.to_le_bytes());
+        tail[12..16].copy_from_slice(&nonce.to_le_bytes());
+        tail[16] = 0x80;
+        tail[62] = 0x02;
+        tail[63] = 0x80; // 640 bits
+        let mut state = midstate;
+        compress(&mut state, &tail);
+        sha256_32(&state_bytes(&state))
     }
 }
 
@@ -1085,6 +1180,57 @@ mod tests {
         assert_eq!(share_rate(1.0, 0.0), 0.0);
     }
 
+    /// The same bytes split differently between extranonce1 and extranonce2 are the same
+    /// coinbase; a memo must still not confuse the splits' keys with other work, and a fresh
+    /// memo with empty extranonces must not answer from its zeroed root.
+    #[test]
+    fn memo_is_keyed_by_job_and_both_extranonces() {
+        let a = JobTemplate::new(
+            [1; 32],
+            vec![2; 70],
+            vec![3; 40],
+            vec![[4; 32]],
+            0x2000_0000,
+            0x1d00ffff,
+            9,
+        );
+        let b = JobTemplate::new(
+            [5; 32],
+            vec![2; 70],
+            vec![3; 40],
+            vec![[4; 32]],
+            0x2000_0000,
+            0x1d00ffff,
+            9,
+        );
+        let mut memo = WorkMemo::default();
+        assert_eq!(
+            a.share_hash_memo(&mut memo, 0, &[], &[], 1, 2, 0x2000_0000),
+            a.share_hash(&[], &[], 1, 2, 0x2000_0000)
+        );
+        assert_eq!(
+            a.share_hash_memo(&mut memo, 0, &[1, 2], &[3], 1, 2, 0x2000_0000),
+            a.share_hash(&[1, 2], &[3], 1, 2, 0x2000_0000)
+        );
+        assert_eq!(
+            a.share_hash_memo(&mut memo, 0, &[1], &[2, 3], 1, 2, 0x2000_0000),
+            a.share_hash(&[1], &[2, 3], 1, 2, 0x2000_0000)
+        );
+        assert_eq!(
+            a.share_hash_memo(&mut memo, 0, &[1], &[2, 4], 1, 2, 0x2000_6000),
+            a.share_hash(&[1], &[2, 4], 1, 2, 0x2000_6000)
+        );
+        // Another job under another key: another prevhash, so another hash.
+        assert_eq!(
+            b.share_hash_memo(&mut memo, 1, &[1], &[2, 4], 1, 2, 0x2000_6000),
+            b.share_hash(&[1], &[2, 4], 1, 2, 0x2000_6000)
+        );
+        assert_ne!(
+            a.share_hash(&[1], &[2, 4], 1, 2, 0x2000_6000),
+            b.share_hash(&[1], &[2, 4], 1, 2, 0x2000_6000)
+        );
+    }
+
     mod properties {
         use super::super::*;
         use proptest::prelude::*;
@@ -1112,6 +1258,35 @@ mod tests {
                 let [a, b, c] = cuts;
                 let job = JobTemplate::new([0; 32], coinbase[..a].to_vec(), coinbase[c..].to_vec(), branch.clone(), 1, 0x1d00ffff, 0);
                 prop_assert_eq!(job.merkle_root(&coinbase[a..b], &coinbase[b..c]), merkle_root(&coinbase, &branch));
+            }
+
+            /// Whatever sequence of shares a miner sends (jobs, extranonces of any length,
+            /// versions, ntimes, nonces, in any order), the memo gives the plain hash.
+            #[test]
+            fn memo_hash_equals_plain_hash(
+                jobs in proptest::collection::vec(
+                    (any::<[u8; 32]>(), proptest::collection::vec(any::<u8>(), 0..130),
+                     proptest::collection::vec(any::<u8>(), 0..70),
+                     proptest::collection::vec(any::<[u8; 32]>(), 0..4)), 1..4),
+                shares in proptest::collection::vec(
+                    (0usize..4, 0usize..3, 0usize..3, 0u32..3, any::<u32>(), any::<u32>()), 1..40),
+                en1s in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..9), 3),
+                en2s in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..9), 3),
+            ) {
+                let templates: Vec<JobTemplate> = jobs
+                    .iter()
+                    .map(|(prev, c1, c2, branch)| {
+                        JobTemplate::new(*prev, c1.clone(), c2.clone(), branch.clone(), 0x2000_0000, 0x1d00ffff, 7)
+                    })
+                    .collect();
+                let mut memo = WorkMemo::default();
+                for (j, e1, e2, v, ntime, nonce) in shares {
+                    let j = j % templates.len();
+                    let version = 0x2000_0000 | (v << 13);
+                    let plain = templates[j].share_hash(&en1s[e1], &en2s[e2], ntime, nonce, version);
+                    let memoized = templates[j].share_hash_memo(&mut memo, j as u64, &en1s[e1], &en2s[e2], ntime, nonce, version);
+                    prop_assert_eq!(plain, memoized);
+                }
             }
 
             #[test]
