@@ -486,3 +486,129 @@ async fn the_sim_pool_sends_a_connection_its_jobs_in_order() {
         panic!("job {} sent after job {}", w[1], w[0]);
     }
 }
+
+/// A proxy's connection carries the shares of many miners at once; the simulated pool checks
+/// such a burst on several tasks side by side. Its answers must still come in the order the
+/// shares were sent, with exactly the verdicts one-by-one checking gives: duplicates across
+/// the split found, and an authorize in the middle of the burst in force for what follows it
+/// and not for what came before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_on_one_connection_is_answered_in_order_with_one_by_one_verdicts() {
+    init_tracing();
+    let pool = SimPool::start(test_pool(1e-12)).await.unwrap();
+    let mut c = RawClient::connect(pool.addr()).await.unwrap();
+    let (_en1, n2, notify) = raw_session(&mut c, "burst.a").await;
+    let job = notify[0].as_str().unwrap().to_owned();
+    let ntime = notify[7].as_str().unwrap().to_owned();
+    let en2 = "00".repeat(n2 as usize);
+    let submit = |id: u64, worker: &str, job: &str, nonce: u32| {
+        json!({"id": id, "method": "mining.submit",
+               "params": [worker, job, en2, ntime, format!("{nonce:08x}")]})
+        .to_string()
+    };
+    // (id, line, expected error code or None for accepted)
+    let mut plan: Vec<(u64, String, Option<i64>)> = Vec::new();
+    let mut burst = String::new();
+    let mut id = 100u64;
+    for round in 0..3u32 {
+        for k in 0..400u32 {
+            let nonce = round * 1_000_000 + k;
+            let (line, want) = match k % 10 {
+                // The same share as 300 ids earlier: most likely checked by another task.
+                7 if k >= 300 => (
+                    submit(id, "burst.a", &job, round * 1_000_000 + k - 300),
+                    Some(error_code::DUPLICATE),
+                ),
+                8 => (
+                    submit(id, "burst.a", "no-such-job", nonce),
+                    Some(error_code::JOB_NOT_FOUND),
+                ),
+                // Authorized only by the authorize in the middle of round 1.
+                9 => (
+                    submit(id, "burst.b", &job, nonce + 500_000),
+                    (round == 0 || (round == 1 && k < 200)).then_some(error_code::UNAUTHORIZED),
+                ),
+                _ => (submit(id, "burst.a", &job, nonce), None),
+            };
+            plan.push((id, line, want));
+            id += 1;
+            if round == 1 && k == 199 {
+                plan.push((
+                    9999,
+                    json!({"id": 9999, "method": "mining.authorize", "params": ["burst.b", "x"]})
+                        .to_string(),
+                    None,
+                ));
+            }
+        }
+    }
+    for (_, line, _) in &plan {
+        burst.push_str(line);
+        burst.push('\n');
+    }
+    // One write: the pool reads the burst as a few long runs.
+    c.send(burst.as_bytes()).await.unwrap();
+    let t = Duration::from_secs(30);
+    let mut answers: Vec<(u64, Option<i64>)> = Vec::new();
+    while answers.len() < plan.len() {
+        let line = c
+            .read_line(t)
+            .await
+            .expect("an answer for every line of the burst");
+        let v: Value = serde_json::from_str(&line).unwrap();
+        let Some(id) = v["id"].as_u64() else {
+            continue; // notifications (the job re-sent after the authorize)
+        };
+        answers.push((id, v["error"][0].as_i64()));
+    }
+    let sent: Vec<u64> = plan.iter().map(|p| p.0).collect();
+    let got: Vec<u64> = answers.iter().map(|a| a.0).collect();
+    assert_eq!(got, sent, "answers in the order the lines were sent");
+    for ((id, line, want), (_, code)) in plan.iter().zip(&answers) {
+        assert_eq!(code, want, "verdict for id {id}: {line}");
+    }
+    let stats = pool.stats();
+    assert!(
+        stats.share_runs_split > 0,
+        "the burst was never split over tasks: this test did not test the split"
+    );
+    let accepted = plan.iter().filter(|p| p.2.is_none() && p.0 != 9999).count() as u64;
+    assert_eq!(stats.accepted_total(), accepted);
+}
+
+/// The ASIC-at-farm-difficulty mode the throughput bench uses for the hub's worst case: every
+/// share on its own extranonce2, all of them valid, for a version-rolling miner and a plain one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miner_can_put_every_share_on_a_fresh_extranonce2() {
+    init_tracing();
+    let pool = SimPool::start(test_pool(D)).await.unwrap();
+    for rolling in [true, false] {
+        let worker = format!("fresh.{rolling}");
+        let miner = SimMiner::spawn(
+            pool.addr(),
+            MinerConfig {
+                extranonce2_per_share: true,
+                version_rolling: rolling,
+                record_shares: true,
+                ..test_miner(&worker, D, 50.0)
+            },
+        );
+        miner
+            .wait_for(DEADLINE, |s| s.accepted >= 40)
+            .await
+            .expect("shares accepted");
+        miner.stall();
+        let s = miner
+            .wait_for(DEADLINE, |s| s.in_flight == 0)
+            .await
+            .unwrap();
+        assert_eq!(s.rejected_total(), 0, "{:?}", s.rejected);
+        let en2s: HashSet<Vec<u8>> = s.shares.iter().map(|sh| sh.extranonce2.clone()).collect();
+        assert_eq!(
+            en2s.len(),
+            s.shares.len(),
+            "every share on its own extranonce2 (rolling: {rolling})"
+        );
+        assert_eq!(pool.worker(&worker).accepted, s.accepted);
+    }
+}

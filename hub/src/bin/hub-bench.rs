@@ -67,6 +67,10 @@ struct Args {
     /// machine's speed drifts between runs, less within a round) [default: 1].
     #[arg(long, default_value_t = 1)]
     throughput_rounds: usize,
+    /// Throughput phase: every miner moves to a fresh extranonce2 after each share (an ASIC at
+    /// farm difficulty), so the hub's memo of a miner's last work never hits: its worst case.
+    #[arg(long)]
+    extranonce2_per_share: bool,
     /// Rounds of the broadcast phase per sender [default: 5 with --quick, else 9]; more rounds
     /// give a profiler more samples.
     #[arg(long)]
@@ -607,7 +611,7 @@ async fn pool_accepted(pool: &mut ChildProc) -> Result<u64> {
         .ok_or_else(|| anyhow!("unexpected stats line from the pool: {line}"))
 }
 
-async fn throughput(via: Via<'_>, quick: bool) -> Result<Throughput> {
+async fn throughput(via: Via<'_>, quick: bool, en2_per_share: bool) -> Result<Throughput> {
     let mut rig = Rig::start(via, EVERY_HASH, EVERY_HASH).await?;
     let n = if quick { 40 } else { 100 };
     let miners = spawn_miners(rig.miner_addr(), n, |i| MinerConfig {
@@ -616,6 +620,7 @@ async fn throughput(via: Via<'_>, quick: bool) -> Result<Throughput> {
         record_shares: false,
         version_rolling: i % 2 == 0,
         reconnect_delay: None,
+        extranonce2_per_share: en2_per_share,
         ..MinerConfig::new(format!("tp.{i}"))
     });
     let ready = wait_ready(&miners, Duration::from_secs(60)).await;
@@ -2094,7 +2099,7 @@ async fn bench(args: &Args) -> Result<()> {
                     "[hub-bench] throughput via {} (round {round} of {rounds}) ...",
                     via.label()
                 );
-                match throughput(*via, args.quick).await {
+                match throughput(*via, args.quick, args.extranonce2_per_share).await {
                     Ok(t) => runs[via.slot()].push(t),
                     Err(e) => {
                         eprintln!("[hub-bench] throughput via {}: {e:#}", via.label());

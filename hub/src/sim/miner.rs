@@ -91,6 +91,10 @@ pub struct MinerConfig {
     pub tick: Duration,
     /// Submit ntime = now + this (the SRI miner rolls ntime 60 s ahead); `None`: the job's ntime.
     pub ntime_ahead: Option<u32>,
+    /// Move to a fresh extranonce2 after every share found, as an ASIC at farm difficulty
+    /// practically does (no two shares of one miner on the same merkle root, so a server's
+    /// memo of the last work never hits); `false`: 16 M nonces per extranonce2 and version.
+    pub extranonce2_per_share: bool,
     pub max_line_bytes: usize,
 }
 
@@ -112,6 +116,7 @@ impl MinerConfig {
             record_shares: true,
             tick: Duration::from_millis(50),
             ntime_ahead: None,
+            extranonce2_per_share: false,
             max_line_bytes: protocol::DEFAULT_MAX_LINE_BYTES,
         }
     }
@@ -371,6 +376,8 @@ struct Work {
     version_bits: u32,
     ntime: u32,
     hasher: Option<HeaderHasher>,
+    /// [`MinerConfig::extranonce2_per_share`]: every unit on its own extranonce2.
+    en2_per_unit: bool,
 }
 
 impl Work {
@@ -386,7 +393,12 @@ impl Work {
     /// A new mask in the middle of a job: continue on a fresh extranonce2 so no (extranonce2,
     /// version, nonce) is ever hashed twice (which would submit duplicates).
     fn change_mask(&mut self, mask: u32) {
-        self.en2_base += self.unit / self.combos() + 1;
+        let used = if self.en2_per_unit {
+            self.unit
+        } else {
+            self.unit / self.combos()
+        };
+        self.en2_base += used + 1;
         self.mask = mask;
         self.unit = 0;
         // Rebuilt lazily by the next mining step.
@@ -396,7 +408,11 @@ impl Work {
     fn start_unit(&mut self, ntime_ahead: Option<u32>) {
         // ASIC style: roll version bits first, extranonce2 when they run out.
         let combos = self.combos();
-        let en2_counter = self.en2_base + self.unit / combos;
+        let en2_counter = if self.en2_per_unit {
+            self.en2_base + self.unit
+        } else {
+            self.en2_base + self.unit / combos
+        };
         let roll = if self.mask != 0 {
             (self.unit % combos) as u32 + 1
         } else {
@@ -749,6 +765,7 @@ impl Conn<'_> {
                             version_bits: 0,
                             ntime: 0,
                             hasher: None,
+                            en2_per_unit: self.config.extranonce2_per_share,
                         };
                         // The header is built by the first mining step (`hasher: None`): an idle
                         // miner pays only for parsing, so job broadcasts measure the server.
@@ -790,7 +807,8 @@ impl Conn<'_> {
             };
             let nonce = work.nonce as u32;
             let h = hasher.hash(nonce);
-            if work.target.is_met_by(&h) {
+            let share = work.target.is_met_by(&h);
+            if share {
                 found.push(SubmittedShare {
                     job_id: work.job_id.clone(),
                     extranonce2: work.en2.clone(),
@@ -802,7 +820,7 @@ impl Conn<'_> {
                 });
             }
             work.nonce += 1;
-            if work.nonce >= NONCES_PER_UNIT {
+            if work.nonce >= NONCES_PER_UNIT || (share && work.en2_per_unit) {
                 work.unit += 1;
                 work.start_unit(self.config.ntime_ahead);
             }

@@ -178,6 +178,9 @@ pub struct PoolStats {
     pub ignored_while_silent: u64,
     /// Lines that were not valid Stratum (answered with an error or dropped).
     pub malformed_lines: u64,
+    /// Runs of one connection's shares checked by several tasks side by side (a proxy's
+    /// burst; see the module's `PARALLEL_RUN`).
+    pub share_runs_split: u64,
     pub workers: BTreeMap<String, WorkerCounts>,
 }
 
@@ -593,9 +596,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
             let id = s.session_seq.fetch_add(1, Ordering::SeqCst) + 1;
             debug!(pool = %s.config.name, session = id, %peer, "session opened");
             match &s.tls {
-                None => serve_session(stream, &s, id, c).await,
+                None => serve_session(stream, s.clone(), id, c).await,
                 Some(acceptor) => match acceptor.accept(stream).await {
-                    Ok(tls) => serve_session(tls, &s, id, c).await,
+                    Ok(tls) => serve_session(tls, s.clone(), id, c).await,
                     Err(e) => {
                         debug!(pool = %s.config.name, session = id, error = %e, "TLS handshake failed");
                         bump(&s, |st| st.tls_handshake_failures += 1);
@@ -610,19 +613,39 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, cancel: Cancell
     }
 }
 
-struct Session<'a> {
-    shared: &'a Shared,
-    id: u64,
-    out: tokio::sync::mpsc::UnboundedSender<String>,
-    en1: Vec<u8>,
-    en2_size: usize,
+/// What checking a share needs of its session. Shared with the tasks that check a long run of
+/// one connection's shares side by side (see [`PARALLEL_RUN`]); changed copy-on-write by the
+/// session, which never happens while such a run is out (the session awaits it).
+#[derive(Clone)]
+struct ShareContext {
+    session: u64,
     subscribed: bool,
-    extranonce_subscribed: bool,
-    mask: Option<u32>,
     authorized: HashSet<String>,
-    difficulty: f64,
     /// Difficulty in force when each job was sent to this session.
     job_difficulty: HashMap<String, f64>,
+    en1: Vec<u8>,
+    en2_size: usize,
+    mask: Option<u32>,
+}
+
+/// A run of at least this many shares read from one connection at once is checked by several
+/// tasks side by side, as a real pool does (ckpool hands every submit to a pool of worker
+/// threads): a proxy's one connection carries the shares of hundreds of miners, and checking
+/// them one by one on one task would make the simulator, not the proxy, the limit. A miner's
+/// own connection never has that many in flight in the tests and benches (at most 32), so
+/// straight to the pool nothing changes.
+const PARALLEL_RUN: usize = 64;
+
+/// Most lines taken from a connection's read buffer in one go.
+const MAX_LINES_AT_ONCE: usize = 4096;
+
+struct Session {
+    shared: Arc<Shared>,
+    id: u64,
+    out: tokio::sync::mpsc::UnboundedSender<String>,
+    ctx: Arc<ShareContext>,
+    extranonce_subscribed: bool,
+    difficulty: f64,
     job_order: VecDeque<String>,
     /// The newest job this connection was sent. The subscribe and authorize answers send the
     /// pool's newest job at once, possibly ahead of broadcasts still queued for this session;
@@ -631,7 +654,7 @@ struct Session<'a> {
     newest_sent: u64,
 }
 
-impl Session<'_> {
+impl Session {
     fn send(&self, line: impl Into<String>) {
         if !self.shared.silent.load(Ordering::SeqCst) {
             let _ = self.out.send(line.into());
@@ -659,18 +682,21 @@ impl Session<'_> {
 
     /// Sends `job`; `force_clean`: with `clean_jobs = true` whatever it was created with.
     fn send_job_as(&mut self, job: &PoolJob, force_clean: bool) {
-        if !self.subscribed {
+        if !self.ctx.subscribed {
             return;
         }
         self.newest_sent = self.newest_sent.max(job.seq);
-        self.job_difficulty.insert(job.id.clone(), self.difficulty);
+        let difficulty = self.difficulty;
+        Arc::make_mut(&mut self.ctx)
+            .job_difficulty
+            .insert(job.id.clone(), difficulty);
         // A job sent again (after every authorize) is one entry, not one per send: otherwise
         // 32 authorizes on one connection would evict the current job's own id.
         self.job_order.retain(|id| *id != job.id);
         self.job_order.push_back(job.id.clone());
         while self.job_order.len() > self.shared.config.jobs_kept.max(1) * 2 {
             if let Some(old) = self.job_order.pop_front() {
-                self.job_difficulty.remove(&old);
+                Arc::make_mut(&mut self.ctx).job_difficulty.remove(&old);
             }
         }
         let line = if force_clean {
@@ -687,7 +713,7 @@ impl Session<'_> {
 
     fn handle_request(&mut self, id: Value, method: &str, params: &Value) -> bool {
         if self.shared.silent.load(Ordering::SeqCst) {
-            bump(self.shared, |s| s.ignored_while_silent += 1);
+            bump(&self.shared, |s| s.ignored_while_silent += 1);
             return true;
         }
         let req = match MinerRequest::parse(method, params) {
@@ -701,12 +727,12 @@ impl Session<'_> {
                 return true;
             }
             Err(e) => {
-                bump(self.shared, |s| s.malformed_lines += 1);
+                bump(&self.shared, |s| s.malformed_lines += 1);
                 if method == protocol::method::SUBMIT
                     && let Some(w) = params.get(0).and_then(Value::as_str)
                 {
                     let w = w.to_owned();
-                    bump(self.shared, |s| {
+                    bump(&self.shared, |s| {
                         *s.workers
                             .entry(w)
                             .or_default()
@@ -721,7 +747,7 @@ impl Session<'_> {
         };
         match req {
             MinerRequest::Configure(c) => {
-                bump(self.shared, |s| s.configures += 1);
+                bump(&self.shared, |s| s.configures += 1);
                 let mut result = ConfigureResult::default();
                 match self.shared.config.configure {
                     ConfigureSupport::Disconnect => return false,
@@ -733,7 +759,7 @@ impl Session<'_> {
                     ConfigureSupport::VersionRolling(pool_mask) => {
                         if c.wants(protocol::extension::VERSION_ROLLING) {
                             let m = pool_mask & c.version_rolling_mask.unwrap_or(u32::MAX);
-                            self.mask = Some(m);
+                            Arc::make_mut(&mut self.ctx).mask = Some(m);
                             result.version_rolling = Some(true);
                             result.version_rolling_mask = Some(m);
                         }
@@ -754,13 +780,13 @@ impl Session<'_> {
                 self.send(protocol::result_line(&id, &result.to_value()));
             }
             MinerRequest::Subscribe(_) => {
-                bump(self.shared, |s| s.subscribes += 1);
-                self.subscribed = true;
+                bump(&self.shared, |s| s.subscribes += 1);
+                Arc::make_mut(&mut self.ctx).subscribed = true;
                 let sid = format!("{:x}", self.id);
                 let r = SubscribeResult {
                     subscriptions: protocol::standard_subscriptions(&sid),
-                    extranonce1: self.en1.clone(),
-                    extranonce2_size: self.en2_size,
+                    extranonce1: self.ctx.en1.clone(),
+                    extranonce2_size: self.ctx.en2_size,
                 };
                 self.send(protocol::result_line(&id, &r.to_value()));
                 self.send(ServerRequest::SetDifficulty(self.difficulty).to_notification());
@@ -781,8 +807,8 @@ impl Session<'_> {
                 }
             }
             MinerRequest::Authorize(a) => {
-                if self.shared.config.ignores_extra_authorizes && !self.authorized.is_empty() {
-                    bump(self.shared, |s| s.authorizes_ignored += 1);
+                if self.shared.config.ignores_extra_authorizes && !self.ctx.authorized.is_empty() {
+                    bump(&self.shared, |s| s.authorizes_ignored += 1);
                     return true;
                 }
                 let ok = match &self.shared.config.password {
@@ -793,7 +819,7 @@ impl Session<'_> {
                     .refused_names
                     .lock()
                     .is_ok_and(|names| names.contains(&a.user));
-                bump(self.shared, |s| {
+                bump(&self.shared, |s| {
                     if ok {
                         s.authorizes_ok += 1
                     } else {
@@ -801,163 +827,27 @@ impl Session<'_> {
                     }
                 });
                 if ok {
-                    self.authorized.insert(a.user);
+                    Arc::make_mut(&mut self.ctx).authorized.insert(a.user);
                 }
                 self.send(protocol::result_line(&id, &Value::Bool(ok)));
-                if ok && self.shared.config.resend_job_on_authorize && self.subscribed {
+                if ok && self.shared.config.resend_job_on_authorize && self.ctx.subscribed {
                     // What pool servers do: the connection's work, again, from the top.
                     self.send(ServerRequest::SetDifficulty(self.difficulty).to_notification());
                     if let Some(job) = self.current_job() {
                         self.send_job_as(&job, true);
                     }
-                    bump(self.shared, |s| s.jobs_resent_on_authorize += 1);
+                    bump(&self.shared, |s| s.jobs_resent_on_authorize += 1);
                 }
             }
             MinerRequest::SuggestDifficulty(_) => {
                 self.send(protocol::true_line(&id));
             }
             MinerRequest::Submit(s) => {
-                let worker = s.worker.clone();
-                let verdict = self.check_share(s);
-                let verdict = match verdict {
-                    Ok(share) if self.shared.reject_all.load(Ordering::SeqCst) => {
-                        drop(share);
-                        Err(StratumError::new(
-                            error_code::OTHER,
-                            "rejected by pool policy",
-                        ))
-                    }
-                    v => v,
-                };
-                match verdict {
-                    Ok(share) => {
-                        let d = share.difficulty;
-                        bump(self.shared, |st| {
-                            let w = st.workers.entry(worker).or_default();
-                            w.accepted += 1;
-                            w.accepted_difficulty += d;
-                        });
-                        if self.shared.config.record_shares
-                            && let Ok(mut log) = self.shared.shares.lock()
-                        {
-                            log.push(share);
-                        }
-                        self.send(protocol::true_line(&id));
-                    }
-                    Err(e) => {
-                        bump(self.shared, |st| {
-                            *st.workers
-                                .entry(worker)
-                                .or_default()
-                                .rejected
-                                .entry(e.code)
-                                .or_default() += 1;
-                        });
-                        self.send(protocol::error_line(&id, e.code, &e.message));
-                    }
-                }
+                let answer = submit_answer(&self.ctx, &self.shared, &id, s);
+                self.send(answer);
             }
         }
         true
-    }
-
-    /// Validates one share exactly as a pool does.
-    fn check_share(&self, s: Submit) -> Result<AcceptedShare, StratumError> {
-        if !self.subscribed {
-            return Err(StratumError::new(
-                error_code::NOT_SUBSCRIBED,
-                "not subscribed",
-            ));
-        }
-        if !self.authorized.contains(&s.worker) && !self.shared.config.ignores_extra_authorizes {
-            return Err(StratumError::new(
-                error_code::UNAUTHORIZED,
-                "unauthorized worker",
-            ));
-        }
-        let job = self
-            .shared
-            .jobs
-            .read()
-            .ok()
-            .and_then(|jobs| jobs.iter().rev().find(|j| j.id == s.job_id).cloned());
-        let (Some(job), Some(&difficulty)) = (job, self.job_difficulty.get(&s.job_id)) else {
-            return Err(StratumError::new(
-                error_code::JOB_NOT_FOUND,
-                "job not found",
-            ));
-        };
-        if s.extranonce2.len() != self.en2_size {
-            return Err(StratumError::new(
-                error_code::OTHER,
-                format!(
-                    "extranonce2 is {} bytes, expected {}",
-                    s.extranonce2.len(),
-                    self.en2_size
-                ),
-            ));
-        }
-        let latest = now_unix() as u64 + self.shared.config.ntime_future_slack.as_secs();
-        if (s.ntime as u64) < job.template.ntime() as u64 || s.ntime as u64 > latest {
-            return Err(StratumError::new(error_code::OTHER, "ntime out of range"));
-        }
-        let version = match (s.version_bits, self.mask) {
-            (None, _) => job.template.version(),
-            (Some(bits), Some(mask)) if bits & !mask == 0 => {
-                roll_version(job.template.version(), bits, mask)
-            }
-            (Some(_), Some(_)) => {
-                return Err(StratumError::new(
-                    error_code::OTHER,
-                    "version bits outside the negotiated mask",
-                ));
-            }
-            (Some(0), None) => job.template.version(),
-            (Some(_), None) => {
-                return Err(StratumError::new(
-                    error_code::OTHER,
-                    "version rolling was not negotiated",
-                ));
-            }
-        };
-        let mut key = Vec::with_capacity(self.en1.len() + s.extranonce2.len() + 12);
-        key.extend_from_slice(&self.en1);
-        key.extend_from_slice(&s.extranonce2);
-        key.extend_from_slice(&s.ntime.to_le_bytes());
-        key.extend_from_slice(&s.nonce.to_le_bytes());
-        key.extend_from_slice(&version.to_le_bytes());
-        let hash = job
-            .template
-            .share_hash(&self.en1, &s.extranonce2, s.ntime, s.nonce, version);
-        let target = Target::from_difficulty(difficulty)
-            .map_err(|e| StratumError::new(error_code::OTHER, e.to_string()))?;
-        if !target.is_met_by(&hash) {
-            return Err(StratumError::new(
-                error_code::LOW_DIFFICULTY,
-                "low difficulty share",
-            ));
-        }
-        let fresh = job
-            .seen
-            .lock()
-            .map(|mut seen| seen.insert(key))
-            .unwrap_or(false);
-        if !fresh {
-            return Err(StratumError::new(error_code::DUPLICATE, "duplicate share"));
-        }
-        Ok(AcceptedShare {
-            worker: s.worker,
-            session: self.id,
-            job_id: s.job_id,
-            extranonce1: self.en1.clone(),
-            extranonce2: s.extranonce2,
-            ntime: s.ntime,
-            nonce: s.nonce,
-            version,
-            difficulty,
-            hash_difficulty: crate::share::hash_difficulty(&hash),
-            received_at: Instant::now(),
-        })
     }
 
     /// Returns false when the session must close.
@@ -966,7 +856,7 @@ impl Session<'_> {
             SessionCmd::Notify(job) => self.send_job(&job),
             SessionCmd::SetDifficulty(d) => {
                 self.difficulty = d;
-                if self.subscribed {
+                if self.ctx.subscribed {
                     self.send(ServerRequest::SetDifficulty(d).to_notification());
                 }
             }
@@ -975,18 +865,19 @@ impl Session<'_> {
                 self.send(ServerRequest::Reconnect(r).to_notification());
             }
             SessionCmd::NewExtranonce => {
-                if !self.subscribed {
+                if !self.ctx.subscribed {
                     return true;
                 }
                 if !self.extranonce_subscribed {
                     return false;
                 }
                 *en1_generation += 1;
-                self.en1 = Self::extranonce1_for(self.shared, self.id, *en1_generation);
+                let en1 = Self::extranonce1_for(&self.shared, self.id, *en1_generation);
+                Arc::make_mut(&mut self.ctx).en1 = en1;
                 self.send(
                     ServerRequest::SetExtranonce(SetExtranonce {
-                        extranonce1: self.en1.clone(),
-                        extranonce2_size: self.en2_size,
+                        extranonce1: self.ctx.en1.clone(),
+                        extranonce2_size: self.ctx.en2_size,
                     })
                     .to_notification(),
                 );
@@ -996,10 +887,319 @@ impl Session<'_> {
     }
 }
 
-async fn serve_session<S>(stream: S, shared: &Shared, id: u64, cancel: CancellationToken)
+/// A share that proved its work, before the duplicate check.
+struct CheckedShare {
+    share: AcceptedShare,
+    job: Arc<PoolJob>,
+    /// What the job's duplicate set knows the share by.
+    key: Vec<u8>,
+}
+
+impl CheckedShare {
+    /// The duplicate check, the one order-dependent step: done in the order the shares came
+    /// (a share sent twice is the second one's fault, whichever task checked its work first).
+    fn admit(self) -> Result<AcceptedShare, StratumError> {
+        let fresh = self
+            .job
+            .seen
+            .lock()
+            .map(|mut seen| seen.insert(self.key))
+            .unwrap_or(false);
+        if !fresh {
+            return Err(StratumError::new(error_code::DUPLICATE, "duplicate share"));
+        }
+        Ok(self.share)
+    }
+}
+
+/// Validates one share exactly as a pool does, all but the duplicate check
+/// ([`CheckedShare::admit`]).
+fn check_share(
+    ctx: &ShareContext,
+    shared: &Shared,
+    s: Submit,
+) -> Result<CheckedShare, StratumError> {
+    if !ctx.subscribed {
+        return Err(StratumError::new(
+            error_code::NOT_SUBSCRIBED,
+            "not subscribed",
+        ));
+    }
+    if !ctx.authorized.contains(&s.worker) && !shared.config.ignores_extra_authorizes {
+        return Err(StratumError::new(
+            error_code::UNAUTHORIZED,
+            "unauthorized worker",
+        ));
+    }
+    let job = shared
+        .jobs
+        .read()
+        .ok()
+        .and_then(|jobs| jobs.iter().rev().find(|j| j.id == s.job_id).cloned());
+    let (Some(job), Some(&difficulty)) = (job, ctx.job_difficulty.get(&s.job_id)) else {
+        return Err(StratumError::new(
+            error_code::JOB_NOT_FOUND,
+            "job not found",
+        ));
+    };
+    if s.extranonce2.len() != ctx.en2_size {
+        return Err(StratumError::new(
+            error_code::OTHER,
+            format!(
+                "extranonce2 is {} bytes, expected {}",
+                s.extranonce2.len(),
+                ctx.en2_size
+            ),
+        ));
+    }
+    let latest = now_unix() as u64 + shared.config.ntime_future_slack.as_secs();
+    if (s.ntime as u64) < job.template.ntime() as u64 || s.ntime as u64 > latest {
+        return Err(StratumError::new(error_code::OTHER, "ntime out of range"));
+    }
+    let version = match (s.version_bits, ctx.mask) {
+        (None, _) => job.template.version(),
+        (Some(bits), Some(mask)) if bits & !mask == 0 => {
+            roll_version(job.template.version(), bits, mask)
+        }
+        (Some(_), Some(_)) => {
+            return Err(StratumError::new(
+                error_code::OTHER,
+                "version bits outside the negotiated mask",
+            ));
+        }
+        (Some(0), None) => job.template.version(),
+        (Some(_), None) => {
+            return Err(StratumError::new(
+                error_code::OTHER,
+                "version rolling was not negotiated",
+            ));
+        }
+    };
+    let mut key = Vec::with_capacity(ctx.en1.len() + s.extranonce2.len() + 12);
+    key.extend_from_slice(&ctx.en1);
+    key.extend_from_slice(&s.extranonce2);
+    key.extend_from_slice(&s.ntime.to_le_bytes());
+    key.extend_from_slice(&s.nonce.to_le_bytes());
+    key.extend_from_slice(&version.to_le_bytes());
+    let hash = job
+        .template
+        .share_hash(&ctx.en1, &s.extranonce2, s.ntime, s.nonce, version);
+    let target = Target::from_difficulty(difficulty)
+        .map_err(|e| StratumError::new(error_code::OTHER, e.to_string()))?;
+    if !target.is_met_by(&hash) {
+        return Err(StratumError::new(
+            error_code::LOW_DIFFICULTY,
+            "low difficulty share",
+        ));
+    }
+    let share = AcceptedShare {
+        worker: s.worker,
+        session: ctx.session,
+        job_id: s.job_id,
+        extranonce1: ctx.en1.clone(),
+        extranonce2: s.extranonce2,
+        ntime: s.ntime,
+        nonce: s.nonce,
+        version,
+        difficulty,
+        hash_difficulty: crate::share::hash_difficulty(&hash),
+        received_at: Instant::now(),
+    };
+    Ok(CheckedShare { share, job, key })
+}
+
+/// The whole of `mining.submit` but the send: the verdict (with the pool's reject-all switch),
+/// its booking in the pool's counters and share log, and the answer line.
+fn submit_answer(ctx: &ShareContext, shared: &Shared, id: &Value, s: Submit) -> String {
+    let worker = s.worker.clone();
+    book_submit(shared, id, worker, check_share(ctx, shared, s))
+}
+
+/// [`submit_answer`] after the check: the duplicate check, the reject-all switch, the booking
+/// and the answer line.
+fn book_submit(
+    shared: &Shared,
+    id: &Value,
+    worker: String,
+    checked: Result<CheckedShare, StratumError>,
+) -> String {
+    let verdict = match checked.and_then(CheckedShare::admit) {
+        Ok(share) if shared.reject_all.load(Ordering::SeqCst) => {
+            drop(share);
+            Err(StratumError::new(
+                error_code::OTHER,
+                "rejected by pool policy",
+            ))
+        }
+        v => v,
+    };
+    match verdict {
+        Ok(share) => {
+            let d = share.difficulty;
+            bump(shared, |st| {
+                let w = st.workers.entry(worker).or_default();
+                w.accepted += 1;
+                w.accepted_difficulty += d;
+            });
+            if shared.config.record_shares
+                && let Ok(mut log) = shared.shares.lock()
+            {
+                log.push(share);
+            }
+            protocol::true_line(id)
+        }
+        Err(e) => {
+            bump(shared, |st| {
+                *st.workers
+                    .entry(worker)
+                    .or_default()
+                    .rejected
+                    .entry(e.code)
+                    .or_default() += 1;
+            });
+            protocol::error_line(id, e.code, &e.message)
+        }
+    }
+}
+
+/// How a connection's read ended, once the lines read before it are handled.
+enum ReadEnd {
+    Closed,
+    Bad(tokio_util::codec::LinesCodecError),
+}
+
+/// One line read from a connection, sorted for handling.
+enum Incoming {
+    /// A well-formed `mining.submit` (checked in runs, see [`PARALLEL_RUN`]).
+    Submit(Value, Submit),
+    /// Anything else, handled in order as it comes.
+    Line(String),
+}
+
+fn sort_line(line: String) -> Incoming {
+    if let Ok(protocol::Message::Request(req)) = protocol::parse_line(&line)
+        && req.method == protocol::method::SUBMIT
+        && let Ok(Some(MinerRequest::Submit(s))) = MinerRequest::parse(&req.method, &req.params)
+    {
+        return Incoming::Submit(req.id, s);
+    }
+    Incoming::Line(line)
+}
+
+impl Session {
+    /// One line that is not a well-formed submit; false when the session must close.
+    fn handle_line(&mut self, line: &str) -> bool {
+        match protocol::parse_line(line) {
+            Ok(protocol::Message::Request(req)) => {
+                self.handle_request(req.id, &req.method, &req.params)
+            }
+            // Answers to our (never sent) requests: ignore.
+            Ok(protocol::Message::Response(_)) => true,
+            Err(e) => {
+                bump(&self.shared, |s| s.malformed_lines += 1);
+                self.send(protocol::error_line(
+                    &Value::Null,
+                    error_code::OTHER,
+                    &e.to_string(),
+                ));
+                true
+            }
+        }
+    }
+
+    /// A run of submits read together, answered in the order they came. A long run is split
+    /// over several tasks (see [`PARALLEL_RUN`]); a short one is checked here, one by one.
+    async fn handle_submits(&mut self, mut run: Vec<(Value, Submit)>) {
+        let parts = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .max(2)
+            .min(run.len() / PARALLEL_RUN)
+            .max(1);
+        let mut rest = Vec::with_capacity(parts - 1);
+        if parts > 1 {
+            bump(&self.shared, |s| s.share_runs_split += 1);
+        }
+        let size = run.len().div_ceil(parts);
+        if parts == 1 {
+            for (id, s) in run {
+                let answer = submit_answer(&self.ctx, &self.shared, &id, s);
+                self.send(answer);
+            }
+            return;
+        }
+        // The work of every share is checked side by side; the duplicate checks, the booking
+        // and the answers follow here, in the order the shares came.
+        let check = |ctx: &ShareContext, shared: &Shared, chunk: Vec<(Value, Submit)>| {
+            chunk
+                .into_iter()
+                .map(|(id, s)| {
+                    let worker = s.worker.clone();
+                    (id, worker, check_share(ctx, shared, s))
+                })
+                .collect::<Vec<_>>()
+        };
+        while run.len() > size {
+            let chunk = run.split_off(run.len().saturating_sub(size).max(size));
+            let (ctx, shared) = (self.ctx.clone(), self.shared.clone());
+            rest.push(tokio::spawn(async move { check(&ctx, &shared, chunk) }));
+        }
+        let mut checked = vec![check(&self.ctx, &self.shared, run)];
+        // Spawned last chunk first: the chunks were split off the end.
+        for task in rest.into_iter().rev() {
+            match task.await {
+                Ok(c) => checked.push(c),
+                // Only if the runtime is shutting down (a check never panics): the
+                // connection goes with it.
+                Err(e) => {
+                    debug!(pool = %self.shared.config.name, session = self.id, error = %e, "share check task ended");
+                    return;
+                }
+            }
+        }
+        for (id, worker, c) in checked.into_iter().flatten() {
+            let answer = book_submit(&self.shared, &id, worker, c);
+            self.send(answer);
+        }
+    }
+
+    /// Lines read together, in order: runs of submits in between the other lines.
+    async fn handle_lines(&mut self, lines: Vec<String>) -> bool {
+        let mut run: Vec<(Value, Submit)> = Vec::new();
+        for line in lines {
+            if line.trim().is_empty() {
+                continue;
+            }
+            // While silent every request is only counted (see `handle_request`).
+            let incoming = if self.shared.silent.load(Ordering::SeqCst) {
+                Incoming::Line(line)
+            } else {
+                sort_line(line)
+            };
+            match incoming {
+                Incoming::Submit(id, s) => run.push((id, s)),
+                Incoming::Line(line) => {
+                    if !run.is_empty() {
+                        self.handle_submits(std::mem::take(&mut run)).await;
+                    }
+                    if !self.handle_line(&line) {
+                        return false;
+                    }
+                }
+            }
+        }
+        if !run.is_empty() {
+            self.handle_submits(run).await;
+        }
+        true
+    }
+}
+
+async fn serve_session<S>(stream: S, shared: Arc<Shared>, id: u64, cancel: CancellationToken)
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
 {
+    use futures::FutureExt;
     let (r, w) = tokio::io::split(stream);
     let mut lines = FramedRead::new(
         r,
@@ -1010,17 +1210,20 @@ where
     let difficulty = shared.difficulty.lock().map(|g| *g).unwrap_or(1.0);
     let mut en1_generation = 0u64;
     let mut session = Session {
+        ctx: Arc::new(ShareContext {
+            session: id,
+            subscribed: false,
+            authorized: HashSet::new(),
+            job_difficulty: HashMap::new(),
+            en1: Session::extranonce1_for(&shared, id, 0),
+            en2_size: shared.config.extranonce2_size,
+            mask: None,
+        }),
         shared,
         id,
         out,
-        en1: Session::extranonce1_for(shared, id, 0),
-        en2_size: shared.config.extranonce2_size,
-        subscribed: false,
         extranonce_subscribed: false,
-        mask: None,
-        authorized: HashSet::new(),
         difficulty,
-        job_difficulty: HashMap::new(),
         job_order: VecDeque::new(),
         newest_sent: 0,
     };
@@ -1030,35 +1233,46 @@ where
             cmd = cmds.recv() => match cmd {
                 Ok(cmd) => if !session.handle_cmd(cmd, &mut en1_generation) { break },
                 Err(broadcast::error::RecvError::Lagged(n)) => {
-                    bump(shared, |s| s.commands_skipped += n);
+                    bump(&session.shared, |s| s.commands_skipped += n);
                     continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             },
             line = lines.next() => {
-                let line = match line {
-                    Some(Ok(l)) => l,
-                    Some(Err(e)) => {
-                        debug!(pool = %shared.config.name, session = id, error = %e, "closing session on bad input");
-                        bump(shared, |s| s.malformed_lines += 1);
-                        break;
-                    }
-                    None => break,
-                };
-                if line.trim().is_empty() {
-                    continue;
-                }
-                match protocol::parse_line(&line) {
-                    Ok(protocol::Message::Request(req)) => {
-                        if !session.handle_request(req.id, &req.method, &req.params) {
+                // This line and every whole line already read behind it.
+                let mut batch = Vec::new();
+                let mut end = None;
+                let mut next = line;
+                loop {
+                    match next {
+                        Some(Ok(l)) => batch.push(l),
+                        Some(Err(e)) => {
+                            end = Some(ReadEnd::Bad(e));
+                            break;
+                        }
+                        None => {
+                            end = Some(ReadEnd::Closed);
                             break;
                         }
                     }
-                    // Answers to our (never sent) requests: ignore.
-                    Ok(protocol::Message::Response(_)) => {}
-                    Err(e) => {
-                        bump(shared, |s| s.malformed_lines += 1);
-                        session.send(protocol::error_line(&Value::Null, error_code::OTHER, &e.to_string()));
+                    if batch.len() >= MAX_LINES_AT_ONCE {
+                        break;
+                    }
+                    match lines.next().now_or_never() {
+                        Some(n) => next = n,
+                        None => break,
+                    }
+                }
+                if !session.handle_lines(batch).await {
+                    break;
+                }
+                match end {
+                    None => {}
+                    Some(ReadEnd::Closed) => break,
+                    Some(ReadEnd::Bad(e)) => {
+                        debug!(pool = %session.shared.config.name, session = id, error = %e, "closing session on bad input");
+                        bump(&session.shared, |s| s.malformed_lines += 1);
+                        break;
                     }
                 }
             }
