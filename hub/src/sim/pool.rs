@@ -896,8 +896,7 @@ struct CheckedShare {
 }
 
 impl CheckedShare {
-    /// The duplicate check, the one order-dependent step: done in the order the shares came
-    /// (a share sent twice is the second one's fault, whichever task checked its work first).
+    /// The duplicate check.
     fn admit(self) -> Result<AcceptedShare, StratumError> {
         let fresh = self
             .job
@@ -1121,34 +1120,32 @@ impl Session {
             bump(&self.shared, |s| s.share_runs_split += 1);
         }
         let size = run.len().div_ceil(parts);
-        if parts == 1 {
-            for (id, s) in run {
-                let answer = submit_answer(&self.ctx, &self.shared, &id, s);
-                self.send(answer);
-            }
-            return;
-        }
-        // The work of every share is checked side by side; the duplicate checks, the booking
-        // and the answers follow here, in the order the shares came.
-        let check = |ctx: &ShareContext, shared: &Shared, chunk: Vec<(Value, Submit)>| {
+        // Each task checks, books and answers its chunk whole; the answers go out in the
+        // order the shares came. As in a pool with worker threads, of two copies of one share
+        // in one run, the one whose task gets to the job's duplicate set first is accepted.
+        let answer = |ctx: &ShareContext, shared: &Shared, chunk: Vec<(Value, Submit)>| {
             chunk
                 .into_iter()
-                .map(|(id, s)| {
-                    let worker = s.worker.clone();
-                    (id, worker, check_share(ctx, shared, s))
-                })
+                .map(|(id, s)| submit_answer(ctx, shared, &id, s))
                 .collect::<Vec<_>>()
         };
         while run.len() > size {
             let chunk = run.split_off(run.len().saturating_sub(size).max(size));
             let (ctx, shared) = (self.ctx.clone(), self.shared.clone());
-            rest.push(tokio::spawn(async move { check(&ctx, &shared, chunk) }));
+            rest.push(tokio::spawn(async move { answer(&ctx, &shared, chunk) }));
         }
-        let mut checked = vec![check(&self.ctx, &self.shared, run)];
+        for (id, s) in run {
+            let a = submit_answer(&self.ctx, &self.shared, &id, s);
+            self.send(a);
+        }
         // Spawned last chunk first: the chunks were split off the end.
         for task in rest.into_iter().rev() {
             match task.await {
-                Ok(c) => checked.push(c),
+                Ok(answers) => {
+                    for a in answers {
+                        self.send(a);
+                    }
+                }
                 // Only if the runtime is shutting down (a check never panics): the
                 // connection goes with it.
                 Err(e) => {
@@ -1156,10 +1153,6 @@ impl Session {
                     return;
                 }
             }
-        }
-        for (id, worker, c) in checked.into_iter().flatten() {
-            let answer = book_submit(&self.shared, &id, worker, c);
-            self.send(answer);
         }
     }
 
