@@ -185,12 +185,12 @@ impl HeaderHasher {
         let mut first = [0u8; 64];
         first.copy_from_slice(&header[..64]);
         compress(&mut midstate, &first);
-        let mut tail = [0u8; 64];
-        tail[..12].copy_from_slice(&header[64..76]);
-        tail[16] = 0x80;
-        tail[62] = 0x02;
-        tail[63] = 0x80; // 640 bits
-        HeaderHasher { midstate, tail }
+        let mut end = [0u8; 12];
+        end.copy_from_slice(&header[64..76]);
+        HeaderHasher {
+            midstate,
+            tail: header_tail(&end, 0),
+        }
     }
 
     /// sha256d of the header with `nonce` (the numeric nonce, written little-endian).
@@ -201,6 +201,18 @@ impl HeaderHasher {
         compress(&mut state, &tail);
         sha256_32(&state_bytes(&state))
     }
+}
+
+/// The header's second SHA-256 block: its last 16 bytes (`end` = the merkle root's last 4,
+/// ntime, nbits; then the nonce) and the padding for 80 bytes.
+fn header_tail(end: &[u8; 12], nonce: u32) -> [u8; 64] {
+    let mut tail = [0u8; 64];
+    tail[..12].copy_from_slice(end);
+    tail[12..16].copy_from_slice(&nonce.to_le_bytes());
+    tail[16] = 0x80;
+    tail[62] = 0x02;
+    tail[63] = 0x80; // 640 bits
+    tail
 }
 
 /// Merkle root from the coinbase transaction and the branch sent in `mining.notify`
@@ -578,16 +590,12 @@ impl JobTemplate {
                 state
             }
         };
-        let mut tail = [0u8; 64];
-        tail[0..4].copy_from_slice(&memo.root[28..32]);
-        tail[4..8].copy_from_slice(&ntime.to_le_bytes());
-        tail[8..12].copy_from_slice(&self.nbits.to_le_bytes());
-        tail[12..16].copy_from_slice(&nonce.to_le_bytes());
-        tail[16] = 0x80;
-        tail[62] = 0x02;
-        tail[63] = 0x80; // 640 bits
+        let mut end = [0u8; 12];
+        end[0..4].copy_from_slice(&memo.root[28..32]);
+        end[4..8].copy_from_slice(&ntime.to_le_bytes());
+        end[8..12].copy_from_slice(&self.nbits.to_le_bytes());
         let mut state = midstate;
-        compress(&mut state, &tail);
+        compress(&mut state, &header_tail(&end, nonce));
         sha256_32(&state_bytes(&state))
     }
 }
@@ -1185,24 +1193,18 @@ mod tests {
     /// memo with empty extranonces must not answer from its zeroed root.
     #[test]
     fn memo_is_keyed_by_job_and_both_extranonces() {
-        let a = JobTemplate::new(
-            [1; 32],
-            vec![2; 70],
-            vec![3; 40],
-            vec![[4; 32]],
-            0x2000_0000,
-            0x1d00ffff,
-            9,
-        );
-        let b = JobTemplate::new(
-            [5; 32],
-            vec![2; 70],
-            vec![3; 40],
-            vec![[4; 32]],
-            0x2000_0000,
-            0x1d00ffff,
-            9,
-        );
+        let job = |prevhash| {
+            JobTemplate::new(
+                prevhash,
+                vec![2; 70],
+                vec![3; 40],
+                vec![[4; 32]],
+                0x2000_0000,
+                0x1d00ffff,
+                9,
+            )
+        };
+        let (a, b) = (job([1; 32]), job([5; 32]));
         let mut memo = WorkMemo::default();
         assert_eq!(
             a.share_hash_memo(&mut memo, 0, &[], &[], 1, 2, 0x2000_0000),
