@@ -618,6 +618,12 @@ mod tests {
         .unwrap();
         let mut cfg = quick(vec![pool.url()]);
         cfg.upstream.submit_timeout = DurationSpec::from_secs(submit_timeout_seconds);
+        // The miners' difficulty pinned at the pool's. Free, vardiff read a starved miner's
+        // burst of shares (24 in 12 ms on a loaded CI machine) as a fast miner and raised it
+        // twentyfold, to one share in 9 s: the test then waited on luck for its 3 shares.
+        cfg.vardiff.min_difficulty = 1e-4;
+        cfg.vardiff.initial_difficulty = 1e-4;
+        cfg.vardiff.max_difficulty = 1e-4;
         let hub = Hub::start(cfg).await.unwrap();
         let up = wait_until(T, || {
             hub.pool_facts()
