@@ -181,16 +181,18 @@ pub struct HeaderHasher {
 impl HeaderHasher {
     /// Prepares hashing for `header` (its nonce bytes are ignored).
     pub fn new(header: &[u8; 80]) -> Self {
-        let mut midstate = SHA256_IV;
-        let mut first = [0u8; 64];
-        first.copy_from_slice(&header[..64]);
-        compress(&mut midstate, &first);
-        let mut end = [0u8; 12];
-        end.copy_from_slice(&header[64..76]);
-        HeaderHasher {
-            midstate,
-            tail: header_tail(&end, 0),
-        }
+        Self::resume(header_midstate(header), header)
+    }
+
+    /// As [`HeaderHasher::new`], with `midstate` the state after `header`'s first 64 bytes,
+    /// computed earlier for the same bytes.
+    fn resume(midstate: [u32; 8], header: &[u8; 80]) -> Self {
+        let mut tail = [0u8; 64];
+        tail[..12].copy_from_slice(&header[64..76]);
+        tail[16] = 0x80;
+        tail[62] = 0x02;
+        tail[63] = 0x80; // 640 bits
+        HeaderHasher { midstate, tail }
     }
 
     /// sha256d of the header with `nonce` (the numeric nonce, written little-endian).
@@ -203,16 +205,13 @@ impl HeaderHasher {
     }
 }
 
-/// The header's second SHA-256 block: its last 16 bytes (`end` = the merkle root's last 4,
-/// ntime, nbits; then the nonce) and the padding for 80 bytes.
-fn header_tail(end: &[u8; 12], nonce: u32) -> [u8; 64] {
-    let mut tail = [0u8; 64];
-    tail[..12].copy_from_slice(end);
-    tail[12..16].copy_from_slice(&nonce.to_le_bytes());
-    tail[16] = 0x80;
-    tail[62] = 0x02;
-    tail[63] = 0x80; // 640 bits
-    tail
+/// The SHA-256 state after a header's first 64 bytes (version, prevhash, 28 bytes of the root).
+fn header_midstate(header: &[u8; 80]) -> [u32; 8] {
+    let mut state = SHA256_IV;
+    let mut first = [0u8; 64];
+    first.copy_from_slice(&header[..64]);
+    compress(&mut state, &first);
+    state
 }
 
 /// Merkle root from the coinbase transaction and the branch sent in `mining.notify`
@@ -577,26 +576,23 @@ impl JobTemplate {
             memo.extranonces.extend_from_slice(extranonce2);
             memo.header = None;
         }
+        let header = build_header(
+            version,
+            &self.prevhash,
+            &memo.root,
+            ntime,
+            self.nbits,
+            nonce,
+        );
         let midstate = match memo.header {
             Some((v, state)) if v == version => state,
             _ => {
-                let mut first = [0u8; 64];
-                first[0..4].copy_from_slice(&version.to_le_bytes());
-                first[4..36].copy_from_slice(&self.prevhash);
-                first[36..64].copy_from_slice(&memo.root[..28]);
-                let mut state = SHA256_IV;
-                compress(&mut state, &first);
+                let state = header_midstate(&header);
                 memo.header = Some((version, state));
                 state
             }
         };
-        let mut end = [0u8; 12];
-        end[0..4].copy_from_slice(&memo.root[28..32]);
-        end[4..8].copy_from_slice(&ntime.to_le_bytes());
-        end[8..12].copy_from_slice(&self.nbits.to_le_bytes());
-        let mut state = midstate;
-        compress(&mut state, &header_tail(&end, nonce));
-        sha256_32(&state_bytes(&state))
+        HeaderHasher::resume(midstate, &header).hash(nonce)
     }
 }
 

@@ -390,15 +390,19 @@ impl Work {
         }
     }
 
-    /// A new mask in the middle of a job: continue on a fresh extranonce2 so no (extranonce2,
-    /// version, nonce) is ever hashed twice (which would submit duplicates).
-    fn change_mask(&mut self, mask: u32) {
-        let used = if self.en2_per_unit {
+    /// The current unit's extranonce2, counted from `en2_base`.
+    fn en2_offset(&self) -> u64 {
+        if self.en2_per_unit {
             self.unit
         } else {
             self.unit / self.combos()
-        };
-        self.en2_base += used + 1;
+        }
+    }
+
+    /// A new mask in the middle of a job: continue on a fresh extranonce2 so no (extranonce2,
+    /// version, nonce) is ever hashed twice (which would submit duplicates).
+    fn change_mask(&mut self, mask: u32) {
+        self.en2_base += self.en2_offset() + 1;
         self.mask = mask;
         self.unit = 0;
         // Rebuilt lazily by the next mining step.
@@ -408,11 +412,7 @@ impl Work {
     fn start_unit(&mut self, ntime_ahead: Option<u32>) {
         // ASIC style: roll version bits first, extranonce2 when they run out.
         let combos = self.combos();
-        let en2_counter = if self.en2_per_unit {
-            self.en2_base + self.unit
-        } else {
-            self.en2_base + self.unit / combos
-        };
+        let en2_counter = self.en2_base + self.en2_offset();
         let roll = if self.mask != 0 {
             (self.unit % combos) as u32 + 1
         } else {

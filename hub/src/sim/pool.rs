@@ -887,37 +887,12 @@ impl Session {
     }
 }
 
-/// A share that proved its work, before the duplicate check.
-struct CheckedShare {
-    share: AcceptedShare,
-    job: Arc<PoolJob>,
-    /// What the job's duplicate set knows the share by.
-    key: Vec<u8>,
-}
-
-impl CheckedShare {
-    /// The duplicate check.
-    fn admit(self) -> Result<AcceptedShare, StratumError> {
-        let fresh = self
-            .job
-            .seen
-            .lock()
-            .map(|mut seen| seen.insert(self.key))
-            .unwrap_or(false);
-        if !fresh {
-            return Err(StratumError::new(error_code::DUPLICATE, "duplicate share"));
-        }
-        Ok(self.share)
-    }
-}
-
-/// Validates one share exactly as a pool does, all but the duplicate check
-/// ([`CheckedShare::admit`]).
+/// Validates one share exactly as a pool does.
 fn check_share(
     ctx: &ShareContext,
     shared: &Shared,
     s: Submit,
-) -> Result<CheckedShare, StratumError> {
+) -> Result<AcceptedShare, StratumError> {
     if !ctx.subscribed {
         return Err(StratumError::new(
             error_code::NOT_SUBSCRIBED,
@@ -991,7 +966,15 @@ fn check_share(
             "low difficulty share",
         ));
     }
-    let share = AcceptedShare {
+    let fresh = job
+        .seen
+        .lock()
+        .map(|mut seen| seen.insert(key))
+        .unwrap_or(false);
+    if !fresh {
+        return Err(StratumError::new(error_code::DUPLICATE, "duplicate share"));
+    }
+    Ok(AcceptedShare {
         worker: s.worker,
         session: ctx.session,
         job_id: s.job_id,
@@ -1003,26 +986,14 @@ fn check_share(
         difficulty,
         hash_difficulty: crate::share::hash_difficulty(&hash),
         received_at: Instant::now(),
-    };
-    Ok(CheckedShare { share, job, key })
+    })
 }
 
 /// The whole of `mining.submit` but the send: the verdict (with the pool's reject-all switch),
 /// its booking in the pool's counters and share log, and the answer line.
 fn submit_answer(ctx: &ShareContext, shared: &Shared, id: &Value, s: Submit) -> String {
     let worker = s.worker.clone();
-    book_submit(shared, id, worker, check_share(ctx, shared, s))
-}
-
-/// [`submit_answer`] after the check: the duplicate check, the reject-all switch, the booking
-/// and the answer line.
-fn book_submit(
-    shared: &Shared,
-    id: &Value,
-    worker: String,
-    checked: Result<CheckedShare, StratumError>,
-) -> String {
-    let verdict = match checked.and_then(CheckedShare::admit) {
+    let verdict = match check_share(ctx, shared, s) {
         Ok(share) if shared.reject_all.load(Ordering::SeqCst) => {
             drop(share);
             Err(StratumError::new(
